@@ -1,0 +1,32 @@
+# pixelflux — the two commands of the README:
+#   make run    installs what is missing, builds, and streams this screen (or a demo scene)
+#   make test   installs what is missing and runs every test
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test deps deps-test build lint test-rust bench
+
+deps:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+build: deps
+	$(CARGO) build --release -p pixelflux-cli
+
+run: build
+	target/release/pixelflux capture --seconds 10
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test --workspace
+
+test: deps-test lint test-rust
+
+bench: build
+	target/release/pixelflux bench

@@ -1,0 +1,113 @@
+//! `pixelflux capture`: run the pipeline and print per-second figures.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use pixelflux::ScreenCapture;
+
+use crate::options::CaptureOptions;
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub options: CaptureOptions,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+}
+
+pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
+    let (settings, spec) = args.options.resolve()?;
+    println!(
+        "capturing {}x{}+{}+{} from {:?} as {:?} at {} fps (Ctrl-C stops)",
+        settings.capture_width,
+        settings.capture_height,
+        settings.capture_x,
+        settings.capture_y,
+        spec,
+        settings.output_mode,
+        settings.target_fps
+    );
+    let capture = ScreenCapture::start(settings, spec, |_| {})?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc_flag(flag);
+    let t0 = Instant::now();
+    let mut last = capture.stats();
+    let mut cpu_last = cpu_seconds();
+    let mut tick = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if interrupted.load(Ordering::Relaxed) || !capture.is_running() {
+            break;
+        }
+        if let Some(limit) = args.seconds {
+            if t0.elapsed().as_secs_f64() >= limit {
+                break;
+            }
+        }
+        if tick.elapsed() >= Duration::from_secs(1) {
+            let now = capture.stats();
+            let dt = tick.elapsed().as_secs_f64();
+            let cpu = cpu_seconds();
+            let frames = now.frames - last.frames;
+            println!(
+                "{:6.1} fps  {:6.1} stripes/frame  {:9.0} kbit/s  cpu {:5.1}% of a core",
+                frames as f64 / dt,
+                (now.stripes - last.stripes) as f64 / (frames.max(1)) as f64,
+                (now.bytes - last.bytes) as f64 * 8.0 / 1000.0 / dt,
+                (cpu - cpu_last) / dt * 100.0
+            );
+            last = now;
+            cpu_last = cpu;
+            tick = Instant::now();
+        }
+    }
+    if let Some(err) = capture.stop() {
+        anyhow::bail!("capture failed: {err}");
+    }
+    let s = capture.stats();
+    println!(
+        "done: {} frames, {} stripes, {} bytes in {:.1} s",
+        s.frames,
+        s.stripes,
+        s.bytes,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Sets `flag` on SIGINT/SIGTERM, using tokio's signal handling on a small runtime thread.
+fn ctrlc_flag(flag: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        flag.store(true, Ordering::Relaxed);
+    });
+}

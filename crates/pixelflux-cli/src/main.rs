@@ -1,0 +1,36 @@
+//! The `pixelflux` command.
+
+mod capture_cmd;
+mod options;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "pixelflux",
+    version,
+    about = "Capture a screen's changed stripes as JPEG or H.264"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Capture and print per-second figures (fps, stripes, kbit/s).
+    Capture(capture_cmd::CaptureArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "pixelflux=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Capture(args) => capture_cmd::run(args),
+    }
+}

@@ -1,0 +1,147 @@
+//! Command-line options shared by the subcommands: where to capture from and how to encode.
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use pixelflux::{CaptureSettings, OutputMode, Scene, SourceSpec};
+
+/// A region `WxH+X+Y` (or `WxH`, at 0,0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionArg {
+    pub width: u32,
+    pub height: u32,
+    pub x: i32,
+    pub y: i32,
+}
+
+impl std::str::FromStr for RegionArg {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (size, pos) = match s.split_once('+') {
+            Some((size, pos)) => (size, Some(pos)),
+            None => (s, None),
+        };
+        let (w, h) = size
+            .split_once('x')
+            .context("region must look like WxH+X+Y, e.g. 1280x720+0+0")?;
+        let (x, y) = match pos {
+            Some(pos) => pos
+                .split_once('+')
+                .context("region must look like WxH+X+Y, e.g. 1280x720+0+0")?,
+            None => ("0", "0"),
+        };
+        let region = Self {
+            width: w.parse().context("region width")?,
+            height: h.parse().context("region height")?,
+            x: x.parse().context("region x")?,
+            y: y.parse().context("region y")?,
+        };
+        if region.width == 0 || region.height == 0 {
+            bail!("region must not be empty");
+        }
+        Ok(region)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Codec {
+    Jpeg,
+    H264,
+}
+
+/// Source and encoding options.
+#[derive(Debug, Clone, Args)]
+pub struct CaptureOptions {
+    /// X display to capture (default: $DISPLAY).
+    #[arg(long)]
+    pub display: Option<String>,
+    /// Region to capture, WxH+X+Y (default: the whole screen).
+    #[arg(long)]
+    pub region: Option<RegionArg>,
+    /// Play a built-in synthetic scene instead of capturing a display
+    /// (static, typing, scroll, video, full).
+    #[arg(long)]
+    pub scene: Option<Scene>,
+    /// Codec of the stripes.
+    #[arg(long, value_enum, default_value = "jpeg")]
+    pub codec: Codec,
+    /// Target frames per second.
+    #[arg(long, default_value_t = 60.0)]
+    pub fps: f64,
+    /// JPEG quality (1-100).
+    #[arg(long, default_value_t = 85)]
+    pub quality: u8,
+    /// H.264 CRF (0-51).
+    #[arg(long, default_value_t = 25)]
+    pub crf: u8,
+    /// Rows per stripe.
+    #[arg(long, default_value_t = pixelflux::settings::DEFAULT_STRIPE_HEIGHT)]
+    pub stripe_height: u32,
+    /// Blend the pointer into the picture.
+    #[arg(long)]
+    pub cursor: bool,
+}
+
+impl CaptureOptions {
+    /// Settings and source for these options. With no scene, the display is asked for its
+    /// size when no region is given; with no display at all, the `typing` scene plays.
+    pub fn resolve(&self) -> anyhow::Result<(CaptureSettings, SourceSpec)> {
+        let mut settings = CaptureSettings {
+            target_fps: self.fps,
+            jpeg_quality: self.quality,
+            h264_crf: self.crf,
+            stripe_height: self.stripe_height,
+            capture_cursor: self.cursor,
+            output_mode: match self.codec {
+                Codec::Jpeg => OutputMode::Jpeg,
+                Codec::H264 => OutputMode::H264,
+            },
+            ..Default::default()
+        };
+        let display = self
+            .display
+            .clone()
+            .or_else(|| std::env::var("DISPLAY").ok());
+        let spec = match (self.scene, display) {
+            (Some(scene), _) => SourceSpec::Synthetic(scene),
+            (None, Some(display)) => SourceSpec::X11 {
+                display: Some(display),
+            },
+            (None, None) => {
+                tracing::warn!("no X display ($DISPLAY unset, no --display): playing the synthetic `typing` scene");
+                SourceSpec::Synthetic(Scene::Typing)
+            }
+        };
+        match (self.region, &spec) {
+            (Some(r), _) => {
+                settings.capture_width = r.width;
+                settings.capture_height = r.height;
+                settings.capture_x = r.x;
+                settings.capture_y = r.y;
+            }
+            (None, SourceSpec::X11 { display }) => {
+                let (w, h) = pixelflux::source::x11::screen_size(display.as_deref())?;
+                settings.capture_width = w;
+                settings.capture_height = h;
+            }
+            (None, SourceSpec::Synthetic(_)) => {}
+        }
+        settings.validate()?;
+        Ok((settings, spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_parse() {
+        let r: RegionArg = "1280x720+10+20".parse().unwrap();
+        assert_eq!((r.width, r.height, r.x, r.y), (1280, 720, 10, 20));
+        let r: RegionArg = "640x480".parse().unwrap();
+        assert_eq!((r.x, r.y), (0, 0));
+        for bad in ["", "x", "10x", "0x10", "10x10+1", "axb"] {
+            assert!(bad.parse::<RegionArg>().is_err(), "{bad}");
+        }
+    }
+}

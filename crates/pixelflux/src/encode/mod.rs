@@ -1,0 +1,94 @@
+//! Stripe encoders: one instance per stripe, kept across frames, owned by that stripe's slot.
+
+pub mod jpeg;
+
+use crate::frame::FrameRef;
+use crate::settings::{CaptureSettings, OutputMode};
+use crate::wire::H264FrameType;
+
+/// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripeKind {
+    /// A JPEG image (type 1).
+    Jpeg,
+    /// An H.264 access unit (type 2).
+    H264,
+}
+
+impl StripeKind {
+    /// 1.2.2's integer for this kind.
+    pub fn code(self) -> u8 {
+        match self {
+            StripeKind::Jpeg => 1,
+            StripeKind::H264 => 2,
+        }
+    }
+}
+
+/// Why a stripe is being encoded and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeRequest {
+    /// JPEG quality to use (1–100).
+    pub jpeg_quality: u8,
+    /// A static stripe's one-time high-quality refresh.
+    pub paint_over: bool,
+    /// Must be decodable on its own (H.264: an IDR with SPS/PPS).
+    pub keyframe: bool,
+}
+
+/// Where the stripe sits and which frame it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripePlace {
+    /// Frame counter (the header carries it modulo 65536).
+    pub frame_id: u64,
+    /// First row of the stripe in the captured region.
+    pub y: u32,
+}
+
+/// What an encoder produced, besides the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOutcome {
+    /// JPEG or H.264.
+    pub kind: StripeKind,
+    /// For H.264, the picture type the encoder actually produced.
+    pub h264_frame_type: Option<H264FrameType>,
+    /// Length of the header at the start of the output.
+    pub header_len: usize,
+}
+
+/// An encoder failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// libjpeg-turbo reported an error.
+    #[error("JPEG encoder: {0}")]
+    Jpeg(String),
+    /// libx264 reported an error or could not be opened.
+    #[error("H.264 encoder: {0}")]
+    H264(String),
+}
+
+/// Encodes one stripe's pixels; keeps whatever state it needs between frames.
+pub trait StripeEncoder: Send {
+    /// Appends header and payload for `pixels` to `out` (which is empty). Returns `None` when
+    /// the encoder produced nothing for this frame.
+    fn encode(
+        &mut self,
+        pixels: FrameRef<'_>,
+        request: &EncodeRequest,
+        place: StripePlace,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<EncodeOutcome>, EncodeError>;
+}
+
+/// Makes the encoder for a stripe of `width` x `height` as the settings ask.
+pub fn new_encoder(
+    settings: &CaptureSettings,
+    width: u32,
+    height: u32,
+) -> Result<Box<dyn StripeEncoder>, EncodeError> {
+    let _ = (width, height);
+    match settings.output_mode {
+        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
+        OutputMode::H264 => Err(EncodeError::H264("not built yet".into())),
+    }
+}

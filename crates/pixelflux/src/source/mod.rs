@@ -1,0 +1,79 @@
+//! Where frames come from: an X11 screen region, or a built-in synthetic scene.
+
+mod shm;
+pub mod synthetic;
+pub mod x11;
+
+use crate::frame::Frame;
+
+/// Something that hands out frames of a fixed size, one at a time.
+pub trait FrameSource: Send {
+    /// Width and height of every frame this source produces.
+    fn size(&self) -> (u32, u32);
+
+    /// Grabs the current pixels. The frame stays valid until the next call; overlays may draw
+    /// into it.
+    fn grab(&mut self) -> Result<Frame<'_>, SourceError>;
+}
+
+/// Why a source could not start or could not deliver a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No X server at that display (or none named at all).
+    #[error("cannot connect to X display {display:?}: {reason}")]
+    Connect {
+        /// The display name tried (`None`: `$DISPLAY`).
+        display: Option<String>,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// The region does not fit on the screen.
+    #[error(
+        "region {width}x{height}+{x}+{y} does not fit on the {screen_width}x{screen_height} screen"
+    )]
+    RegionOutsideScreen {
+        /// Region left edge.
+        x: i32,
+        /// Region top edge.
+        y: i32,
+        /// Region width.
+        width: u32,
+        /// Region height.
+        height: u32,
+        /// Screen width.
+        screen_width: u32,
+        /// Screen height.
+        screen_height: u32,
+    },
+    /// The screen's pixel format is not 32-bit BGRX.
+    #[error("unsupported screen format: {0}")]
+    UnsupportedFormat(String),
+    /// The server lacks an extension we need.
+    #[error("the X server lacks the {0} extension")]
+    MissingExtension(&'static str),
+    /// Shared memory could not be set up.
+    #[error("shared memory: {0}")]
+    SharedMemory(String),
+    /// The connection broke (the server went away) or a request failed.
+    #[error("X server connection lost: {0}")]
+    Disconnected(String),
+}
+
+/// Which source a capture reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// An X11 display (`None`: the `DISPLAY` environment variable).
+    X11 {
+        /// Display name such as `:0`.
+        display: Option<String>,
+    },
+    /// A synthetic scene of the region's size.
+    Synthetic(synthetic::Scene),
+}
+
+impl SourceSpec {
+    /// The default X display, from `$DISPLAY`.
+    pub fn x11_default() -> Self {
+        Self::X11 { display: None }
+    }
+}

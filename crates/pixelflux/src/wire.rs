@@ -1,0 +1,83 @@
+//! The stripe headers, in one place. All multi-byte fields are big-endian `u16`.
+//!
+//! | kind | bytes | layout |
+//! |---|---|---|
+//! | JPEG, [`WireFormat::Compat`] (1.2.2) | 4 | `frame_id`, `y` |
+//! | JPEG, [`WireFormat::Tagged`] | 6 | `0x03`, `0x00`, `frame_id`, `y` |
+//! | H.264 (both formats, as 1.2.2) | 10 | `0x04`, frame type, `frame_id`, `y`, width, height |
+//!
+//! `frame_id` is the frame counter modulo 65536. The H.264 frame type is `0x01` for an IDR,
+//! `0x02` for a non-IDR I frame and `0x00` otherwise; the payload is x264's Annex-B NAL units
+//! for one access unit (SPS/PPS repeated on IDRs).
+
+use crate::settings::WireFormat;
+
+/// First byte of a tagged JPEG stripe.
+pub const JPEG_TAG: u8 = 0x03;
+/// First byte of an H.264 stripe.
+pub const H264_TAG: u8 = 0x04;
+/// Length of the H.264 header.
+pub const H264_HEADER_LEN: usize = 10;
+
+/// What kind of picture an H.264 stripe carries (byte 1 of its header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H264FrameType {
+    /// Neither IDR nor I (`0x00`).
+    Other = 0x00,
+    /// An IDR picture: decodable on its own, with SPS/PPS in front (`0x01`).
+    Idr = 0x01,
+    /// A non-IDR I picture (`0x02`).
+    Intra = 0x02,
+}
+
+/// Length of the JPEG header in this format.
+pub fn jpeg_header_len(format: WireFormat) -> usize {
+    match format {
+        WireFormat::Compat => 4,
+        WireFormat::Tagged => 6,
+    }
+}
+
+/// Appends a JPEG stripe header to `out`.
+pub fn write_jpeg_header(out: &mut Vec<u8>, format: WireFormat, frame_id: u32, y: u32) {
+    if format == WireFormat::Tagged {
+        out.extend_from_slice(&[JPEG_TAG, 0x00]);
+    }
+    out.extend_from_slice(&(frame_id as u16).to_be_bytes());
+    out.extend_from_slice(&(y as u16).to_be_bytes());
+}
+
+/// Appends an H.264 stripe header to `out`.
+pub fn write_h264_header(
+    out: &mut Vec<u8>,
+    frame_type: H264FrameType,
+    frame_id: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+) {
+    out.push(H264_TAG);
+    out.push(frame_type as u8);
+    for v in [frame_id, y, width, height] {
+        out.extend_from_slice(&(v as u16).to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_have_documented_layout() {
+        let mut v = Vec::new();
+        write_jpeg_header(&mut v, WireFormat::Compat, 65537, 300);
+        assert_eq!(v, [0, 1, 1, 44]);
+        v.clear();
+        write_jpeg_header(&mut v, WireFormat::Tagged, 2, 64);
+        assert_eq!(v, [3, 0, 0, 2, 0, 64]);
+        v.clear();
+        write_h264_header(&mut v, H264FrameType::Idr, 7, 128, 1920, 64);
+        assert_eq!(v, [4, 1, 0, 7, 0, 128, 7, 128, 0, 64]);
+        assert_eq!(v.len(), H264_HEADER_LEN);
+    }
+}

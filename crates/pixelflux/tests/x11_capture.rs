@@ -1,0 +1,241 @@
+//! Capture from a real Xvfb, decode every JPEG stripe with libjpeg-turbo and compare with what
+//! was drawn.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pixelflux::{
+    CaptureError, CaptureSettings, CaptureStatus, OwnedFrame, ScreenCapture, SourceError,
+    SourceSpec, Stripe, StripeKind,
+};
+use support::*;
+
+type Log = Arc<Mutex<Vec<Stripe>>>;
+
+fn start(xvfb: &Xvfb, settings: CaptureSettings) -> (ScreenCapture, Log) {
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let cap = ScreenCapture::start(
+        settings,
+        SourceSpec::X11 {
+            display: Some(xvfb.display.clone()),
+        },
+        move |s| sink.lock().unwrap().push(s),
+    )
+    .expect("capture starts");
+    (cap, log)
+}
+
+fn settings(w: u32, h: u32) -> CaptureSettings {
+    CaptureSettings {
+        capture_width: w,
+        capture_height: h,
+        target_fps: 30.0,
+        jpeg_quality: 95,
+        paint_over_jpeg_quality: 95,
+        ..Default::default()
+    }
+}
+
+/// Waits until the capture has grabbed `n` more frames.
+fn frames_pass(cap: &ScreenCapture, n: u64) {
+    let target = cap.stats().frames + n;
+    assert!(
+        wait_for(Duration::from_secs(10), || cap.stats().frames >= target),
+        "capture stalled"
+    );
+}
+
+/// Assembles the stripes of one frame into a picture.
+fn assemble(stripes: &[Stripe], width: u32, height: u32) -> OwnedFrame {
+    let mut out = OwnedFrame::new(width, height);
+    let stride = out.stride();
+    for s in stripes {
+        let img = decode_jpeg(s.payload());
+        assert_eq!((img.width, img.height), (width, s.height));
+        let start = s.y as usize * stride;
+        out.data[start..start + img.data.len()].copy_from_slice(&img.data);
+    }
+    out
+}
+
+#[test]
+fn captured_jpeg_stripes_match_the_drawn_pixels() {
+    let xvfb = Xvfb::start(640, 480);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(400, 300, 1);
+    painter.put(&pattern, 100, 50);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            capture_x: 100,
+            capture_y: 50,
+            ..settings(400, 300)
+        },
+    );
+    frames_pass(&cap, 3);
+    assert!(cap.stop().is_none());
+    let log = log.lock().unwrap();
+    let first: Vec<Stripe> = log.iter().filter(|s| s.frame_id == 0).cloned().collect();
+    // 300 rows in 64-row stripes: 5 stripes, in order, all JPEG.
+    let ys: Vec<u32> = first.iter().map(|s| s.y).collect();
+    assert_eq!(ys, [0, 64, 128, 192, 256]);
+    assert!(first
+        .iter()
+        .all(|s| s.kind == StripeKind::Jpeg && s.header_len == 4));
+    // The 1.2.2 header: frame_id, y.
+    assert_eq!(&first[1].data[..4], &[0, 0, 0, 64]);
+    let decoded = assemble(&first, 400, 300);
+    let db = psnr(&decoded, &pattern);
+    assert!(db >= 38.0, "PSNR {db:.1} dB < 38 dB");
+    // Nothing changed after the first frame, so nothing else was sent.
+    let again: Vec<(u64, u32, bool)> = log[first.len()..]
+        .iter()
+        .map(|s| (s.frame_id, s.y, s.paint_over))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "an unchanged screen sent stripes again: {again:?}"
+    );
+}
+
+#[test]
+fn a_change_in_a_few_rows_sends_only_the_stripes_covering_them() {
+    let xvfb = Xvfb::start(640, 480);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(640, 480, 2), 0, 0);
+    let (cap, log) = start(&xvfb, settings(640, 480));
+    frames_pass(&cap, 3);
+    let before = log.lock().unwrap().len();
+    assert_eq!(before, 8, "first frame: 480 rows / 64");
+    // Rows 130..140 lie in stripe 2 (128..192) only.
+    painter.fill(10, 130, 50, 10, 0xff0000);
+    frames_pass(&cap, 3);
+    // Rows 250..260 straddle stripes 3 and 4 (192..256, 256..320).
+    painter.fill(300, 250, 20, 10, 0x00ff00);
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    let later: Vec<u32> = log[before..].iter().map(|s| s.y).collect();
+    assert_eq!(later, [128, 192, 256]);
+    // The red block decodes red.
+    let red = decode_jpeg(log[before].payload());
+    let [b, g, r, _] = red.view().pixel(30, 135 - 128);
+    assert!(r > 200 && g < 60 && b < 60, "got {r},{g},{b}");
+}
+
+#[test]
+fn paint_over_refreshes_a_static_stripe_once_at_higher_quality() {
+    let xvfb = Xvfb::start(320, 128);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(320, 128, 3), 0, 0);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            jpeg_quality: 40,
+            paint_over_jpeg_quality: 95,
+            use_paint_over_quality: true,
+            paint_over_trigger_frames: 5,
+            damage_block_threshold: 100,
+            ..settings(320, 128)
+        },
+    );
+    frames_pass(&cap, 2);
+    // Change stripe 0 on several consecutive captures so its quality steps down to 40.
+    for i in 0..12u32 {
+        painter.put(&test_pattern(320, 40, 10 + i), 0, 10);
+        frames_pass(&cap, 1);
+    }
+    frames_pass(&cap, 12);
+    cap.stop();
+    let log = log.lock().unwrap();
+    let stripe0: Vec<&Stripe> = log.iter().filter(|s| s.y == 0).collect();
+    let paint: Vec<&&Stripe> = stripe0.iter().filter(|s| s.paint_over).collect();
+    assert_eq!(paint.len(), 1, "exactly one paint-over");
+    let last_change = stripe0.iter().rfind(|s| !s.paint_over).unwrap();
+    assert_eq!(
+        paint[0].frame_id - last_change.frame_id,
+        5,
+        "paint-over after 5 static frames"
+    );
+    // Same pixels, higher quality: bigger and closer to the source.
+    assert!(paint[0].payload().len() > last_change.payload().len());
+    let truth = crop_rows(&test_pattern(320, 128, 3), 0, 64);
+    let mut truth = truth;
+    let last = test_pattern(320, 40, 10 + 11);
+    for y in 0..40 {
+        let s = (y + 10) as usize * truth.stride();
+        truth.data[s..s + 320 * 4].copy_from_slice(last.view().row(y));
+    }
+    let low = psnr(&decode_jpeg(last_change.payload()), &truth);
+    let high = psnr(&decode_jpeg(paint[0].payload()), &truth);
+    assert!(
+        high > low + 3.0,
+        "paint-over {high:.1} dB vs change {low:.1} dB"
+    );
+    assert!(high >= 38.0);
+}
+
+#[test]
+fn no_display_is_a_clear_error() {
+    let err = ScreenCapture::start(
+        settings(64, 64),
+        SourceSpec::X11 {
+            display: Some(":4242".into()),
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CaptureError::Source(SourceError::Connect { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains(":4242"), "{err}");
+}
+
+#[test]
+fn region_outside_the_screen_is_rejected() {
+    let xvfb = Xvfb::start(320, 240);
+    for (x, y, w, h) in [(0, 0, 321, 240), (300, 0, 64, 64), (0, 200, 64, 64)] {
+        let err = ScreenCapture::start(
+            CaptureSettings {
+                capture_x: x,
+                capture_y: y,
+                ..settings(w, h)
+            },
+            SourceSpec::X11 {
+                display: Some(xvfb.display.clone()),
+            },
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CaptureError::Source(SourceError::RegionOutsideScreen { .. })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("320x240"), "{err}");
+    }
+}
+
+#[test]
+fn server_going_away_ends_the_capture_with_a_reason() {
+    let mut xvfb = Xvfb::start(320, 240);
+    let (cap, _log) = start(&xvfb, settings(320, 240));
+    frames_pass(&cap, 2);
+    xvfb.kill();
+    assert!(
+        wait_for(Duration::from_secs(5), || !cap.is_running()),
+        "capture kept running without a server"
+    );
+    assert!(matches!(cap.status(), CaptureStatus::Failed(_)));
+    let t0 = Instant::now();
+    let err = cap.stop().expect("the failure is reported");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(err.to_string().contains("connection lost"), "{err}");
+    assert!(cap.stop().is_some(), "stop stays idempotent");
+}
