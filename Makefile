@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build lint test-rust bench
+.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench
 
 deps:
 	@scripts/install-deps.sh run
@@ -26,7 +26,15 @@ lint:
 test-rust:
 	$(CARGO) test --workspace
 
-test: deps-test lint test-rust
+# Python module tests (pytest under Xvfb); filled in by the Python package.
+test-python:
+	@true
+
+# Browser tests (headless Chromium) of `pixelflux serve`.
+test-browser:
+	@true
+
+test: deps-test lint test-rust test-python test-browser
 
 bench: build
 	target/release/pixelflux bench
