@@ -113,6 +113,24 @@ pub struct CaptureStats {
     pub bytes: u64,
     /// Deadlines missed because a frame took longer than the interval.
     pub late_ticks: u64,
+    /// Time spent per stage, summed over all frames (and over stripes for detect/encode,
+    /// which run in parallel: CPU time, not wall time).
+    pub stage_ns: StageTimes,
+}
+
+/// Nanoseconds spent in each pipeline stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Grabbing pixels from the source.
+    pub grab: u64,
+    /// Drawing overlays (cursor, watermark).
+    pub overlay: u64,
+    /// Hashing stripes and deciding what to send.
+    pub detect: u64,
+    /// Encoding (colour conversion included), summed over stripes.
+    pub encode: u64,
+    /// Inside the callback.
+    pub deliver: u64,
 }
 
 #[derive(Default)]
@@ -122,6 +140,15 @@ struct Counters {
     stripes: AtomicU64,
     bytes: AtomicU64,
     late_ticks: AtomicU64,
+    grab_ns: AtomicU64,
+    overlay_ns: AtomicU64,
+    detect_ns: AtomicU64,
+    encode_ns: AtomicU64,
+    deliver_ns: AtomicU64,
+}
+
+fn add_elapsed(counter: &AtomicU64, since: Instant) {
+    counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 struct Shared {
@@ -238,6 +265,8 @@ impl ScreenCapture {
                     state: StripeState::default(),
                     encoder: encode::new_encoder(&settings, width, h)?,
                     output: None,
+                    detect_ns: 0,
+                    encode_ns: 0,
                 })
             })
             .collect::<Result<Vec<_>, EncodeError>>()?;
@@ -334,6 +363,13 @@ impl ScreenCapture {
             stripes: c.stripes.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             late_ticks: c.late_ticks.load(Ordering::Relaxed),
+            stage_ns: StageTimes {
+                grab: c.grab_ns.load(Ordering::Relaxed),
+                overlay: c.overlay_ns.load(Ordering::Relaxed),
+                detect: c.detect_ns.load(Ordering::Relaxed),
+                encode: c.encode_ns.load(Ordering::Relaxed),
+                deliver: c.deliver_ns.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -364,6 +400,9 @@ struct StripeSlot {
     state: StripeState,
     encoder: Box<dyn StripeEncoder>,
     output: Option<Result<Stripe, EncodeError>>,
+    /// Time this frame spent hashing/deciding and encoding this stripe.
+    detect_ns: u64,
+    encode_ns: u64,
 }
 
 impl StripeSlot {
@@ -376,7 +415,11 @@ impl StripeSlot {
         captured_at: Instant,
     ) {
         let pixels = frame.rows(self.y, self.height);
-        let Decision::Encode(request) = self.state.decide(cfg, pixels, refresh) else {
+        let t0 = Instant::now();
+        let decision = self.state.decide(cfg, pixels, refresh);
+        let t1 = Instant::now();
+        self.detect_ns = (t1 - t0).as_nanos() as u64;
+        let Decision::Encode(request) = decision else {
             return;
         };
         let place = StripePlace {
@@ -384,7 +427,10 @@ impl StripeSlot {
             y: self.y,
         };
         let mut data = Vec::new();
-        self.output = match self.encoder.encode(pixels, &request, place, &mut data) {
+        let result = self.encoder.encode(pixels, &request, place, &mut data);
+        let encoded_at = Instant::now();
+        self.encode_ns = (encoded_at - t1).as_nanos() as u64;
+        self.output = match result {
             Ok(Some(outcome)) => Some(Ok(Stripe {
                 kind: outcome.kind,
                 frame_id,
@@ -396,7 +442,7 @@ impl StripeSlot {
                 h264_frame_type: outcome.h264_frame_type,
                 paint_over: request.paint_over,
                 captured_at,
-                encoded_at: Instant::now(),
+                encoded_at,
             })),
             Ok(None) => None,
             Err(e) => {
@@ -484,9 +530,12 @@ impl CaptureLoop {
             let captured_at = Instant::now();
             let refresh = frame_id == 0 || self.shared.refresh.swap(false, Ordering::AcqRel);
             let mut frame = self.source.grab()?;
+            add_elapsed(&counters.grab_ns, captured_at);
+            let t_overlay = Instant::now();
             for overlay in &mut self.overlays {
                 overlay.apply(&mut frame, frame_id)?;
             }
+            add_elapsed(&counters.overlay_ns, t_overlay);
             let view = frame.view();
             let cfg = &self.cfg;
             pool.install(|| {
@@ -497,6 +546,12 @@ impl CaptureLoop {
             counters.frames.fetch_add(1, Ordering::Relaxed);
             let mut sent = false;
             for slot in &mut self.slots {
+                counters
+                    .detect_ns
+                    .fetch_add(std::mem::take(&mut slot.detect_ns), Ordering::Relaxed);
+                counters
+                    .encode_ns
+                    .fetch_add(std::mem::take(&mut slot.encode_ns), Ordering::Relaxed);
                 if let Some(result) = slot.output.take() {
                     let stripe = result?;
                     counters.stripes.fetch_add(1, Ordering::Relaxed);
@@ -504,16 +559,18 @@ impl CaptureLoop {
                         .bytes
                         .fetch_add(stripe.data.len() as u64, Ordering::Relaxed);
                     sent = true;
-                    std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe))).map_err(
-                        |panic| {
+                    let t_deliver = Instant::now();
+                    let delivered = std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe)))
+                        .map_err(|panic| {
                             let msg = panic
                                 .downcast_ref::<&str>()
                                 .map(|s| s.to_string())
                                 .or_else(|| panic.downcast_ref::<String>().cloned())
                                 .unwrap_or_default();
                             CaptureError::CallbackPanicked(msg)
-                        },
-                    )?;
+                        });
+                    add_elapsed(&counters.deliver_ns, t_deliver);
+                    delivered?;
                 }
             }
             if sent {

@@ -29,7 +29,7 @@ pub mod settings;
 pub mod source;
 pub mod wire;
 
-pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, Stripe};
+pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
 pub use encode::StripeKind;
 pub use frame::{Frame, FrameRef, OwnedFrame};
 pub use settings::{CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat};
