@@ -158,9 +158,12 @@ impl StripeState {
         }
         let hash = hash_pixels(pixels);
         if self.last_hash != Some(hash) {
+            // The first send of a stripe is not activity; only changes after it count.
+            if self.last_hash.is_some() {
+                self.changed_frames += 1;
+            }
             self.last_hash = Some(hash);
             self.static_frames = 0;
-            self.changed_frames += 1;
             self.painted_over = false;
             let request = self.change_request(cfg, refresh);
             if cfg.damage_threshold > 0
@@ -301,12 +304,13 @@ mod tests {
     fn damage_throttling_enters_and_leaves() {
         let cfg = DetectConfig::new(&settings());
         let mut s = StripeState::default();
-        for i in 0..4 {
+        // The first send, then four changes: the fourth reaches the threshold.
+        for i in 0..5 {
             s.decide(&cfg, frame(i).view(), false);
         }
         assert!(s.is_damaged());
         // While damaged, even an unchanged stripe is encoded, for exactly the duration.
-        let still = frame(3);
+        let still = frame(4);
         for _ in 0..5 {
             assert!(matches!(
                 s.decide(&cfg, still.view(), false),
