@@ -76,6 +76,16 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         s.bytes,
         t0.elapsed().as_secs_f64()
     );
+    let per_frame = |ns: u64| ns as f64 / 1e6 / s.frames.max(1) as f64;
+    let st = s.stage_ns;
+    println!(
+        "ms per frame: grab {:.2}  overlay {:.2}  detect {:.2}  encode {:.2} (CPU, all stripes)  deliver {:.2}",
+        per_frame(st.grab),
+        per_frame(st.overlay),
+        per_frame(st.detect),
+        per_frame(st.encode),
+        per_frame(st.deliver)
+    );
     Ok(())
 }
 

@@ -289,15 +289,22 @@ fn plasma(frame: &mut OwnedFrame, x0: u32, y0: u32, w: u32, h: u32, t: u64) {
     }
 }
 
-/// A rich texture that changes under any horizontal shift (for the full-motion scene).
+/// The desktop under a smooth colour wave: every pixel changes under a horizontal shift, yet
+/// the picture compresses like camera video rather than like noise.
 fn texture(width: u32, height: u32) -> OwnedFrame {
     let mut f = desktop(width, height);
     for y in 0..height {
         for x in 0..width {
             let i = (y as usize * width as usize + x as usize) * 4;
-            let n = (mix((x / 4) as u64 ^ ((y / 4) as u64) << 20) & 0x1f) as u8;
-            f.data[i] = f.data[i].wrapping_add(n).wrapping_add((x % 64) as u8);
-            f.data[i + 1] = f.data[i + 1].wrapping_add(n / 2);
+            let (xf, yf) = (x as f32, y as f32);
+            let wave = |fx: f32, fy: f32| ((xf * fx + yf * fy).sin() * 40.0) as i32;
+            for (c, w) in [
+                (0, wave(0.031, 0.017)),
+                (1, wave(0.023, -0.029)),
+                (2, wave(0.041, 0.011)),
+            ] {
+                f.data[i + c] = (f.data[i + c] as i32 + w).clamp(0, 255) as u8;
+            }
         }
     }
     f
