@@ -6,6 +6,7 @@
 //! handed to the callback in stripe order. The pipeline holds one frame at a time: a slow
 //! callback delays the next grab (ticks are skipped, never queued), so memory stays flat.
 
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -21,7 +22,7 @@ use crate::overlay::{self, Overlay, OverlayError};
 use crate::settings::{CaptureSettings, SettingsError};
 use crate::source::synthetic::SyntheticSource;
 use crate::source::x11::{Region, X11Source};
-use crate::source::{FrameSource, SourceError, SourceSpec};
+use crate::source::{Damage, FrameSource, SourceError, SourceSpec};
 use crate::wire::H264FrameType;
 
 /// One encoded stripe, as handed to the callback.
@@ -103,8 +104,10 @@ pub enum CaptureStatus {
 /// Counters since the start of a capture.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CaptureStats {
-    /// Frames grabbed.
+    /// Frame ticks processed.
     pub frames: u64,
+    /// Ticks that grabbed pixels from the source (the others had no damage to read).
+    pub grabs: u64,
     /// Frames in which at least one stripe was sent.
     pub frames_sent: u64,
     /// Stripes handed to the callback.
@@ -136,6 +139,7 @@ pub struct StageTimes {
 #[derive(Default)]
 struct Counters {
     frames: AtomicU64,
+    grabs: AtomicU64,
     frames_sent: AtomicU64,
     stripes: AtomicU64,
     bytes: AtomicU64,
@@ -359,6 +363,7 @@ impl ScreenCapture {
         let c = &self.shared.counters;
         CaptureStats {
             frames: c.frames.load(Ordering::Relaxed),
+            grabs: c.grabs.load(Ordering::Relaxed),
             frames_sent: c.frames_sent.load(Ordering::Relaxed),
             stripes: c.stripes.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
@@ -393,6 +398,18 @@ fn record_failure(shared: &Shared, error: CaptureError) {
     }
 }
 
+/// Every this many frames all stripes are hashed whatever the source's damage report says,
+/// so a change the report missed is still sent within a second or so.
+const FULL_CHECK_EVERY: u64 = 60;
+
+/// What every stripe needs to know about the current frame.
+struct Tick {
+    refresh: bool,
+    frame_id: u64,
+    captured_at: Instant,
+    damage: Damage,
+}
+
 /// One stripe's state and encoder, owned by the slot: no shared maps, no locks per stripe.
 struct StripeSlot {
     y: u32,
@@ -406,17 +423,26 @@ struct StripeSlot {
 }
 
 impl StripeSlot {
-    fn process(
-        &mut self,
-        frame: FrameRef<'_>,
-        cfg: &DetectConfig,
-        refresh: bool,
-        frame_id: u64,
-        captured_at: Instant,
-    ) {
+    /// Whether any of `rows` overlaps this stripe.
+    fn touched_by(&self, rows: &[Range<u32>]) -> bool {
+        rows.iter()
+            .any(|r| r.start < self.y + self.height && r.end > self.y)
+    }
+
+    /// Whether this frame needs the pool for this stripe (hashing or encoding).
+    fn has_work(&self, known_unchanged: bool) -> bool {
+        !known_unchanged || self.state.is_damaged()
+    }
+
+    fn process(&mut self, frame: FrameRef<'_>, cfg: &DetectConfig, tick: &Tick) {
+        let (refresh, frame_id, captured_at) = (tick.refresh, tick.frame_id, tick.captured_at);
+        let known_unchanged = match &tick.damage {
+            Damage::Unknown => false,
+            Damage::Rows(rows) => !self.touched_by(rows),
+        };
         let pixels = frame.rows(self.y, self.height);
         let t0 = Instant::now();
-        let decision = self.state.decide(cfg, pixels, refresh);
+        let decision = self.state.decide(cfg, pixels, refresh, known_unchanged);
         let t1 = Instant::now();
         self.detect_ns = (t1 - t0).as_nanos() as u64;
         let Decision::Encode(request) = decision else {
@@ -529,20 +555,52 @@ impl CaptureLoop {
         while self.shared.sleep_until(deadline) {
             let captured_at = Instant::now();
             let refresh = frame_id == 0 || self.shared.refresh.swap(false, Ordering::AcqRel);
-            let mut frame = self.source.grab()?;
+            // Trust the source's damage report except on refreshes, while overlays draw (they
+            // may have moved), and once every FULL_CHECK_EVERY frames as a safety net.
+            let source_damage = self.source.damage()?;
+            let damage = if refresh
+                || !self.overlays.is_empty()
+                || frame_id.is_multiple_of(FULL_CHECK_EVERY)
+            {
+                Damage::Unknown
+            } else {
+                source_damage
+            };
+            let nothing_changed = damage == Damage::Rows(Vec::new());
+            let mut frame = if nothing_changed {
+                self.source.last_frame()
+            } else {
+                counters.grabs.fetch_add(1, Ordering::Relaxed);
+                self.source.grab()?
+            };
             add_elapsed(&counters.grab_ns, captured_at);
-            let t_overlay = Instant::now();
-            for overlay in &mut self.overlays {
-                overlay.apply(&mut frame, frame_id)?;
+            if !nothing_changed {
+                let t_overlay = Instant::now();
+                for overlay in &mut self.overlays {
+                    overlay.apply(&mut frame, frame_id)?;
+                }
+                add_elapsed(&counters.overlay_ns, t_overlay);
             }
-            add_elapsed(&counters.overlay_ns, t_overlay);
             let view = frame.view();
             let cfg = &self.cfg;
-            pool.install(|| {
-                self.slots
-                    .par_iter_mut()
-                    .for_each(|slot| slot.process(view, cfg, refresh, frame_id, captured_at))
-            });
+            let tick = Tick {
+                refresh,
+                frame_id,
+                captured_at,
+                damage,
+            };
+            if self.slots.iter().any(|s| s.has_work(nothing_changed)) {
+                pool.install(|| {
+                    self.slots
+                        .par_iter_mut()
+                        .for_each(|slot| slot.process(view, cfg, &tick))
+                });
+            } else {
+                // Nothing to hash or encode: keep the counters ticking without waking the pool.
+                for slot in &mut self.slots {
+                    slot.process(view, cfg, &tick);
+                }
+            }
             counters.frames.fetch_add(1, Ordering::Relaxed);
             let mut sent = false;
             for slot in &mut self.slots {

@@ -140,8 +140,15 @@ impl StripeState {
     }
 
     /// Decides what to do with this frame's pixels of the stripe. `refresh` forces a
-    /// self-contained send (first frame, a new viewer, `request_idr`).
-    pub fn decide(&mut self, cfg: &DetectConfig, pixels: FrameRef<'_>, refresh: bool) -> Decision {
+    /// self-contained send (first frame, a new viewer, `request_idr`). `known_unchanged` says
+    /// the source vouches that these rows did not change (X DAMAGE), so hashing is skipped.
+    pub fn decide(
+        &mut self,
+        cfg: &DetectConfig,
+        pixels: FrameRef<'_>,
+        refresh: bool,
+        known_unchanged: bool,
+    ) -> Decision {
         if self.quality == 0 {
             self.quality = cfg.start_quality;
         }
@@ -156,7 +163,10 @@ impl StripeState {
             }
             return Decision::Encode(self.change_request(cfg, refresh));
         }
-        let hash = hash_pixels(pixels);
+        let hash = match self.last_hash {
+            Some(last) if known_unchanged => last,
+            _ => hash_pixels(pixels),
+        };
         if self.last_hash != Some(hash) {
             // The first send of a stripe is not activity; only changes after it count.
             if self.last_hash.is_some() {
@@ -269,11 +279,11 @@ mod tests {
         let mut s = StripeState::default();
         let f = frame(1);
         assert!(matches!(
-            s.decide(&cfg, f.view(), false),
+            s.decide(&cfg, f.view(), false, false),
             Decision::Encode(_)
         ));
         for _ in 0..50 {
-            assert_eq!(s.decide(&cfg, f.view(), false), Decision::Skip);
+            assert_eq!(s.decide(&cfg, f.view(), false, false), Decision::Skip);
         }
     }
 
@@ -282,22 +292,40 @@ mod tests {
         let cfg = DetectConfig::new(&settings());
         let mut s = StripeState::default();
         let qualities: Vec<u8> = (0..3)
-            .map(|i| match s.decide(&cfg, frame(i).view(), false) {
+            .map(|i| match s.decide(&cfg, frame(i).view(), false, false) {
                 Decision::Encode(r) => r.jpeg_quality,
                 Decision::Skip => panic!("change skipped"),
             })
             .collect();
         assert_eq!(qualities, [95, 90, 85]);
         let f = frame(2);
-        assert_eq!(s.decide(&cfg, f.view(), false), Decision::Skip);
-        assert_eq!(s.decide(&cfg, f.view(), false), Decision::Skip);
-        match s.decide(&cfg, f.view(), false) {
+        assert_eq!(s.decide(&cfg, f.view(), false, false), Decision::Skip);
+        assert_eq!(s.decide(&cfg, f.view(), false, false), Decision::Skip);
+        match s.decide(&cfg, f.view(), false, false) {
             Decision::Encode(r) => assert!(r.paint_over && r.jpeg_quality == 95),
             Decision::Skip => panic!("no paint-over"),
         }
         for _ in 0..20 {
-            assert_eq!(s.decide(&cfg, f.view(), false), Decision::Skip);
+            assert_eq!(s.decide(&cfg, f.view(), false, false), Decision::Skip);
         }
+    }
+
+    #[test]
+    fn known_unchanged_skips_hashing_but_not_a_first_send() {
+        let cfg = DetectConfig::new(&CaptureSettings::default());
+        let mut s = StripeState::default();
+        // Nothing sent yet: even a vouched-for stripe is sent.
+        assert!(matches!(
+            s.decide(&cfg, frame(1).view(), false, true),
+            Decision::Encode(_)
+        ));
+        // Vouched unchanged: skipped without looking (the pixels here differ on purpose).
+        assert_eq!(s.decide(&cfg, frame(2).view(), false, true), Decision::Skip);
+        // Hashed: the difference is seen.
+        assert!(matches!(
+            s.decide(&cfg, frame(2).view(), false, false),
+            Decision::Encode(_)
+        ));
     }
 
     #[test]
@@ -306,18 +334,18 @@ mod tests {
         let mut s = StripeState::default();
         // The first send, then four changes: the fourth reaches the threshold.
         for i in 0..5 {
-            s.decide(&cfg, frame(i).view(), false);
+            s.decide(&cfg, frame(i).view(), false, false);
         }
         assert!(s.is_damaged());
         // While damaged, even an unchanged stripe is encoded, for exactly the duration.
         let still = frame(4);
         for _ in 0..5 {
             assert!(matches!(
-                s.decide(&cfg, still.view(), false),
+                s.decide(&cfg, still.view(), false, false),
                 Decision::Encode(_)
             ));
         }
         assert!(!s.is_damaged());
-        assert_eq!(s.decide(&cfg, still.view(), false), Decision::Skip);
+        assert_eq!(s.decide(&cfg, still.view(), false, false), Decision::Skip);
     }
 }

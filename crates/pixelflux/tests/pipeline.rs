@@ -40,6 +40,9 @@ impl FrameSource for Script {
         }
         Ok(self.shown.as_frame())
     }
+    fn last_frame(&mut self) -> Frame<'_> {
+        self.shown.as_frame()
+    }
 }
 
 /// Frame `i` of a script where stripe 0 (rows 0..64) changes on frames 1..=changes.

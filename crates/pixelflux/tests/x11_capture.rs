@@ -239,3 +239,22 @@ fn server_going_away_ends_the_capture_with_a_reason() {
     assert!(err.to_string().contains("connection lost"), "{err}");
     assert!(cap.stop().is_some(), "stop stays idempotent");
 }
+
+#[test]
+fn a_static_screen_is_not_grabbed_again_and_damage_wakes_it() {
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(320, 240, 4), 0, 0);
+    let (cap, log) = start(&xvfb, settings(320, 240));
+    frames_pass(&cap, 20);
+    let stats = cap.stats();
+    // Frame 0 grabs; after that X DAMAGE reports nothing, so nothing is grabbed or hashed
+    // (bar the once-a-second safety check at frame 60, not reached here).
+    assert!(stats.grabs <= 2, "{} grabs in {} frames", stats.grabs, stats.frames);
+    painter.fill(0, 200, 10, 10, 0x0000ff);
+    frames_pass(&cap, 3);
+    cap.stop();
+    assert!(cap.stats().grabs > stats.grabs, "damage did not trigger a grab");
+    let ys: Vec<u32> = log.lock().unwrap().iter().skip(4).map(|s| s.y).collect();
+    assert_eq!(ys, [192], "only the stripe under the change");
+}

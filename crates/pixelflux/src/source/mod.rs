@@ -14,6 +14,26 @@ pub trait FrameSource: Send {
     /// Grabs the current pixels. The frame stays valid until the next call; overlays may draw
     /// into it.
     fn grab(&mut self) -> Result<Frame<'_>, SourceError>;
+
+    /// What changed since the previous call, when the source can tell without grabbing
+    /// (X11 DAMAGE). The capture then skips the grab when nothing changed, and hashes only the
+    /// stripes under changed rows.
+    fn damage(&mut self) -> Result<Damage, SourceError> {
+        Ok(Damage::Unknown)
+    }
+
+    /// The frame last grabbed, as it is now in the buffer (for ticks with no damage).
+    fn last_frame(&mut self) -> Frame<'_>;
+}
+
+/// What a source knows about changes since its last report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// Anything may have changed.
+    Unknown,
+    /// Only these row ranges (`start..end`, region coordinates) may have changed; empty means
+    /// nothing did.
+    Rows(Vec<std::ops::Range<u32>>),
 }
 
 /// Why a source could not start or could not deliver a frame.

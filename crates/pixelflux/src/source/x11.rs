@@ -2,12 +2,16 @@
 //! server cannot share memory with us (a remote display).
 
 use x11rb::connection::{Connection, RequestConnection as _};
+use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
 use x11rb::protocol::shm::ConnectionExt as _;
+use x11rb::protocol::xfixes::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Window};
+use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
+use x11rb::NONE;
 
 use super::shm::ShmSegment;
-use super::{FrameSource, SourceError};
+use super::{Damage, FrameSource, SourceError};
 use crate::frame::Frame;
 
 /// The X11 region a capture reads.
@@ -34,12 +38,21 @@ enum Transport {
     },
 }
 
+/// The server's DAMAGE object on the root window and a region to fetch its rectangles into.
+#[derive(Debug, Clone, Copy)]
+struct DamageTracker {
+    damage: damage::Damage,
+    parts: xfixes::Region,
+}
+
 /// A source reading a region of an X11 screen's root window.
 pub struct X11Source {
     conn: RustConnection,
     root: Window,
     region: Region,
     transport: Transport,
+    /// `None` when the server lacks DAMAGE: every tick then grabs.
+    damage: Option<DamageTracker>,
 }
 
 impl std::fmt::Debug for X11Source {
@@ -122,12 +135,53 @@ impl X11Source {
                 Transport::Plain { buffer: Vec::new() }
             }
         };
+        let damage = match Self::setup_damage(&conn, root) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::info!("X DAMAGE unavailable ({e}); every frame will be grabbed");
+                None
+            }
+        };
         Ok(Self {
             conn,
             root,
             region,
             transport,
+            damage,
         })
+    }
+
+    /// Asks the server to track changes on the root window (children included). NonEmpty
+    /// reporting sends one event when the damage goes from empty to not; we empty it again
+    /// each time we read it.
+    fn setup_damage(conn: &RustConnection, root: Window) -> Result<DamageTracker, SourceError> {
+        for name in [damage::X11_EXTENSION_NAME, xfixes::X11_EXTENSION_NAME] {
+            if conn.extension_information(name).map_err(lost)?.is_none() {
+                return Err(SourceError::MissingExtension(
+                    if name == damage::X11_EXTENSION_NAME {
+                        "DAMAGE"
+                    } else {
+                        "XFIXES"
+                    },
+                ));
+            }
+        }
+        conn.xfixes_query_version(5, 0)
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
+        conn.damage_query_version(1, 1)
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
+        let parts = conn.generate_id().map_err(lost)?;
+        conn.xfixes_create_region(parts, &[]).map_err(lost)?;
+        let damage = conn.generate_id().map_err(lost)?;
+        conn.damage_create(damage, root, ReportLevel::NON_EMPTY)
+            .map_err(lost)?
+            .check()
+            .map_err(lost)?;
+        Ok(DamageTracker { damage, parts })
     }
 
     fn setup_shm(conn: &RustConnection, region: Region) -> Result<Transport, SourceError> {
@@ -154,6 +208,68 @@ impl X11Source {
 impl FrameSource for X11Source {
     fn size(&self) -> (u32, u32) {
         (self.region.width, self.region.height)
+    }
+
+    fn damage(&mut self) -> Result<Damage, SourceError> {
+        let Some(tracker) = self.damage else {
+            return Ok(Damage::Unknown);
+        };
+        let mut notified = false;
+        while let Some(event) = self.conn.poll_for_event().map_err(lost)? {
+            notified |= matches!(event, Event::DamageNotify(_));
+        }
+        if !notified {
+            return Ok(Damage::Rows(Vec::new()));
+        }
+        // Move the accumulated damage into `parts` (emptying it, which re-arms the event) and
+        // read its rectangles. Drawing after this is reported by the next event.
+        self.conn
+            .damage_subtract(tracker.damage, NONE, tracker.parts)
+            .map_err(lost)?;
+        let reply = self
+            .conn
+            .xfixes_fetch_region(tracker.parts)
+            .map_err(lost)?
+            .reply()
+            .map_err(lost)?;
+        let Region {
+            x,
+            y,
+            width,
+            height,
+        } = self.region;
+        let (left, right) = (x as i64, x as i64 + width as i64);
+        let (top, bottom) = (y as i64, y as i64 + height as i64);
+        let rows = reply
+            .rectangles
+            .iter()
+            .filter_map(|r| {
+                let (rx0, ry0) = (r.x as i64, r.y as i64);
+                let (rx1, ry1) = (rx0 + r.width as i64, ry0 + r.height as i64);
+                let y0 = ry0.max(top);
+                let y1 = ry1.min(bottom);
+                (rx0 < right && rx1 > left && y0 < y1).then(|| (y0 - top) as u32..(y1 - top) as u32)
+            })
+            .collect();
+        Ok(Damage::Rows(rows))
+    }
+
+    fn last_frame(&mut self) -> Frame<'_> {
+        let (width, height) = (self.region.width, self.region.height);
+        let data: &mut [u8] = match &mut self.transport {
+            Transport::Shm { segment, .. } => segment.as_mut_slice(),
+            Transport::Plain { buffer } => {
+                // Before the first grab there is nothing: show black rather than fail.
+                buffer.resize(width as usize * height as usize * 4, 0);
+                buffer.as_mut_slice()
+            }
+        };
+        Frame {
+            data,
+            width,
+            height,
+            stride: width as usize * 4,
+        }
     }
 
     fn grab(&mut self) -> Result<Frame<'_>, SourceError> {
@@ -215,10 +331,14 @@ impl FrameSource for X11Source {
 
 impl Drop for X11Source {
     fn drop(&mut self) {
+        // Best effort: the server may be gone already.
         if let Transport::Shm { seg_id, .. } = self.transport {
-            // Best effort: the server may be gone already.
             let _ = self.conn.shm_detach(seg_id);
-            let _ = self.conn.flush();
         }
+        if let Some(tracker) = self.damage {
+            let _ = self.conn.damage_destroy(tracker.damage);
+            let _ = self.conn.xfixes_destroy_region(tracker.parts);
+        }
+        let _ = self.conn.flush();
     }
 }
