@@ -206,26 +206,24 @@ impl std::fmt::Debug for ScreenCapture {
     }
 }
 
-/// Opens the source a spec names, for the region in the settings.
+/// Opens the source a spec names, for the region in the settings (H.264: rounded down to
+/// even, see [`CaptureSettings::region_size`]).
 pub fn open_source(
     settings: &CaptureSettings,
     spec: &SourceSpec,
 ) -> Result<Box<dyn FrameSource>, SourceError> {
+    let (width, height) = settings.region_size();
     Ok(match spec {
         SourceSpec::X11 { display } => Box::new(X11Source::open(
             display.as_deref(),
             Region {
                 x: settings.capture_x,
                 y: settings.capture_y,
-                width: settings.capture_width,
-                height: settings.capture_height,
+                width,
+                height,
             },
         )?),
-        SourceSpec::Synthetic(scene) => Box::new(SyntheticSource::new(
-            *scene,
-            settings.capture_width,
-            settings.capture_height,
-        )),
+        SourceSpec::Synthetic(scene) => Box::new(SyntheticSource::new(*scene, width, height)),
     })
 }
 
@@ -242,6 +240,13 @@ impl ScreenCapture {
         F: FnMut(Stripe) + Send + 'static,
     {
         settings.validate()?;
+        // H.264 needs an even region: round down here, so `settings()` reports what is captured.
+        let (capture_width, capture_height) = settings.region_size();
+        let settings = CaptureSettings {
+            capture_width,
+            capture_height,
+            ..settings
+        };
         let source = open_source(&settings, &spec)?;
         let overlays = overlay::build(&settings, &spec)?;
         Self::start_with(settings, source, overlays, callback)

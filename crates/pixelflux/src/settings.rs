@@ -95,9 +95,10 @@ pub enum WireFormat {
 /// Everything that shapes a capture. Field names and defaults follow pixelflux 1.2.2.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSettings {
-    /// Width of the captured region in pixels.
+    /// Width of the captured region in pixels (H.264: rounded down to even, see
+    /// [`region_size`](Self::region_size)).
     pub capture_width: u32,
-    /// Height of the captured region in pixels.
+    /// Height of the captured region in pixels (H.264: rounded down to even).
     pub capture_height: u32,
     /// Left edge of the region on the screen.
     pub capture_x: i32,
@@ -250,6 +251,19 @@ impl CaptureSettings {
                 format!("{} is outside 0..=51", self.h264_crf),
             ));
         }
+        if self.output_mode == OutputMode::H264 {
+            for (field, value) in [
+                ("capture_width", self.capture_width),
+                ("capture_height", self.capture_height),
+            ] {
+                if value < 2 {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{value} is too small for H.264 (at least 2)"),
+                    ));
+                }
+            }
+        }
         if self.stripe_height < 16 || !self.stripe_height.is_multiple_of(2) {
             return Err(SettingsError::new(
                 "stripe_height",
@@ -263,6 +277,16 @@ impl CaptureSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The region size actually captured. In H.264 mode an odd width or height is rounded
+    /// down to even (as 1.2.2 did): 4:2:0 chroma covers 2x2 pixels and x264 and browser
+    /// decoders need even sizes. JPEG captures the size as given.
+    pub fn region_size(&self) -> (u32, u32) {
+        match self.output_mode {
+            OutputMode::H264 => (self.capture_width & !1, self.capture_height & !1),
+            OutputMode::Jpeg => (self.capture_width, self.capture_height),
+        }
     }
 
     /// Seconds between frame deadlines.
@@ -384,6 +408,24 @@ mod tests {
             assert_eq!(err.field, field, "{err}");
             assert!(err.to_string().contains(field));
         }
+    }
+
+    #[test]
+    fn h264_rounds_odd_regions_down_and_rejects_tiny_ones() {
+        let mut s = CaptureSettings {
+            output_mode: OutputMode::H264,
+            capture_width: 641,
+            capture_height: 481,
+            ..Default::default()
+        };
+        s.validate().unwrap();
+        assert_eq!(s.region_size(), (640, 480));
+        s.output_mode = OutputMode::Jpeg;
+        assert_eq!(s.region_size(), (641, 481));
+        s.output_mode = OutputMode::H264;
+        s.capture_height = 1;
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.field, "capture_height", "{err}");
     }
 
     #[test]

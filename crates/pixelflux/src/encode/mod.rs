@@ -1,6 +1,9 @@
 //! Stripe encoders: one instance per stripe, kept across frames, owned by that stripe's slot.
 
+pub mod color;
+pub mod h264;
 pub mod jpeg;
+pub mod x264;
 
 use crate::frame::FrameRef;
 use crate::settings::{CaptureSettings, OutputMode};
@@ -80,15 +83,15 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder for a stripe of `width` x `height` as the settings ask.
+/// Makes the encoder for a stripe of `width` x `height` as the settings ask. H.264 stripes
+/// must have an even width and height (see [`h264`]).
 pub fn new_encoder(
     settings: &CaptureSettings,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    let _ = (width, height);
     match settings.output_mode {
         OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
-        OutputMode::H264 => Err(EncodeError::H264("not built yet".into())),
+        OutputMode::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
     }
 }
