@@ -1,0 +1,424 @@
+//! `CaptureSettings`: 1.2.2's settings object, with typed, range-checked properties.
+//!
+//! Every assignment is checked at once, so a wrong value fails where it is written: a wrong
+//! type raises `TypeError`, an out-of-range value `ValueError`, both naming the field.
+//! `start_capture` checks the whole set again with the core's `validate()`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use pixelflux::settings::MAX_DIMENSION;
+use pixelflux::{CaptureSettings, OutputMode, Scene, SourceSpec, WatermarkLocation, WireFormat};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
+
+/// Every settable field, in 1.2.2's order, then ours.
+pub(crate) const FIELDS: [&str; 22] = [
+    "capture_width",
+    "capture_height",
+    "capture_x",
+    "capture_y",
+    "target_fps",
+    "capture_cursor",
+    "output_mode",
+    "jpeg_quality",
+    "paint_over_jpeg_quality",
+    "use_paint_over_quality",
+    "paint_over_trigger_frames",
+    "damage_block_threshold",
+    "damage_block_duration",
+    "h264_crf",
+    "h264_fullcolor",
+    "h264_fullframe",
+    "watermark_path",
+    "watermark_location_enum",
+    "vaapi_render_node_index",
+    "stripe_height",
+    "display",
+    "scene",
+];
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// An integer in `min..=max`. Accepts `int` and objects with `__index__`, not `bool`/`float`.
+fn int_in(field: &str, value: &Bound<'_, PyAny>, min: i64, max: i64) -> PyResult<i64> {
+    let wrong_type =
+        || PyTypeError::new_err(format!("{field} must be an int, not {}", type_name(value)));
+    if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() {
+        return Err(wrong_type());
+    }
+    let number = match value.extract::<i64>() {
+        Ok(n) => n,
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => return Err(wrong_type()),
+        // Did not fit in 64 bits: certainly out of range.
+        Err(_) => i64::MAX,
+    };
+    if !(min..=max).contains(&number) {
+        let shown = value
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| number.to_string());
+        return Err(PyValueError::new_err(format!(
+            "{field} must be in {min}..={max}, got {shown}"
+        )));
+    }
+    Ok(number)
+}
+
+/// A flag: `True`/`False`, or the integers 0 and 1 (C-style code written for 1.2.2).
+fn flag(field: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if let Ok(b) = value.cast::<PyBool>() {
+        return Ok(b.is_true());
+    }
+    if value.is_instance_of::<PyFloat>() || value.extract::<i64>().is_err() {
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be a bool, not {}",
+            type_name(value)
+        )));
+    }
+    Ok(int_in(field, value, 0, 1)? == 1)
+}
+
+/// `None`, `str`, `bytes` or `os.PathLike`; an empty path means none (as in 1.2.2).
+fn path_or_none(field: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<PathBuf>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    let wrong_type = || {
+        PyTypeError::new_err(format!(
+            "{field} must be str, bytes, os.PathLike or None, not {}",
+            type_name(value)
+        ))
+    };
+    let fspath = if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+        value.clone()
+    } else {
+        let os = value.py().import("os")?;
+        os.getattr("fspath")?
+            .call1((value,))
+            .map_err(|_| wrong_type())?
+    };
+    let path = if let Ok(s) = fspath.cast::<PyString>() {
+        // Surrogate escapes (undecodable file names) round-trip through os.fsencode.
+        let os = value.py().import("os")?;
+        let raw = os.getattr("fsencode")?.call1((s,))?;
+        bytes_to_path(raw.cast::<PyBytes>().map_err(|_| wrong_type())?.as_bytes())
+    } else if let Ok(b) = fspath.cast::<PyBytes>() {
+        bytes_to_path(b.as_bytes())
+    } else {
+        return Err(wrong_type());
+    };
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(PyValueError::new_err(format!(
+            "{field} must not contain a NUL byte"
+        )));
+    }
+    Ok(Some(path))
+}
+
+fn bytes_to_path(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// The settings of a capture: every field of pixelflux 1.2.2 with its default, plus our
+/// `stripe_height`, `display` and `scene`.
+#[pyclass(name = "CaptureSettings", module = "pixelflux")]
+#[derive(Clone)]
+pub(crate) struct PyCaptureSettings {
+    pub(crate) core: CaptureSettings,
+    /// X display to capture (`None`: `$DISPLAY`).
+    pub(crate) display: Option<String>,
+    /// Capture a built-in synthetic scene instead of the X display (for tests and demos).
+    pub(crate) scene: Option<Scene>,
+}
+
+impl PyCaptureSettings {
+    /// Checks and stores one field; the single place where values are accepted.
+    pub(crate) fn assign(&mut self, field: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let c = &mut self.core;
+        let max_dim = i64::from(MAX_DIMENSION);
+        let max_i32 = i64::from(i32::MAX);
+        let max_u32 = i64::from(u32::MAX);
+        // The ranges match the core's `validate()`; the casts below cannot truncate.
+        match field {
+            "capture_width" => c.capture_width = int_in(field, value, 1, max_dim)? as u32,
+            "capture_height" => c.capture_height = int_in(field, value, 1, max_dim)? as u32,
+            "capture_x" => c.capture_x = int_in(field, value, 0, max_i32)? as i32,
+            "capture_y" => c.capture_y = int_in(field, value, 0, max_i32)? as i32,
+            "target_fps" => {
+                if value.is_instance_of::<PyBool>() {
+                    return Err(PyTypeError::new_err(
+                        "target_fps must be a number, not bool",
+                    ));
+                }
+                let fps: f64 = value.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "target_fps must be a number, not {}",
+                        type_name(value)
+                    ))
+                })?;
+                if !fps.is_finite() || fps <= 0.0 || fps > 1000.0 {
+                    return Err(PyValueError::new_err(format!(
+                        "target_fps must be in (0, 1000], got {fps}"
+                    )));
+                }
+                c.target_fps = fps;
+            }
+            "capture_cursor" => c.capture_cursor = flag(field, value)?,
+            "output_mode" => {
+                let mode = int_in(field, value, 0, 1)?;
+                c.output_mode = OutputMode::from_index(mode).unwrap_or_default();
+            }
+            // 0 is accepted as in 1.2.2, where libjpeg clamps it to 1.
+            "jpeg_quality" => c.jpeg_quality = int_in(field, value, 0, 100)? as u8,
+            "paint_over_jpeg_quality" => {
+                c.paint_over_jpeg_quality = int_in(field, value, 0, 100)? as u8
+            }
+            "use_paint_over_quality" => c.use_paint_over_quality = flag(field, value)?,
+            "paint_over_trigger_frames" => {
+                c.paint_over_trigger_frames = int_in(field, value, 1, max_u32)? as u32
+            }
+            "damage_block_threshold" => {
+                c.damage_block_threshold = int_in(field, value, 0, max_u32)? as u32
+            }
+            "damage_block_duration" => {
+                c.damage_block_duration = int_in(field, value, 0, max_u32)? as u32
+            }
+            "h264_crf" => c.h264_crf = int_in(field, value, 0, 51)? as u8,
+            "h264_fullcolor" => c.h264_fullcolor = flag(field, value)?,
+            "h264_fullframe" => c.h264_fullframe = flag(field, value)?,
+            "watermark_path" => c.watermark_path = path_or_none(field, value)?,
+            "watermark_location_enum" => {
+                let index = int_in(field, value, 0, 6)?;
+                c.watermark_location = WatermarkLocation::from_index(index).unwrap_or_default();
+            }
+            "vaapi_render_node_index" => {
+                c.vaapi_render_node_index =
+                    int_in(field, value, i64::from(i32::MIN), max_i32)? as i32
+            }
+            "stripe_height" => {
+                let rows = int_in(field, value, 16, max_dim)?;
+                if rows % 2 != 0 {
+                    return Err(PyValueError::new_err(format!(
+                        "stripe_height must be even, got {rows}"
+                    )));
+                }
+                c.stripe_height = rows as u32;
+            }
+            "display" => {
+                self.display = if value.is_none() {
+                    None
+                } else {
+                    let name = value.cast::<PyString>().map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "display must be a str or None, not {}",
+                            type_name(value)
+                        ))
+                    })?;
+                    Some(name.to_str()?.to_owned())
+                };
+            }
+            "scene" => {
+                self.scene = if value.is_none() {
+                    None
+                } else {
+                    let name = value.cast::<PyString>().map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "scene must be a str or None, not {}",
+                            type_name(value)
+                        ))
+                    })?;
+                    let name = name.to_str()?;
+                    Some(Scene::from_str(name).map_err(|_| {
+                        let names: Vec<&str> = Scene::ALL.iter().map(|s| s.name()).collect();
+                        PyValueError::new_err(format!(
+                            "scene must be one of {names:?} or None, got {name:?}"
+                        ))
+                    })?)
+                };
+            }
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "CaptureSettings has no field {field:?}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The core settings a capture runs with, checked as a whole.
+    pub(crate) fn to_core(&self) -> PyResult<CaptureSettings> {
+        let mut core = self.core.clone();
+        core.jpeg_quality = core.jpeg_quality.max(1);
+        core.paint_over_jpeg_quality = core.paint_over_jpeg_quality.max(1);
+        // The Python API always speaks 1.2.2's wire format.
+        core.wire_format = WireFormat::Compat;
+        core.validate()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(core)
+    }
+
+    /// Where the frames come from.
+    pub(crate) fn source(&self) -> SourceSpec {
+        match self.scene {
+            Some(scene) => SourceSpec::Synthetic(scene),
+            None => SourceSpec::X11 {
+                display: self.display.clone(),
+            },
+        }
+    }
+
+    fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
+        let c = &self.core;
+        Ok(match field {
+            "capture_width" => c.capture_width.into_pyobject(py)?.into_any(),
+            "capture_height" => c.capture_height.into_pyobject(py)?.into_any(),
+            "capture_x" => c.capture_x.into_pyobject(py)?.into_any(),
+            "capture_y" => c.capture_y.into_pyobject(py)?.into_any(),
+            "target_fps" => c.target_fps.into_pyobject(py)?.into_any(),
+            "capture_cursor" => PyBool::new(py, c.capture_cursor).to_owned().into_any(),
+            "output_mode" => c.output_mode.index().into_pyobject(py)?.into_any(),
+            "jpeg_quality" => c.jpeg_quality.into_pyobject(py)?.into_any(),
+            "paint_over_jpeg_quality" => c.paint_over_jpeg_quality.into_pyobject(py)?.into_any(),
+            "use_paint_over_quality" => PyBool::new(py, c.use_paint_over_quality)
+                .to_owned()
+                .into_any(),
+            "paint_over_trigger_frames" => {
+                c.paint_over_trigger_frames.into_pyobject(py)?.into_any()
+            }
+            "damage_block_threshold" => c.damage_block_threshold.into_pyobject(py)?.into_any(),
+            "damage_block_duration" => c.damage_block_duration.into_pyobject(py)?.into_any(),
+            "h264_crf" => c.h264_crf.into_pyobject(py)?.into_any(),
+            "h264_fullcolor" => PyBool::new(py, c.h264_fullcolor).to_owned().into_any(),
+            "h264_fullframe" => PyBool::new(py, c.h264_fullframe).to_owned().into_any(),
+            "watermark_path" => match &c.watermark_path {
+                None => py.None().into_bound(py),
+                Some(path) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    let raw = PyBytes::new(py, path.as_os_str().as_bytes());
+                    py.import("os")?.getattr("fsdecode")?.call1((raw,))?
+                }
+            },
+            "watermark_location_enum" => c.watermark_location.index().into_pyobject(py)?.into_any(),
+            "vaapi_render_node_index" => c.vaapi_render_node_index.into_pyobject(py)?.into_any(),
+            "stripe_height" => c.stripe_height.into_pyobject(py)?.into_any(),
+            "display" => self.display.clone().into_pyobject(py)?.into_any(),
+            "scene" => self.scene.map(|s| s.name()).into_pyobject(py)?.into_any(),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "CaptureSettings has no field {field:?}"
+                )))
+            }
+        })
+    }
+}
+
+/// Generates the typed property pairs; all go through `assign`/`value`.
+/// (`#[pymethods]` may appear once per class, so the other methods are passed in too.)
+macro_rules! properties {
+    (methods { $($methods:tt)* } $($field:ident => $get:ident, $set:ident;)*) => {
+        #[pymethods]
+        impl PyCaptureSettings {
+            $($methods)*
+            $(
+                #[getter]
+                fn $get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    self.value(py, stringify!($field))
+                }
+
+                #[setter]
+                fn $set(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+                    self.assign(stringify!($field), value)
+                }
+            )*
+        }
+    };
+}
+
+properties! {
+    methods {
+        /// `CaptureSettings()` has 1.2.2's defaults; keyword arguments (ours) set fields.
+        #[new]
+        #[pyo3(signature = (**fields))]
+        fn new(fields: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+            let mut settings = Self {
+                core: CaptureSettings::default(),
+                display: None,
+                scene: None,
+            };
+            if let Some(fields) = fields {
+                for (name, value) in fields.iter() {
+                    let name: String = name.extract()?;
+                    if !FIELDS.contains(&name.as_str()) {
+                        return Err(PyTypeError::new_err(format!(
+                            "CaptureSettings() got an unexpected keyword argument {name:?}"
+                        )));
+                    }
+                    settings.assign(&name, &value)?;
+                }
+            }
+            Ok(settings)
+        }
+
+        fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+            let mut parts = Vec::with_capacity(FIELDS.len());
+            for field in FIELDS {
+                parts.push(format!("{field}={}", self.value(py, field)?.repr()?));
+            }
+            Ok(format!("CaptureSettings({})", parts.join(", ")))
+        }
+
+        fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+            match other.cast::<PyCaptureSettings>() {
+                Ok(other) => {
+                    let other = other.borrow();
+                    self.core == other.core
+                        && self.display == other.display
+                        && self.scene == other.scene
+                }
+                Err(_) => false,
+            }
+        }
+
+        fn __copy__(&self) -> Self {
+            self.clone()
+        }
+
+        fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
+            self.clone()
+        }
+    }
+    capture_width => get_capture_width, set_capture_width;
+    capture_height => get_capture_height, set_capture_height;
+    capture_x => get_capture_x, set_capture_x;
+    capture_y => get_capture_y, set_capture_y;
+    target_fps => get_target_fps, set_target_fps;
+    capture_cursor => get_capture_cursor, set_capture_cursor;
+    output_mode => get_output_mode, set_output_mode;
+    jpeg_quality => get_jpeg_quality, set_jpeg_quality;
+    paint_over_jpeg_quality => get_paint_over_jpeg_quality, set_paint_over_jpeg_quality;
+    use_paint_over_quality => get_use_paint_over_quality, set_use_paint_over_quality;
+    paint_over_trigger_frames => get_paint_over_trigger_frames, set_paint_over_trigger_frames;
+    damage_block_threshold => get_damage_block_threshold, set_damage_block_threshold;
+    damage_block_duration => get_damage_block_duration, set_damage_block_duration;
+    h264_crf => get_h264_crf, set_h264_crf;
+    h264_fullcolor => get_h264_fullcolor, set_h264_fullcolor;
+    h264_fullframe => get_h264_fullframe, set_h264_fullframe;
+    watermark_path => get_watermark_path, set_watermark_path;
+    watermark_location_enum => get_watermark_location_enum, set_watermark_location_enum;
+    vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index;
+    stripe_height => get_stripe_height, set_stripe_height;
+    display => get_display, set_display;
+    scene => get_scene, set_scene;
+}

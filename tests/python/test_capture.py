@@ -1,0 +1,372 @@
+"""ScreenCapture under a real Xvfb: the stripes decode (Pillow, ffmpeg) to what was drawn, and
+start/stop/callback behave as documented: user_data, memoryview, stop from the callback,
+exceptions reported through sys.unraisablehook, start twice, stop twice, errors at start, the
+X server going away, and no deadlock between stop_capture and a callback waiting for the GIL."""
+
+import logging
+import struct
+import sys
+import threading
+import time
+
+import pytest
+from PIL import Image, ImageStat
+
+from conftest import (H264_HEADER, JPEG_HEADER, Collector, decode_h264, decode_jpeg_stripe,
+                      pattern_image, psnr, wait_until)
+from pixelflux import (STRIPE_TYPE_H264, STRIPE_TYPE_JPEG, CaptureSettings, ScreenCapture,
+                       StripeCallback, StripeEncodeResult)
+
+REGION = (16, 32, 320, 240)  # x, y, width, height inside the 640x480 screen
+
+
+def region_settings(xvfb, **extra):
+    x, y, w, h = REGION
+    s = CaptureSettings()
+    s.display = xvfb.display
+    s.capture_x, s.capture_y, s.capture_width, s.capture_height = x, y, w, h
+    s.target_fps = 30.0
+    for k, v in extra.items():
+        setattr(s, k, v)
+    return s
+
+
+def first_frame(collector):
+    """The stripes of frame 0 (every stripe is sent then), by y."""
+    frame0 = [r for r in collector.items if r.frame_id == 0]
+    return sorted(frame0, key=lambda r: r.stripe_y_start)
+
+
+def covers(results, height):
+    y = 0
+    for r in results:
+        if r.stripe_y_start != y:
+            return False
+        y += r.stripe_height
+    return y == height
+
+
+def test_jpeg_stripes_match_the_drawn_content(xvfb):
+    x, y, w, h = REGION
+    picture = pattern_image(640, 480)
+    xvfb.draw(picture)
+    expected = picture.crop((x, y, x + w, y + h))
+
+    got = Collector()
+    cap = ScreenCapture()
+    cap.start_capture(region_settings(xvfb, jpeg_quality=90), StripeCallback(got))
+    try:
+        assert got.wait_for(lambda items: covers(first_frame_of(items), h))
+    finally:
+        cap.stop_capture()
+
+    stripes = first_frame(got)
+    canvas = Image.new("RGB", (w, h))
+    for r in stripes:
+        assert r.type == STRIPE_TYPE_JPEG == 1
+        assert isinstance(r, StripeEncodeResult)
+        data = r.data
+        assert r.size == len(data) == len(r)
+        # 1.2.2's JPEG header: frame_id and stripe_y_start, big-endian u16, then JFIF.
+        assert struct.unpack(">HH", data[:JPEG_HEADER]) == (r.frame_id % 65536,
+                                                            r.stripe_y_start)
+        assert data[JPEG_HEADER:JPEG_HEADER + 2] == b"\xff\xd8"
+        img = decode_jpeg_stripe(data)
+        assert img.size == (w, r.stripe_height)
+        canvas.paste(img, (0, r.stripe_y_start))
+    quality = psnr(canvas, expected)
+    print(f"PSNR {quality:.1f} dB")
+    assert quality >= 30, f"PSNR {quality:.1f} dB"
+
+
+def first_frame_of(items):
+    return sorted((r for r in items if r.frame_id == 0), key=lambda r: r.stripe_y_start)
+
+
+def test_jpeg_changes_are_sent_and_match(xvfb):
+    """After the first frame only changed stripes come, and they show the new colour."""
+    x, y, w, h = REGION
+    xvfb.fill((10, 20, 30))
+    got = Collector()
+    cap = ScreenCapture()
+    cap.start_capture(region_settings(xvfb), StripeCallback(got))
+    try:
+        assert got.wait_for(lambda items: covers(first_frame_of(items), h))
+        time.sleep(0.3)
+        with got.lock:
+            before = len(got.items)
+        # Repaint rows 64..127 of the region (exactly the second 64-row stripe).
+        xvfb.fill((200, 40, 90), x, y + 64, w, 64)
+        assert got.wait_for(lambda items: any(r.frame_id > 0 for r in items[before:]))
+        time.sleep(0.3)
+    finally:
+        cap.stop_capture()
+    later = [r for r in got.items[before:]]
+    assert {r.stripe_y_start for r in later} == {64}, [r.stripe_y_start for r in later]
+    img = decode_jpeg_stripe(later[0].data)
+    mean = ImageStat.Stat(img).mean
+    assert all(abs(m - e) <= 4 for m, e in zip(mean, (200, 40, 90))), mean
+
+
+@pytest.mark.parametrize("fullcolor", [False, True])
+def test_h264_stripes_decode_to_the_drawn_content(xvfb, fullcolor):
+    x, y, w, h = REGION
+    picture = pattern_image(640, 480, seed=3)
+    xvfb.draw(picture)
+    expected = picture.crop((x, y, x + w, y + h))
+
+    got = Collector()
+    cap = ScreenCapture()
+    settings = region_settings(xvfb, output_mode=1, h264_crf=18, h264_fullcolor=fullcolor)
+    cap.start_capture(settings, StripeCallback(got))
+    try:
+        assert got.wait_for(lambda items: covers(first_frame_of(items), h)), cap.error
+    finally:
+        cap.stop_capture()
+
+    canvas = Image.new("RGB", (w, h))
+    for r in first_frame(got):
+        assert r.type == STRIPE_TYPE_H264 == 2
+        data = r.data
+        # 1.2.2's H.264 header: 0x04, frame type (0x01 IDR), frame_id, y, width, height.
+        tag, kind, fid, ys, sw, sh = struct.unpack(">BBHHHH", data[:H264_HEADER])
+        assert (tag, kind) == (0x04, 0x01)
+        assert (fid, ys, sw, sh) == (r.frame_id % 65536, r.stripe_y_start, w, r.stripe_height)
+        assert data[H264_HEADER:H264_HEADER + 4] in (b"\x00\x00\x00\x01", b"\x00\x00\x01\x00")
+        frames = decode_h264(data[H264_HEADER:], w, r.stripe_height)
+        assert len(frames) == 1
+        canvas.paste(frames[0], (0, r.stripe_y_start))
+    quality = psnr(canvas, expected)
+    print(f"PSNR {quality:.1f} dB")
+    assert quality >= 30, f"PSNR {quality:.1f} dB"
+
+
+def test_h264_stream_of_a_stripe_stays_decodable(xvfb):
+    """The stripes of one y, concatenated, are one valid stream whose last frame shows the
+    last colour drawn."""
+    x, y, w, h = REGION
+    xvfb.fill((0, 0, 0))
+    got = Collector()
+    cap = ScreenCapture()
+    cap.start_capture(region_settings(xvfb, output_mode=1, target_fps=60.0),
+                      StripeCallback(got))
+    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (128, 128, 128)]
+    try:
+        assert got.wait_for(lambda items: covers(first_frame_of(items), h)), cap.error
+        for colour in colours:
+            with got.lock:
+                n = len(got.items)
+            xvfb.fill(colour, x, y, w, 64)
+            assert got.wait_for(lambda items: any(r.stripe_y_start == 0 for r in items[n:]))
+        time.sleep(0.2)
+    finally:
+        cap.stop_capture()
+    top = [r for r in got.items if r.stripe_y_start == 0]
+    assert len(top) >= 1 + len(colours)
+    stream = b"".join(r.data[H264_HEADER:] for r in top)
+    frames = decode_h264(stream, w, 64)
+    assert len(frames) == len(top)
+    mean = ImageStat.Stat(frames[-1]).mean
+    assert all(abs(m - e) <= 6 for m, e in zip(mean, colours[-1])), mean
+
+
+def test_user_data_is_passed_and_defaults_to_none():
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="full", target_fps=200.0)
+    marker = object()
+    for args, expected in [((), None), ((marker,), marker), ((None,), None)]:
+        got = Collector(keep=lambda r: r.frame_id)
+        cap = ScreenCapture()
+        cap.start_capture(s, StripeCallback(got), *args)
+        try:
+            assert got.wait_for(lambda items: len(items) >= 3)
+        finally:
+            cap.stop_capture()
+        assert all(u is expected for u in got.user_data)
+
+
+def test_a_plain_callable_is_accepted_too():
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="full", target_fps=200.0)
+    got = Collector(keep=lambda r: r.frame_id)
+    cap = ScreenCapture()
+    cap.start_capture(s, got)
+    try:
+        assert got.wait_for(lambda items: len(items) >= 3)
+    finally:
+        cap.stop_capture()
+
+
+def test_memoryview_equals_data_without_copy(xvfb):
+    xvfb.draw(pattern_image(640, 480))
+    kept = []
+
+    def keep(result):
+        view = memoryview(result)
+        assert view.readonly and view.format == "B" and view.nbytes == result.size
+        return result, view, bytes(view), result.data
+
+    got = Collector(keep=keep)
+    cap = ScreenCapture()
+    cap.start_capture(region_settings(xvfb), StripeCallback(got))
+    try:
+        assert got.wait_for(lambda items: len(items) >= 4)
+    finally:
+        cap.stop_capture()
+    for result, view, copied, data in got.items:
+        assert copied == data
+        # The view still reads the stripe's bytes after the callback has returned.
+        assert view.tobytes() == data
+        with pytest.raises(TypeError):
+            view[0] = 0
+        kept.append(view)
+    # Two views of one result share memory; `data` is a new bytes object each time.
+    result = got.items[0][0]
+    a, b = memoryview(result), memoryview(result)
+    assert a.obj is result and b.obj is result
+    assert result.data == result.data
+
+
+def test_stop_from_inside_the_callback():
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="full", target_fps=200.0)
+    cap = ScreenCapture()
+    calls = []
+
+    def on_stripe(result, user_data):
+        calls.append(result.frame_id)
+        if len(calls) == 3:
+            user_data.stop_capture()
+            user_data.stop_capture()  # idempotent there too
+
+    cap.start_capture(s, StripeCallback(on_stripe), cap)
+    assert wait_until(lambda: not cap.is_running, timeout=10)
+    time.sleep(0.2)
+    n = len(calls)
+    time.sleep(0.3)
+    assert len(calls) == n, "stripes kept coming after stop_capture() in the callback"
+    # Only the rest of the frame being delivered may follow the stop.
+    assert all(f == calls[2] for f in calls[3:]), calls
+    cap.stop_capture()
+    assert cap.error is None
+    # The capture can be started again.
+    cap.start_capture(s, StripeCallback(lambda r, u: None))
+    assert cap.is_running
+    cap.stop_capture()
+    assert not cap.is_running
+
+
+def test_exception_in_callback_goes_to_unraisablehook_and_capture_goes_on(monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: reported.append(
+        (info.exc_type, str(info.exc_value), info.object)))
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="full", target_fps=200.0)
+    calls = []
+
+    def on_stripe(result, user_data):
+        calls.append(result.frame_id)
+        raise ValueError(f"boom {result.frame_id}")
+
+    cap = ScreenCapture()
+    cap.start_capture(s, StripeCallback(on_stripe))
+    try:
+        assert wait_until(lambda: len(set(calls)) >= 5, timeout=10)
+        assert cap.is_running
+    finally:
+        cap.stop_capture()
+    assert cap.error is None
+    assert len(reported) >= 5
+    assert all(t is ValueError and msg.startswith("boom") for t, msg, _ in reported[:5])
+    assert reported[0][2] is on_stripe
+
+
+def test_start_twice_raises_stop_twice_is_fine():
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="typing")
+    cap = ScreenCapture()
+    cap.stop_capture()  # before any start: nothing to do
+    cap.start_capture(s, StripeCallback(lambda r, u: None))
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            cap.start_capture(s, StripeCallback(lambda r, u: None))
+        assert cap.is_running
+    finally:
+        cap.stop_capture()
+    cap.stop_capture()
+    assert not cap.is_running
+    # Two captures side by side on two objects are fine.
+    a, b = ScreenCapture(), ScreenCapture()
+    a.start_capture(s, StripeCallback(lambda r, u: None))
+    b.start_capture(s, StripeCallback(lambda r, u: None))
+    assert a.is_running and b.is_running
+    a.stop_capture()
+    b.stop_capture()
+
+
+def test_stop_capture_does_not_deadlock_with_a_pending_callback():
+    """1.2.2 joined its thread holding the GIL while that thread waited for the GIL."""
+    s = CaptureSettings(capture_width=128, capture_height=128, scene="full", target_fps=1000.0,
+                        stripe_height=16)
+    for _ in range(20):
+        calls = []
+        cap = ScreenCapture()
+        cap.start_capture(s, StripeCallback(lambda r, u: calls.append(sum(r.data[:64]))))
+        wait_until(lambda: len(calls) > 10, timeout=5)
+        stopper = threading.Thread(target=cap.stop_capture)
+        stopper.start()
+        stopper.join(timeout=10)
+        assert not stopper.is_alive(), "stop_capture() hung"
+        assert not cap.is_running
+
+
+def test_gil_is_free_while_capturing():
+    """Python threads keep running at full speed while a capture with a quiet callback runs."""
+    s = CaptureSettings(capture_width=256, capture_height=256, scene="full", target_fps=100.0)
+    cap = ScreenCapture()
+    stripes = []
+    cap.start_capture(s, StripeCallback(lambda r, u: stripes.append(r.size)))
+    try:
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 0.5:
+            n += 1
+    finally:
+        cap.stop_capture()
+    assert stripes and n > 1000
+
+
+def test_bad_display_raises_connection_error():
+    s = CaptureSettings(capture_width=64, capture_height=64, display=":987654")
+    cap = ScreenCapture()
+    with pytest.raises(ConnectionError, match="987654"):
+        cap.start_capture(s, StripeCallback(lambda r, u: None))
+    assert not cap.is_running
+
+
+def test_region_outside_the_screen_raises_value_error(xvfb):
+    s = region_settings(xvfb)
+    s.capture_x = 600  # 600 + 320 > 640
+    cap = ScreenCapture()
+    with pytest.raises(ValueError, match="does not fit"):
+        cap.start_capture(s, StripeCallback(lambda r, u: None))
+    assert not cap.is_running
+
+
+def test_missing_watermark_file_raises(xvfb, tmp_path):
+    s = region_settings(xvfb)
+    s.watermark_path = str(tmp_path / "missing.png")
+    s.watermark_location_enum = 4
+    cap = ScreenCapture()
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        cap.start_capture(s, StripeCallback(lambda r, u: None))
+
+
+def test_server_gone_is_logged_and_stop_returns(xvfb, caplog):
+    got = Collector(keep=lambda r: r.frame_id)
+    cap = ScreenCapture()
+    cap.start_capture(region_settings(xvfb, target_fps=60.0), StripeCallback(got))
+    assert got.wait_for(lambda items: len(items) > 0)
+    xvfb.kill()
+    assert wait_until(lambda: not cap.is_running, timeout=10)
+    with caplog.at_level(logging.ERROR, logger="pixelflux"):
+        cap.stop_capture()
+        cap.stop_capture()
+    assert cap.error is not None
+    errors = [r for r in caplog.records if r.name == "pixelflux"]
+    assert len(errors) == 1 and "capture ended with an error" in errors[0].getMessage()
