@@ -1,0 +1,464 @@
+//! H.264 stripes from a real Xvfb, decoded by ffmpeg and compared with what was drawn.
+//!
+//! Each stripe position (`y`) is its own H.264 stream: the payloads after the 10-byte header,
+//! concatenated in order, are what a browser's per-stripe decoder gets.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pixelflux::encode::x264::nal_types;
+use pixelflux::wire::H264FrameType;
+use pixelflux::{
+    CaptureError, CaptureSettings, OutputMode, OwnedFrame, ScreenCapture, SourceSpec, Stripe,
+    StripeKind,
+};
+use support::*;
+
+type Log = Arc<Mutex<Vec<Stripe>>>;
+
+fn start(xvfb: &Xvfb, settings: CaptureSettings) -> (ScreenCapture, Log) {
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let cap = ScreenCapture::start(
+        settings,
+        SourceSpec::X11 {
+            display: Some(xvfb.display.clone()),
+        },
+        move |s| sink.lock().unwrap().push(s),
+    )
+    .expect("capture starts");
+    (cap, log)
+}
+
+fn h264(w: u32, h: u32) -> CaptureSettings {
+    CaptureSettings {
+        capture_width: w,
+        capture_height: h,
+        target_fps: 30.0,
+        output_mode: OutputMode::H264,
+        h264_crf: 25,
+        ..Default::default()
+    }
+}
+
+/// Waits until the capture has grabbed `n` more frames.
+fn frames_pass(cap: &ScreenCapture, n: u64) {
+    let target = cap.stats().frames + n;
+    assert!(
+        wait_for(Duration::from_secs(10), || cap.stats().frames >= target),
+        "capture stalled"
+    );
+}
+
+/// The stripes of each stripe position, in the order they were sent.
+fn by_y(stripes: &[Stripe]) -> BTreeMap<u32, Vec<&Stripe>> {
+    let mut map: BTreeMap<u32, Vec<&Stripe>> = BTreeMap::new();
+    for s in stripes {
+        map.entry(s.y).or_default().push(s);
+    }
+    map
+}
+
+/// Checks the 10-byte header against the stripe's fields.
+fn check_header(s: &Stripe) {
+    assert_eq!(s.kind, StripeKind::H264);
+    assert_eq!(s.header_len, 10);
+    let d = &s.data;
+    let be = |i: usize| u16::from_be_bytes([d[i], d[i + 1]]) as u64;
+    assert_eq!(d[0], 0x04, "H.264 tag");
+    assert_eq!(Some(d[1]), s.h264_frame_type.map(|t| t as u8));
+    assert_eq!(be(2), s.frame_id % 65536);
+    assert_eq!(be(4), s.y as u64);
+    assert_eq!(be(6), s.width as u64);
+    assert_eq!(be(8), s.height as u64);
+}
+
+/// Writes one stripe position's stream to `dir` and returns its path.
+fn write_stream(dir: &Path, stripes: &[&Stripe]) -> std::path::PathBuf {
+    let path = dir.join(format!("y{}.h264", stripes[0].y));
+    let stream: Vec<u8> = stripes
+        .iter()
+        .flat_map(|s| s.payload().iter().copied())
+        .collect();
+    std::fs::write(&path, stream).unwrap();
+    path
+}
+
+/// Decodes one stripe position's stream with ffmpeg into BGRA frames of `w` x `h`.
+fn decode(dir: &Path, stripes: &[&Stripe], w: u32, h: u32) -> Vec<OwnedFrame> {
+    let input = write_stream(dir, stripes);
+    let output = input.with_extension("raw");
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "h264", "-i"])
+        .arg(&input)
+        .args(["-f", "rawvideo", "-pix_fmt", "bgra"])
+        .arg(&output)
+        .status()
+        .expect("ffmpeg must be installed (make test installs it)");
+    assert!(status.success(), "ffmpeg failed on {}", input.display());
+    let raw = std::fs::read(&output).unwrap();
+    let size = (w * h * 4) as usize;
+    assert_eq!(
+        raw.len() % size,
+        0,
+        "decoded {} bytes, not whole {w}x{h} frames",
+        raw.len()
+    );
+    raw.chunks_exact(size)
+        .map(|c| OwnedFrame {
+            data: c.to_vec(),
+            width: w,
+            height: h,
+        })
+        .collect()
+}
+
+/// `ffprobe`'s view of a stream: `key=value` lines of its first video stream.
+fn probe(path: &Path) -> BTreeMap<String, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-f", "h264", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream",
+            "-of",
+            "default=noprint_wrappers=1",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed");
+    assert!(out.status.success(), "ffprobe failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// NAL unit types of a stripe's payload, without SEI (x264 puts a version SEI into the very
+/// first picture only).
+fn nals(s: &Stripe) -> Vec<u8> {
+    nal_types(s.payload())
+        .into_iter()
+        .filter(|&t| t != 6)
+        .collect()
+}
+
+#[test]
+fn stripes_decode_to_the_drawn_picture_and_paint_over_sharpens_them() {
+    let xvfb = Xvfb::start(800, 600);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(640, 480, 1);
+    painter.put(&pattern, 100, 50);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            capture_x: 100,
+            capture_y: 50,
+            use_paint_over_quality: true,
+            paint_over_trigger_frames: 3,
+            ..h264(640, 480)
+        },
+    );
+    frames_pass(&cap, 10);
+    assert!(cap.stop().is_none());
+    let log = log.lock().unwrap();
+    let streams = by_y(&log);
+    assert_eq!(
+        streams.keys().copied().collect::<Vec<_>>(),
+        (0..8).map(|i| i * 64).collect::<Vec<u32>>()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut first_frame = OwnedFrame::new(640, 480);
+    for (&y, stripes) in &streams {
+        // 480 rows: seven stripes of 64, the last one 32.
+        let h = 64.min(480 - y);
+        for s in stripes {
+            check_header(s);
+            assert_eq!((s.width, s.height), (640, h));
+        }
+        // The first frame, then one paint-over: both IDRs with SPS/PPS in front.
+        assert_eq!(
+            stripes.len(),
+            2,
+            "stripe {y}: first send and one paint-over"
+        );
+        assert!(!stripes[0].paint_over && stripes[1].paint_over);
+        for s in stripes {
+            assert_eq!(s.h264_frame_type, Some(H264FrameType::Idr));
+            assert_eq!(nals(s), [7, 8, 5], "SPS, PPS, IDR slice");
+        }
+        let frames = decode(dir.path(), stripes, 640, h);
+        assert_eq!(
+            frames.len(),
+            2,
+            "stripe {y}: one decoded picture per stripe sent"
+        );
+        let truth = crop_rows(&pattern, y, h);
+        let first = psnr(&frames[0], &truth);
+        let painted = psnr(&frames[1], &truth);
+        eprintln!("stripe {y}: first {first:.1} dB, paint-over {painted:.1} dB");
+        assert!(first >= 35.0, "stripe {y}: {first:.1} dB at CRF 25");
+        assert!(painted >= 40.0, "stripe {y}: paint-over {painted:.1} dB");
+        assert!(
+            painted > first + 3.0,
+            "stripe {y}: paint-over {painted:.1} dB vs {first:.1} dB"
+        );
+        let start = y as usize * first_frame.stride();
+        first_frame.data[start..start + frames[0].data.len()].copy_from_slice(&frames[0].data);
+    }
+    let whole = psnr(&first_frame, &pattern);
+    assert!(whole >= 35.0, "whole first frame {whole:.1} dB");
+    // 4:2:0 stream: baseline profile, BT.709 limited range described in the VUI.
+    let info = probe(&write_stream(dir.path(), &streams[&0]));
+    assert_eq!(info["profile"], "Constrained Baseline", "{info:?}");
+    assert_eq!(info["pix_fmt"], "yuv420p");
+    assert_eq!(info["color_range"], "tv");
+    assert_eq!(info["color_space"], "bt709");
+    assert_eq!(info["color_primaries"], "bt709");
+    assert_eq!(info["color_transfer"], "bt709");
+}
+
+#[test]
+fn paint_over_after_p_pictures_is_sharp() {
+    // The case a CRF change alone does not handle: an IDR after P pictures takes its
+    // quantizer from those P pictures (see encode/h264.rs).
+    let xvfb = Xvfb::start(320, 64);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(320, 64, 8), 0, 0);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            use_paint_over_quality: true,
+            paint_over_trigger_frames: 4,
+            damage_block_threshold: 100,
+            ..h264(320, 64)
+        },
+    );
+    frames_pass(&cap, 2);
+    let mut last = test_pattern(320, 64, 0);
+    for i in 0..5 {
+        last = test_pattern(320, 64, 20 + i);
+        painter.put(&last, 0, 0);
+        frames_pass(&cap, 1);
+    }
+    frames_pass(&cap, 8);
+    cap.stop();
+    let log = log.lock().unwrap();
+    let all: Vec<&Stripe> = log.iter().collect();
+    let paint = all.last().unwrap();
+    assert!(paint.paint_over, "ends with a paint-over");
+    assert_eq!(paint.h264_frame_type, Some(H264FrameType::Idr));
+    let change = all.iter().rposition(|s| !s.paint_over).unwrap();
+    assert_eq!(all[change].h264_frame_type, Some(H264FrameType::Other));
+    let dir = tempfile::tempdir().unwrap();
+    let frames = decode(dir.path(), &all, 320, 64);
+    assert_eq!(frames.len(), all.len());
+    let changed = psnr(&frames[change], &last);
+    let painted = psnr(frames.last().unwrap(), &last);
+    eprintln!("last P picture {changed:.1} dB, paint-over {painted:.1} dB");
+    assert!(painted >= 40.0, "paint-over {painted:.1} dB");
+    assert!(
+        painted > changed + 3.0,
+        "paint-over {painted:.1} dB vs {changed:.1} dB"
+    );
+}
+
+#[test]
+fn fullcolor_streams_are_high_444() {
+    let xvfb = Xvfb::start(320, 128);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(320, 128, 4);
+    painter.put(&pattern, 0, 0);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            h264_fullcolor: true,
+            ..h264(320, 128)
+        },
+    );
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    let streams = by_y(&log);
+    assert_eq!(streams.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    for (&y, stripes) in &streams {
+        let info = probe(&write_stream(dir.path(), stripes));
+        assert_eq!(info["profile"], "High 4:4:4 Predictive", "{info:?}");
+        assert_eq!(info["pix_fmt"], "yuv444p");
+        let frames = decode(dir.path(), stripes, 320, 64);
+        assert_eq!(frames.len(), 1);
+        let db = psnr(&frames[0], &crop_rows(&pattern, y, 64));
+        assert!(db >= 35.0, "stripe {y}: {db:.1} dB");
+    }
+}
+
+#[test]
+fn request_idr_makes_every_stripe_send_an_idr_with_headers() {
+    let xvfb = Xvfb::start(640, 480);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(640, 480, 2), 0, 0);
+    let (cap, log) = start(&xvfb, h264(640, 480));
+    frames_pass(&cap, 3);
+    // A change in stripe 2 (rows 128..192) only: a P picture.
+    painter.fill(10, 130, 50, 10, 0xff0000);
+    frames_pass(&cap, 3);
+    let before = log.lock().unwrap().len();
+    cap.request_idr();
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    assert_eq!(
+        before, 9,
+        "8 stripes of the first frame, then the changed one"
+    );
+    let change = &log[8];
+    assert_eq!(change.y, 128);
+    assert_eq!(change.h264_frame_type, Some(H264FrameType::Other));
+    assert_eq!(change.data[1], 0x00);
+    assert_eq!(nals(change), [1], "a P slice, no SPS/PPS");
+    let refreshed = &log[before..];
+    assert_eq!(
+        refreshed.iter().map(|s| s.y).collect::<Vec<_>>(),
+        (0..8).map(|i| i * 64).collect::<Vec<u32>>(),
+        "every stripe, once"
+    );
+    for s in refreshed {
+        check_header(s);
+        assert_eq!(s.frame_id, refreshed[0].frame_id, "all in one frame");
+        assert_eq!(s.data[1], 0x01, "IDR");
+        assert_eq!(&nals(s)[..2], &[7, 8], "starts with SPS, PPS");
+    }
+    // The changed stripe's stream (IDR, P, IDR) decodes, with the red block in the end.
+    let streams = by_y(&log);
+    let dir = tempfile::tempdir().unwrap();
+    let frames = decode(dir.path(), &streams[&128], 640, 64);
+    assert_eq!(frames.len(), 3);
+    let [b, g, r, _] = frames[2].view().pixel(30, 135 - 128);
+    assert!(r > 200 && g < 60 && b < 60, "got {r},{g},{b}");
+}
+
+#[test]
+fn a_change_in_a_few_rows_sends_only_the_stripes_covering_them() {
+    let xvfb = Xvfb::start(640, 480);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(640, 480, 5);
+    painter.put(&pattern, 0, 0);
+    let (cap, log) = start(&xvfb, h264(640, 480));
+    frames_pass(&cap, 3);
+    let before = log.lock().unwrap().len();
+    assert_eq!(before, 8, "first frame: 480 rows / 64");
+    // Rows 250..260 straddle stripes 3 and 4 (192..256, 256..320).
+    painter.fill(300, 250, 20, 10, 0x00ff00);
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    let later: Vec<(u32, Option<H264FrameType>)> = log[before..]
+        .iter()
+        .map(|s| (s.y, s.h264_frame_type))
+        .collect();
+    assert_eq!(
+        later,
+        [
+            (192, Some(H264FrameType::Other)),
+            (256, Some(H264FrameType::Other))
+        ]
+    );
+    let streams = by_y(&log);
+    let dir = tempfile::tempdir().unwrap();
+    let mut truth = pattern.clone();
+    for y in 250..260 {
+        for x in 300..320 {
+            let i = (y * 640 + x) * 4;
+            truth.data[i..i + 4].copy_from_slice(&[0, 255, 0, 0]);
+        }
+    }
+    for y in [192, 256] {
+        let frames = decode(dir.path(), &streams[&y], 640, 64);
+        assert_eq!(frames.len(), 2);
+        let db = psnr(&frames[1], &crop_rows(&truth, y, 64));
+        assert!(db >= 35.0, "stripe {y} after the change: {db:.1} dB");
+    }
+}
+
+#[test]
+fn fullframe_mode_sends_one_stripe_of_full_height() {
+    let xvfb = Xvfb::start(640, 480);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(640, 480, 6);
+    painter.put(&pattern, 0, 0);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            h264_fullframe: true,
+            ..h264(640, 480)
+        },
+    );
+    frames_pass(&cap, 3);
+    painter.fill(10, 400, 30, 8, 0x0000ff);
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 2, "first frame and the change, one stripe each");
+    for s in log.iter() {
+        check_header(s);
+        assert_eq!((s.y, s.width, s.height), (0, 640, 480));
+    }
+    assert_eq!(log[0].h264_frame_type, Some(H264FrameType::Idr));
+    assert_eq!(log[1].h264_frame_type, Some(H264FrameType::Other));
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<&Stripe> = log.iter().collect();
+    let frames = decode(dir.path(), &all, 640, 480);
+    assert_eq!(frames.len(), 2);
+    let db = psnr(&frames[0], &pattern);
+    assert!(db >= 35.0, "{db:.1} dB");
+    let [b, g, r, _] = frames[1].view().pixel(20, 404);
+    assert!(b > 200 && g < 60 && r < 60, "got {r},{g},{b}");
+}
+
+#[test]
+fn odd_regions_are_rounded_down_to_even_and_tiny_ones_rejected() {
+    let xvfb = Xvfb::start(700, 500);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(641, 481, 7);
+    painter.put(&pattern, 0, 0);
+    let (cap, log) = start(&xvfb, h264(641, 481));
+    assert_eq!(
+        (cap.settings().capture_width, cap.settings().capture_height),
+        (640, 480)
+    );
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    // 480 rows: seven stripes of 64 and one of 32, all 640 wide.
+    assert_eq!(log.len(), 8);
+    assert!(log.iter().all(|s| s.width == 640));
+    assert_eq!((log[7].y, log[7].height), (448, 32));
+    let dir = tempfile::tempdir().unwrap();
+    let last = decode(dir.path(), &[&log[7]], 640, 32);
+    let mut truth = OwnedFrame::new(640, 32);
+    for y in 0..32 {
+        let s = y as usize * truth.stride();
+        truth.data[s..s + 640 * 4].copy_from_slice(&pattern.view().row(448 + y)[..640 * 4]);
+    }
+    let db = psnr(&last[0], &truth);
+    assert!(db >= 35.0, "{db:.1} dB");
+
+    let err = ScreenCapture::start(
+        h264(1, 64),
+        SourceSpec::X11 {
+            display: Some(xvfb.display.clone()),
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    match err {
+        CaptureError::Settings(e) => assert_eq!(e.field, "capture_width", "{e}"),
+        other => panic!("expected a settings error, got {other}"),
+    }
+}
