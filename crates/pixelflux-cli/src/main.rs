@@ -1,5 +1,6 @@
 //! The `pixelflux` command.
 
+mod bench;
 mod capture_cmd;
 mod options;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Capture and print per-second figures (fps, stripes, kbit/s).
     Capture(capture_cmd::CaptureArgs),
+    /// Benchmark every scene through the pipeline (synthetic and X11; JPEG and H.264).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Capture(args) => capture_cmd::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,678 @@
+//! `pixelflux bench`: every synthetic scene through the whole pipeline, from the synthetic
+//! source and from a real X server (a private Xvfb fed by the scene driver), with CPU, rate,
+//! size, quality (PSNR after real decoding), latency and per-stage figures.
+//!
+//! Sub-tools: `--drive-only` (the scene driver alone, for `bench/compare.py`), `bench psnr`
+//! (PSNR of a stripe dump from another capture library), `bench chart` (the comparison SVG).
+
+pub mod chart;
+pub mod dump;
+pub mod quality;
+pub mod report;
+pub mod scene_driver;
+pub mod stats;
+pub mod xvfb;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use pixelflux::source::synthetic::SyntheticSource;
+use pixelflux::source::x11::{Region, X11Source};
+use pixelflux::source::Damage;
+use pixelflux::{
+    CaptureSettings, Frame, FrameSource, OutputMode, OwnedFrame, Scene, ScreenCapture, SourceError,
+    Stripe,
+};
+
+use crate::options::RegionArg;
+use quality::Received;
+use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
+use stats::{percentile, process_cpu_seconds, psnr_summary};
+
+/// Which codecs to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CodecChoice {
+    Jpeg,
+    H264,
+    Both,
+}
+
+/// Which sources to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceChoice {
+    /// Frames rendered in-process (no X server): the pipeline alone.
+    Synthetic,
+    /// A private Xvfb (or `--display`) fed by the scene driver: the real capture path.
+    X11,
+    Both,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+    /// Seconds measured per scene (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Seconds run before measuring (first full frame, encoder start-up).
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Codecs to run.
+    #[arg(long, value_enum, default_value = "both")]
+    pub codec: CodecChoice,
+    /// Scenes to run, comma-separated (default: all). With --drive-only, the one to drive.
+    #[arg(long, value_delimiter = ',')]
+    pub scene: Vec<Scene>,
+    /// Sources to run.
+    #[arg(long, value_enum, default_value = "both")]
+    pub source: SourceChoice,
+    /// Picture size, WxH.
+    #[arg(long, default_value = "1920x1080")]
+    pub size: RegionArg,
+    /// Target frames per second (capture and driver).
+    #[arg(long, default_value_t = 60.0)]
+    pub fps: f64,
+    /// JPEG quality.
+    #[arg(long, default_value_t = 85)]
+    pub quality: u8,
+    /// H.264 CRF.
+    #[arg(long, default_value_t = 25)]
+    pub crf: u8,
+    /// Rows per stripe.
+    #[arg(long, default_value_t = pixelflux::settings::DEFAULT_STRIPE_HEIGHT)]
+    pub stripe_height: u32,
+    /// Frames compared with the source for PSNR, per scene (0: no PSNR).
+    #[arg(long, default_value_t = 10)]
+    pub psnr_samples: usize,
+    /// X display for the X11 path instead of a private Xvfb (it must be at least --size).
+    #[arg(long)]
+    pub display: Option<String>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Only drive --scene into --display until stdin closes, printing
+    /// `ready` once the first frame is up; used by bench/compare.py.
+    #[arg(long)]
+    pub drive_only: bool,
+    /// With --drive-only: append `index monotonic_ns` per drawn frame to this file.
+    #[arg(long)]
+    pub driver_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// PSNR of a stripe dump (bench/compare.py) against the scene driver's frames.
+    Psnr(dump::PsnrArgs),
+    /// Draw the comparison chart (SVG) from the JSON bench/compare.py writes.
+    Chart(chart::ChartArgs),
+}
+
+/// Runs `pixelflux bench` with these arguments.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.tool {
+        Some(Tool::Psnr(a)) => return dump::run(a),
+        Some(Tool::Chart(a)) => return chart::run(a),
+        None => {}
+    }
+    if args.drive_only {
+        let scene = match args.scene.as_slice() {
+            [scene] => *scene,
+            _ => bail!("--drive-only needs exactly one --scene"),
+        };
+        return scene_driver::run_drive_only(scene_driver::DriveOnly {
+            display: args.display.clone(),
+            scene,
+            size: (args.size.width, args.size.height),
+            fps: args.fps,
+            log: args.driver_log.clone(),
+        });
+    }
+    let plan = Plan::from_args(&args)?;
+    let results = plan.run()?;
+    print!("{}", report::table(&results));
+    if let Some(path) = &args.json {
+        let report = BenchReport {
+            version: report::JSON_VERSION,
+            tool: "pixelflux bench".into(),
+            machine: Machine::detect(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            results,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Where a run's frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceKind {
+    Synthetic,
+    X11,
+}
+
+impl SourceKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Synthetic => "synthetic",
+            Self::X11 => "x11",
+        }
+    }
+}
+
+fn codec_name(mode: OutputMode) -> &'static str {
+    match mode {
+        OutputMode::Jpeg => "jpeg",
+        OutputMode::H264 => "h264",
+    }
+}
+
+/// Everything to run, in order.
+struct Plan {
+    runs: Vec<(SourceKind, OutputMode, Scene)>,
+    settings: CaptureSettings,
+    seconds: f64,
+    warmup: f64,
+    psnr_samples: usize,
+    display: Option<String>,
+}
+
+impl Plan {
+    fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
+        if !args.seconds.is_finite()
+            || args.seconds <= 0.0
+            || !args.warmup.is_finite()
+            || args.warmup < 0.0
+        {
+            bail!("--seconds must be positive and --warmup not negative");
+        }
+        let scenes = if args.scene.is_empty() {
+            Scene::ALL.to_vec()
+        } else {
+            args.scene.clone()
+        };
+        let codecs = match args.codec {
+            CodecChoice::Jpeg => vec![OutputMode::Jpeg],
+            CodecChoice::H264 => vec![OutputMode::H264],
+            CodecChoice::Both => vec![OutputMode::Jpeg, OutputMode::H264],
+        };
+        let sources = match args.source {
+            SourceChoice::Synthetic => vec![SourceKind::Synthetic],
+            SourceChoice::X11 => vec![SourceKind::X11],
+            SourceChoice::Both => vec![SourceKind::Synthetic, SourceKind::X11],
+        };
+        let mut runs = Vec::new();
+        for &source in &sources {
+            for &codec in &codecs {
+                for &scene in &scenes {
+                    runs.push((source, codec, scene));
+                }
+            }
+        }
+        let settings = CaptureSettings {
+            capture_width: args.size.width,
+            capture_height: args.size.height,
+            target_fps: args.fps,
+            jpeg_quality: args.quality,
+            h264_crf: args.crf,
+            stripe_height: args.stripe_height,
+            ..Default::default()
+        };
+        settings.validate()?;
+        Ok(Self {
+            runs,
+            settings,
+            seconds: args.seconds,
+            warmup: args.warmup,
+            psnr_samples: args.psnr_samples,
+            display: args.display.clone(),
+        })
+    }
+
+    fn run(&self) -> anyhow::Result<Vec<SceneResult>> {
+        let needs_x = self.runs.iter().any(|r| r.0 == SourceKind::X11);
+        // One X server for every X11 run; each run gets a fresh driver.
+        let xvfb = match (&self.display, needs_x) {
+            (None, true) => Some(xvfb::Xvfb::start(
+                self.settings.capture_width,
+                self.settings.capture_height,
+            )?),
+            _ => None,
+        };
+        let display = self
+            .display
+            .clone()
+            .or_else(|| xvfb.as_ref().map(|x| x.display.clone()));
+        let xserver_pid = xvfb.as_ref().map(|x| x.pid());
+        let mut results = Vec::new();
+        for (n, &(source, codec, scene)) in self.runs.iter().enumerate() {
+            let label = format!(
+                "[{}/{}] {scene} {} {}",
+                n + 1,
+                self.runs.len(),
+                codec_name(codec),
+                source.name()
+            );
+            eprintln!("{label}: starting");
+            let env = Env {
+                display: display.as_deref(),
+                xserver_pid,
+            };
+            let result = self
+                .run_one(source, codec, scene, &env, &label)
+                .with_context(|| label.clone())?;
+            eprintln!(
+                "{label}: {:.1} fps, {:.3} cores, {:.0} kbit/s, PSNR {}",
+                result.capture_fps,
+                result.cpu_cores,
+                result.kbit_per_s,
+                result
+                    .psnr_db
+                    .map(|p| format!("{p:.1} dB"))
+                    .unwrap_or_else(|| "-".into())
+            );
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    fn run_one(
+        &self,
+        source_kind: SourceKind,
+        codec: OutputMode,
+        scene: Scene,
+        env: &Env<'_>,
+        label: &str,
+    ) -> anyhow::Result<SceneResult> {
+        let settings = CaptureSettings {
+            output_mode: codec,
+            ..self.settings.clone()
+        };
+        let (w, h) = (settings.capture_width, settings.capture_height);
+        let mut driver = None;
+        let inner: Box<dyn FrameSource> = match source_kind {
+            SourceKind::Synthetic => Box::new(SyntheticSource::new(scene, w, h)),
+            SourceKind::X11 => {
+                let display = env.display.context("no X display")?;
+                driver = Some(Driver::spawn(display, scene, (w, h), settings.target_fps)?);
+                Box::new(X11Source::open(
+                    Some(display),
+                    Region {
+                        x: 0,
+                        y: 0,
+                        width: w,
+                        height: h,
+                    },
+                )?)
+            }
+        };
+        let warmup_frames = (self.warmup * settings.target_fps).round() as u64;
+        let measured_frames = (self.seconds * settings.target_fps).max(1.0) as u64;
+        let tee = Tee::new(
+            inner,
+            sample_ticks(warmup_frames, measured_frames, self.psnr_samples),
+        );
+        let samples = Arc::clone(&tee.samples);
+        let copy_ns = Arc::clone(&tee.copy_ns);
+
+        let log: Arc<Mutex<Vec<(Stripe, Instant)>>> = Arc::default();
+        let sink = Arc::clone(&log);
+        let capture = ScreenCapture::start_with(settings.clone(), Box::new(tee), Vec::new(), {
+            move |stripe: Stripe| {
+                let now = Instant::now();
+                if let Ok(mut log) = sink.lock() {
+                    log.push((stripe, now));
+                }
+            }
+        })?;
+
+        sleep_while_running(&capture, Duration::from_secs_f64(self.warmup));
+        let x0 = env.xserver_pid.and_then(xvfb::process_cpu_seconds_of);
+        let cpu0 = process_cpu_seconds();
+        let copy0 = copy_ns.load();
+        let stats0 = capture.stats();
+        let t0 = Instant::now();
+        let total = Duration::from_secs_f64(self.seconds);
+        let mut next_report = Duration::from_secs(1);
+        while t0.elapsed() < total && capture.is_running() {
+            std::thread::sleep(Duration::from_millis(20));
+            if t0.elapsed() >= next_report && t0.elapsed() < total {
+                eprintln!(
+                    "{label}: {:.0}/{:.0} s",
+                    t0.elapsed().as_secs_f64(),
+                    self.seconds
+                );
+                next_report += Duration::from_secs(1);
+            }
+        }
+        let stats1 = capture.stats();
+        let cpu1 = process_cpu_seconds();
+        let copy1 = copy_ns.load();
+        let x1 = env.xserver_pid.and_then(xvfb::process_cpu_seconds_of);
+        let seconds = t0.elapsed().as_secs_f64();
+        if let Some(err) = capture.stop() {
+            bail!("capture failed: {err}");
+        }
+        let driver_report = match driver {
+            Some(d) => Some(d.finish()?),
+            None => None,
+        };
+
+        let frames = stats1.frames - stats0.frames;
+        let per_frame = |ns: u64| ns as f64 / 1e6 / frames.max(1) as f64;
+        let copy_ms = (copy1 - copy0) as f64 / 1e6;
+        let cpu = (cpu1 - cpu0 - copy_ms / 1e3).max(0.0);
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let st = StageMs {
+            grab: ((d(stats1.stage_ns.grab, stats0.stage_ns.grab) as f64 / 1e6 - copy_ms)
+                / frames.max(1) as f64)
+                .max(0.0),
+            overlay: per_frame(d(stats1.stage_ns.overlay, stats0.stage_ns.overlay)),
+            detect: per_frame(d(stats1.stage_ns.detect, stats0.stage_ns.detect)),
+            encode: per_frame(d(stats1.stage_ns.encode, stats0.stage_ns.encode)),
+            deliver: per_frame(d(stats1.stage_ns.deliver, stats0.stage_ns.deliver)),
+        };
+
+        let log = std::mem::take(&mut *log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        let measured_from = stats0.frames;
+        let measured_to = stats1.frames;
+        let in_window = |s: &Stripe| s.frame_id >= measured_from && s.frame_id < measured_to;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let encode_lat: Vec<f64> = log
+            .iter()
+            .filter(|(s, _)| in_window(s))
+            .map(|(s, _)| ms(s.encoded_at - s.captured_at))
+            .collect();
+        let callback_lat: Vec<f64> = log
+            .iter()
+            .filter(|(s, _)| in_window(s))
+            .map(|(s, at)| ms(*at - s.captured_at))
+            .collect();
+        let lat = |v: &[f64]| LatencyMs {
+            p50: percentile(v, 50.0).unwrap_or(0.0),
+            p99: percentile(v, 99.0).unwrap_or(0.0),
+            max: percentile(v, 100.0).unwrap_or(0.0),
+        };
+
+        // Quality: rebuild the viewer's picture at each sampled frame and compare.
+        let samples =
+            std::mem::take(&mut *samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        let received: Vec<Received> = log
+            .into_iter()
+            .map(|(s, _)| Received {
+                kind: s.kind,
+                frame_id: s.frame_id,
+                y: s.y,
+                height: s.height,
+                payload: s.data[s.header_len..].to_vec(),
+            })
+            .collect();
+        let ticks: Vec<u64> = samples.iter().map(|(k, _)| *k).collect();
+        let mses: Vec<f64> = if ticks.is_empty() {
+            Vec::new()
+        } else {
+            let canvases = quality::reconstruct(&received, w, h, &ticks)?;
+            canvases
+                .iter()
+                .zip(&samples)
+                .map(|(c, (_, f))| stats::mse_bgrx(&c.data, &f.data))
+                .collect()
+        };
+        let psnr = psnr_summary(&mses).map(|(a, b)| (cap_psnr(a), cap_psnr(b)));
+
+        let bytes = stats1.bytes - stats0.bytes;
+        Ok(SceneResult {
+            scene: scene.name().into(),
+            codec: codec_name(codec).into(),
+            source: source_kind.name().into(),
+            width: w,
+            height: h,
+            target_fps: settings.target_fps,
+            seconds,
+            frames,
+            frames_sent: stats1.frames_sent - stats0.frames_sent,
+            stripes: stats1.stripes - stats0.stripes,
+            bytes,
+            capture_fps: frames as f64 / seconds,
+            delivered_fps: (stats1.frames_sent - stats0.frames_sent) as f64 / seconds,
+            stripes_per_frame: (stats1.stripes - stats0.stripes) as f64 / frames.max(1) as f64,
+            kbit_per_s: bytes as f64 * 8.0 / 1000.0 / seconds,
+            cpu_ms_per_frame: cpu * 1e3 / frames.max(1) as f64,
+            cpu_cores: cpu / seconds,
+            xserver_cpu_cores: x0.zip(x1).map(|(a, b)| (b - a) / seconds),
+            psnr_db: psnr.map(|p| p.0),
+            psnr_min_db: psnr.map(|p| p.1),
+            psnr_samples: mses.len(),
+            encode_latency_ms: lat(&encode_lat),
+            callback_latency_ms: lat(&callback_lat),
+            stage_ms_per_frame: st,
+            late_ticks: stats1.late_ticks - stats0.late_ticks,
+            driver_fps: driver_report.map(|r| r.fps()),
+        })
+    }
+}
+
+/// JSON has no infinity: identical pictures are reported as 100 dB.
+pub const PSNR_IDENTICAL_DB: f64 = 100.0;
+
+fn cap_psnr(db: f64) -> f64 {
+    db.min(PSNR_IDENTICAL_DB)
+}
+
+/// The ticks to keep a copy of for PSNR: `n` evenly spread over the measured frames.
+pub fn sample_ticks(first: u64, frames: u64, n: usize) -> Vec<u64> {
+    if n == 0 || frames == 0 {
+        return Vec::new();
+    }
+    let n = (n as u64).min(frames);
+    let step = frames / n;
+    (0..n).map(|i| first + i * step + step / 2).collect()
+}
+
+fn sleep_while_running(capture: &ScreenCapture, d: Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < d && capture.is_running() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+struct Env<'a> {
+    display: Option<&'a str>,
+    xserver_pid: Option<u32>,
+}
+
+/// A shared nanosecond counter.
+#[derive(Default)]
+struct Counter(std::sync::atomic::AtomicU64);
+
+impl Counter {
+    fn load(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn add(&self, v: u64) {
+        self.0.fetch_add(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Wraps the capture's source and keeps a copy of the frames at chosen ticks: the exact pixels
+/// the pipeline encoded, for PSNR. The copies' time is measured and taken out of the figures.
+struct Tee {
+    inner: Box<dyn FrameSource>,
+    keeper: Keeper,
+    samples: Arc<Mutex<Vec<(u64, OwnedFrame)>>>,
+    copy_ns: Arc<Counter>,
+}
+
+/// The tick counter and the ticks still to copy (ascending).
+struct Keeper {
+    wanted: std::collections::VecDeque<u64>,
+    tick: u64,
+    samples: Arc<Mutex<Vec<(u64, OwnedFrame)>>>,
+    copy_ns: Arc<Counter>,
+}
+
+impl Keeper {
+    /// Every tick ends in exactly one `grab` or `last_frame`: count it there, and copy.
+    fn see(&mut self, frame: &Frame<'_>) {
+        let tick = self.tick;
+        self.tick += 1;
+        if self.wanted.front() != Some(&tick) {
+            return;
+        }
+        self.wanted.pop_front();
+        let t = Instant::now();
+        let copy = OwnedFrame::from_view(frame.view());
+        if let Ok(mut samples) = self.samples.lock() {
+            samples.push((tick, copy));
+        }
+        self.copy_ns.add(t.elapsed().as_nanos() as u64);
+    }
+}
+
+impl Tee {
+    fn new(inner: Box<dyn FrameSource>, wanted: Vec<u64>) -> Self {
+        let samples: Arc<Mutex<Vec<(u64, OwnedFrame)>>> = Arc::default();
+        let copy_ns: Arc<Counter> = Arc::default();
+        Self {
+            inner,
+            keeper: Keeper {
+                wanted: wanted.into(),
+                tick: 0,
+                samples: Arc::clone(&samples),
+                copy_ns: Arc::clone(&copy_ns),
+            },
+            samples,
+            copy_ns,
+        }
+    }
+}
+
+impl FrameSource for Tee {
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+
+    fn grab(&mut self) -> Result<Frame<'_>, SourceError> {
+        let frame = self.inner.grab()?;
+        self.keeper.see(&frame);
+        Ok(frame)
+    }
+
+    fn damage(&mut self) -> Result<Damage, SourceError> {
+        self.inner.damage()
+    }
+
+    fn last_frame(&mut self) -> Frame<'_> {
+        let frame = self.inner.last_frame();
+        self.keeper.see(&frame);
+        frame
+    }
+}
+
+/// A running scene driver (`pixelflux bench --drive-only` in a child process, so its CPU time
+/// stays out of the capture's).
+struct Driver {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Driver {
+    /// Starts the driver and waits until its first frame is on the screen.
+    fn spawn(display: &str, scene: Scene, (w, h): (u32, u32), fps: f64) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("path of this program")?;
+        let mut child = Command::new(exe)
+            .args(["bench", "--drive-only", "--display", display])
+            .args(["--scene", scene.name(), "--size", &format!("{w}x{h}")])
+            .args(["--fps", &fps.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("start the scene driver")?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().context("driver stdout")?);
+        let mut driver = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        let mut line = String::new();
+        driver.stdout.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = driver.child.kill();
+            let _ = driver.child.wait();
+            bail!("the scene driver did not start (said {:?})", line.trim());
+        }
+        Ok(driver)
+    }
+
+    /// Stops the driver (closes its stdin) and reads its summary.
+    fn finish(mut self) -> anyhow::Result<scene_driver::DriverReport> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let mut report = None;
+        for line in (&mut self.stdout).lines() {
+            let line = line?;
+            if let Some(r) = scene_driver::parse_summary(&line) {
+                report = Some(r);
+            }
+        }
+        let status = self.child.wait()?;
+        match report {
+            Some(r) if status.success() => Ok(r),
+            _ => bail!("the scene driver failed ({status})"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // Not finished normally (an error on the way): do not leave it drawing.
+            self.stdin = None;
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_ticks_spread_over_the_measured_frames() {
+        assert_eq!(sample_ticks(30, 300, 3), vec![80, 180, 280]);
+        assert_eq!(sample_ticks(0, 2, 5), vec![0, 1]);
+        assert!(sample_ticks(0, 300, 0).is_empty());
+        let t = sample_ticks(10, 100, 10);
+        assert!(t.iter().all(|&k| (10..110).contains(&k)));
+        assert!(t.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn tee_copies_the_chosen_ticks_and_passes_frames_through() {
+        let inner = Box::new(SyntheticSource::new(Scene::Full, 32, 16));
+        let mut tee = Tee::new(inner, vec![1, 3]);
+        let mut reference = SyntheticSource::new(Scene::Full, 32, 16);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let f = OwnedFrame::from_view(tee.grab().unwrap().view());
+            assert_eq!(&f, reference.advance());
+            seen.push(f);
+        }
+        let samples = tee.samples.lock().unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!((samples[0].0, samples[1].0), (1, 3));
+        assert_eq!(samples[0].1, seen[1]);
+        assert_eq!(samples[1].1, seen[3]);
+    }
+}
