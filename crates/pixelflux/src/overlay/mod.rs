@@ -1,8 +1,25 @@
 //! Things drawn into each captured frame before change detection: the pointer and a
-//! watermark. Drawing before hashing means an unchanged overlay costs no re-encode.
+//! watermark. Drawing before hashing means an unchanged overlay costs no re-encode, and a
+//! moving one dirties only the stripes it crosses (old and new position).
+//!
+//! [`build`] is the one place that decides which overlays a capture gets:
+//! - a [`Watermark`] when `watermark_path` is set and `watermark_location` is not `None`
+//!   (a path with location `None` draws nothing, as in 1.2.2);
+//! - a [`CursorOverlay`] when `capture_cursor` is set and the source is an X11 display. A
+//!   synthetic source has no pointer, so `capture_cursor` draws nothing there (logged once).
+//!
+//! The watermark is drawn first, the pointer on top of it.
+
+mod blend;
+pub mod cursor;
+pub mod watermark;
+
+pub use blend::PremultipliedImage;
+pub use cursor::CursorOverlay;
+pub use watermark::Watermark;
 
 use crate::frame::Frame;
-use crate::settings::CaptureSettings;
+use crate::settings::{CaptureSettings, WatermarkLocation};
 use crate::source::SourceSpec;
 
 /// Draws into captured frames.
@@ -32,6 +49,28 @@ pub fn build(
     settings: &CaptureSettings,
     source: &SourceSpec,
 ) -> Result<Vec<Box<dyn Overlay>>, OverlayError> {
-    let _ = (settings, source);
-    Ok(Vec::new())
+    let mut overlays: Vec<Box<dyn Overlay>> = Vec::new();
+    if let Some(path) = &settings.watermark_path {
+        if settings.watermark_location != WatermarkLocation::None {
+            overlays.push(Box::new(Watermark::load(
+                path,
+                settings.watermark_location,
+                settings.capture_width,
+                settings.capture_height,
+            )?));
+        }
+    }
+    if settings.capture_cursor {
+        match source {
+            SourceSpec::X11 { display } => overlays.push(Box::new(CursorOverlay::open(
+                display.as_deref(),
+                settings.capture_x,
+                settings.capture_y,
+            )?)),
+            SourceSpec::Synthetic(_) => {
+                tracing::info!("capture_cursor: a synthetic source has no pointer to draw");
+            }
+        }
+    }
+    Ok(overlays)
 }

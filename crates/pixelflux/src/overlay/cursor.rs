@@ -1,0 +1,178 @@
+//! The pointer, blended into each frame of an X11 capture.
+//!
+//! X servers leave the cursor out of screen grabs (it is a hardware or software sprite), so
+//! we draw it ourselves: the image comes from XFixes (premultiplied ARGB plus a hotspot) and
+//! is fetched again only when XFixes reports that the cursor changed; the position is asked
+//! for every frame. The image goes at pointer position minus hotspot (pixelflux 1.2.2 drew it
+//! at the pointer position, so every cursor appeared shifted down and to the right), in
+//! region coordinates, clipped to the frame.
+
+use x11rb::connection::{Connection, RequestConnection as _};
+use x11rb::protocol::xfixes::{self, ConnectionExt as _, CursorNotifyMask};
+use x11rb::protocol::xproto::{ConnectionExt as _, Window};
+use x11rb::protocol::Event;
+use x11rb::rust_connection::RustConnection;
+
+use super::blend::PremultipliedImage;
+use super::{Overlay, OverlayError};
+use crate::frame::Frame;
+
+/// The cursor image and its hotspot (the pixel that sits at the pointer position).
+#[derive(Debug, Clone)]
+struct CursorImage {
+    image: PremultipliedImage,
+    xhot: i64,
+    yhot: i64,
+    serial: u32,
+}
+
+/// Draws the X pointer into frames; holds a connection of its own to the captured display.
+pub struct CursorOverlay {
+    conn: RustConnection,
+    root: Window,
+    /// Screen coordinates of the region's top-left corner.
+    origin: (i64, i64),
+    image: Option<CursorImage>,
+    /// Whether the server told us the cursor changed since we last fetched it.
+    stale: bool,
+}
+
+impl std::fmt::Debug for CursorOverlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CursorOverlay")
+            .field("origin", &self.origin)
+            .field("serial", &self.image.as_ref().map(|i| i.serial))
+            .finish()
+    }
+}
+
+fn x_err(what: &str, e: impl std::fmt::Display) -> OverlayError {
+    OverlayError::Cursor(format!("{what}: {e}"))
+}
+
+impl CursorOverlay {
+    /// Connects to `display` (`None`: `$DISPLAY`), checks for XFixes and subscribes to cursor
+    /// changes. `origin_x`/`origin_y` is the capture region's corner on the screen.
+    pub fn open(display: Option<&str>, origin_x: i32, origin_y: i32) -> Result<Self, OverlayError> {
+        let (conn, screen) = x11rb::connect(display).map_err(|e| {
+            OverlayError::Cursor(format!("cannot connect to X display {display:?}: {e}"))
+        })?;
+        let root = conn
+            .setup()
+            .roots
+            .get(screen)
+            .map(|s| s.root)
+            .ok_or_else(|| OverlayError::Cursor(format!("the display has no screen {screen}")))?;
+        if conn
+            .extension_information(xfixes::X11_EXTENSION_NAME)
+            .map_err(|e| x_err("extension query", e))?
+            .is_none()
+        {
+            return Err(OverlayError::Cursor(
+                "the X server lacks the XFIXES extension".into(),
+            ));
+        }
+        // XFixes requires the version handshake before any other request; 2.0 is the
+        // version that has cursor images and CursorNotify.
+        let version = conn
+            .xfixes_query_version(5, 0)
+            .map_err(|e| x_err("XFixes QueryVersion", e))?
+            .reply()
+            .map_err(|e| x_err("XFixes QueryVersion", e))?;
+        if version.major_version < 2 {
+            return Err(OverlayError::Cursor(format!(
+                "XFixes {}.{} is too old (need 2.0)",
+                version.major_version, version.minor_version
+            )));
+        }
+        conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)
+            .map_err(|e| x_err("XFixes SelectCursorInput", e))?
+            .check()
+            .map_err(|e| x_err("XFixes SelectCursorInput", e))?;
+        Ok(Self {
+            conn,
+            root,
+            origin: (origin_x as i64, origin_y as i64),
+            image: None,
+            stale: true,
+        })
+    }
+}
+
+/// Whether the server reported a cursor change among the events that arrived so far.
+fn cursor_changed(conn: &RustConnection) -> Result<bool, OverlayError> {
+    let mut changed = false;
+    while let Some(event) = conn
+        .poll_for_event()
+        .map_err(|e| x_err("X connection lost", e))?
+    {
+        match event {
+            Event::XfixesCursorNotify(_) => changed = true,
+            Event::Error(e) => tracing::debug!("X error on the cursor connection: {e:?}"),
+            _ => {}
+        }
+    }
+    Ok(changed)
+}
+
+/// Converts a GetCursorImage reply; `None` (and a warning) for a malformed one.
+fn cursor_image(reply: xfixes::GetCursorImageReply) -> Option<CursorImage> {
+    let (w, h) = (reply.width as u32, reply.height as u32);
+    let Some(image) = PremultipliedImage::from_premultiplied_argb(w, h, &reply.cursor_image) else {
+        tracing::warn!(
+            "cursor image of {w}x{h} came with {} pixels; not drawing it",
+            reply.cursor_image.len()
+        );
+        return None;
+    };
+    tracing::debug!(
+        "cursor changed: {w}x{h}, hotspot ({}, {}), serial {}",
+        reply.xhot,
+        reply.yhot,
+        reply.cursor_serial
+    );
+    Some(CursorImage {
+        image,
+        xhot: reply.xhot as i64,
+        yhot: reply.yhot as i64,
+        serial: reply.cursor_serial,
+    })
+}
+
+impl Overlay for CursorOverlay {
+    fn apply(&mut self, frame: &mut Frame<'_>, _frame_index: u64) -> Result<(), OverlayError> {
+        // Both requests go out before either reply is awaited: one round trip per frame.
+        let pointer = self
+            .conn
+            .query_pointer(self.root)
+            .map_err(|e| x_err("QueryPointer", e))?;
+        self.stale |= cursor_changed(&self.conn)?;
+        let image = if self.stale {
+            Some(
+                self.conn
+                    .xfixes_get_cursor_image()
+                    .map_err(|e| x_err("XFixes GetCursorImage", e))?,
+            )
+        } else {
+            None
+        };
+        let pointer = pointer.reply().map_err(|e| x_err("QueryPointer", e))?;
+        if let Some(image) = image {
+            let reply = image
+                .reply()
+                .map_err(|e| x_err("XFixes GetCursorImage", e))?;
+            self.image = cursor_image(reply);
+            self.stale = false;
+        }
+        if !pointer.same_screen {
+            // The pointer is on another screen of a multi-screen display.
+            return Ok(());
+        }
+        if let Some(cursor) = &self.image {
+            let x = pointer.root_x as i64 - self.origin.0 - cursor.xhot;
+            let y = pointer.root_y as i64 - self.origin.1 - cursor.yhot;
+            cursor.image.draw(frame, x, y);
+        }
+        Ok(())
+    }
+}
