@@ -83,6 +83,11 @@ pub struct SyntheticSource {
     frame: OwnedFrame,
     /// The scene's starting picture; `Scroll` and `Full` read their rows from it.
     base: OwnedFrame,
+    /// What `grab` hands out for scenes that change their picture in place (static, typing,
+    /// video): a copy, so overlays drawn into it never become part of the scene (a
+    /// half-transparent watermark would otherwise be blended over itself every frame).
+    /// Scroll and full rewrite every pixel each frame and hand out `frame` itself.
+    shown: Option<OwnedFrame>,
     index: u64,
 }
 
@@ -96,10 +101,15 @@ impl SyntheticSource {
             _ => desktop(width, height),
         };
         let frame = OwnedFrame::new(width, height);
+        let shown = match scene {
+            Scene::Static | Scene::Typing | Scene::Video => Some(frame.clone()),
+            Scene::Scroll | Scene::Full => None,
+        };
         Self {
             scene,
             frame,
             base,
+            shown,
             index: 0,
         }
     }
@@ -162,7 +172,10 @@ impl FrameSource for SyntheticSource {
 
     fn grab(&mut self) -> Result<Frame<'_>, SourceError> {
         self.advance();
-        Ok(self.frame.as_frame())
+        if let Some(shown) = &mut self.shown {
+            shown.data.copy_from_slice(&self.frame.data);
+        }
+        Ok(self.last_frame())
     }
 
     fn damage(&mut self) -> Result<Damage, SourceError> {
@@ -174,7 +187,10 @@ impl FrameSource for SyntheticSource {
     }
 
     fn last_frame(&mut self) -> Frame<'_> {
-        self.frame.as_frame()
+        match &mut self.shown {
+            Some(shown) => shown.as_frame(),
+            None => self.frame.as_frame(),
+        }
     }
 }
 
