@@ -26,9 +26,18 @@ lint:
 test-rust:
 	$(CARGO) test --workspace
 
-# Python module tests (pytest under Xvfb); filled in by the Python package.
-test-python:
-	@true
+# Python module tests: a private venv with the test tools, the module built in release mode
+# and installed from this tree (`pip install .`), then pytest under private Xvfb servers.
+PYTHON ?= python3
+PY_VENV := .venv-test
+PY_TEST_TOOLS := "maturin>=1.5,<2" "pytest>=7" "pillow>=9" "python-xlib>=0.33"
+
+test-python: deps-test
+	@[ -x $(PY_VENV)/bin/python ] || $(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install -q --disable-pip-version-check $(PY_TEST_TOOLS)
+	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(PY_VENV)/bin/python -m pip install -q \
+	  --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps .
+	$(PY_VENV)/bin/python -m pytest tests/python -q
 
 # Browser tests (headless Chromium) of `pixelflux serve`.
 test-browser:

@@ -370,3 +370,17 @@ def test_server_gone_is_logged_and_stop_returns(xvfb, caplog):
     assert cap.error is not None
     errors = [r for r in caplog.records if r.name == "pixelflux"]
     assert len(errors) == 1 and "capture ended with an error" in errors[0].getMessage()
+
+
+def test_dropping_a_running_capture_stops_it():
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="full", target_fps=200.0)
+    calls = []
+    cap = ScreenCapture()
+    cap.start_capture(s, StripeCallback(lambda r, u: calls.append(r.frame_id)))
+    assert wait_until(lambda: len(calls) > 3)
+    del cap
+    import gc
+    gc.collect()
+    n = len(calls)
+    time.sleep(0.3)
+    assert len(calls) == n, "the capture went on after its ScreenCapture was dropped"
