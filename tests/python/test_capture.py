@@ -1,7 +1,8 @@
 """ScreenCapture under a real Xvfb: the stripes decode (Pillow, ffmpeg) to what was drawn, and
 start/stop/callback behave as documented: user_data, memoryview, stop from the callback,
 exceptions reported through sys.unraisablehook, start twice, stop twice, errors at start, the
-X server going away, and no deadlock between stop_capture and a callback waiting for the GIL."""
+X server going away, and no deadlock between stop_capture and a callback waiting for the GIL
+(that test hangs, rather than fails, if stop_capture joins with the GIL held)."""
 
 import logging
 import struct
@@ -313,22 +314,6 @@ def test_stop_capture_does_not_deadlock_with_a_pending_callback():
         stopper.join(timeout=10)
         assert not stopper.is_alive(), "stop_capture() hung"
         assert not cap.is_running
-
-
-def test_gil_is_free_while_capturing():
-    """Python threads keep running at full speed while a capture with a quiet callback runs."""
-    s = CaptureSettings(capture_width=256, capture_height=256, scene="full", target_fps=100.0)
-    cap = ScreenCapture()
-    stripes = []
-    cap.start_capture(s, StripeCallback(lambda r, u: stripes.append(r.size)))
-    try:
-        t0 = time.monotonic()
-        n = 0
-        while time.monotonic() - t0 < 0.5:
-            n += 1
-    finally:
-        cap.stop_capture()
-    assert stripes and n > 1000
 
 
 def test_bad_display_raises_connection_error():

@@ -95,8 +95,10 @@ def check_run(proc, kind):
         assert int(m.group(3)) == y
         y += int(m.group(4))
     assert y == 720
-    # The drawn picture is static: after frame 0 nothing needs sending.
-    assert len(first) == len(stripes), [m.group(0) for m in stripes if m.group(2) != "0"][:3]
+    # The drawn picture is static: after frame 0 a stripe is sent again at most once (a
+    # paint-over refresh).
+    later = [int(m.group(3)) for m in stripes if m.group(2) != "0"]
+    assert len(later) == len(set(later)) <= len(first), later
 
 
 def test_readme_basic_capture_h264(xvfb_720p):
