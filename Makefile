@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench
+.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench compare
 
 deps:
 	@scripts/install-deps.sh run
@@ -45,5 +45,12 @@ test-browser:
 
 test: deps-test lint test-rust test-python test-browser
 
+# Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
+# target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
 bench: build
-	target/release/pixelflux bench
+	target/release/pixelflux bench --json target/bench.json $(BENCH_ARGS)
+
+# Ours vs PyPI pixelflux 2.2.1 through Python on the same screens (downloads from PyPI; slow):
+# target/compare/compare.json and docs/compare.svg. Not part of `make test`.
+compare: build deps-test
+	python3 bench/compare.py $(COMPARE_ARGS)

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Ours vs upstream: the same scenes through both Python libraries, under the same screens.
+
+    make compare            (or: python3 bench/compare.py [--seconds 5] [--scenes typing,full])
+
+1. Creates two virtual environments under target/compare/: one with PyPI's pixelflux==2.2.1
+   (upstream, a prebuilt wheel), one with this repository's Python module (`pip install .`).
+2. Starts a private Xvfb and, per scene and codec and library, the deterministic scene driver
+   (`pixelflux bench --drive-only`), then bench/runner.py in that library's environment, one
+   library after the other, so both capture identical screens.
+3. Rebuilds the pictures each library delivered with real decoders (`pixelflux bench psnr`),
+   prints ours/upstream ratios of CPU, bytes and delivered fps with both PSNRs, writes
+   target/compare/compare.json and the chart docs/compare.svg (`pixelflux bench chart`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENES = ["static", "typing", "scroll", "video", "full"]
+UPSTREAM = "pixelflux==2.2.1"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def venv(path, packages, marker):
+    """A virtual environment at `path` with `packages` installed (pip arguments)."""
+    python = path / "bin" / "python"
+    stamp = path / ".installed"
+    if stamp.exists() and stamp.read_text() == marker:
+        return python
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True, cwd=ROOT)
+    stamp.write_text(marker)
+    return python
+
+
+def ours_marker():
+    """Changes whenever the sources of our module change, so `pip install .` reruns."""
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    diff = subprocess.run(["git", "diff", "--stat", "HEAD", "--", "crates", "python",
+                           "pyproject.toml"], cwd=ROOT, capture_output=True, text=True).stdout
+    return f"{rev}\n{diff}"
+
+
+class Xvfb:
+    def __init__(self, width, height):
+        for n in range(350 + os.getpid() % 300, 950):
+            if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
+                continue
+            self.proc = subprocess.Popen(
+                ["Xvfb", f":{n}", "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
+                 "-noreset"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.display = f":{n}"
+            for _ in range(500):
+                if self.proc.poll() is not None:
+                    break
+                if Path(f"/tmp/.X11-unix/X{n}").exists():
+                    time.sleep(0.2)
+                    return
+                time.sleep(0.02)
+            self.close()
+        raise RuntimeError("no free display for Xvfb")
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Driver:
+    """`pixelflux bench --drive-only`: draws the scene until its stdin closes."""
+
+    def __init__(self, exe, display, scene, size, fps, log_path):
+        self.proc = subprocess.Popen(
+            [str(exe), "bench", "--drive-only", "--display", display, "--scene", scene,
+             "--size", size, "--fps", str(fps), "--driver-log", str(log_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.proc.kill()
+            raise RuntimeError(f"scene driver did not start: {line!r}")
+
+    def finish(self):
+        self.proc.stdin.close()
+        out = self.proc.stdout.read()
+        self.proc.wait()
+        for line in out.splitlines():
+            if line.startswith("driver "):
+                fields = dict(f.split("=", 1) for f in line.split()[1:])
+                return float(fields["fps"])
+        return None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(v, spec=".2f"):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=0.5)
+    ap.add_argument("--scenes", default=",".join(SCENES))
+    ap.add_argument("--codecs", default="jpeg,h264")
+    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--fps", type=float, default=60.0)
+    ap.add_argument("--work", default=str(ROOT / "target" / "compare"))
+    ap.add_argument("--pixelflux", default=str(ROOT / "target" / "release" / "pixelflux"),
+                    help="the pixelflux binary (driver, PSNR, chart)")
+    ap.add_argument("--json", default=None, help="default: WORK/compare.json")
+    ap.add_argument("--chart", default=str(ROOT / "docs" / "compare.svg"))
+    ap.add_argument("--libs", default="ours,upstream")
+    args = ap.parse_args()
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    exe = Path(args.pixelflux)
+    if not exe.exists():
+        sys.exit(f"{exe} not found: build it first (cargo build --release -p pixelflux-cli)")
+    libs = args.libs.split(",")
+    pythons = {}
+    if "upstream" in libs:
+        log(f"venv: {UPSTREAM}")
+        pythons["upstream"] = venv(work / "venv-upstream", [UPSTREAM], UPSTREAM)
+    if "ours" in libs:
+        if not (ROOT / "pyproject.toml").exists():
+            sys.exit("pyproject.toml is missing: our Python module cannot be installed")
+        log("venv: ours (pip install . builds the Rust extension; a few minutes the first time)")
+        pythons["ours"] = venv(work / "venv-ours", [str(ROOT)], ours_marker())
+    width, height = (int(v) for v in args.size.split("x"))
+    xvfb = Xvfb(width, height)
+    log(f"Xvfb on {xvfb.display}")
+    rows = []
+    try:
+        for codec in args.codecs.split(","):
+            for scene in args.scenes.split(","):
+                row = {"scene": scene, "codec": codec}
+                for lib in libs:
+                    log(f"{scene} {codec} {lib}: capturing {args.seconds} s")
+                    drv_log = work / f"driver-{lib}.log"
+                    dump = work / f"stripes-{lib}.bin"
+                    driver = Driver(exe, xvfb.display, scene, args.size, args.fps, drv_log)
+                    try:
+                        run = subprocess.run(
+                            [str(pythons[lib]), str(ROOT / "bench" / "runner.py"), "--lib", lib,
+                             "--display", xvfb.display, "--codec", codec,
+                             "--width", str(width), "--height", str(height),
+                             "--fps", str(args.fps), "--seconds", str(args.seconds),
+                             "--warmup", str(args.warmup), "--dump", str(dump)],
+                            capture_output=True, text=True, timeout=args.seconds * 4 + 120)
+                    finally:
+                        driver_fps = driver.finish()
+                    if run.returncode != 0:
+                        log(run.stderr)
+                        raise RuntimeError(f"{lib} runner failed")
+                    result = json.loads(run.stdout.strip().splitlines()[-1])
+                    result["driver_fps"] = driver_fps
+                    log(f"{scene} {codec} {lib}: decoding for PSNR")
+                    psnr = subprocess.run(
+                        [str(exe), "bench", "psnr", "--dump", str(dump), "--driver-log",
+                         str(drv_log), "--scene", scene, "--skip", str(args.warmup)],
+                        capture_output=True, text=True)
+                    if psnr.returncode == 0:
+                        result.update(json.loads(psnr.stdout))
+                    else:
+                        log(f"PSNR failed: {psnr.stderr.strip()}")
+                        result["psnr_db"] = None
+                    dump.unlink(missing_ok=True)
+                    row[lib] = result
+                    log(f"{scene} {codec} {lib}: {result['cpu_cores']:.3f} cores, "
+                        f"{result['kbit_per_s']:.0f} kbit/s, {result['delivered_fps']:.1f} fps, "
+                        f"PSNR {fmt(result.get('psnr_db'), '.1f')} dB")
+                if "ours" in row and "upstream" in row:
+                    o, u = row["ours"], row["upstream"]
+                    row["ratios"] = {
+                        "cpu": ratio(o["cpu_cores"], u["cpu_cores"]),
+                        "bytes": ratio(o["bytes"], u["bytes"]),
+                        "fps": ratio(o["delivered_fps"], u["delivered_fps"]),
+                    }
+                rows.append(row)
+    finally:
+        xvfb.close()
+
+    machine = {
+        "cpu_model": next((l.split(":", 1)[1].strip() for l in
+                           open("/proc/cpuinfo") if l.startswith("model name")), "unknown"),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+    out = {"version": 1, "upstream": UPSTREAM, "seconds": args.seconds, "size": args.size,
+           "fps": args.fps, "machine": machine, "results": rows}
+    json_path = Path(args.json) if args.json else work / "compare.json"
+    json_path.write_text(json.dumps(out, indent=2) + "\n")
+    log(f"wrote {json_path}")
+
+    head = (f"{'scene':<7} {'codec':<5} {'cpu ours':>8} {'cpu up':>8} {'ratio':>6} "
+            f"{'kbit/s ours':>11} {'kbit/s up':>11} {'ratio':>6} {'fps ours':>8} {'fps up':>7} "
+            f"{'ratio':>6} {'psnr ours':>9} {'psnr up':>8}")
+    print(head)
+    for r in rows:
+        o, u, q = r.get("ours", {}), r.get("upstream", {}), r.get("ratios", {})
+        print(f"{r['scene']:<7} {r['codec']:<5} {fmt(o.get('cpu_cores'), '.3f'):>8} "
+              f"{fmt(u.get('cpu_cores'), '.3f'):>8} {fmt(q.get('cpu')):>6} "
+              f"{fmt(o.get('kbit_per_s'), '.0f'):>11} {fmt(u.get('kbit_per_s'), '.0f'):>11} "
+              f"{fmt(q.get('bytes'), '.3f'):>6} {fmt(o.get('delivered_fps'), '.1f'):>8} "
+              f"{fmt(u.get('delivered_fps'), '.1f'):>7} {fmt(q.get('fps')):>6} "
+              f"{fmt(o.get('psnr_db'), '.1f'):>9} {fmt(u.get('psnr_db'), '.1f'):>8}")
+    if args.chart and all("ratios" in r for r in rows):
+        subprocess.run([str(exe), "bench", "chart", "--input", str(json_path), "--out",
+                        args.chart], check=True)
+
+
+if __name__ == "__main__":
+    main()
