@@ -1,8 +1,7 @@
 //! Alpha blending of a small premultiplied image into a BGRX frame, in integer math.
 //!
-//! Images are converted to premultiplied BGRA once (when loaded), so drawing a pixel is one
-//! multiply per channel: `out = src + dst * (255 - alpha) / 255`. Fully transparent pixels are
-//! skipped and opaque ones copied, which is most of a typical cursor or logo.
+//! Images are converted to premultiplied form once (when loaded), so drawing is one multiply
+//! per channel: `out = src + dst * (255 - alpha) / 255`, with no per-pixel branches.
 
 use crate::frame::{Frame, BYTES_PER_PIXEL};
 
@@ -13,35 +12,54 @@ pub(crate) fn div255(x: u32) -> u32 {
     (x + (x >> 8)) >> 8
 }
 
-/// An image ready to draw: premultiplied BGRA, tightly packed rows.
+/// An image ready to draw, stored as two byte planes laid out like the frame's BGRX pixels:
+/// the premultiplied colour (`[b, g, r, 0]`) and the factor that keeps the frame
+/// (`[255 - a; 3]` and 255 for the unused byte). Drawing is then the same operation on every
+/// byte, `dst = colour + dst * keep / 255`, which the compiler vectorises (16-bit lanes); it is
+/// exact at both ends, so transparent pixels and the unused byte stay as they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PremultipliedImage {
     width: u32,
     height: u32,
-    /// `width * height` pixels as `[b, g, r, a]`, colour already multiplied by alpha.
-    pixels: Vec<u8>,
+    colour: Vec<u8>,
+    keep: Vec<u8>,
 }
 
 impl PremultipliedImage {
+    /// From premultiplied `[b, g, r, a]` pixels; colour channels above alpha are clamped to
+    /// it (they are not valid premultiplied data and would overflow the blend).
+    fn from_premultiplied_bgra(
+        width: u32,
+        height: u32,
+        pixels: impl Iterator<Item = [u8; 4]>,
+    ) -> Self {
+        let len = width as usize * height as usize * BYTES_PER_PIXEL;
+        let (mut colour, mut keep) = (Vec::with_capacity(len), Vec::with_capacity(len));
+        for [b, g, r, a] in pixels {
+            colour.extend_from_slice(&[b.min(a), g.min(a), r.min(a), 0]);
+            let k = 255 - a;
+            keep.extend_from_slice(&[k, k, k, 255]);
+        }
+        Self {
+            width,
+            height,
+            colour,
+            keep,
+        }
+    }
+
     /// From straight-alpha RGBA8 rows (as a PNG decodes), `width * height * 4` bytes.
     /// Returns `None` when the buffer does not have that length.
     pub fn from_straight_rgba(width: u32, height: u32, rgba: &[u8]) -> Option<Self> {
         if rgba.len() != width as usize * height as usize * BYTES_PER_PIXEL {
             return None;
         }
-        let pixels = rgba
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let a = p[3] as u32;
-                let pm = |c: u8| div255(c as u32 * a) as u8;
-                [pm(p[2]), pm(p[1]), pm(p[0]), p[3]]
-            })
-            .collect();
-        Some(Self {
-            width,
-            height,
-            pixels,
-        })
+        let pixels = rgba.chunks_exact(4).map(|p| {
+            let a = p[3] as u32;
+            let pm = |c: u8| div255(c as u32 * a) as u8;
+            [pm(p[2]), pm(p[1]), pm(p[0]), p[3]]
+        });
+        Some(Self::from_premultiplied_bgra(width, height, pixels))
     }
 
     /// From premultiplied ARGB words (alpha in the top byte), as XFixes hands out cursor
@@ -50,21 +68,11 @@ impl PremultipliedImage {
         if argb.len() != width as usize * height as usize {
             return None;
         }
-        let pixels = argb
-            .iter()
-            .flat_map(|&p| {
-                let a = (p >> 24) as u8;
-                // A colour above its alpha is not valid premultiplied data; clamp so a bad
-                // image cannot overflow the blend.
-                let c = |shift: u32| ((p >> shift) as u8).min(a);
-                [c(0), c(8), c(16), a]
-            })
-            .collect();
-        Some(Self {
-            width,
-            height,
-            pixels,
-        })
+        let pixels = argb.iter().map(|&p| {
+            let [b, g, r, a] = p.to_le_bytes();
+            [b, g, r, a]
+        });
+        Some(Self::from_premultiplied_bgra(width, height, pixels))
     }
 
     /// Width in pixels.
@@ -81,10 +89,10 @@ impl PremultipliedImage {
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 4] {
         let i = (y as usize * self.width as usize + x as usize) * BYTES_PER_PIXEL;
         [
-            self.pixels[i],
-            self.pixels[i + 1],
-            self.pixels[i + 2],
-            self.pixels[i + 3],
+            self.colour[i],
+            self.colour[i + 1],
+            self.colour[i + 2],
+            255 - self.keep[i],
         ]
     }
 
@@ -106,34 +114,34 @@ impl PremultipliedImage {
         for fy in y0..y1 {
             let src_start = (fy - y) as usize * src_stride + src_col;
             let dst_start = fy as usize * frame.stride + x0 as usize * BYTES_PER_PIXEL;
-            let (Some(src), Some(dst)) = (
-                self.pixels.get(src_start..src_start + cols),
+            let src = src_start..src_start + cols;
+            let (Some(colour), Some(keep), Some(dst)) = (
+                self.colour.get(src.clone()),
+                self.keep.get(src),
                 frame.data.get_mut(dst_start..dst_start + cols),
             ) else {
                 // Only a frame shorter than its stride promises; draw nothing more.
                 return;
             };
-            blend_row(dst, src);
+            blend_row(dst, colour, keep);
         }
     }
 }
 
-/// Blends one row of premultiplied BGRA `src` over BGRX `dst` (same length).
+/// `dst = colour + dst * keep / 255` on every byte of a row (all three the same length).
+/// `colour <= 255 - keep` and `dst * keep / 255 <= keep`, so the sum fits a byte.
 #[inline]
-fn blend_row(dst: &mut [u8], src: &[u8]) {
-    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-        match s[3] {
-            0 => {}
-            255 => d[..3].copy_from_slice(&s[..3]),
-            a => {
-                let inv = 255 - a as u32;
-                for c in 0..3 {
-                    // s[c] <= a, and dst * (255 - a) / 255 <= 255 - a: the sum fits a byte.
-                    d[c] = s[c] + div255(d[c] as u32 * inv) as u8;
-                }
-            }
-        }
+fn blend_row(dst: &mut [u8], colour: &[u8], keep: &[u8]) {
+    for ((d, &c), &k) in dst.iter_mut().zip(colour).zip(keep) {
+        *d = c + div255_u16(*d as u16 * k as u16) as u8;
     }
+}
+
+/// [`div255`] in 16-bit lanes (every intermediate fits: at most 255 * 255 + 128 + 254).
+#[inline]
+fn div255_u16(x: u16) -> u16 {
+    let x = x + 128;
+    (x + (x >> 8)) >> 8
 }
 
 #[cfg(test)]
@@ -151,6 +159,7 @@ mod tests {
     fn div255_rounds_exactly_over_its_whole_range() {
         for x in 0..=255 * 255u32 {
             assert_eq!(div255(x), (x as f64 / 255.0).round() as u32, "x = {x}");
+            assert_eq!(div255_u16(x as u16) as u32, div255(x), "x = {x}");
         }
     }
 
