@@ -16,8 +16,9 @@ deps-test:
 build: deps
 	$(CARGO) build --release -p pixelflux-cli
 
+# Streams $DISPLAY (or a private Xvfb, or a demo scene) to browsers; prints the URL to open.
 run: build
-	target/release/pixelflux capture --seconds 10
+	target/release/pixelflux serve
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -39,9 +40,11 @@ test-python: deps-test
 	  --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps .
 	$(PY_VENV)/bin/python -m pytest tests/python -q
 
-# Browser tests (headless Chromium) of `pixelflux serve`.
-test-browser:
-	@true
+# Browser tests of `pixelflux serve` in headless Chromium (Debian's /usr/bin/chromium, driven
+# by playwright-core; nothing downloads a browser).
+test-browser: build
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	cd tests/browser && node --test --test-concurrency=1
 
 test: deps-test lint test-rust test-python test-browser
 

@@ -7,7 +7,7 @@ set -euo pipefail
 
 mode=${1:-run}
 run_pkgs=(build-essential pkg-config cmake nasm libclang-dev libx264-dev xvfb x11-utils)
-test_pkgs=(ffmpeg chromium python3-dev python3-venv)
+test_pkgs=(ffmpeg chromium python3-dev python3-venv nodejs)
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
 
@@ -25,6 +25,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Browser tests run under node + npm; Debian ships npm apart from nodejs, NodeSource within it.
+if [ "$mode" = test ] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "Installing missing packages: ${missing[*]}"

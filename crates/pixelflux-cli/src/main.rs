@@ -3,6 +3,8 @@
 mod bench;
 mod capture_cmd;
 mod options;
+mod serve;
+mod snapshot_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,10 @@ enum Command {
     Capture(capture_cmd::CaptureArgs),
     /// Benchmark every scene through the pipeline (synthetic and X11; JPEG and H.264).
     Bench(bench::BenchArgs),
+    /// Stream the screen (or a scene) to browsers: open the printed URL.
+    Serve(serve::ServeArgs),
+    /// Write the first frame of a source as a PPM image.
+    Snapshot(snapshot_cmd::SnapshotArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +42,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Capture(args) => capture_cmd::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Snapshot(args) => snapshot_cmd::run(args),
     }
 }

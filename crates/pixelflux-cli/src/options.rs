@@ -79,6 +79,9 @@ pub struct CaptureOptions {
     /// Blend the pointer into the picture.
     #[arg(long)]
     pub cursor: bool,
+    /// H.264 in 4:4:4 (High 4:4:4 profile) instead of 4:2:0 (baseline).
+    #[arg(long)]
+    pub h264_fullcolor: bool,
 }
 
 impl CaptureOptions {
@@ -91,6 +94,7 @@ impl CaptureOptions {
             h264_crf: self.crf,
             stripe_height: self.stripe_height,
             capture_cursor: self.cursor,
+            h264_fullcolor: self.h264_fullcolor,
             output_mode: match self.codec {
                 Codec::Jpeg => OutputMode::Jpeg,
                 Codec::H264 => OutputMode::H264,

@@ -1,0 +1,209 @@
+// Helpers for the browser tests: start `pixelflux serve`, take reference snapshots, drive
+// headless Chromium (Debian's /usr/bin/chromium through playwright-core), compare pixels.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(here, '../..');
+export const BIN = process.env.PIXELFLUX_BIN || path.join(ROOT, 'target/release/pixelflux');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts `pixelflux serve` with `args`; resolves once it prints its URL. */
+export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) {
+  const proc = spawn(BIN, ['serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const server = {
+    proc,
+    pid: proc.pid,
+    exited,
+    /** What it logged, without colour codes. */
+    get stderr() { return stderr.replace(/\x1b\[[0-9;]*m/g, ''); },
+    get stdout() { return stdout; },
+    url: null,
+    /** SIGTERM, then waits for the exit; returns { code, signal }. */
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+      const result = await exited;
+      clearTimeout(t);
+      return result;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`serve printed no URL within ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
+    proc.stdout.on('data', (d) => {
+      stdout += d;
+      const m = stdout.match(/^open (http:\/\/\S+)$/m);
+      if (m && !server.url) {
+        server.url = m[1];
+        clearTimeout(timer);
+        resolve(server);
+      }
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      if (!server.url) reject(new Error(`serve exited (${code ?? signal}) before printing a URL:\n${stderr}`));
+    });
+  });
+}
+
+/** Runs the binary to completion. */
+export function runBin(args, { env = process.env } = {}) {
+  return spawnSync(BIN, args, { env, encoding: 'utf8', timeout: 30000 });
+}
+
+/** The first frame of a source, via `pixelflux snapshot`: { width, height, rgb }. */
+export function snapshot(args) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pixelflux-snap-'));
+  const out = path.join(dir, 'frame.ppm');
+  try {
+    const r = runBin(['snapshot', ...args, '--out', out]);
+    if (r.status !== 0) throw new Error(`snapshot failed: ${r.stderr}`);
+    return readPpm(readFileSync(out));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function readPpm(buf) {
+  // "P6\n<w> <h>\n255\n" then RGB.
+  const header = buf.subarray(0, 64).toString('latin1');
+  const m = header.match(/^P6\s+(\d+)\s+(\d+)\s+255\s/);
+  if (!m) throw new Error('not a P6 PPM');
+  return { width: +m[1], height: +m[2], rgb: buf.subarray(m[0].length) };
+}
+
+/** A port nobody listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Headless Chromium with a fresh profile; `close()` removes the profile too. */
+export async function launchBrowser() {
+  const profile = mkdtempSync(path.join(tmpdir(), 'pixelflux-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    newPage: () => context.newPage(),
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Waits until the page has painted every stripe of the current picture (since its hello). */
+export async function waitForFullPicture(page, { timeout = 20000 } = {}) {
+  await page.waitForFunction(() => {
+    const s = window.pixelflux;
+    if (!s || !s.hello) return false;
+    const stripes = Math.ceil(s.hello.height / s.hello.stripe_height);
+    return s.paintedYs.size >= stripes;
+  }, null, { timeout, polling: 50 });
+}
+
+/** The canvas pixels: { width, height, rgba: Buffer }. */
+export async function readCanvas(page) {
+  const { width, height, b64 } = await page.evaluate(() => {
+    const c = document.getElementById('screen');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let bin = '';
+    for (let i = 0; i < d.length; i += 0x8000) {
+      bin += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+    }
+    return { width: c.width, height: c.height, b64: btoa(bin) };
+  });
+  return { width, height, rgba: Buffer.from(b64, 'base64') };
+}
+
+/** PSNR (dB) of the canvas against a reference RGB picture of the same size. */
+export function psnr(canvas, ref) {
+  if (canvas.width !== ref.width || canvas.height !== ref.height) {
+    throw new Error(`size differs: canvas ${canvas.width}x${canvas.height}, source ${ref.width}x${ref.height}`);
+  }
+  let se = 0;
+  const n = ref.width * ref.height;
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const d = canvas.rgba[i * 4 + c] - ref.rgb[i * 3 + c];
+      se += d * d;
+    }
+  }
+  if (se === 0) return Infinity;
+  return 10 * Math.log10((255 * 255) / (se / (n * 3)));
+}
+
+/** Resident memory of a process in KiB (VmRSS), or null once it is gone. */
+export function rssKiB(pid) {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m);
+    return m ? +m[1] : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A WebSocket client that completes the handshake and then never reads: the server's writes
+ * back up into the kernel buffers and then into its queue for this viewer.
+ */
+export function stalledViewer(url) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(+port, hostname, () => {
+      sock.write(
+        'GET /ws HTTP/1.1\r\n' +
+        `Host: ${hostname}:${port}\r\n` +
+        'Upgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+    });
+    // Small receive buffer so the backlog reaches the server's queue quickly.
+    sock.setNoDelay(true);
+    sock.once('data', (d) => {
+      if (!d.toString('latin1').startsWith('HTTP/1.1 101')) {
+        reject(new Error(`upgrade refused: ${d.toString('latin1').split('\r\n')[0]}`));
+        return;
+      }
+      sock.pause();
+      resolve(sock);
+    });
+    sock.on('error', reject);
+  });
+}
+
+/** Whether a process exists and is not a zombie. */
+export function processAlive(pid) {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
