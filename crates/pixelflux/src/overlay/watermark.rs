@@ -321,6 +321,35 @@ mod tests {
         assert_eq!(wm.image(), &want);
     }
 
+    /// A 5x5 Adam7-interlaced RGBA PNG (the png crate cannot write one), made with Python's
+    /// zlib: pixel (x, y) = (50x, 50y, 20(x+y), 255 if x+y is odd else 128).
+    const INTERLACED_5X5: [u8; 143] = [
+        137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 5, 0, 0, 0, 5, 8, 6,
+        0, 0, 1, 250, 104, 22, 115, 0, 0, 0, 86, 73, 68, 65, 84, 120, 156, 13, 138, 49, 21, 192,
+        48, 16, 66, 17, 17, 17, 153, 153, 35, 34, 34, 16, 209, 241, 4, 116, 102, 174, 156, 115,
+        117, 101, 225, 193, 231, 3, 64, 161, 113, 11, 232, 91, 221, 95, 65, 216, 137, 126, 130,
+        180, 75, 10, 86, 6, 177, 198, 56, 3, 234, 140, 165, 148, 214, 184, 223, 1, 184, 134, 140,
+        203, 60, 140, 207, 188, 240, 25, 250, 150, 28, 203, 79, 181, 223, 249, 1, 221, 192, 45,
+        205, 161, 31, 164, 131, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+    ];
+
+    #[test]
+    fn an_interlaced_png_loads_deinterlaced() {
+        let dir = temp_dir();
+        let path = dir.path().join("interlaced.png");
+        std::fs::write(&path, INTERLACED_5X5).expect("write");
+        let wm = Watermark::load(&path, WatermarkLocation::TopLeft, 5, 5).expect("load");
+        let rgba: Vec<u8> = (0..5u8)
+            .flat_map(|y| (0..5u8).map(move |x| (x, y)))
+            .flat_map(|(x, y)| {
+                let a = if (x + y) % 2 == 1 { 255 } else { 128 };
+                [x * 50, y * 50, (x + y) * 20, a]
+            })
+            .collect();
+        let want = PremultipliedImage::from_straight_rgba(5, 5, &rgba).expect("5x5");
+        assert_eq!(wm.image(), &want);
+    }
+
     #[test]
     fn applying_draws_at_the_placement() {
         let dir = temp_dir();
