@@ -128,6 +128,10 @@ def main():
     ap.add_argument("--json", default=None, help="default: WORK/compare.json")
     ap.add_argument("--chart", default=str(ROOT / "docs" / "compare.svg"))
     ap.add_argument("--libs", default="ours,upstream")
+    ap.add_argument("--quality", type=int, default=85, help="JPEG quality of both libraries")
+    ap.add_argument("--ours-quality", type=int, default=None,
+                    help="JPEG quality of ours only (e.g. 90, where ours switches to 4:4:4 "
+                         "chroma as upstream always does, for an equal-PSNR comparison)")
     args = ap.parse_args()
 
     work = Path(args.work)
@@ -148,6 +152,9 @@ def main():
     width, height = (int(v) for v in args.size.split("x"))
     xvfb = Xvfb(width, height)
     log(f"Xvfb on {xvfb.display}")
+    def quality(lib):
+        return args.ours_quality if lib == "ours" and args.ours_quality else args.quality
+
     rows = []
     try:
         for codec in args.codecs.split(","):
@@ -164,7 +171,8 @@ def main():
                              "--display", xvfb.display, "--codec", codec,
                              "--width", str(width), "--height", str(height),
                              "--fps", str(args.fps), "--seconds", str(args.seconds),
-                             "--warmup", str(args.warmup), "--dump", str(dump)],
+                             "--warmup", str(args.warmup), "--dump", str(dump),
+                             "--quality", str(quality(lib))],
                             capture_output=True, text=True, timeout=args.seconds * 4 + 120)
                     finally:
                         driver_fps = driver.finish()
@@ -207,6 +215,7 @@ def main():
         "python": platform.python_version(),
     }
     out = {"version": 1, "upstream": UPSTREAM, "seconds": args.seconds, "size": args.size,
+           "jpeg_quality": {lib: quality(lib) for lib in libs},
            "fps": args.fps, "machine": machine, "results": rows}
     json_path = Path(args.json) if args.json else work / "compare.json"
     json_path.write_text(json.dumps(out, indent=2) + "\n")
