@@ -560,17 +560,16 @@ impl CaptureLoop {
         while self.shared.sleep_until(deadline) {
             let captured_at = Instant::now();
             let refresh = frame_id == 0 || self.shared.refresh.swap(false, Ordering::AcqRel);
-            // Trust the source's damage report except on refreshes, while overlays draw (they
-            // may have moved), and once every FULL_CHECK_EVERY frames as a safety net.
-            let source_damage = self.source.damage()?;
-            let damage = if refresh
-                || !self.overlays.is_empty()
-                || frame_id.is_multiple_of(FULL_CHECK_EVERY)
-            {
-                Damage::Unknown
-            } else {
-                source_damage
-            };
+            // What may have changed: the source's damage plus the rows overlays moved in.
+            // Trusted except on refreshes and, as a safety net, every FULL_CHECK_EVERY frames.
+            let mut damage = self.source.damage()?;
+            let (width, height) = self.source.size();
+            for overlay in &mut self.overlays {
+                damage = damage.with_rows(overlay.prepare(width, height, frame_id)?);
+            }
+            if refresh || frame_id.is_multiple_of(FULL_CHECK_EVERY) {
+                damage = Damage::Unknown;
+            }
             let nothing_changed = damage == Damage::Rows(Vec::new());
             let mut frame = if nothing_changed {
                 self.source.last_frame()

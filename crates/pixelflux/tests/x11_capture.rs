@@ -250,11 +250,55 @@ fn a_static_screen_is_not_grabbed_again_and_damage_wakes_it() {
     let stats = cap.stats();
     // Frame 0 grabs; after that X DAMAGE reports nothing, so nothing is grabbed or hashed
     // (bar the once-a-second safety check at frame 60, not reached here).
-    assert!(stats.grabs <= 2, "{} grabs in {} frames", stats.grabs, stats.frames);
+    assert!(
+        stats.grabs <= 2,
+        "{} grabs in {} frames",
+        stats.grabs,
+        stats.frames
+    );
     painter.fill(0, 200, 10, 10, 0x0000ff);
     frames_pass(&cap, 3);
     cap.stop();
-    assert!(cap.stats().grabs > stats.grabs, "damage did not trigger a grab");
+    assert!(
+        cap.stats().grabs > stats.grabs,
+        "damage did not trigger a grab"
+    );
     let ys: Vec<u32> = log.lock().unwrap().iter().skip(4).map(|s| s.y).collect();
     assert_eq!(ys, [192], "only the stripe under the change");
+}
+
+#[test]
+fn with_the_cursor_on_a_still_screen_is_still_not_grabbed() {
+    use x11rb::protocol::xproto::ConnectionExt as _;
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(320, 240, 5), 0, 0);
+    painter
+        .conn
+        .warp_pointer(x11rb::NONE, painter.root, 0, 0, 0, 0, 100, 30)
+        .unwrap();
+    painter.sync();
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            capture_cursor: true,
+            ..settings(320, 240)
+        },
+    );
+    frames_pass(&cap, 20);
+    let before = cap.stats();
+    assert!(before.grabs <= 2, "{} grabs with a still pointer", before.grabs);
+    let sent = log.lock().unwrap().len();
+    // Moving the pointer from row ~30 to row ~200 grabs again and re-sends the stripes there.
+    painter
+        .conn
+        .warp_pointer(x11rb::NONE, painter.root, 0, 0, 0, 0, 100, 200)
+        .unwrap();
+    painter.sync();
+    frames_pass(&cap, 3);
+    cap.stop();
+    assert!(cap.stats().grabs > before.grabs);
+    let ys: Vec<u32> = log.lock().unwrap()[sent..].iter().map(|s| s.y).collect();
+    assert!(ys.contains(&0) && ys.contains(&192), "re-sent {ys:?}");
+    assert!(!ys.contains(&64) && !ys.contains(&128), "re-sent {ys:?}");
 }

@@ -7,6 +7,8 @@
 //! at the pointer position, so every cursor appeared shifted down and to the right), in
 //! region coordinates, clipped to the frame.
 
+use std::ops::Range;
+
 use x11rb::connection::{Connection, RequestConnection as _};
 use x11rb::protocol::xfixes::{self, ConnectionExt as _, CursorNotifyMask};
 use x11rb::protocol::xproto::{ConnectionExt as _, Window};
@@ -14,7 +16,7 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
 use super::blend::PremultipliedImage;
-use super::{Overlay, OverlayError};
+use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
 
 /// The cursor image and its hotspot (the pixel that sits at the pointer position).
@@ -35,6 +37,11 @@ pub struct CursorOverlay {
     image: Option<CursorImage>,
     /// Whether the server told us the cursor changed since we last fetched it.
     stale: bool,
+    /// Where `prepare` placed the image for this frame (region coordinates), `None` when
+    /// the pointer is on another screen or there is no image.
+    placed: Option<(i64, i64)>,
+    /// Where the previous frame's pointer was drawn.
+    drawn: Option<Placement>,
 }
 
 impl std::fmt::Debug for CursorOverlay {
@@ -95,6 +102,8 @@ impl CursorOverlay {
             origin: (origin_x as i64, origin_y as i64),
             image: None,
             stale: true,
+            placed: None,
+            drawn: None,
         })
     }
 }
@@ -140,7 +149,12 @@ fn cursor_image(reply: xfixes::GetCursorImageReply) -> Option<CursorImage> {
 }
 
 impl Overlay for CursorOverlay {
-    fn apply(&mut self, frame: &mut Frame<'_>, _frame_index: u64) -> Result<(), OverlayError> {
+    fn prepare(
+        &mut self,
+        _width: u32,
+        height: u32,
+        frame_index: u64,
+    ) -> Result<Option<Vec<Range<u32>>>, OverlayError> {
         // Both requests go out before either reply is awaited: one round trip per frame.
         let pointer = self
             .conn
@@ -164,13 +178,30 @@ impl Overlay for CursorOverlay {
             self.image = cursor_image(reply);
             self.stale = false;
         }
-        if !pointer.same_screen {
-            // The pointer is on another screen of a multi-screen display.
-            return Ok(());
-        }
-        if let Some(cursor) = &self.image {
-            let x = pointer.root_x as i64 - self.origin.0 - cursor.xhot;
-            let y = pointer.root_y as i64 - self.origin.1 - cursor.yhot;
+        // A pointer on another screen of a multi-screen display is not drawn.
+        self.placed = match &self.image {
+            Some(cursor) if pointer.same_screen => Some((
+                pointer.root_x as i64 - self.origin.0 - cursor.xhot,
+                pointer.root_y as i64 - self.origin.1 - cursor.yhot,
+            )),
+            _ => None,
+        };
+        let now = self
+            .placed
+            .zip(self.image.as_ref())
+            .map(|((x, y), c)| Placement {
+                x,
+                y,
+                height: c.image.height(),
+                picture: c.serial,
+            });
+        let rows = (frame_index > 0).then(|| changed_rows(self.drawn, now, height));
+        self.drawn = now;
+        Ok(rows)
+    }
+
+    fn apply(&mut self, frame: &mut Frame<'_>, _frame_index: u64) -> Result<(), OverlayError> {
+        if let (Some((x, y)), Some(cursor)) = (self.placed, &self.image) {
             cursor.image.draw(frame, x, y);
         }
         Ok(())

@@ -18,14 +18,87 @@ pub use blend::PremultipliedImage;
 pub use cursor::CursorOverlay;
 pub use watermark::Watermark;
 
+use std::ops::Range;
+
 use crate::frame::Frame;
 use crate::settings::{CaptureSettings, WatermarkLocation};
 use crate::source::SourceSpec;
 
 /// Draws into captured frames.
 pub trait Overlay: Send {
-    /// Draws into `frame`, the `frame_index`-th frame of the capture.
+    /// Gets ready to draw frame `frame_index` of a `width` x `height` region (reads the
+    /// pointer, …) and says which rows may differ from what it drew into the previous frame:
+    /// the rows it covered then and covers now if it moved or changed, none if it will draw
+    /// exactly the same, `None` if it cannot tell. Called once per frame, before `apply`.
+    /// This lets a capture with overlays keep skipping grabs on a still screen.
+    fn prepare(
+        &mut self,
+        width: u32,
+        height: u32,
+        frame_index: u64,
+    ) -> Result<Option<Vec<Range<u32>>>, OverlayError>;
+
+    /// Draws into `frame`, the `frame_index`-th frame of the capture, as prepared.
     fn apply(&mut self, frame: &mut Frame<'_>, frame_index: u64) -> Result<(), OverlayError>;
+}
+
+/// Where an overlay drew in one frame: its top-left corner, its height, and a tag that
+/// changes whenever its picture does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub x: i64,
+    pub y: i64,
+    pub height: u32,
+    pub picture: u32,
+}
+
+/// The rows whose overlay pixels differ between drawing at `before` and at `after` (`None`:
+/// not drawn): none when both are the same, else the rows of both, clipped to the frame.
+pub(crate) fn changed_rows(
+    before: Option<Placement>,
+    after: Option<Placement>,
+    frame_height: u32,
+) -> Vec<Range<u32>> {
+    if before == after {
+        return Vec::new();
+    }
+    [before, after]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let start = p.y.max(0);
+            let end = (p.y + p.height as i64).min(frame_height as i64);
+            (start < end).then(|| start as u32..end as u32)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(x: i64, y: i64) -> Option<Placement> {
+        Some(Placement {
+            x,
+            y,
+            height: 10,
+            picture: 0,
+        })
+    }
+
+    #[test]
+    fn changed_rows_cover_old_and_new_places_only_when_something_moved() {
+        assert!(changed_rows(at(5, 5), at(5, 5), 100).is_empty());
+        assert_eq!(changed_rows(at(5, 5), at(9, 5), 100), [5..15, 5..15]);
+        assert_eq!(changed_rows(at(0, 0), at(0, 95), 100), [0..10, 95..100]);
+        assert_eq!(changed_rows(None, at(0, -5), 100), [0..5]);
+        let new_picture = Some(Placement {
+            picture: 1,
+            ..at(5, 5).unwrap()
+        });
+        assert_eq!(changed_rows(at(5, 5), new_picture, 100), [5..15, 5..15]);
+        assert!(changed_rows(None, at(0, 200), 100).is_empty());
+    }
 }
 
 /// An overlay could not be set up or drawn.

@@ -5,10 +5,11 @@
 //! re-encode, and a moving one dirties only the stripes it crosses.
 
 use std::io::BufReader;
+use std::ops::Range;
 use std::path::Path;
 
 use super::blend::PremultipliedImage;
-use super::{Overlay, OverlayError};
+use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
 use crate::settings::WatermarkLocation;
 
@@ -58,6 +59,30 @@ impl Watermark {
 }
 
 impl Overlay for Watermark {
+    fn prepare(
+        &mut self,
+        width: u32,
+        height: u32,
+        frame_index: u64,
+    ) -> Result<Option<Vec<Range<u32>>>, OverlayError> {
+        if frame_index == 0 {
+            return Ok(None);
+        }
+        let place = |i| {
+            self.position(width, height, i).map(|(x, y)| Placement {
+                x: x as i64,
+                y: y as i64,
+                height: self.image.height(),
+                picture: 0,
+            })
+        };
+        Ok(Some(changed_rows(
+            place(frame_index - 1),
+            place(frame_index),
+            height,
+        )))
+    }
+
     fn apply(&mut self, frame: &mut Frame<'_>, frame_index: u64) -> Result<(), OverlayError> {
         if let Some((x, y)) = self.position(frame.width, frame.height, frame_index) {
             self.image.draw(frame, x as i64, y as i64);

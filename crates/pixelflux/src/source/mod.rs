@@ -36,6 +36,19 @@ pub enum Damage {
     Rows(Vec<std::ops::Range<u32>>),
 }
 
+impl Damage {
+    /// This damage plus `rows` (`None`: anything may have changed).
+    pub fn with_rows(self, rows: Option<Vec<std::ops::Range<u32>>>) -> Damage {
+        match (self, rows) {
+            (Damage::Rows(mut mine), Some(more)) => {
+                mine.extend(more);
+                Damage::Rows(mine)
+            }
+            _ => Damage::Unknown,
+        }
+    }
+}
+
 /// Why a source could not start or could not deliver a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
