@@ -68,7 +68,7 @@ pub(crate) fn changed_rows(
         .filter_map(|p| {
             let start = p.y.max(0);
             let end = (p.y + p.height as i64).min(frame_height as i64);
-            (start < end).then(|| start as u32..end as u32)
+            (start < end).then_some(start as u32..end as u32)
         })
         .collect()
 }
@@ -91,7 +91,7 @@ mod tests {
         assert!(changed_rows(at(5, 5), at(5, 5), 100).is_empty());
         assert_eq!(changed_rows(at(5, 5), at(9, 5), 100), [5..15, 5..15]);
         assert_eq!(changed_rows(at(0, 0), at(0, 95), 100), [0..10, 95..100]);
-        assert_eq!(changed_rows(None, at(0, -5), 100), [0..5]);
+        assert_eq!(changed_rows(None, at(0, -5), 100), vec![0..5]);
         let new_picture = Some(Placement {
             picture: 1,
             ..at(5, 5).unwrap()
