@@ -587,7 +587,11 @@ struct Driver {
 impl Driver {
     /// Starts the driver and waits until its first frame is on the screen.
     fn spawn(display: &str, scene: Scene, (w, h): (u32, u32), fps: f64) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("path of this program")?;
+        // /proc/self/exe is this very binary even when a rebuild has replaced the file.
+        let exe = match std::path::Path::new("/proc/self/exe") {
+            p if p.exists() => p.to_path_buf(),
+            _ => std::env::current_exe().context("path of this program")?,
+        };
         let mut child = Command::new(exe)
             .args(["bench", "--drive-only", "--display", display])
             .args(["--scene", scene.name(), "--size", &format!("{w}x{h}")])
