@@ -9,8 +9,23 @@ fn bench_runs_every_path_and_writes_sound_json() {
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .args(["bench", "--size", "256x128", "--seconds", "0.6", "--warmup", "0.2"])
-        .args(["--scene", "static,typing,full", "--codec", "both", "--source", "both"])
+        .args([
+            "bench",
+            "--size",
+            "256x128",
+            "--seconds",
+            "0.6",
+            "--warmup",
+            "0.2",
+        ])
+        .args([
+            "--scene",
+            "static,typing,full",
+            "--codec",
+            "both",
+            "--source",
+            "both",
+        ])
         .args(["--psnr-samples", "3", "--json"])
         .arg(&json)
         .output()
@@ -38,8 +53,14 @@ fn bench_runs_every_path_and_writes_sound_json() {
         let moving = r["scene"] != "static";
         let sent = r["frames_sent"].as_u64().unwrap();
         if moving {
-            assert!(sent > 0 && r["bytes"].as_u64().unwrap() > 0, "{name}: nothing sent");
-            assert!(r["callback_latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{name}");
+            assert!(
+                sent > 0 && r["bytes"].as_u64().unwrap() > 0,
+                "{name}: nothing sent"
+            );
+            assert!(
+                r["callback_latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+                "{name}"
+            );
         } else {
             // After the warm-up a still screen sends nothing.
             assert_eq!(sent, 0, "{name}");
