@@ -27,6 +27,7 @@
     paintedYs: new Set(), // stripes painted since the last hello
     errors: 0,
     refreshes: 0,
+    codec: null, // the WebCodecs codec string of the last H.264 decoder configured
     clockOffset: 0, // server clock minus ours, in ms, from the best ping
     bestRtt: Infinity,
     live: { fps: 0, kbps: 0, latency: null, latencyMax: null },
@@ -140,6 +141,7 @@
       },
     });
     decoder.configure({ codec, codedWidth: width, codedHeight: height, optimizeForLatency: true });
+    state.codec = codec;
     return { decoder, width, height };
   }
 

@@ -87,9 +87,11 @@ describe('pixelflux serve in Chromium', () => {
         const v = await openViewer(server.url);
         const db = await assertMatches(v.page, ref, label);
         const state = await v.page.evaluate(() => ({
-          errors: window.pixelflux.errors, hello: window.pixelflux.hello,
+          errors: window.pixelflux.errors, hello: window.pixelflux.hello, codec: window.pixelflux.codec,
         }));
         assert.equal(state.hello.codec, 'h264');
+        // The decoder is configured with the stream's own profile: High 4:4:4 or baseline.
+        assert.match(state.codec, fullcolor ? /^avc1\.F400[0-9A-F]{2}$/ : /^avc1\.42[0-9A-F]{4}$/);
         assert.equal(state.errors, 0, 'no decoder errors');
         // A late viewer gets IDRs on every stripe.
         await sleep(1000);
@@ -185,35 +187,61 @@ describe('pixelflux serve in Chromium', () => {
     }
   });
 
-  test('with no X display it starts its own Xvfb, runs the command in it, and cleans up', async () => {
-    const env = { ...process.env };
-    delete env.DISPLAY;
-    const server = await startServe(['--listen', '127.0.0.1:0', '--size', '320x240', '--',
-      'sh', '-c', "xsetroot -solid '#3366cc' && exec sleep 60"], { env });
-    let display;
-    let childPid;
-    try {
+  for (const codec of ['jpeg', 'h264']) {
+    test(`${codec}: with no X display it starts its own Xvfb, runs the command in it, follows changes, cleans up`, async () => {
+      const env = { ...process.env };
+      delete env.DISPLAY;
+      // Blue, then orange a moment later: for H.264 the change arrives as a P picture.
+      const script = "xsetroot -solid '#3366cc' && sleep 2 && xsetroot -solid '#cc6633' && exec sleep 60";
+      const server = await startServe(['--listen', '127.0.0.1:0', '--size', '320x240', '--codec', codec,
+        '--', 'sh', '-c', script], { env });
+      let display;
+      let childPid;
+      try {
+        const v = await openViewer(server.url);
+        for (const rgb of [[0x33, 0x66, 0xcc], [0xcc, 0x66, 0x33]]) {
+          await v.page.waitForFunction(([r0, g0, b0]) => {
+            const c = document.getElementById('screen');
+            if (c.width !== 320) return false;
+            const [r, g, b] = c.getContext('2d').getImageData(160, 120, 1, 1).data;
+            return Math.abs(r - r0) < 8 && Math.abs(g - g0) < 8 && Math.abs(b - b0) < 8;
+          }, rgb, { timeout: 20000, polling: 100 });
+          await sleep(500);
+          const canvas = await readCanvas(v.page);
+          const flat = { width: 320, height: 240, rgb: Buffer.alloc(320 * 240 * 3) };
+          for (let i = 0; i < 320 * 240; i++) flat.rgb.set(rgb, i * 3);
+          const db = psnr(canvas, flat);
+          assert.ok(db >= MIN_PSNR, `${rgb}: PSNR ${db.toFixed(1)} dB`);
+        }
+        const state = await v.page.evaluate(() => ({ errors: window.pixelflux.errors, refreshes: window.pixelflux.refreshes }));
+        assert.deepEqual(state, { errors: 0, refreshes: 0 }, 'no decode errors, no refresh needed');
+        assert.deepEqual(v.errors, []);
+        await v.page.close();
+        display = server.stderr.match(/started Xvfb :(\d+)/)[1];
+        childPid = +server.stderr.match(/started "sh" \(pid (\d+)\)/)[1];
+        assert.ok(processAlive(childPid));
+      } finally {
+        const { code } = await server.stop();
+        assert.equal(code, 0, `clean exit on SIGTERM:\n${server.stderr}`);
+      }
+      assert.ok(!processAlive(childPid), 'the command was stopped');
+      assert.ok(!existsSync(`/tmp/.X${display}-lock`), 'Xvfb was stopped and cleaned up');
+    });
+  }
+
+  test('the overlay reports fps, kbit/s and capture-to-paint latency', async () => {
+    await withServe(['--scene', 'typing', '--region', '640x360', '--fps', '30'], async (server) => {
       const v = await openViewer(server.url);
-      // The root turns blue once xsetroot has run; wait for a blue picture.
-      await v.page.waitForFunction(() => {
-        const c = document.getElementById('screen');
-        if (c.width !== 320) return false;
-        const [r, g, b] = c.getContext('2d').getImageData(160, 120, 1, 1).data;
-        return Math.abs(r - 0x33) < 8 && Math.abs(g - 0x66) < 8 && Math.abs(b - 0xcc) < 8;
-      }, null, { timeout: 20000, polling: 100 });
-      const canvas = await readCanvas(v.page);
-      const flat = { width: 320, height: 240, rgb: Buffer.alloc(320 * 240 * 3) };
-      for (let i = 0; i < 320 * 240; i++) flat.rgb.set([0x33, 0x66, 0xcc], i * 3);
-      assert.ok(psnr(canvas, flat) >= MIN_PSNR);
+      await waitForFullPicture(v.page);
+      await v.page.waitForFunction(() => window.pixelflux.live.latency !== null &&
+        /fps .* kbit\/s .* capture→paint \d+ ms/.test(document.getElementById('overlay').textContent),
+      null, { timeout: 10000 });
+      const live = await v.page.evaluate(() => window.pixelflux.live);
+      assert.ok(live.fps > 0 && live.kbps > 0, JSON.stringify(live));
+      // Same machine, same clock: a latency below zero would mean the offset is wrong.
+      assert.ok(live.latency > -5 && Number.isFinite(live.latencyMax), JSON.stringify(live));
+      console.log(`overlay: ${await v.page.textContent('#overlay')}`);
       await v.page.close();
-      display = server.stderr.match(/started Xvfb :(\d+)/)[1];
-      childPid = +server.stderr.match(/started "sh" \(pid (\d+)\)/)[1];
-      assert.ok(processAlive(childPid));
-    } finally {
-      const { code } = await server.stop();
-      assert.equal(code, 0, `clean exit on SIGTERM:\n${server.stderr}`);
-    }
-    assert.ok(!processAlive(childPid), 'the command was stopped');
-    assert.ok(!existsSync(`/tmp/.X${display}-lock`), 'Xvfb was stopped and cleaned up');
+    });
   });
 });
