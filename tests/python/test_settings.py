@@ -143,7 +143,7 @@ VALUE_ERRORS = [
     ("h264_crf", 52), ("h264_crf", -1),
     ("watermark_location_enum", 7), ("watermark_location_enum", -1),
     ("vaapi_render_node_index", 2**31),
-    ("capture_cursor", 2), ("h264_fullframe", -1),
+    ("capture_cursor", 2), ("h264_fullframe", -1), ("use_paint_over_quality", 2**70),
     ("stripe_height", 15), ("stripe_height", 17), ("stripe_height", 0),
     ("scene", "nope"),
     ("watermark_path", "/tmp/a\0b.png"),
@@ -222,3 +222,11 @@ def test_start_capture_rejects_wrong_arguments():
     with pytest.raises(TypeError, match="callable"):
         cap.start_capture(CaptureSettings(scene="static"), 42)
     assert not cap.is_running
+
+
+def test_docstrings():
+    assert "default 1920" in CaptureSettings.capture_width.__doc__
+    assert "H.264" in CaptureSettings.output_mode.__doc__
+    for cls in (CaptureSettings, ScreenCapture, StripeCallback, pixelflux.StripeEncodeResult):
+        assert cls.__doc__, cls
+    assert ScreenCapture.stop_capture.__doc__ and ScreenCapture.start_capture.__doc__

@@ -77,13 +77,23 @@ fn flag(field: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
     if let Ok(b) = value.cast::<PyBool>() {
         return Ok(b.is_true());
     }
-    if value.is_instance_of::<PyFloat>() || value.extract::<i64>().is_err() {
-        return Err(PyTypeError::new_err(format!(
-            "{field} must be a bool, not {}",
-            type_name(value)
-        )));
+    let wrong_type =
+        || PyTypeError::new_err(format!("{field} must be a bool, not {}", type_name(value)));
+    if value.is_instance_of::<PyFloat>() {
+        return Err(wrong_type());
     }
-    Ok(int_in(field, value, 0, 1)? == 1)
+    match value.extract::<i64>() {
+        Ok(0) => Ok(false),
+        Ok(1) => Ok(true),
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Err(wrong_type()),
+        _ => Err(PyValueError::new_err(format!(
+            "{field} must be True or False (or 0 or 1), got {}",
+            value
+                .str()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "?".into())
+        ))),
+    }
 }
 
 /// `None`, `str`, `bytes` or `os.PathLike`; an empty path means none (as in 1.2.2).
@@ -327,11 +337,12 @@ impl PyCaptureSettings {
 /// Generates the typed property pairs; all go through `assign`/`value`.
 /// (`#[pymethods]` may appear once per class, so the other methods are passed in too.)
 macro_rules! properties {
-    (methods { $($methods:tt)* } $($field:ident => $get:ident, $set:ident;)*) => {
+    (methods { $($methods:tt)* } $($field:ident => $get:ident, $set:ident, $doc:literal;)*) => {
         #[pymethods]
         impl PyCaptureSettings {
             $($methods)*
             $(
+                #[doc = $doc]
                 #[getter]
                 fn $get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                     self.value(py, stringify!($field))
@@ -399,26 +410,26 @@ properties! {
             self.clone()
         }
     }
-    capture_width => get_capture_width, set_capture_width;
-    capture_height => get_capture_height, set_capture_height;
-    capture_x => get_capture_x, set_capture_x;
-    capture_y => get_capture_y, set_capture_y;
-    target_fps => get_target_fps, set_target_fps;
-    capture_cursor => get_capture_cursor, set_capture_cursor;
-    output_mode => get_output_mode, set_output_mode;
-    jpeg_quality => get_jpeg_quality, set_jpeg_quality;
-    paint_over_jpeg_quality => get_paint_over_jpeg_quality, set_paint_over_jpeg_quality;
-    use_paint_over_quality => get_use_paint_over_quality, set_use_paint_over_quality;
-    paint_over_trigger_frames => get_paint_over_trigger_frames, set_paint_over_trigger_frames;
-    damage_block_threshold => get_damage_block_threshold, set_damage_block_threshold;
-    damage_block_duration => get_damage_block_duration, set_damage_block_duration;
-    h264_crf => get_h264_crf, set_h264_crf;
-    h264_fullcolor => get_h264_fullcolor, set_h264_fullcolor;
-    h264_fullframe => get_h264_fullframe, set_h264_fullframe;
-    watermark_path => get_watermark_path, set_watermark_path;
-    watermark_location_enum => get_watermark_location_enum, set_watermark_location_enum;
-    vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index;
-    stripe_height => get_stripe_height, set_stripe_height;
-    display => get_display, set_display;
-    scene => get_scene, set_scene;
+    capture_width => get_capture_width, set_capture_width, "Width of the captured region in pixels, 1..=16384 (default 1920).";
+    capture_height => get_capture_height, set_capture_height, "Height of the captured region in pixels, 1..=16384 (default 1080).";
+    capture_x => get_capture_x, set_capture_x, "Left edge of the region on the screen, >= 0 (default 0).";
+    capture_y => get_capture_y, set_capture_y, "Top edge of the region on the screen, >= 0 (default 0).";
+    target_fps => get_target_fps, set_target_fps, "Frames per second to aim for, in (0, 1000] (default 60.0).";
+    capture_cursor => get_capture_cursor, set_capture_cursor, "Draw the pointer into the frames (default False).";
+    output_mode => get_output_mode, set_output_mode, "0 JPEG, 1 H.264 (default 0).";
+    jpeg_quality => get_jpeg_quality, set_jpeg_quality, "JPEG quality of changing stripes, 0..=100; 0 acts as 1 (default 85).";
+    paint_over_jpeg_quality => get_paint_over_jpeg_quality, set_paint_over_jpeg_quality, "JPEG quality of paint-over refreshes, 0..=100 (default 95).";
+    use_paint_over_quality => get_use_paint_over_quality, set_use_paint_over_quality, "Re-send a static stripe once at higher quality (default False).";
+    paint_over_trigger_frames => get_paint_over_trigger_frames, set_paint_over_trigger_frames, "Static frames before a paint-over, >= 1 (default 10).";
+    damage_block_threshold => get_damage_block_threshold, set_damage_block_threshold, "Consecutive changed frames that make a stripe \"damaged\" (default 15).";
+    damage_block_duration => get_damage_block_duration, set_damage_block_duration, "Frames a damaged stripe is sent without hashing (default 30).";
+    h264_crf => get_h264_crf, set_h264_crf, "H.264 constant rate factor, 0..=51, lower is better (default 25).";
+    h264_fullcolor => get_h264_fullcolor, set_h264_fullcolor, "H.264 in 4:4:4 (High 4:4:4) instead of 4:2:0 (default False).";
+    h264_fullframe => get_h264_fullframe, set_h264_fullframe, "H.264 of whole frames instead of stripes (default False).";
+    watermark_path => get_watermark_path, set_watermark_path, "PNG burnt into every frame: str, bytes, os.PathLike or None (default None).";
+    watermark_location_enum => get_watermark_location_enum, set_watermark_location_enum, "0 none, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right, 5 middle, 6 animated.";
+    vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index, "Accepted for compatibility; encoding is always in software (default -1).";
+    stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe, even, >= 16 (ours; default 64).";
+    display => get_display, set_display, "X display to capture, such as \":1\" (ours; default None: $DISPLAY).";
+    scene => get_scene, set_scene, "A synthetic scene to capture instead of the screen: static, typing, scroll, video, full (ours).";
 }
