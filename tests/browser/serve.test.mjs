@@ -229,6 +229,19 @@ describe('pixelflux serve in Chromium', () => {
     });
   }
 
+  test('with no X display and no Xvfb it streams the synthetic typing scene', async () => {
+    const env = { ...process.env, PATH: '/nonexistent' };
+    delete env.DISPLAY;
+    await withServe(['--size', '480x272'], async (server) => {
+      assert.match(server.stderr, /Xvfb is not installed: streaming the built-in synthetic `typing` scene/);
+      const v = await openViewer(server.url);
+      await waitForFullPicture(v.page);
+      const hello = await v.page.evaluate(() => window.pixelflux.hello);
+      assert.deepEqual([hello.width, hello.height], [480, 272]);
+      await v.page.close();
+    }, { env });
+  });
+
   test('the overlay reports fps, kbit/s and capture-to-paint latency', async () => {
     await withServe(['--scene', 'typing', '--region', '640x360', '--fps', '30'], async (server) => {
       const v = await openViewer(server.url);

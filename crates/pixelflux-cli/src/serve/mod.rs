@@ -72,6 +72,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                      `typing` scene instead"
                 );
                 options.scene = Some(Scene::Typing);
+                options.region.get_or_insert(RegionArg {
+                    x: 0,
+                    y: 0,
+                    ..args.size
+                });
             }
             Err(e) => return Err(e.into()),
         }
