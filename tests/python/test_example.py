@@ -26,8 +26,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+async def connect(url, timeout=20):
+    """The page is served a moment before the WebSocket server listens: retry until then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await websockets.connect(url, max_size=None)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def receive(url, count):
-    async with websockets.connect(url, max_size=None) as ws:
+    async with await connect(url) as ws:
         hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
         stripes = [await asyncio.wait_for(ws.recv(), 10) for _ in range(count)]
     return hello, stripes
