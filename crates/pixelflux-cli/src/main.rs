@@ -38,6 +38,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "pixelflux=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not for log files and pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Capture(args) => capture_cmd::run(args),
