@@ -287,7 +287,11 @@ fn with_the_cursor_on_a_still_screen_is_still_not_grabbed() {
     );
     frames_pass(&cap, 20);
     let before = cap.stats();
-    assert!(before.grabs <= 2, "{} grabs with a still pointer", before.grabs);
+    assert!(
+        before.grabs <= 2,
+        "{} grabs with a still pointer",
+        before.grabs
+    );
     let sent = log.lock().unwrap().len();
     // Moving the pointer from row ~30 to row ~200 grabs again and re-sends the stripes there.
     painter
