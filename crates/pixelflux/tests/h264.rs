@@ -462,3 +462,241 @@ fn odd_regions_are_rounded_down_to_even_and_tiny_ones_rejected() {
         other => panic!("expected a settings error, got {other}"),
     }
 }
+
+/// Encoder cost, size and quality per stripe layout on two synthetic 1080p scenes where every
+/// stripe changes every frame: `scroll` (vertical motion across stripe edges) and `full` (a
+/// horizontal pan, motion stays inside each stripe). One thread, stripes encoded one after
+/// another, colour conversion included. Figures go to docs/h264.md:
+/// `cargo test --release -p pixelflux --test h264 -- --ignored --nocapture bench_h264`
+#[test]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+fn bench_h264_stripe_layouts() {
+    use pixelflux::detect::StripeLayout;
+    use pixelflux::encode::{new_encoder, EncodeRequest, StripePlace};
+    use pixelflux::source::synthetic::SyntheticSource;
+    use pixelflux::Scene;
+    use std::time::Instant;
+
+    const FRAMES: usize = 90;
+    let (w, h) = (1920u32, 1080u32);
+    let dir = tempfile::tempdir().unwrap();
+    // Times: the 10th percentile, as other work on the machine only ever adds time.
+    let quantile = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() - 1) as f64 * q) as usize]
+    };
+    {
+        // Colour conversion alone, 1920x64 BGRX.
+        use pixelflux::encode::color::YuvPlanes;
+        use pixelflux::encode::x264::Chroma;
+        let stripe = crop_rows(
+            &SyntheticSource::new(Scene::Static, w, 64).advance().clone(),
+            0,
+            64,
+        );
+        for chroma in [Chroma::I420, Chroma::I444] {
+            let mut planes = YuvPlanes::new(w, 64, chroma);
+            let mut times: Vec<f64> = (0..500)
+                .map(|_| {
+                    let t = Instant::now();
+                    planes.convert(stripe.view()).unwrap();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            println!(
+                "BGRX -> {chroma:?}, 1920x64: {:.3} ms",
+                quantile(&mut times, 0.1)
+            );
+        }
+    }
+    println!(
+        "| scene | chroma | stripe rows | stripes | ms/frame (P) | ms per full stripe (P) \
+         | ms per full stripe (IDR) | KB/frame (P) | PSNR dB (median) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (scene, fullcolor) in [
+        (Scene::Scroll, false),
+        (Scene::Full, false),
+        (Scene::Scroll, true),
+        (Scene::Full, true),
+    ] {
+        let mut source = SyntheticSource::new(scene, w, h);
+        let frames: Vec<OwnedFrame> = (0..FRAMES).map(|_| source.advance().clone()).collect();
+        // 0: `h264_fullframe` (one stripe, x264's own threads); 1080: one stripe, one thread.
+        for stripe_height in [64u32, 60, 68, 32, 30, 128, 1080, 0] {
+            let fullframe = stripe_height == 0;
+            let stripe_height = if fullframe { h } else { stripe_height };
+            let settings = CaptureSettings {
+                stripe_height,
+                h264_fullframe: fullframe,
+                h264_fullcolor: fullcolor,
+                ..h264(w, h)
+            };
+            let layout = StripeLayout::for_settings(&settings, h);
+            let places: Vec<(u32, u32)> = (0..layout.count()).map(|i| layout.stripe(i)).collect();
+            let mut encoders: Vec<_> = places
+                .iter()
+                .map(|&(_, sh)| new_encoder(&settings, w, sh).unwrap())
+                .collect();
+            let mut streams = vec![Vec::new(); places.len()];
+            let (mut frame_ms, mut stripe_ms, mut idr_ms) = (Vec::new(), Vec::new(), Vec::new());
+            let mut bytes = 0usize;
+            for (k, frame) in frames.iter().enumerate() {
+                // Every tenth frame all IDRs (a refresh), the rest P pictures.
+                let keyframe = k % 10 == 0;
+                let t_frame = Instant::now();
+                for (i, enc) in encoders.iter_mut().enumerate() {
+                    let (y, sh) = places[i];
+                    let request = EncodeRequest {
+                        jpeg_quality: 85,
+                        paint_over: false,
+                        keyframe,
+                    };
+                    let place = StripePlace {
+                        frame_id: k as u64,
+                        y,
+                    };
+                    let mut out = Vec::new();
+                    let t = Instant::now();
+                    enc.encode(frame.view().rows(y, sh), &request, place, &mut out)
+                        .unwrap()
+                        .unwrap();
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    if sh == stripe_height && k > 0 {
+                        if keyframe {
+                            idr_ms.push(ms);
+                        } else {
+                            stripe_ms.push(ms);
+                        }
+                    }
+                    if !keyframe {
+                        bytes += out.len();
+                    }
+                    streams[i].extend_from_slice(&out[10..]);
+                }
+                if !keyframe {
+                    frame_ms.push(t_frame.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            // Quality: decode every stripe stream and compare whole frames with the source.
+            let mut decoded = vec![OwnedFrame::new(w, h); FRAMES];
+            for (i, &(y, sh)) in places.iter().enumerate() {
+                let path = dir.path().join(format!("b{i}.h264"));
+                std::fs::write(&path, &streams[i]).unwrap();
+                let raw = path.with_extension("raw");
+                let ok = Command::new("ffmpeg")
+                    .args(["-loglevel", "error", "-y", "-f", "h264", "-i"])
+                    .arg(&path)
+                    .args(["-f", "rawvideo", "-pix_fmt", "bgra"])
+                    .arg(&raw)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+                let data = std::fs::read(&raw).unwrap();
+                let size = (w * sh * 4) as usize;
+                assert_eq!(data.len(), size * FRAMES);
+                for (k, chunk) in data.chunks_exact(size).enumerate() {
+                    let start = (y * w * 4) as usize;
+                    decoded[k].data[start..start + size].copy_from_slice(chunk);
+                }
+            }
+            let mut db: Vec<f64> = decoded
+                .iter()
+                .zip(&frames)
+                .map(|(d, s)| psnr(d, s))
+                .collect();
+            let p_frames = frame_ms.len();
+            println!(
+                "| {scene} | {} | {} | {} | {:.2} | {} | {} | {:.0} | {:.2} |",
+                if fullcolor { "I444" } else { "I420" },
+                if fullframe {
+                    "1080 (fullframe)".to_string()
+                } else {
+                    stripe_height.to_string()
+                },
+                places.len(),
+                quantile(&mut frame_ms, 0.1),
+                if stripe_ms.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.3}", quantile(&mut stripe_ms, 0.1))
+                },
+                if idr_ms.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.3}", quantile(&mut idr_ms, 0.1))
+                },
+                bytes as f64 / 1024.0 / p_frames as f64,
+                quantile(&mut db, 0.5),
+            );
+        }
+    }
+}
+
+/// Whether stripe heights that are multiples of 16 (the macroblock) encode faster: one
+/// single-threaded encoder per height, all fed the same rows of the same frames, interleaved
+/// so that other load on the machine hits every height alike. Prints microseconds per row.
+/// `cargo test --release -p pixelflux --test h264 -- --ignored --nocapture bench_h264_alignment`
+#[test]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+fn bench_h264_alignment() {
+    use pixelflux::encode::{new_encoder, EncodeRequest, StripePlace};
+    use pixelflux::source::synthetic::SyntheticSource;
+    use pixelflux::Scene;
+    use std::time::Instant;
+
+    const FRAMES: usize = 150;
+    let heights = [48u32, 56, 60, 62, 64, 66, 68, 72, 80];
+    let w = 1920;
+    for scene in [Scene::Full, Scene::Scroll] {
+        let mut source = SyntheticSource::new(scene, w, 1080);
+        let frames: Vec<OwnedFrame> = (0..FRAMES).map(|_| source.advance().clone()).collect();
+        let settings = h264(w, 1080);
+        let mut encoders: Vec<_> = heights
+            .iter()
+            .map(|&h| new_encoder(&settings, w, h).unwrap())
+            .collect();
+        let mut times = vec![Vec::new(); heights.len()];
+        let mut bytes = vec![0usize; heights.len()];
+        let request = EncodeRequest {
+            jpeg_quality: 85,
+            paint_over: false,
+            keyframe: false,
+        };
+        for (k, frame) in frames.iter().enumerate() {
+            for (i, enc) in encoders.iter_mut().enumerate() {
+                let place = StripePlace {
+                    frame_id: k as u64,
+                    y: 256,
+                };
+                let mut out = Vec::new();
+                let t = Instant::now();
+                enc.encode(
+                    frame.view().rows(256, heights[i]),
+                    &request,
+                    place,
+                    &mut out,
+                )
+                .unwrap()
+                .unwrap();
+                if k > 0 {
+                    times[i].push(t.elapsed().as_secs_f64() * 1e6 / heights[i] as f64);
+                    bytes[i] += out.len();
+                }
+            }
+        }
+        println!("{scene}: height, us/row p10, us/row median, bytes/row/frame");
+        for (i, &h) in heights.iter().enumerate() {
+            let v = &mut times[i];
+            v.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "{h:>4}{} {:>7.2} {:>7.2} {:>7.1}",
+                if h % 16 == 0 { "*" } else { " " },
+                v[v.len() / 10],
+                v[v.len() / 2],
+                bytes[i] as f64 / h as f64 / (FRAMES - 1) as f64
+            );
+        }
+    }
+}

@@ -535,7 +535,10 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, X264Error::Open { width: 63, .. }), "{err}");
-        assert!(err.to_string().contains("63"), "{err}");
+        // x264's own reason, caught from its log (where the log is routed to us).
+        if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+            assert!(err.to_string().contains("not divisible by 2"), "{err}");
+        }
     }
 
     #[test]
