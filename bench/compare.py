@@ -47,12 +47,17 @@ def venv(path, packages, marker):
 
 
 def ours_marker():
-    """Changes whenever the sources of our module change, so `pip install .` reruns."""
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    diff = subprocess.run(["git", "diff", "--stat", "HEAD", "--", "crates", "python",
-                           "pyproject.toml"], cwd=ROOT, capture_output=True, text=True).stdout
-    return f"{rev}\n{diff}"
+    """A hash of our module's sources, so `pip install .` reruns only when they change."""
+    import hashlib
+    files = subprocess.run(["git", "ls-files", "crates/pixelflux", "crates/pixelflux-py",
+                            "python", "pyproject.toml", "Cargo.lock"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    h = hashlib.sha256()
+    for name in sorted(files):
+        path = ROOT / name
+        if path.is_file():
+            h.update(name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 class Xvfb:
@@ -128,6 +133,7 @@ def main():
     ap.add_argument("--json", default=None, help="default: WORK/compare.json")
     ap.add_argument("--chart", default=str(ROOT / "docs" / "compare.svg"))
     ap.add_argument("--libs", default="ours,upstream")
+    ap.add_argument("--keep-dumps", action="store_true", help="keep the stripe dumps in WORK")
     ap.add_argument("--quality", type=int, default=85, help="JPEG quality of both libraries")
     ap.add_argument("--ours-quality", type=int, default=None,
                     help="JPEG quality of ours only (e.g. 90, where ours switches to 4:4:4 "
@@ -162,8 +168,8 @@ def main():
                 row = {"scene": scene, "codec": codec}
                 for lib in libs:
                     log(f"{scene} {codec} {lib}: capturing {args.seconds} s")
-                    drv_log = work / f"driver-{lib}.log"
-                    dump = work / f"stripes-{lib}.bin"
+                    drv_log = work / f"driver-{scene}-{codec}-{lib}.log"
+                    dump = work / f"stripes-{scene}-{codec}-{lib}.bin"
                     driver = Driver(exe, xvfb.display, scene, args.size, args.fps, drv_log)
                     try:
                         run = subprocess.run(
@@ -191,7 +197,8 @@ def main():
                     else:
                         log(f"PSNR failed: {psnr.stderr.strip()}")
                         result["psnr_db"] = None
-                    dump.unlink(missing_ok=True)
+                    if not args.keep_dumps:
+                        dump.unlink(missing_ok=True)
                     row[lib] = result
                     log(f"{scene} {codec} {lib}: {result['cpu_cores']:.3f} cores, "
                         f"{result['kbit_per_s']:.0f} kbit/s, {result['delivered_fps']:.1f} fps, "
@@ -202,6 +209,9 @@ def main():
                         "cpu": ratio(o["cpu_cores"], u["cpu_cores"]),
                         "bytes": ratio(o["bytes"], u["bytes"]),
                         "fps": ratio(o["delivered_fps"], u["delivered_fps"]),
+                        # CPU per delivered frame: fair where one library drops frames.
+                        "cpu_per_frame": ratio(o.get("cpu_ms_per_delivered_frame"),
+                                               u.get("cpu_ms_per_delivered_frame")),
                     }
                 rows.append(row)
     finally:

@@ -135,6 +135,7 @@ def main():
         "cpu_seconds": cpu1 - cpu0,
         "cpu_cores": (cpu1 - cpu0) / seconds,
         "frames_delivered": frames,
+        "cpu_ms_per_delivered_frame": (cpu1 - cpu0) * 1e3 / frames if frames else None,
         "delivered_fps": frames / seconds,
         "stripes": len(window),
         "bytes": wire,

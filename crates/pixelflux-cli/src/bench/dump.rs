@@ -21,7 +21,7 @@ use pixelflux::{Scene, StripeKind};
 use serde::Serialize;
 
 use super::quality::{reconstruct, Received};
-use super::stats::{mse_bgrx, psnr_summary};
+use super::stats::{mse_bgrx, percentile, psnr_from_mse, psnr_summary};
 
 /// Magic bytes at the start of a dump.
 pub const MAGIC: &[u8; 8] = b"PFXDUMP1";
@@ -148,11 +148,14 @@ pub fn read_driver_log(r: impl BufRead) -> anyhow::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
-/// Driver frames that may have been on the screen when a picture was grabbed at `t_ns`: those
-/// drawn in the `window_ns` before it, and the one on the screen when that window opened.
-pub fn candidates(log: &[(u64, u64)], t_ns: u64, window_ns: u64) -> Vec<u64> {
-    // A frame is logged just after the server applied it: allow the log a little lag.
-    let until = t_ns + 2_000_000;
+/// Driver frames that may have been on the screen when a picture stamped `t_ns` was grabbed
+/// (it was delivered at `delivered_ns`): those drawn from `window_ns` before the stamp until the
+/// delivery, and the one on the screen when that window opened. The delivery bounds it because
+/// a library may stamp a frame before its grab actually runs (a late tick).
+pub fn candidates(log: &[(u64, u64)], t_ns: u64, delivered_ns: u64, window_ns: u64) -> Vec<u64> {
+    // A frame is logged after the server has applied it and the driver has read the reply;
+    // on a loaded machine the driver may wait tens of ms for a core in between.
+    let until = delivered_ns.max(t_ns) + LOG_LAG_NS;
     let from = t_ns.saturating_sub(window_ns);
     let mut out: Vec<u64> = log
         .iter()
@@ -166,14 +169,39 @@ pub fn candidates(log: &[(u64, u64)], t_ns: u64, window_ns: u64) -> Vec<u64> {
     out
 }
 
+/// How late the driver's log may stamp a frame that was already on the screen.
+const LOG_LAG_NS: u64 = 100_000_000;
+
+/// How far before its capture time a picture's source frame is looked for: more than any
+/// capture latency seen here, even on a loaded machine.
+const MATCH_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Rows per band when looking for torn pictures.
+const BAND_ROWS: usize = 60;
+
+/// A picture is torn when matching its bands one by one gains more than this (dB).
+const TORN_DB: f64 = 3.0;
+
 /// What `bench psnr` prints (JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct PsnrOutcome {
+    /// From the mean MSE of the samples, each against its best whole source frame.
     pub psnr_db: Option<f64>,
+    /// The worst sample.
     pub psnr_min_db: Option<f64>,
+    /// The median sample.
+    pub psnr_median_db: Option<f64>,
+    /// Each 60-row band against its own best source frame (the encoding alone).
+    pub psnr_bandwise_db: Option<f64>,
+    /// Samples showing parts of different source frames.
+    pub torn_samples: usize,
     pub samples: usize,
     /// The driver frame each sample matched best.
     pub matched: Vec<u64>,
+    /// Each sample's PSNR, dB.
+    pub per_sample_db: Vec<f64>,
+    /// Each sample's frame id in the dump.
+    pub frame_ids: Vec<u64>,
 }
 
 /// PSNR of a dump against a scene's frames, matching each sample to its driver frame.
@@ -185,7 +213,7 @@ pub fn psnr_of_dump(
     skip_ns: u64,
 ) -> anyhow::Result<PsnrOutcome> {
     // When each frame was grabbed (or, failing that, delivered).
-    let mut frames: Vec<(u64, u64)> = Vec::new();
+    let mut frames: Vec<(u64, u64, u64)> = Vec::new();
     for s in &dump.stripes {
         let t = if s.capture_ns > 0 {
             s.capture_ns
@@ -193,7 +221,7 @@ pub fn psnr_of_dump(
             s.callback_ns
         };
         if frames.last().map(|f| f.0) != Some(s.stripe.frame_id) {
-            frames.push((s.stripe.frame_id, t));
+            frames.push((s.stripe.frame_id, t, s.callback_ns));
         }
     }
     let start = dump
@@ -201,10 +229,10 @@ pub fn psnr_of_dump(
         .first()
         .map(|s| s.callback_ns)
         .unwrap_or_default();
-    let eligible: Vec<(u64, u64)> = frames
+    let eligible: Vec<(u64, u64, u64)> = frames
         .iter()
         .copied()
-        .filter(|(_, t)| *t >= start + skip_ns)
+        .filter(|(_, t, _)| *t >= start + skip_ns)
         .collect();
     let eligible = if eligible.is_empty() {
         frames.clone()
@@ -212,15 +240,20 @@ pub fn psnr_of_dump(
         eligible
     };
     let n = samples.min(eligible.len());
-    let chosen: Vec<(u64, u64)> = (0..n)
+    let chosen: Vec<(u64, u64, u64)> = (0..n)
         .map(|i| eligible[i * eligible.len() / n.max(1)])
         .collect();
     if chosen.is_empty() {
         return Ok(PsnrOutcome {
             psnr_db: None,
             psnr_min_db: None,
+            psnr_median_db: None,
+            psnr_bandwise_db: None,
+            torn_samples: 0,
             samples: 0,
             matched: Vec::new(),
+            per_sample_db: Vec::new(),
+            frame_ids: Vec::new(),
         });
     }
     let received: Vec<Received> = dump.stripes.iter().map(|s| s.stripe.clone()).collect();
@@ -228,16 +261,33 @@ pub fn psnr_of_dump(
     let canvases = reconstruct(&received, dump.width, dump.height, &ids)?;
     let cands: Vec<Vec<u64>> = chosen
         .iter()
-        .map(|&(_, t)| candidates(log, t, 300_000_000))
+        .map(|&(_, t, delivered)| candidates(log, t, delivered, MATCH_WINDOW_NS))
         .collect();
     let last = cands.iter().flatten().copied().max().unwrap_or(0);
+    let stride = dump.width as usize * 4;
+    let bands = (dump.height as usize).div_ceil(BAND_ROWS);
+    let band = |data: &'_ [u8], b: usize| -> std::ops::Range<usize> {
+        let start = b * BAND_ROWS * stride;
+        start..(start + BAND_ROWS * stride).min(data.len())
+    };
     let mut best: Vec<Option<(f64, u64)>> = vec![None; chosen.len()];
+    let mut band_best: Vec<Vec<Option<(f64, u64)>>> = vec![vec![None; bands]; chosen.len()];
     let mut source = SyntheticSource::new(scene, dump.width, dump.height);
     for index in 0..=last {
         let frame = source.advance();
         for (k, c) in cands.iter().enumerate() {
             if c.binary_search(&index).is_ok() {
-                let mse = mse_bgrx(&canvases[k].data, &frame.data);
+                let canvas = &canvases[k].data;
+                let mut sum = 0.0;
+                for (b, slot) in band_best[k].iter_mut().enumerate() {
+                    let r = band(canvas, b);
+                    let mse = mse_bgrx(&canvas[r.clone()], &frame.data[r.clone()]);
+                    sum += mse * r.len() as f64;
+                    if slot.is_none_or(|(m, _)| mse < m) {
+                        *slot = Some((mse, index));
+                    }
+                }
+                let mse = sum / canvas.len().max(1) as f64;
                 if best[k].is_none_or(|(b, _)| mse < b) {
                     best[k] = Some((mse, index));
                 }
@@ -247,11 +297,46 @@ pub fn psnr_of_dump(
     let found: Vec<(f64, u64)> = best.into_iter().flatten().collect();
     let mses: Vec<f64> = found.iter().map(|f| f.0).collect();
     let summary = psnr_summary(&mses);
+    // Each band against its own best frame: the encoding alone, whatever the timing.
+    let band_mses: Vec<f64> = band_best
+        .iter()
+        .filter(|bands| bands.iter().all(|b| b.is_some()))
+        .map(|bands| {
+            // Weighted by rows: the last band may be short.
+            let h = dump.height as usize;
+            let weighted: f64 = bands
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(b, m)| m.0 * (BAND_ROWS.min(h - b * BAND_ROWS)) as f64)
+                .sum();
+            weighted / h.max(1) as f64
+        })
+        .collect();
+    // A picture whose bands match clearly better one by one than together shows parts of
+    // different source frames: a torn frame.
+    let torn = mses
+        .iter()
+        .zip(&band_mses)
+        .filter(|(whole, banded)| psnr_from_mse(**banded) - psnr_from_mse(**whole) > TORN_DB)
+        .count();
+    let cap = |db: f64| db.min(super::PSNR_IDENTICAL_DB);
     Ok(PsnrOutcome {
-        psnr_db: summary.map(|s| s.0.min(super::PSNR_IDENTICAL_DB)),
-        psnr_min_db: summary.map(|s| s.1.min(super::PSNR_IDENTICAL_DB)),
+        psnr_db: summary.map(|s| cap(s.0)),
+        psnr_min_db: summary.map(|s| cap(s.1)),
+        psnr_median_db: percentile(
+            &mses
+                .iter()
+                .map(|m| cap(psnr_from_mse(*m)))
+                .collect::<Vec<_>>(),
+            50.0,
+        ),
+        psnr_bandwise_db: psnr_summary(&band_mses).map(|s| cap(s.0)),
+        torn_samples: torn,
         samples: mses.len(),
         matched: found.iter().map(|f| f.1).collect(),
+        per_sample_db: mses.iter().map(|m| cap(psnr_from_mse(*m))).collect(),
+        frame_ids: ids,
     })
 }
 
@@ -296,12 +381,18 @@ mod tests {
     #[test]
     fn candidates_cover_the_window_and_the_frame_before_it() {
         let ms = 1_000_000u64;
-        let log: Vec<(u64, u64)> = (0..10).map(|i| (i, 1_000 * ms + i * 16 * ms)).collect();
+        let log: Vec<(u64, u64)> = (0..20).map(|i| (i, 1_000 * ms + i * 16 * ms)).collect();
         // Grabbed 1 ms after frame 7 was logged, with a 50 ms window: frames 4-7 were drawn
-        // inside it, frame 3 was on the screen when it opened; frame 8 is too late.
+        // inside it, frame 3 was on the screen when it opened, and frames logged up to 100 ms
+        // later (8-13) may have been on the screen before the driver could log them.
         let t = log[7].1 + ms;
-        assert_eq!(candidates(&log, t, 50 * ms), vec![3, 4, 5, 6, 7]);
-        assert_eq!(candidates(&log, 10, 5), Vec::<u64>::new());
+        assert_eq!(
+            candidates(&log, t, t, 50 * ms),
+            vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        );
+        // Delivered 20 ms after the stamp: one more.
+        assert_eq!(candidates(&log, t, t + 20 * ms, 50 * ms).last(), Some(&14));
+        assert_eq!(candidates(&log, 10, 10, 5), Vec::<u64>::new());
     }
 
     #[test]
@@ -333,6 +424,8 @@ mod tests {
         let out = psnr_of_dump(&dump, &log, Scene::Full, 3, 0).unwrap();
         assert_eq!(out.samples, 1);
         assert_eq!(out.matched, vec![4]);
+        assert_eq!(out.torn_samples, 0);
+        assert!((out.psnr_bandwise_db.unwrap() - out.psnr_db.unwrap()).abs() < 0.5);
         assert!(out.psnr_db.unwrap() > 30.0, "{:?}", out.psnr_db);
         assert!(read_dump(&b"PFXDUMP0"[..]).is_err());
     }
