@@ -31,7 +31,7 @@ DEFAULTS = {
     "watermark_location_enum": 0,
     "vaapi_render_node_index": -1,
     # ours
-    "stripe_height": 64,
+    "stripe_height": 0,
     "display": None,
     "scene": None,
 }
@@ -144,7 +144,7 @@ VALUE_ERRORS = [
     ("watermark_location_enum", 7), ("watermark_location_enum", -1),
     ("vaapi_render_node_index", 2**31),
     ("capture_cursor", 2), ("h264_fullframe", -1), ("use_paint_over_quality", 2**70),
-    ("stripe_height", 15), ("stripe_height", 17), ("stripe_height", 0),
+    ("stripe_height", 15), ("stripe_height", 17), ("stripe_height", 2),
     ("scene", "nope"),
     ("watermark_path", "/tmp/a\0b.png"),
 ]

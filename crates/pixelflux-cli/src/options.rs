@@ -73,8 +73,8 @@ pub struct CaptureOptions {
     /// H.264 CRF (0-51).
     #[arg(long, default_value_t = 25)]
     pub crf: u8,
-    /// Rows per stripe.
-    #[arg(long, default_value_t = pixelflux::settings::DEFAULT_STRIPE_HEIGHT)]
+    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
+    #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
     /// Blend the pointer into the picture.
     #[arg(long)]

@@ -218,10 +218,10 @@ impl PyCaptureSettings {
                     int_in(field, value, i64::from(i32::MIN), max_i32)? as i32
             }
             "stripe_height" => {
-                let rows = int_in(field, value, 16, max_dim)?;
-                if rows % 2 != 0 {
+                let rows = int_in(field, value, 0, max_dim)?;
+                if rows != 0 && (rows < 16 || rows % 2 != 0) {
                     return Err(PyValueError::new_err(format!(
-                        "stripe_height must be even, got {rows}"
+                        "stripe_height must be 0 (per codec) or even and at least 16, got {rows}"
                     )));
                 }
                 c.stripe_height = rows as u32;
@@ -429,7 +429,7 @@ properties! {
     watermark_path => get_watermark_path, set_watermark_path, "PNG burnt into every frame: str, bytes, os.PathLike or None (default None).";
     watermark_location_enum => get_watermark_location_enum, set_watermark_location_enum, "0 none, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right, 5 middle, 6 animated.";
     vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index, "Accepted for compatibility; encoding is always in software (default -1).";
-    stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe, even, >= 16 (ours; default 64).";
+    stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe (ours): 0 (default) picks per codec, 64 for JPEG and 128 for H.264; else even, >= 16.";
     display => get_display, set_display, "X display to capture, such as \":1\" (ours; default None: $DISPLAY).";
     scene => get_scene, set_scene, "A synthetic scene to capture instead of the screen: static, typing, scroll, video, full (ours).";
 }

@@ -27,7 +27,7 @@ impl StripeLayout {
         let stripe_height = if full {
             height
         } else {
-            settings.stripe_height.min(height)
+            settings.stripe_rows().min(height)
         };
         Self {
             height,

@@ -35,6 +35,8 @@ fn start(xvfb: &Xvfb, settings: CaptureSettings) -> (ScreenCapture, Log) {
     (cap, log)
 }
 
+/// H.264 settings with 64-row stripes, so small test regions still have several stripes
+/// (the default for H.264 is 128 rows; `default_stripes_are_128_rows` covers it).
 fn h264(w: u32, h: u32) -> CaptureSettings {
     CaptureSettings {
         capture_width: w,
@@ -42,6 +44,7 @@ fn h264(w: u32, h: u32) -> CaptureSettings {
         target_fps: 30.0,
         output_mode: OutputMode::H264,
         h264_crf: 25,
+        stripe_height: 64,
         ..Default::default()
     }
 }
@@ -419,6 +422,44 @@ fn fullframe_mode_sends_one_stripe_of_full_height() {
     assert!(db >= 35.0, "{db:.1} dB");
     let [b, g, r, _] = frames[1].view().pixel(20, 404);
     assert!(b > 200 && g < 60 && r < 60, "got {r},{g},{b}");
+}
+
+#[test]
+fn default_stripes_are_128_rows() {
+    let xvfb = Xvfb::start(640, 600);
+    let painter = xvfb.connect();
+    let pattern = test_pattern(640, 600, 8);
+    painter.put(&pattern, 0, 0);
+    let (cap, log) = start(
+        &xvfb,
+        CaptureSettings {
+            stripe_height: 0,
+            ..h264(640, 600)
+        },
+    );
+    frames_pass(&cap, 3);
+    // A change inside rows 300..310 re-sends only the stripe of rows 256..384.
+    painter.fill(10, 300, 30, 10, 0x00ff00);
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    let layout: Vec<(u32, u32)> = log.iter().map(|s| (s.y, s.height)).collect();
+    assert_eq!(
+        layout,
+        [
+            (0, 128),
+            (128, 128),
+            (256, 128),
+            (384, 128),
+            (512, 88),
+            (256, 128)
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let middle: Vec<&Stripe> = log.iter().filter(|s| s.y == 256).collect();
+    let frames = decode(dir.path(), &middle, 640, 128);
+    let db = psnr(&frames[0], &crop_rows(&pattern, 256, 128));
+    assert!(db >= 35.0, "{db:.1} dB");
 }
 
 #[test]

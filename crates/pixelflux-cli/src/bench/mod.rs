@@ -84,8 +84,8 @@ pub struct BenchArgs {
     /// H.264 CRF.
     #[arg(long, default_value_t = 25)]
     pub crf: u8,
-    /// Rows per stripe.
-    #[arg(long, default_value_t = pixelflux::settings::DEFAULT_STRIPE_HEIGHT)]
+    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
+    #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
     /// Frames compared with the source for PSNR, per scene (0: no PSNR).
     #[arg(long, default_value_t = 10)]

@@ -115,7 +115,7 @@ fn hello_for(settings: &CaptureSettings) -> Hello {
             OutputMode::H264 => "h264",
         },
         fullcolor: settings.h264_fullcolor,
-        stripe_height: settings.stripe_height,
+        stripe_height: settings.stripe_rows(),
     }
 }
 
