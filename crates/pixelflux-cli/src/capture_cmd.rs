@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use pixelflux::ScreenCapture;
 
+use crate::bench::stats::process_cpu_seconds as cpu_seconds;
 use crate::options::CaptureOptions;
 
 #[derive(Debug, Args)]
@@ -87,23 +88,6 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         per_frame(st.deliver)
     );
     Ok(())
-}
-
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
-pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / 100.0
 }
 
 /// Sets `flag` on SIGINT/SIGTERM, using tokio's signal handling on a small runtime thread.

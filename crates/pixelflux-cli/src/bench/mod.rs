@@ -11,7 +11,6 @@ pub mod quality;
 pub mod report;
 pub mod scene_driver;
 pub mod stats;
-pub mod xvfb;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -30,9 +29,10 @@ use pixelflux::{
 };
 
 use crate::options::RegionArg;
+use crate::serve::display::OwnXvfb;
 use quality::Received;
 use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
-use stats::{percentile, process_cpu_seconds, psnr_summary};
+use stats::{percentile, process_cpu_seconds, process_cpu_seconds_of, psnr_summary};
 
 /// Which codecs to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -240,7 +240,7 @@ impl Plan {
         let needs_x = self.runs.iter().any(|r| r.0 == SourceKind::X11);
         // One X server for every X11 run; each run gets a fresh driver.
         let xvfb = match (&self.display, needs_x) {
-            (None, true) => Some(xvfb::Xvfb::start(
+            (None, true) => Some(OwnXvfb::start(
                 self.settings.capture_width,
                 self.settings.capture_height,
             )?),
@@ -334,7 +334,7 @@ impl Plan {
         })?;
 
         sleep_while_running(&capture, Duration::from_secs_f64(self.warmup));
-        let x0 = env.xserver_pid.and_then(xvfb::process_cpu_seconds_of);
+        let x0 = env.xserver_pid.and_then(process_cpu_seconds_of);
         let cpu0 = process_cpu_seconds();
         let copy0 = copy_ns.load();
         let stats0 = capture.stats();
@@ -355,7 +355,7 @@ impl Plan {
         let stats1 = capture.stats();
         let cpu1 = process_cpu_seconds();
         let copy1 = copy_ns.load();
-        let x1 = env.xserver_pid.and_then(xvfb::process_cpu_seconds_of);
+        let x1 = env.xserver_pid.and_then(process_cpu_seconds_of);
         let seconds = t0.elapsed().as_secs_f64();
         if let Some(err) = capture.stop() {
             bail!("capture failed: {err}");

@@ -35,6 +35,20 @@ pub fn process_cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds (user + system) another process has used, from `/proc/PID/stat`; `None` when
+/// it cannot be read.
+pub fn process_cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is parenthesised and may hold spaces: count fields after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux ABI we build for.
+    Some((utime + stime) / 100.0)
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock Python's `time.monotonic_ns()` and upstream
 /// pixelflux's `capture_ns` read, so timestamps of different processes line up.
 pub fn monotonic_ns() -> u64 {

@@ -92,6 +92,11 @@ impl OwnXvfb {
             "no free display number in :{FIRST_DISPLAY}..:{LAST_DISPLAY}"
         )))
     }
+
+    /// The server's process id (the benchmark reads its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// How long a process gets to exit after SIGTERM before it is killed.
