@@ -223,7 +223,15 @@ pub fn open_source(
                 height,
             },
         )?),
-        SourceSpec::Synthetic(scene) => Box::new(SyntheticSource::new(*scene, width, height)),
+        SourceSpec::Synthetic(scene) => {
+            let source = SyntheticSource::new(*scene, width, height);
+            // The only overlay that draws on a synthetic scene is the watermark.
+            Box::new(if overlay::watermark_wanted(settings) {
+                source.with_overlays()
+            } else {
+                source
+            })
+        }
     })
 }
 

@@ -117,21 +117,24 @@ pub enum OverlayError {
     Cursor(String),
 }
 
+/// Whether the settings ask for a watermark (a path, and a location other than `None`).
+pub fn watermark_wanted(settings: &CaptureSettings) -> bool {
+    settings.watermark_path.is_some() && settings.watermark_location != WatermarkLocation::None
+}
+
 /// The overlays the settings ask for, in drawing order.
 pub fn build(
     settings: &CaptureSettings,
     source: &SourceSpec,
 ) -> Result<Vec<Box<dyn Overlay>>, OverlayError> {
     let mut overlays: Vec<Box<dyn Overlay>> = Vec::new();
-    if let Some(path) = &settings.watermark_path {
-        if settings.watermark_location != WatermarkLocation::None {
-            overlays.push(Box::new(Watermark::load(
-                path,
-                settings.watermark_location,
-                settings.capture_width,
-                settings.capture_height,
-            )?));
-        }
+    if let (Some(path), true) = (&settings.watermark_path, watermark_wanted(settings)) {
+        overlays.push(Box::new(Watermark::load(
+            path,
+            settings.watermark_location,
+            settings.capture_width,
+            settings.capture_height,
+        )?));
     }
     if settings.capture_cursor {
         match source {

@@ -83,10 +83,10 @@ pub struct SyntheticSource {
     frame: OwnedFrame,
     /// The scene's starting picture; `Scroll` and `Full` read their rows from it.
     base: OwnedFrame,
-    /// What `grab` hands out for scenes that change their picture in place (static, typing,
-    /// video): a copy, so overlays drawn into it never become part of the scene (a
-    /// half-transparent watermark would otherwise be blended over itself every frame).
-    /// Scroll and full rewrite every pixel each frame and hand out `frame` itself.
+    /// With [`with_overlays`](Self::with_overlays), what `grab` hands out for scenes that
+    /// change their picture in place (static, typing, video): a copy, so overlays drawn into
+    /// it never become part of the scene (a half-transparent watermark would otherwise be
+    /// blended over itself every frame). Otherwise `frame` itself is handed out.
     shown: Option<OwnedFrame>,
     index: u64,
 }
@@ -100,18 +100,23 @@ impl SyntheticSource {
             Scene::Scroll => desktop(width, height * 2),
             _ => desktop(width, height),
         };
-        let frame = OwnedFrame::new(width, height);
-        let shown = match scene {
-            Scene::Static | Scene::Typing | Scene::Video => Some(frame.clone()),
-            Scene::Scroll | Scene::Full => None,
-        };
         Self {
             scene,
-            frame,
+            frame: OwnedFrame::new(width, height),
             base,
-            shown,
+            shown: None,
             index: 0,
         }
+    }
+
+    /// Makes every grab hand out a fresh copy of the scene, for captures whose overlays draw
+    /// into the grabbed frames. Costs one frame copy per grab for the scenes that change in
+    /// place (static, typing, video); scroll and full rewrite every pixel anyway.
+    pub fn with_overlays(mut self) -> Self {
+        if matches!(self.scene, Scene::Static | Scene::Typing | Scene::Video) {
+            self.shown = Some(self.frame.clone());
+        }
+        self
     }
 
     /// The scene this source plays.
