@@ -8,8 +8,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pixelflux::encode::x264::nal_types;
 use pixelflux::wire::H264FrameType;
@@ -18,22 +16,6 @@ use pixelflux::{
     StripeKind,
 };
 use support::*;
-
-type Log = Arc<Mutex<Vec<Stripe>>>;
-
-fn start(xvfb: &Xvfb, settings: CaptureSettings) -> (ScreenCapture, Log) {
-    let log: Log = Arc::default();
-    let sink = Arc::clone(&log);
-    let cap = ScreenCapture::start(
-        settings,
-        SourceSpec::X11 {
-            display: Some(xvfb.display.clone()),
-        },
-        move |s| sink.lock().unwrap().push(s),
-    )
-    .expect("capture starts");
-    (cap, log)
-}
 
 /// H.264 settings with 64-row stripes, so small test regions still have several stripes
 /// (the default for H.264 is 128 rows; `default_stripes_are_128_rows` covers it).
@@ -47,15 +29,6 @@ fn h264(w: u32, h: u32) -> CaptureSettings {
         stripe_height: 64,
         ..Default::default()
     }
-}
-
-/// Waits until the capture has grabbed `n` more frames.
-fn frames_pass(cap: &ScreenCapture, n: u64) {
-    let target = cap.stats().frames + n;
-    assert!(
-        wait_for(Duration::from_secs(10), || cap.stats().frames >= target),
-        "capture stalled"
-    );
 }
 
 /// The stripes of each stripe position, in the order they were sent.

@@ -5,8 +5,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pixelflux::overlay::OverlayError;
 use pixelflux::{
@@ -21,16 +19,11 @@ use x11rb::protocol::xproto::{
 };
 use x11rb::protocol::xtest::ConnectionExt as _;
 
-type Log = Arc<Mutex<Vec<Stripe>>>;
-
 fn start(
     spec: SourceSpec,
     settings: CaptureSettings,
 ) -> Result<(ScreenCapture, Log), CaptureError> {
-    let log: Log = Arc::default();
-    let sink = Arc::clone(&log);
-    let cap = ScreenCapture::start(settings, spec, move |s| sink.lock().unwrap().push(s))?;
-    Ok((cap, log))
+    start_logged(spec, settings)
 }
 
 fn x11(xvfb: &Xvfb) -> SourceSpec {
@@ -51,14 +44,6 @@ fn settings(w: u32, h: u32) -> CaptureSettings {
         damage_block_threshold: 100_000,
         ..Default::default()
     }
-}
-
-fn frames_pass(cap: &ScreenCapture, n: u64) {
-    let target = cap.stats().frames + n;
-    assert!(
-        wait_for(Duration::from_secs(20), || cap.stats().frames >= target),
-        "capture stalled"
-    );
 }
 
 /// What a viewer sees: the stripes of a log applied in order.

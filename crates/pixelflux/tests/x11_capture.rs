@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pixelflux::{
@@ -11,22 +10,6 @@ use pixelflux::{
     SourceSpec, Stripe, StripeKind,
 };
 use support::*;
-
-type Log = Arc<Mutex<Vec<Stripe>>>;
-
-fn start(xvfb: &Xvfb, settings: CaptureSettings) -> (ScreenCapture, Log) {
-    let log: Log = Arc::default();
-    let sink = Arc::clone(&log);
-    let cap = ScreenCapture::start(
-        settings,
-        SourceSpec::X11 {
-            display: Some(xvfb.display.clone()),
-        },
-        move |s| sink.lock().unwrap().push(s),
-    )
-    .expect("capture starts");
-    (cap, log)
-}
 
 fn settings(w: u32, h: u32) -> CaptureSettings {
     CaptureSettings {
@@ -37,15 +20,6 @@ fn settings(w: u32, h: u32) -> CaptureSettings {
         paint_over_jpeg_quality: 95,
         ..Default::default()
     }
-}
-
-/// Waits until the capture has grabbed `n` more frames.
-fn frames_pass(cap: &ScreenCapture, n: u64) {
-    let target = cap.stats().frames + n;
-    assert!(
-        wait_for(Duration::from_secs(10), || cap.stats().frames >= target),
-        "capture stalled"
-    );
 }
 
 /// Assembles the stripes of one frame into a picture.

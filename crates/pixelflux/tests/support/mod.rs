@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pixelflux::OwnedFrame;
+use std::sync::{Arc, Mutex};
+
+use pixelflux::{CaptureError, CaptureSettings, OwnedFrame, ScreenCapture, SourceSpec, Stripe};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, ImageFormat};
 use x11rb::rust_connection::RustConnection;
@@ -224,4 +226,35 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     cond()
+}
+
+/// Every stripe a capture delivered, in order.
+pub type Log = Arc<Mutex<Vec<Stripe>>>;
+
+/// Starts a capture of `spec` whose callback logs every stripe.
+pub fn start_logged(
+    spec: SourceSpec,
+    settings: CaptureSettings,
+) -> Result<(ScreenCapture, Log), CaptureError> {
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let cap = ScreenCapture::start(settings, spec, move |s| sink.lock().unwrap().push(s))?;
+    Ok((cap, log))
+}
+
+/// Starts a capture of the Xvfb's screen whose callback logs every stripe.
+pub fn start(xvfb: &Xvfb, settings: CaptureSettings) -> (ScreenCapture, Log) {
+    let spec = SourceSpec::X11 {
+        display: Some(xvfb.display.clone()),
+    };
+    start_logged(spec, settings).expect("capture starts")
+}
+
+/// Waits until the capture has grabbed `n` more frames.
+pub fn frames_pass(cap: &ScreenCapture, n: u64) {
+    let target = cap.stats().frames + n;
+    assert!(
+        wait_for(Duration::from_secs(20), || cap.stats().frames >= target),
+        "capture stalled"
+    );
 }
