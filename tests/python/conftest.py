@@ -84,8 +84,13 @@ class Xvfb:
                 pass
             self._conn = None
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
+            # SIGTERM lets Xvfb remove its lock file and socket; SIGKILL only if it hangs.
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
 
 

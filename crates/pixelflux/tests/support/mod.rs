@@ -68,9 +68,22 @@ impl Xvfb {
         panic!("no free X display number for Xvfb");
     }
 
-    /// Kills the server now (to test a server going away mid-capture).
+    /// Stops the server now (to test a server going away mid-capture). SIGTERM first, so
+    /// Xvfb removes its lock file and socket; SIGKILL if it has not gone within 2 s.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let term = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            if term.is_ok_and(|s| s.success()) {
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(2) {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
