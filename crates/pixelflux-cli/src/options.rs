@@ -48,6 +48,36 @@ pub enum Codec {
     H264,
 }
 
+/// Rate and quality options, shared by `capture`, `serve`, `snapshot` and `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct EncodeOptions {
+    /// Target frames per second.
+    #[arg(long, default_value_t = 60.0)]
+    pub fps: f64,
+    /// JPEG quality (1-100).
+    #[arg(long, default_value_t = 85)]
+    pub quality: u8,
+    /// H.264 CRF (0-51).
+    #[arg(long, default_value_t = 25)]
+    pub crf: u8,
+    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
+    #[arg(long, default_value_t = 0)]
+    pub stripe_height: u32,
+}
+
+impl EncodeOptions {
+    /// Default settings with these options applied.
+    pub fn settings(&self) -> CaptureSettings {
+        CaptureSettings {
+            target_fps: self.fps,
+            jpeg_quality: self.quality,
+            h264_crf: self.crf,
+            stripe_height: self.stripe_height,
+            ..Default::default()
+        }
+    }
+}
+
 /// Source and encoding options.
 #[derive(Debug, Clone, Args)]
 pub struct CaptureOptions {
@@ -64,18 +94,8 @@ pub struct CaptureOptions {
     /// Codec of the stripes.
     #[arg(long, value_enum, default_value = "jpeg")]
     pub codec: Codec,
-    /// Target frames per second.
-    #[arg(long, default_value_t = 60.0)]
-    pub fps: f64,
-    /// JPEG quality (1-100).
-    #[arg(long, default_value_t = 85)]
-    pub quality: u8,
-    /// H.264 CRF (0-51).
-    #[arg(long, default_value_t = 25)]
-    pub crf: u8,
-    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
-    #[arg(long, default_value_t = 0)]
-    pub stripe_height: u32,
+    #[command(flatten)]
+    pub encode: EncodeOptions,
     /// Blend the pointer into the picture.
     #[arg(long)]
     pub cursor: bool,
@@ -89,17 +109,13 @@ impl CaptureOptions {
     /// size when no region is given; with no display at all, the `typing` scene plays.
     pub fn resolve(&self) -> anyhow::Result<(CaptureSettings, SourceSpec)> {
         let mut settings = CaptureSettings {
-            target_fps: self.fps,
-            jpeg_quality: self.quality,
-            h264_crf: self.crf,
-            stripe_height: self.stripe_height,
             capture_cursor: self.cursor,
             h264_fullcolor: self.h264_fullcolor,
             output_mode: match self.codec {
                 Codec::Jpeg => OutputMode::Jpeg,
                 Codec::H264 => OutputMode::H264,
             },
-            ..Default::default()
+            ..self.encode.settings()
         };
         let display = self
             .display

@@ -28,7 +28,7 @@ use pixelflux::{
     Stripe,
 };
 
-use crate::options::RegionArg;
+use crate::options::{EncodeOptions, RegionArg};
 use crate::serve::display::OwnXvfb;
 use quality::Received;
 use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
@@ -75,18 +75,9 @@ pub struct BenchArgs {
     /// Picture size, WxH.
     #[arg(long, default_value = "1920x1080")]
     pub size: RegionArg,
-    /// Target frames per second (capture and driver).
-    #[arg(long, default_value_t = 60.0)]
-    pub fps: f64,
-    /// JPEG quality.
-    #[arg(long, default_value_t = 85)]
-    pub quality: u8,
-    /// H.264 CRF.
-    #[arg(long, default_value_t = 25)]
-    pub crf: u8,
-    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
-    #[arg(long, default_value_t = 0)]
-    pub stripe_height: u32,
+    /// Rate (capture and driver) and quality.
+    #[command(flatten)]
+    pub encode: EncodeOptions,
     /// Frames compared with the source for PSNR, per scene (0: no PSNR).
     #[arg(long, default_value_t = 10)]
     pub psnr_samples: usize,
@@ -129,7 +120,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             display: args.display.clone(),
             scene,
             size: (args.size.width, args.size.height),
-            fps: args.fps,
+            fps: args.encode.fps,
             log: args.driver_log.clone(),
         });
     }
@@ -219,11 +210,7 @@ impl Plan {
         let settings = CaptureSettings {
             capture_width: args.size.width,
             capture_height: args.size.height,
-            target_fps: args.fps,
-            jpeg_quality: args.quality,
-            h264_crf: args.crf,
-            stripe_height: args.stripe_height,
-            ..Default::default()
+            ..args.encode.settings()
         };
         settings.validate()?;
         Ok(Self {
