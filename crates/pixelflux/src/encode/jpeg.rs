@@ -66,6 +66,8 @@ impl StripeEncoder for JpegEncoder {
             format: PixelFormat::BGRX,
         };
         let jpeg = self.compressor.compress_to_owned(image).map_err(jpeg_err)?;
+        // One allocation for header and payload.
+        out.reserve_exact(wire::jpeg_header_len(self.format) + jpeg.len());
         wire::write_jpeg_header(out, self.format, place.frame_id as u32, place.y);
         let header_len = out.len();
         out.extend_from_slice(&jpeg);
