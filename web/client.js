@@ -3,7 +3,7 @@
 // Server → client: JSON text ({"type":"hello"|"frame"|"pong", ...}) and binary stripes:
 //   JPEG  0x03 0x00 frame_id:u16 y:u16 <JFIF>
 //   H.264 0x04 type frame_id:u16 y:u16 width:u16 height:u16 <Annex-B access unit>  (type 1 = IDR)
-// Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}.
+// Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}; input.js sends input events.
 'use strict';
 
 (() => {
@@ -51,6 +51,9 @@
   function send(obj) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
   }
+  // For input.js: send a message; onMessage gets every text message this file does not handle.
+  state.send = send;
+  state.onMessage = null;
 
   let lastRefresh = 0;
   function requestRefresh() {
@@ -199,6 +202,8 @@
         state.bestRtt = rtt;
         state.clockOffset = msg.server - (msg.t + rtt / 2);
       }
+    } else if (state.onMessage) {
+      state.onMessage(msg);
     }
   }
 
@@ -213,7 +218,10 @@
   function connect() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const query = token ? `?token=${encodeURIComponent(token)}` : '';
-    const socket = new WebSocket(`${proto}//${location.host}/ws${query}`);
+    // Relative to the page, so it also works behind a reverse proxy at a sub-path.
+    const url = new URL(`ws${query}`, location.href);
+    url.protocol = proto;
+    const socket = new WebSocket(url.href);
     socket.binaryType = 'arraybuffer';
     ws = socket;
     socket.onopen = () => {

@@ -12,12 +12,14 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::hub::{epoch_ms, Hub};
+use super::input::{InputEvent, KeyEvent, PointerEvent, WheelEvent};
+use super::remote::{Remote, Role};
 
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../../../web/client.js");
+const INPUT_JS: &str = include_str!("../../../../web/input.js");
 
 /// Largest message a client may send; anything bigger closes its connection.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -29,12 +31,11 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 pub struct AppState {
     /// The fan-out point.
     pub hub: Arc<Hub>,
-    /// The token a client must present (`?token=`), if one is set.
-    pub token: Option<String>,
+    /// Tokens and roles, and the input injector.
+    pub remote: Remote,
 }
 
-/// Messages a client may send, as JSON objects with a `type` field. New kinds (input events)
-/// are new variants.
+/// Messages a client may send, as JSON objects with a `type` field.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientMessage {
@@ -45,6 +46,24 @@ pub enum ClientMessage {
         /// The client's clock when it sent the ping, echoed back.
         t: f64,
     },
+    /// A key pressed or released (applied only for a viewer with control).
+    Key(KeyEvent),
+    /// Pointer moved or buttons changed.
+    Pointer(PointerEvent),
+    /// Wheel clicks.
+    Wheel(WheelEvent),
+}
+
+impl ClientMessage {
+    /// The input event this message carries, if it is one.
+    pub fn into_input(self) -> Result<InputEvent, Self> {
+        match self {
+            ClientMessage::Key(k) => Ok(InputEvent::Key(k)),
+            ClientMessage::Pointer(p) => Ok(InputEvent::Pointer(p)),
+            ClientMessage::Wheel(w) => Ok(InputEvent::Wheel(w)),
+            other => Err(other),
+        }
+    }
 }
 
 /// Why a client message was refused (the connection is then closed).
@@ -75,26 +94,25 @@ pub fn parse_client_message(msg: &Message) -> Result<Option<ClientMessage>, BadM
             if !value.is_object() {
                 return Err(BadMessage::Invalid("not a JSON object".into()));
             }
-            serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| BadMessage::Invalid(e.to_string()))
+            let msg: ClientMessage =
+                serde_json::from_value(value).map_err(|e| BadMessage::Invalid(e.to_string()))?;
+            match msg.into_input() {
+                Ok(input) => {
+                    input.validate().map_err(BadMessage::Invalid)?;
+                    Ok(Some(match input {
+                        InputEvent::Key(k) => ClientMessage::Key(k),
+                        InputEvent::Pointer(p) => ClientMessage::Pointer(p),
+                        InputEvent::Wheel(w) => ClientMessage::Wheel(w),
+                    }))
+                }
+                Err(msg) => Ok(Some(msg)),
+            }
         }
         Message::Binary(data) if data.len() > MAX_CLIENT_MESSAGE => {
             Err(BadMessage::TooLarge(data.len()))
         }
         Message::Binary(_) => Err(BadMessage::Binary),
         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(None),
-    }
-}
-
-/// Whether `given` is the expected token, compared in constant time (for equal lengths).
-/// With no token configured every request passes.
-pub fn token_matches(expected: Option<&str>, given: Option<&str>) -> bool {
-    match expected {
-        None => true,
-        Some(expected) => {
-            given.is_some_and(|given| bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
-        }
     }
 }
 
@@ -127,6 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/client.js", get(client_js))
+        .route("/input.js", get(input_js))
         .route("/ws", get(stream))
         .with_state(state)
 }
@@ -136,7 +155,7 @@ fn forbidden() -> Response {
 }
 
 async fn index(State(st): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> Response {
-    if !token_matches(st.token.as_deref(), q.token.as_deref()) {
+    if st.remote.role(q.token.as_deref()).is_none() {
         return forbidden();
     }
     (
@@ -157,13 +176,21 @@ async fn index(State(st): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> 
 }
 
 async fn client_js() -> Response {
+    script(CLIENT_JS)
+}
+
+async fn input_js() -> Response {
+    script(INPUT_JS)
+}
+
+fn script(body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        CLIENT_JS,
+        body,
     )
         .into_response()
 }
@@ -174,10 +201,10 @@ async fn stream(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !token_matches(st.token.as_deref(), q.token.as_deref()) {
+    let Some(role) = st.remote.role(q.token.as_deref()) else {
         tracing::warn!("refused a WebSocket with a missing or wrong token");
         return forbidden();
-    }
+    };
     if !origin_matches(&headers) {
         tracing::warn!(
             "refused a WebSocket from a foreign origin: {:?}",
@@ -188,13 +215,15 @@ async fn stream(
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| viewer_session(st, socket))
+        .on_upgrade(move |socket| viewer_session(st, socket, role))
 }
 
 /// One viewer: a writer draining its queue into the socket and a reader validating what the
 /// client sends, until either side ends. A bad message closes this connection only.
-async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
+async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
     let viewer = st.hub.join();
+    let session = st.remote.session_id();
+    viewer.reply(Message::Text(Remote::role_message(role).into()));
     let (mut sink, mut source) = socket.split();
     let writer = async {
         while let Some(msg) = viewer.next().await {
@@ -229,6 +258,11 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
                     });
                     viewer.reply(Message::Text(pong.to_string().into()));
                 }
+                Ok(Some(msg)) => {
+                    if let Ok(input) = msg.into_input() {
+                        st.remote.input(session, role, input);
+                    }
+                }
                 Ok(None) => {}
                 Err(bad) => {
                     tracing::warn!("closing a viewer connection: {bad}");
@@ -250,6 +284,7 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
         close = writer => close,
         close = reader => close,
     };
+    st.remote.leave(session);
     if let Some(frame) = close {
         let _ = sink.send(Message::Close(Some(frame))).await;
     }
@@ -263,22 +298,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(token_matches(None, None));
-        assert!(token_matches(None, Some("anything")));
-        assert!(token_matches(Some("s3cret"), Some("s3cret")));
-        for bad in [
-            None,
-            Some(""),
-            Some("s3cre"),
-            Some("s3cret!"),
-            Some("S3cret"),
-        ] {
-            assert!(!token_matches(Some("s3cret"), bad), "{bad:?}");
-        }
-    }
 
     #[test]
     fn messages_are_validated() {
@@ -299,6 +318,9 @@ mod tests {
             r#"{"type":"ping","t":"x"}"#,
             r#"{"type":"format_disk"}"#,
             r#"["refresh"]"#,
+            r#"{"type":"key","key":"","down":true}"#,
+            r#"{"type":"key","key":"a","down":true,"extra":1}"#,
+            r#"{"type":"pointer","x":1e300,"y":0}"#,
         ] {
             assert!(
                 matches!(
@@ -362,7 +384,10 @@ mod tests {
         });
         let state = Arc::new(AppState {
             hub: Arc::clone(&hub),
-            token: token.map(str::to_string),
+            remote: Remote {
+                control_token: token.map(str::to_string),
+                ..Default::default()
+            },
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -450,13 +475,28 @@ mod tests {
         let srv = server(None).await;
         let mut good = connect(srv.addr, "").await.unwrap();
         assert!(recv(&mut good).await.unwrap().is_text()); // hello
+        assert!(recv(&mut good).await.unwrap().is_text()); // role
         for (garbage, code) in [
             (tungstenite::Message::text("not json"), 1008u16),
             (tungstenite::Message::text(r#"{"type":"nope"}"#), 1008),
+            // Input out of range or incomplete is malformed like anything else.
+            (
+                tungstenite::Message::text(r#"{"type":"pointer","x":-5,"y":0}"#),
+                1008,
+            ),
+            (
+                tungstenite::Message::text(r#"{"type":"wheel","x":0,"y":0,"dy":1000}"#),
+                1008,
+            ),
+            (
+                tungstenite::Message::text(r#"{"type":"key","key":"a"}"#),
+                1008,
+            ),
             (tungstenite::Message::binary(vec![0u8; 16]), 1003),
         ] {
             let mut bad = connect(srv.addr, "").await.unwrap();
             assert!(recv(&mut bad).await.unwrap().is_text()); // hello
+            assert!(recv(&mut bad).await.unwrap().is_text()); // role
             bad.send(garbage).await.unwrap();
             match recv(&mut bad).await {
                 Some(tungstenite::Message::Close(Some(frame))) => {

@@ -1,0 +1,149 @@
+//! Who may do what: tokens give a viewer a role (control or view), and input from a viewer
+//! without control is refused and counted, never applied.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use subtle::ConstantTimeEq;
+
+use super::input::{Injector, InputEvent};
+
+/// What a connection may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Watch only: input is refused.
+    View,
+    /// Watch and send input.
+    Control,
+}
+
+/// Tokens, the view-only switch and the input injector: what the routes consult.
+#[derive(Default)]
+pub struct Remote {
+    /// The token that grants control (`--token`); with one set, a page without a valid
+    /// token gets nothing.
+    pub control_token: Option<String>,
+    /// The token that grants viewing only (`--view-token`).
+    pub view_token: Option<String>,
+    /// `--view-only`: nobody gets control.
+    pub view_only: bool,
+    /// Input into the display; `None` for synthetic scenes or with `--view-only`.
+    pub injector: Option<Injector>,
+    /// Input messages refused because their viewer had no control.
+    pub refused: AtomicU64,
+    /// Session ids handed out so far.
+    pub next_session: AtomicU64,
+}
+
+fn same(expected: &str, given: &str) -> bool {
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+impl Remote {
+    /// The role a request with `?token=given` gets, or `None` (refused: 403). With no token
+    /// configured everyone gets in; with any, a matching one is needed.
+    pub fn role(&self, given: Option<&str>) -> Option<Role> {
+        let control = if self.view_only || self.injector.is_none() {
+            Role::View
+        } else {
+            Role::Control
+        };
+        if self.control_token.is_none() && self.view_token.is_none() {
+            return Some(control);
+        }
+        let given = given?;
+        // Both compared, so the time taken does not say which one matched.
+        let is_control = self
+            .control_token
+            .as_deref()
+            .is_some_and(|t| same(t, given));
+        let is_view = self.view_token.as_deref().is_some_and(|t| same(t, given));
+        if is_control {
+            Some(control)
+        } else if is_view {
+            Some(Role::View)
+        } else {
+            None
+        }
+    }
+
+    /// A new session id (keys and buttons are tracked per session).
+    pub fn session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The message telling a page its role: `{"type":"role","control":bool}`.
+    pub fn role_message(role: Role) -> String {
+        serde_json::json!({"type": "role", "control": role == Role::Control}).to_string()
+    }
+
+    /// Applies input from session `session` with `role`; refused (and counted) without
+    /// control. Returns whether it was applied.
+    pub fn input(&self, session: u64, role: Role, event: InputEvent) -> bool {
+        match (&self.injector, role) {
+            (Some(injector), Role::Control) => {
+                injector.send(session, event);
+                true
+            }
+            _ => {
+                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                // The first and then every 100th, so a misbehaving page cannot flood the log.
+                if n == 1 || n.is_multiple_of(100) {
+                    tracing::warn!(
+                        "refused input from a viewer without control ({n} refused so far)"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Session `session` ended: release what it held.
+    pub fn leave(&self, session: u64) {
+        if let Some(injector) = &self.injector {
+            injector.leave(session);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_give_roles() {
+        let open = Remote::default();
+        // No injector (a synthetic scene): nobody controls anything.
+        assert_eq!(open.role(None), Some(Role::View));
+        let two = Remote {
+            control_token: Some("ctl".into()),
+            view_token: Some("see".into()),
+            ..Default::default()
+        };
+        assert_eq!(two.role(None), None);
+        for bad in ["nope", "", "se", "see!", "See", "ctl "] {
+            assert_eq!(two.role(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(two.role(Some("see")), Some(Role::View));
+        // Without an injector, the control token only views too.
+        assert_eq!(two.role(Some("ctl")), Some(Role::View));
+        let view_only_token = Remote {
+            view_token: Some("see".into()),
+            ..Default::default()
+        };
+        assert_eq!(view_only_token.role(None), None);
+        assert_eq!(view_only_token.role(Some("see")), Some(Role::View));
+    }
+
+    #[test]
+    fn input_without_control_is_counted_not_applied() {
+        let r = Remote::default();
+        let ev = InputEvent::Pointer(super::super::input::PointerEvent {
+            x: 1.0,
+            y: 1.0,
+            buttons: 1,
+        });
+        assert!(!r.input(0, Role::View, ev.clone()));
+        assert!(!r.input(0, Role::Control, ev));
+        assert_eq!(r.refused.load(Ordering::Relaxed), 2);
+    }
+}

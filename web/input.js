@@ -1,0 +1,122 @@
+// pixelflux input: keyboard, pointer, wheel and touch from the page to the X server.
+//
+// Loaded after client.js; uses window.pixelflux.send and .onMessage. Sends only when the
+// server said this page has control ({"type":"role","control":true}).
+//   {"type":"key","key":KeyboardEvent.key,"code":KeyboardEvent.code,"down":bool}
+//   {"type":"pointer","x":px,"y":px,"buttons":MouseEvent.buttons}   (capture pixels)
+//   {"type":"wheel","x":px,"y":px,"dx":clicks,"dy":clicks}
+// Keys go out only while the canvas has focus (it takes focus when clicked or touched).
+'use strict';
+
+(() => {
+  const px = window.pixelflux;
+  const canvas = document.getElementById('screen');
+  canvas.tabIndex = 0;
+  canvas.style.outline = 'none';
+  canvas.style.touchAction = 'none';
+
+  const MAX_KEY_NAME = 32;
+  const MAX_CLICKS = 32;
+  // Browser shortcuts left to the browser: fullscreen and developer tools.
+  const PASS_THROUGH = new Set(['F11', 'F12']);
+
+  const input = { control: false, sent: 0, held: new Map() };
+  px.input = input;
+
+  function send(obj) {
+    if (!input.control) return;
+    input.sent++;
+    px.send(obj);
+  }
+
+  const prevOnMessage = px.onMessage;
+  px.onMessage = (msg) => {
+    if (msg.type === 'role') {
+      input.control = !!msg.control;
+      input.held.clear();
+      canvas.style.cursor = input.control ? '' : 'default';
+    }
+    if (prevOnMessage) prevOnMessage(msg);
+  };
+
+  // Page coordinates → capture pixels, through the letterboxing of `object-fit: contain`.
+  function toCapture(ev) {
+    const h = px.hello;
+    if (!h) return null;
+    const r = canvas.getBoundingClientRect();
+    const scale = Math.min(r.width / h.width, r.height / h.height);
+    if (!(scale > 0)) return null;
+    const left = r.left + (r.width - h.width * scale) / 2;
+    const top = r.top + (r.height - h.height * scale) / 2;
+    const clamp = (v, max) => Math.min(Math.max(v, 0), max);
+    return {
+      x: clamp(Math.floor((ev.clientX - left) / scale), h.width - 1),
+      y: clamp(Math.floor((ev.clientY - top) / scale), h.height - 1),
+    };
+  }
+
+  // Keyboard: only events aimed at the focused canvas arrive here.
+  canvas.addEventListener('keydown', (ev) => {
+    if (!input.control || PASS_THROUGH.has(ev.key) || ev.isComposing) return;
+    if (ev.key.length > MAX_KEY_NAME || ev.code.length > MAX_KEY_NAME) return;
+    ev.preventDefault();
+    const id = ev.code || ev.key;
+    input.held.set(id, { key: ev.key, code: ev.code });
+    send({ type: 'key', key: ev.key, code: ev.code, down: true });
+  });
+  canvas.addEventListener('keyup', (ev) => {
+    if (!input.control) return;
+    const id = ev.code || ev.key;
+    const down = input.held.get(id);
+    if (!down) return;
+    ev.preventDefault();
+    input.held.delete(id);
+    send({ type: 'key', key: down.key, code: down.code, down: false });
+  });
+  // Focus gone (another window, a tab switch): let go of everything still held.
+  canvas.addEventListener('blur', () => {
+    for (const { key, code } of input.held.values()) send({ type: 'key', key, code, down: false });
+    input.held.clear();
+  });
+
+  // Pointer (mouse, pen, touch: a touch is the left button held).
+  function pointer(ev) {
+    const at = toCapture(ev);
+    if (!at) return;
+    let buttons = ev.buttons;
+    if (ev.pointerType === 'touch') buttons = ev.type === 'pointerup' || ev.type === 'pointercancel' ? 0 : 1;
+    send({ type: 'pointer', x: at.x, y: at.y, buttons: buttons & 31 });
+  }
+  canvas.addEventListener('pointerdown', (ev) => {
+    canvas.focus({ preventScroll: true });
+    if (!input.control) return;
+    ev.preventDefault();
+    canvas.setPointerCapture(ev.pointerId);
+    pointer(ev);
+  });
+  canvas.addEventListener('pointermove', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('pointerup', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('pointercancel', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('contextmenu', (ev) => { if (input.control) ev.preventDefault(); });
+
+  // Wheel: smooth (pixel) deltas add up to whole clicks of 100 px, lines 3 to a click.
+  const acc = { x: 0, y: 0 };
+  canvas.addEventListener('wheel', (ev) => {
+    if (!input.control) return;
+    ev.preventDefault();
+    const unit = ev.deltaMode === 1 ? 1 / 3 : ev.deltaMode === 2 ? 1 : 1 / 100;
+    acc.x += ev.deltaX * unit;
+    acc.y += ev.deltaY * unit;
+    const dx = Math.trunc(acc.x);
+    const dy = Math.trunc(acc.y);
+    if (!dx && !dy) return;
+    acc.x -= dx;
+    acc.y -= dy;
+    const at = toCapture(ev);
+    if (!at) return;
+    const cap = (v) => Math.max(-MAX_CLICKS, Math.min(MAX_CLICKS, v));
+    send({ type: 'wheel', x: at.x, y: at.y, dx: cap(dx), dy: cap(dy) });
+  }, { passive: false });
+
+  canvas.focus({ preventScroll: true });
+})();
