@@ -31,6 +31,7 @@
     clockOffset: 0, // server clock minus ours, in ms, from the best ping
     bestRtt: Infinity,
     live: { fps: 0, kbps: 0, latency: null, latencyMax: null },
+    notice: null, // a problem to show in the overlay above the figures
   };
   window.pixelflux = state;
 
@@ -150,7 +151,12 @@
 
   function onH264(buf) {
     if (typeof VideoDecoder === 'undefined') {
-      overlay.textContent = 'this browser has no WebCodecs VideoDecoder: use --codec jpeg';
+      // WebCodecs exists only in secure contexts (https:, or http: on localhost).
+      state.notice = window.isSecureContext
+        ? 'this browser has no WebCodecs VideoDecoder: use --codec jpeg'
+        : 'H.264 needs a secure context (WebCodecs): open this page over https:// ' +
+          '(serve --tls-self-signed or --tls-cert), or on localhost, or serve --codec jpeg';
+      overlay.textContent = state.notice;
       return;
     }
     const key = buf[1] === 0x01;
@@ -262,7 +268,8 @@
     const h = state.hello;
     const lat = state.live.latency === null ? '–'
       : `${state.live.latency.toFixed(0)} ms (max ${state.live.latencyMax.toFixed(0)})`;
-    overlay.textContent = `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
+    overlay.textContent = (state.notice ? `${state.notice}\n` : '') +
+      `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
       `${state.live.kbps} kbit/s  capture→paint ${lat}`;
   }, 1000);
 

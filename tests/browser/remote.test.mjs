@@ -4,7 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
 import { launchBrowser, runBin, sleep, startServe, waitForFullPicture } from './support.mjs';
 
@@ -276,5 +277,69 @@ describe('pixelflux serve: displays and commands', () => {
       }, null, { timeout: 15000, polling: 200 });
       await page.close();
     });
+  });
+});
+
+/** An IPv4 address of this machine that is not loopback, or null. */
+function nonLoopbackIPv4() {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return null;
+}
+
+/** The SHA-256 fingerprint of the certificate a TLS server presents. */
+function peerFingerprint(host, port) {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host, port, rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate().fingerprint256);
+      s.end();
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('pixelflux serve over TLS', () => {
+  test('https with a self-signed certificate decodes H.264 off loopback; over http the page says why not', async () => {
+    const ip = nonLoopbackIPv4();
+    // 127.0.0.2 is a secure context in Chromium even over http, so only the https half applies.
+    const host = ip ?? '127.0.0.2';
+    if (!ip) console.log('no non-loopback address here: testing https on 127.0.0.2 only');
+    const scene = ['--scene', 'static', '--region', '320x192', '--codec', 'h264', '--token', 'tls tok'];
+    const tlsBrowser = await launchBrowser({ ignoreHTTPSErrors: true });
+    const server = await startServe(['--listen', `${host}:0`, '--tls-self-signed', ...scene]);
+    try {
+      assert.match(server.url, new RegExp(`^https://${host.replace(/\./g, '\\.')}:\\d+/\\?token=tls%20tok$`));
+      const fp = server.stdout.match(/fingerprint: ([0-9A-F:]{95})/)[1];
+      const { hostname, port } = new URL(server.url);
+      assert.equal(await peerFingerprint(hostname, +port), fp, 'the printed fingerprint is the served certificate\'s');
+      const page = await tlsBrowser.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(server.url);
+      await waitForFullPicture(page);
+      const st = await page.evaluate(() => ({
+        secure: window.isSecureContext, codec: window.pixelflux.codec, errors: window.pixelflux.errors,
+        proto: location.protocol,
+      }));
+      assert.deepEqual(st, { secure: true, codec: st.codec, errors: 0, proto: 'https:' });
+      assert.match(st.codec, /^avc1\./);
+      assert.deepEqual(errors, []);
+    } finally {
+      await server.stop();
+      await tlsBrowser.close();
+    }
+    if (!ip) return;
+    const plain = await startServe(['--listen', `${ip}:0`, ...scene]);
+    try {
+      const page = await browser.newPage();
+      await page.goto(plain.url);
+      await page.waitForFunction(() => /H\.264 needs a secure context/.test(document.getElementById('overlay').textContent),
+        null, { timeout: 15000 });
+      assert.equal(await page.evaluate(() => window.isSecureContext), false);
+      await page.close();
+    } finally {
+      await plain.stop();
+    }
   });
 });

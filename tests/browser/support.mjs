@@ -46,7 +46,7 @@ export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) 
     }, timeoutMs);
     proc.stdout.on('data', (d) => {
       stdout += d;
-      const m = stdout.match(/^open (http:\/\/\S+)$/m);
+      const m = stdout.match(/^open (https?:\/\/\S+)$/m);
       if (m && !server.url) {
         server.url = m[1];
         clearTimeout(timer);
@@ -98,8 +98,11 @@ export function freePort() {
   });
 }
 
-/** Headless Chromium with a fresh profile; `close()` removes the profile too. */
-export async function launchBrowser() {
+/**
+ * Headless Chromium with a fresh profile; `close()` removes the profile too. `options` go to
+ * Playwright (e.g. `ignoreHTTPSErrors` for a self-signed certificate).
+ */
+export async function launchBrowser(options = {}) {
   const profile = mkdtempSync(path.join(tmpdir(), 'pixelflux-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -108,6 +111,7 @@ export async function launchBrowser() {
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
+    ...options,
   });
   return {
     context,

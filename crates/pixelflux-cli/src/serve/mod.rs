@@ -12,6 +12,7 @@ pub mod http;
 pub mod hub;
 pub mod input;
 pub mod remote;
+pub mod tls;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -44,6 +45,16 @@ pub struct ServeArgs {
     /// Nobody may send input (keyboard, mouse, clipboard): every viewer only watches.
     #[arg(long)]
     pub view_only: bool,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve HTTPS with a certificate made at start (its SHA-256 fingerprint is printed, to
+    /// compare with the browser's warning page).
+    #[arg(long)]
+    pub tls_self_signed: bool,
     /// Run the command after `--` in a new private Xvfb even though $DISPLAY is set.
     #[arg(long)]
     pub new_display: bool,
@@ -133,10 +144,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::from_files(cert, key)?),
+        _ if args.tls_self_signed => Some(tls::self_signed(&openable(args.listen))?),
+        _ => None,
+    };
     let access = Access {
         token,
         view_token,
         view_only: args.view_only,
+        tls,
     };
     let result = runtime.block_on(serve(args.listen, access, &options, &mut app));
     drop(app);
@@ -173,6 +190,7 @@ struct Access {
     token: Option<String>,
     view_token: Option<String>,
     view_only: bool,
+    tls: Option<tls::Tls>,
 }
 
 /// The capture now running, for the hub's refresh requests (weak: the supervisor owns it).
@@ -319,15 +337,23 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let scheme = if access.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     for (i, a) in openable(addr).into_iter().enumerate() {
         let label = if i == 0 { "open" } else { "  or" };
         match (&access.token, &access.view_token) {
             (Some(t), Some(v)) => {
-                println!("{label} {}", url("http", a, Some(t)));
-                println!("  view only: {}", url("http", a, Some(v)));
+                println!("{label} {}", url(scheme, a, Some(t)));
+                println!("  view only: {}", url(scheme, a, Some(v)));
             }
-            (t, v) => println!("{label} {}", url("http", a, t.as_deref().or(v.as_deref()))),
+            (t, v) => println!("{label} {}", url(scheme, a, t.as_deref().or(v.as_deref()))),
         }
+    }
+    if let Some(tls) = &access.tls {
+        println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
     }
     if access.view_only || injector.is_none() {
         println!("(view only: input from the page is not applied)");
@@ -343,13 +369,27 @@ async fn serve(
         },
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(Arc::clone(&state)))
-            .with_graceful_shutdown(async {
+    let server = match access.tls {
+        None => tokio::spawn(
+            axum::serve(listener, http::router(Arc::clone(&state)))
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .into_future(),
+        ),
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
                 let _ = stop_rx.await;
-            })
-            .into_future(),
-    );
+                stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+            });
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls.config)?
+                .handle(handle)
+                .serve(http::router(Arc::clone(&state)).into_make_service());
+            tokio::spawn(server)
+        }
+    };
 
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
