@@ -5,6 +5,8 @@
 //   {"type":"key","key":KeyboardEvent.key,"code":KeyboardEvent.code,"down":bool}
 //   {"type":"pointer","x":px,"y":px,"buttons":MouseEvent.buttons}   (capture pixels)
 //   {"type":"wheel","x":px,"y":px,"dx":clicks,"dy":clicks}
+//   {"type":"clipboard","text":str}   (pasted into the page: becomes the X clipboard)
+// Server → page: {"type":"clipboard","text":str} when the X clipboard changes.
 // Keys go out only while the canvas has focus (it takes focus when clicked or touched).
 'use strict';
 
@@ -20,7 +22,8 @@
   // Browser shortcuts left to the browser: fullscreen and developer tools.
   const PASS_THROUGH = new Set(['F11', 'F12']);
 
-  const input = { control: false, sent: 0, held: new Map() };
+  const MAX_MESSAGE = 4096; // the server closes a connection that sends more
+  const input = { control: false, sent: 0, held: new Map(), clipboard: null, pasteTooLarge: 0 };
   px.input = input;
 
   function send(obj) {
@@ -35,6 +38,10 @@
       input.control = !!msg.control;
       input.held.clear();
       canvas.style.cursor = input.control ? '' : 'default';
+    } else if (msg.type === 'clipboard' && typeof msg.text === 'string') {
+      // X → page: kept here, and put on the system clipboard where the browser allows it.
+      input.clipboard = msg.text;
+      if (navigator.clipboard && document.hasFocus()) navigator.clipboard.writeText(msg.text).catch(() => {});
     }
     if (prevOnMessage) prevOnMessage(msg);
   };
@@ -55,14 +62,54 @@
     };
   }
 
+  // Paste: Ctrl+V / Shift+Insert are left to the browser so it fires a `paste` event with
+  // the text; key messages wait (at most PASTE_WAIT_MS) so the X clipboard holds the text
+  // before the application sees the keys.
+  const PASTE_WAIT_MS = 200;
+  let deferred = null;
+  function sendKey(msg) {
+    if (deferred) deferred.push(msg);
+    else send(msg);
+  }
+  function flushKeys() {
+    const q = deferred;
+    deferred = null;
+    if (q) for (const m of q) send(m);
+  }
+  function sendClipboard(text) {
+    const msg = { type: 'clipboard', text };
+    if (new TextEncoder().encode(JSON.stringify(msg)).length > MAX_MESSAGE) {
+      input.pasteTooLarge++;
+      console.warn(`pixelflux: pasted text over ${MAX_MESSAGE} bytes not sent`);
+      return;
+    }
+    send(msg);
+  }
+  document.addEventListener('paste', (ev) => {
+    if (!input.control) return;
+    ev.preventDefault();
+    const text = ev.clipboardData ? ev.clipboardData.getData('text/plain') : '';
+    if (text) sendClipboard(text);
+    flushKeys();
+  });
+  const isPaste = (ev) => ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === 'v') ||
+    (ev.shiftKey && ev.key === 'Insert');
+
   // Keyboard: only events aimed at the focused canvas arrive here.
   canvas.addEventListener('keydown', (ev) => {
     if (!input.control || PASS_THROUGH.has(ev.key) || ev.isComposing) return;
     if (ev.key.length > MAX_KEY_NAME || ev.code.length > MAX_KEY_NAME) return;
-    ev.preventDefault();
+    if (isPaste(ev) && !ev.repeat) {
+      if (!deferred) {
+        deferred = [];
+        setTimeout(flushKeys, PASTE_WAIT_MS);
+      }
+    } else {
+      ev.preventDefault();
+    }
     const id = ev.code || ev.key;
     input.held.set(id, { key: ev.key, code: ev.code });
-    send({ type: 'key', key: ev.key, code: ev.code, down: true });
+    sendKey({ type: 'key', key: ev.key, code: ev.code, down: true });
   });
   canvas.addEventListener('keyup', (ev) => {
     if (!input.control) return;
@@ -71,7 +118,7 @@
     if (!down) return;
     ev.preventDefault();
     input.held.delete(id);
-    send({ type: 'key', key: down.key, code: down.code, down: false });
+    sendKey({ type: 'key', key: down.key, code: down.code, down: false });
   });
   // Focus gone (another window, a tab switch): let go of everything still held.
   canvas.addEventListener('blur', () => {

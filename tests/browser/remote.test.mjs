@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { launchBrowser, runBin, sleep, startServe, waitForFullPicture } from './support.mjs';
 
 let browser;
@@ -232,6 +233,36 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
     });
     // The four refusals were counted.
     assert.match(server.stderr, /4 input messages refused from viewers without control/);
+  });
+
+  test('clipboard text goes both ways between the page and the X clipboard', async () => {
+    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const env = { ...headless(), DISPLAY: server.stderr.match(/started Xvfb (:\d+)/)[1] };
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      // X → page: xclip takes the CLIPBOARD (it stays in the background to serve it).
+      const fromX = `copied in X: ünïcødé ✓ ${Date.now()}`;
+      const put = spawnSync('xclip', ['-selection', 'clipboard', '-i'], { input: fromX, env, stdio: ['pipe', 'ignore', 'ignore'], timeout: 10000 });
+      assert.equal(put.status, 0);
+      await page.waitForFunction((t) => window.pixelflux.input.clipboard === t, fromX, { timeout: 10000 });
+      // Page → X: text on the browser's clipboard, pasted with Ctrl+V into the canvas.
+      await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+      const fromPage = `pasted in the page: жé ✓ ${Date.now()}`;
+      await page.evaluate((t) => navigator.clipboard.writeText(t), fromPage);
+      await page.focus('#screen');
+      await page.keyboard.press('Control+V');
+      const t0 = Date.now();
+      let got = '';
+      while (Date.now() - t0 < 10000) {
+        got = spawnSync('xclip', ['-o', '-selection', 'clipboard'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
+        if (got === fromPage) break;
+        await sleep(100);
+      }
+      assert.equal(got, fromPage, 'the X clipboard holds the pasted text');
+      const primary = spawnSync('xclip', ['-o', '-selection', 'primary'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
+      assert.equal(primary, fromPage, 'and so does PRIMARY (middle-click paste)');
+      await page.close();
+    });
   });
 
   test('--view-only: no page gets control', async () => {

@@ -52,6 +52,11 @@ pub enum ClientMessage {
     Pointer(PointerEvent),
     /// Wheel clicks.
     Wheel(WheelEvent),
+    /// Text pasted into the page, for the X clipboard (applied only with control).
+    Clipboard {
+        /// UTF-8 text.
+        text: String,
+    },
 }
 
 impl ClientMessage {
@@ -258,6 +263,9 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
                     });
                     viewer.reply(Message::Text(pong.to_string().into()));
                 }
+                Ok(Some(ClientMessage::Clipboard { text })) => {
+                    st.remote.paste(role, &text);
+                }
                 Ok(Some(msg)) => {
                     if let Ok(input) = msg.into_input() {
                         st.remote.input(session, role, input);
@@ -280,9 +288,13 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
         }
         None
     };
+    let clipboard = st.remote.forward_clipboard(role, |msg| {
+        viewer.reply(Message::Text(msg.into()));
+    });
     let close = tokio::select! {
         close = writer => close,
         close = reader => close,
+        () = clipboard => None,
     };
     st.remote.leave(session);
     if let Some(frame) = close {

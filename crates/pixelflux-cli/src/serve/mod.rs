@@ -7,6 +7,7 @@
 //! screen changes size and stops everything on Ctrl-C, SIGTERM, capture failure or the end
 //! of the user's command.
 
+pub mod clipboard;
 pub mod display;
 pub mod http;
 pub mod hub;
@@ -332,6 +333,18 @@ async fn serve(
         }
         _ => None,
     };
+    let clipboard = match (&spec, access.view_only) {
+        (SourceSpec::X11 { display }, false) => {
+            match clipboard::Clipboard::start(display.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("no clipboard: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -365,6 +378,7 @@ async fn serve(
             view_token: access.view_token,
             view_only: access.view_only,
             injector,
+            clipboard,
             ..Default::default()
         },
     });

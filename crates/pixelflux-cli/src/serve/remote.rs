@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use subtle::ConstantTimeEq;
 
+use super::clipboard::Clipboard;
 use super::input::{Injector, InputEvent};
 
 /// What a connection may do.
@@ -28,6 +29,8 @@ pub struct Remote {
     pub view_only: bool,
     /// Input into the display; `None` for synthetic scenes or with `--view-only`.
     pub injector: Option<Injector>,
+    /// The clipboard bridge; `None` for synthetic scenes or with `--view-only`.
+    pub clipboard: Option<Clipboard>,
     /// Input messages refused because their viewer had no control.
     pub refused: AtomicU64,
     /// Session ids handed out so far.
@@ -95,6 +98,38 @@ impl Remote {
                 false
             }
         }
+    }
+
+    /// Text a page pasted: becomes the X clipboard if the page has control.
+    pub fn paste(&self, role: Role, text: &str) -> bool {
+        match (&self.clipboard, role) {
+            (Some(clipboard), Role::Control) => {
+                if let Err(e) = clipboard.set(text) {
+                    tracing::warn!("clipboard: {e}");
+                }
+                true
+            }
+            _ => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Sends the X clipboard's text (now, and whenever it changes) through `send` as
+    /// `{"type":"clipboard","text":…}`, for a page with control. Never returns.
+    pub async fn forward_clipboard(&self, role: Role, send: impl Fn(String)) {
+        if let (Some(clipboard), Role::Control) = (&self.clipboard, role) {
+            let mut rx = clipboard.subscribe();
+            rx.mark_changed();
+            while rx.changed().await.is_ok() {
+                let text = rx.borrow_and_update().clone();
+                if let Some(text) = text {
+                    send(serde_json::json!({"type": "clipboard", "text": &*text}).to_string());
+                }
+            }
+        }
+        std::future::pending::<()>().await;
     }
 
     /// Session `session` ended: release what it held.
