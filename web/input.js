@@ -6,7 +6,9 @@
 //   {"type":"pointer","x":px,"y":px,"buttons":MouseEvent.buttons}   (capture pixels)
 //   {"type":"wheel","x":px,"y":px,"dx":clicks,"dy":clicks}
 //   {"type":"clipboard","text":str}   (pasted into the page: becomes the X clipboard)
-// Server → page: {"type":"clipboard","text":str} when the X clipboard changes.
+// Server → page: {"type":"clipboard","text":str} when the X clipboard changes;
+//   {"type":"cursor","w","h","x","y","rgba":base64} when the X pointer's shape changes
+//   (drawn by the browser as the canvas's CSS cursor, hotspot x,y).
 // Keys go out only while the canvas has focus (it takes focus when clicked or touched).
 'use strict';
 
@@ -23,7 +25,28 @@
   const PASS_THROUGH = new Set(['F11', 'F12']);
 
   const MAX_MESSAGE = 4096; // the server closes a connection that sends more
-  const input = { control: false, sent: 0, held: new Map(), clipboard: null, pasteTooLarge: 0 };
+  const input = {
+    control: false, sent: 0, held: new Map(), clipboard: null, pasteTooLarge: 0,
+    cursor: null, // { w, h, x, y, css } of the X pointer, once the server sent one
+  };
+
+  function applyCursor() {
+    canvas.style.cursor = input.cursor ? input.cursor.css : (input.control ? '' : 'default');
+  }
+
+  function onCursor(msg) {
+    const w = msg.w | 0;
+    const h = msg.h | 0;
+    if (w <= 0 || h <= 0 || w > 128 || h > 128) return;
+    const bytes = Uint8ClampedArray.from(atob(msg.rgba), (c) => c.charCodeAt(0));
+    if (bytes.length !== w * h * 4) return;
+    const c = document.createElement('canvas');
+    c.width = w;
+    c.height = h;
+    c.getContext('2d').putImageData(new ImageData(bytes, w, h), 0, 0);
+    input.cursor = { w, h, x: msg.x | 0, y: msg.y | 0, css: `url(${c.toDataURL()}) ${msg.x | 0} ${msg.y | 0}, default` };
+    applyCursor();
+  }
   px.input = input;
 
   function send(obj) {
@@ -37,7 +60,9 @@
     if (msg.type === 'role') {
       input.control = !!msg.control;
       input.held.clear();
-      canvas.style.cursor = input.control ? '' : 'default';
+      applyCursor();
+    } else if (msg.type === 'cursor') {
+      onCursor(msg);
     } else if (msg.type === 'clipboard' && typeof msg.text === 'string') {
       // X → page: kept here, and put on the system clipboard where the browser allows it.
       input.clipboard = msg.text;
@@ -164,6 +189,15 @@
     const cap = (v) => Math.max(-MAX_CLICKS, Math.min(MAX_CLICKS, v));
     send({ type: 'wheel', x: at.x, y: at.y, dx: cap(dx), dy: cap(dy) });
   }, { passive: false });
+
+  const fullscreen = document.getElementById('fullscreen');
+  if (fullscreen) {
+    fullscreen.addEventListener('click', () => {
+      if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+      else document.documentElement.requestFullscreen().catch(() => {});
+      canvas.focus({ preventScroll: true });
+    });
+  }
 
   canvas.focus({ preventScroll: true });
 })();

@@ -265,6 +265,34 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
     });
   });
 
+  test('the browser draws the X pointer: its shape follows the window under it; --cursor burns it in instead', async () => {
+    await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '40x10+0+0'], async (server) => {
+      const { page, errors } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control &&
+        window.pixelflux.input.cursor);
+      const root = await page.evaluate(() => window.pixelflux.input.cursor);
+      assert.match(await page.evaluate(() => document.getElementById('screen').style.cursor),
+        /^url\("?data:image\/png;base64,[A-Za-z0-9+/=]+"?\) \d+ \d+, default$/);
+      // Over the xterm the X server shows xterm's text cursor: a new shape arrives.
+      const at = await pageXY(page, 30, 30);
+      await page.mouse.move(at.x, at.y);
+      await page.waitForFunction((css) => window.pixelflux.input.cursor.css !== css, root.css, { timeout: 10000 });
+      // And back over the root window, the root's shape again.
+      const out = await pageXY(page, 600, 300);
+      await page.mouse.move(out.x, out.y);
+      await page.waitForFunction((css) => window.pixelflux.input.cursor.css === css, root.css, { timeout: 10000 });
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+    await withServe(['--size', '320x240', '--cursor', '--', 'sleep', '60'], async (server) => {
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      await sleep(500);
+      assert.equal(await page.evaluate(() => window.pixelflux.input.cursor), null);
+      await page.close();
+    });
+  });
+
   test('--view-only: no page gets control', async () => {
     await withServe(['--size', '320x240', '--view-only', '--', 'sleep', '60'], async (server) => {
       assert.match(server.stdout, /view only/);

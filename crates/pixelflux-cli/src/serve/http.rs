@@ -172,7 +172,9 @@ async fn index(State(st): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> 
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                // `data:` images: the pointer's shape (a CSS cursor) and the favicon.
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                 frame-ancestors 'none'",
             ),
         ],
         INDEX_HTML,
@@ -288,13 +290,13 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
         }
         None
     };
-    let clipboard = st.remote.forward_clipboard(role, |msg| {
+    let updates = st.remote.forward_updates(role, |msg| {
         viewer.reply(Message::Text(msg.into()));
     });
     let close = tokio::select! {
         close = writer => close,
         close = reader => close,
-        () = clipboard => None,
+        () = updates => None,
     };
     st.remote.leave(session);
     if let Some(frame) = close {

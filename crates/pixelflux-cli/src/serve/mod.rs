@@ -8,6 +8,7 @@
 //! of the user's command.
 
 pub mod clipboard;
+pub mod cursor;
 pub mod display;
 pub mod http;
 pub mod hub;
@@ -345,6 +346,19 @@ async fn serve(
         }
         _ => None,
     };
+    // The browser draws the pointer unless it is burnt into the picture.
+    let cursor = match &spec {
+        SourceSpec::X11 { display } if !options.cursor => {
+            match cursor::follow(display.as_deref()) {
+                Ok(rx) => Some(rx),
+                Err(e) => {
+                    tracing::warn!("the page cannot draw the pointer: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -379,6 +393,7 @@ async fn serve(
             view_only: access.view_only,
             injector,
             clipboard,
+            cursor,
             ..Default::default()
         },
     });

@@ -2,10 +2,12 @@
 //! without control is refused and counted, never applied.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
 use super::clipboard::Clipboard;
+use super::cursor::CursorMessages;
 use super::input::{Injector, InputEvent};
 
 /// What a connection may do.
@@ -31,6 +33,9 @@ pub struct Remote {
     pub injector: Option<Injector>,
     /// The clipboard bridge; `None` for synthetic scenes or with `--view-only`.
     pub clipboard: Option<Clipboard>,
+    /// The X cursor's shape as page messages; `None` when the pointer is burnt into the
+    /// picture (`--cursor`) or for synthetic scenes.
+    pub cursor: Option<CursorMessages>,
     /// Input messages refused because their viewer had no control.
     pub refused: AtomicU64,
     /// Session ids handed out so far.
@@ -116,19 +121,21 @@ impl Remote {
         }
     }
 
-    /// Sends the X clipboard's text (now, and whenever it changes) through `send` as
-    /// `{"type":"clipboard","text":…}`, for a page with control. Never returns.
-    pub async fn forward_clipboard(&self, role: Role, send: impl Fn(String)) {
-        if let (Some(clipboard), Role::Control) = (&self.clipboard, role) {
-            let mut rx = clipboard.subscribe();
-            rx.mark_changed();
-            while rx.changed().await.is_ok() {
-                let text = rx.borrow_and_update().clone();
-                if let Some(text) = text {
-                    send(serde_json::json!({"type": "clipboard", "text": &*text}).to_string());
-                }
-            }
-        }
+    /// Sends updates to a page through `send` until the session ends (never returns): the X
+    /// cursor's shape to everyone, and the X clipboard's text (`{"type":"clipboard","text"}`)
+    /// to a page with control — the current ones at once, then each change.
+    pub async fn forward_updates(&self, role: Role, send: impl Fn(String)) {
+        let clipboard = match (&self.clipboard, role) {
+            (Some(clipboard), Role::Control) => Some(clipboard.subscribe()),
+            _ => None,
+        };
+        let clipboard = forward(
+            clipboard,
+            |text| serde_json::json!({"type": "clipboard", "text": text}).to_string(),
+            &send,
+        );
+        let cursor = forward(self.cursor.clone(), str::to_string, &send);
+        tokio::join!(clipboard, cursor);
         std::future::pending::<()>().await;
     }
 
@@ -136,6 +143,22 @@ impl Remote {
     pub fn leave(&self, session: u64) {
         if let Some(injector) = &self.injector {
             injector.leave(session);
+        }
+    }
+}
+
+/// Sends `map(value)` for the current value of `rx` and every change, until its sender goes.
+async fn forward(
+    rx: Option<tokio::sync::watch::Receiver<Option<Arc<str>>>>,
+    map: impl Fn(&str) -> String,
+    send: &impl Fn(String),
+) {
+    let Some(mut rx) = rx else { return };
+    rx.mark_changed();
+    while rx.changed().await.is_ok() {
+        let value = rx.borrow_and_update().clone();
+        if let Some(value) = value {
+            send(map(&value));
         }
     }
 }
