@@ -629,6 +629,7 @@ fn frames<F: FnMut(Stripe)>(
 mod tests {
     use super::*;
     use crate::source::synthetic::Scene;
+    use std::sync::mpsc;
 
     fn small(scene: Scene) -> (CaptureSettings, SourceSpec) {
         (
@@ -642,11 +643,23 @@ mod tests {
         )
     }
 
+    /// Waits (at most 10 s) until `cond` holds; returns whether it did.
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond()
+    }
+
     #[test]
     fn stop_is_idempotent_and_joins() {
         let (s, spec) = small(Scene::Full);
         let cap = ScreenCapture::start(s, spec, |_| {}).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(wait_for(|| cap.stats().frames >= 2));
         assert!(cap.is_running());
         assert!(cap.stop().is_none());
         assert!(!cap.is_running());
@@ -655,39 +668,92 @@ mod tests {
     }
 
     #[test]
-    fn stop_from_inside_the_callback() {
+    fn stop_from_inside_the_callback_ends_the_capture_with_no_further_callback() {
+        // Full motion: every frame has three stripes, so a stop from a callback leaves
+        // stripes of its own frame and every later frame undelivered.
         let (s, spec) = small(Scene::Full);
         let slot: Arc<Mutex<Option<Arc<ScreenCapture>>>> = Arc::new(Mutex::new(None));
-        let inner = Arc::clone(&slot);
+        let calls = Arc::new(AtomicU64::new(0));
+        let stopped_at = Arc::new(AtomicU64::new(0));
+        let (inner, counted, stop_mark) = (
+            Arc::clone(&slot),
+            Arc::clone(&calls),
+            Arc::clone(&stopped_at),
+        );
         let cap = Arc::new(
             ScreenCapture::start(s, spec, move |_| {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(c) = inner.lock().unwrap().as_ref() {
+                    if stop_mark.load(Ordering::SeqCst) == 0 {
+                        stop_mark.store(n, Ordering::SeqCst);
+                    }
                     c.stop();
                 }
             })
             .unwrap(),
         );
         *slot.lock().unwrap() = Some(Arc::clone(&cap));
-        let t0 = Instant::now();
-        while cap.is_running() && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
         assert!(
-            !cap.is_running(),
+            wait_for(|| !cap.is_running()),
             "stop inside the callback did not end the capture"
         );
         slot.lock().unwrap().take();
         cap.stop();
+        let stopped_at = stopped_at.load(Ordering::SeqCst);
+        assert!(stopped_at >= 1);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            stopped_at,
+            "callbacks after the one that stopped"
+        );
+    }
+
+    #[test]
+    fn a_stop_from_another_thread_waits_for_the_callback_in_flight_and_starts_no_other() {
+        let (s, spec) = small(Scene::Full);
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let cap = Arc::new(
+            ScreenCapture::start(s, spec, move |_| {
+                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = started_tx.send(());
+                    // Held until the stop below has been asked for.
+                    let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                }
+            })
+            .unwrap(),
+        );
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a first callback");
+        let stopper = Arc::clone(&cap);
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            stopper.stop();
+            let _ = done_tx.send(());
+        });
+        // The stop is asked (not yet returned: the callback is still in flight) ...
+        assert!(wait_for(|| cap.shared.stopping()));
+        assert!(
+            done_rx.try_recv().is_err(),
+            "stop returned before the callback"
+        );
+        // ... then the callback returns: stop returns, and no other callback started.
+        release_tx.send(()).unwrap();
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stop returned after the callback");
+        assert!(!cap.is_running());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn callback_panic_ends_the_capture_with_an_error() {
         let (s, spec) = small(Scene::Static);
         let cap = ScreenCapture::start(s, spec, |_| panic!("boom")).unwrap();
-        let t0 = Instant::now();
-        while cap.is_running() && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(wait_for(|| !cap.is_running()));
         let err = cap.stop().expect("an error");
         assert!(err.to_string().contains("boom"), "{err}");
     }
@@ -703,17 +769,72 @@ mod tests {
     #[test]
     fn static_scene_sends_every_stripe_once() {
         let (s, spec) = small(Scene::Static);
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&got);
-        let cap = ScreenCapture::start(s, spec, move |st: Stripe| {
-            sink.lock().unwrap().push((st.frame_id, st.y))
-        })
-        .unwrap();
-        while cap.stats().frames < 20 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let mut pipeline = Pipeline::open(PipelineConfig::new(&s).unwrap(), &spec).unwrap();
+        let got: Vec<(u64, u32)> = (0..20)
+            .flat_map(|_| pipeline.tick(false).unwrap().stripes)
+            .map(|st| (st.frame_id, st.y))
+            .collect();
+        assert_eq!(got, [(0, 0), (0, 64), (0, 128)]);
+    }
+
+    #[test]
+    fn controls_are_validated_and_a_new_frame_rate_applies_at_once() {
+        // 0.01 fps: after the first frame the next one is due in 100 s ...
+        let (s, spec) = small(Scene::Full);
+        let s = CaptureSettings {
+            target_fps: 0.01,
+            ..s
+        };
+        let cap = ScreenCapture::start(s, spec, |_| {}).unwrap();
+        assert!(wait_for(|| cap.stats().frames >= 1));
+        // ... refused values change nothing ...
+        let err = cap.control(Control::SetFps(0.0)).unwrap_err();
+        assert!(err.to_string().contains("target_fps"), "{err}");
+        let err = cap.control(Control::SetCrf(20)).unwrap_err();
+        assert!(matches!(err, ControlError::NotApplicable { .. }), "{err}");
+        let region = Control::SetRegion {
+            x: 0,
+            y: 0,
+            width: 64,
+            height: 64,
+        };
+        assert!(matches!(
+            cap.control(region),
+            Err(ControlError::NotLive { .. })
+        ));
+        assert_eq!(cap.settings().target_fps, 0.01);
+        // ... and 200 fps wakes the sleeping thread: many frames long before those 100 s.
+        cap.control(Control::SetFps(200.0)).unwrap();
+        assert_eq!(cap.settings().target_fps, 200.0);
+        assert!(
+            wait_for(|| cap.stats().frames >= 20),
+            "the new frame rate waited for the old deadline"
+        );
+        cap.control(Control::SetJpegQuality(50)).unwrap();
+        cap.control(Control::Refresh).unwrap();
+        assert!(cap.stop().is_none());
+        assert!(matches!(
+            cap.control(Control::SetFps(30.0)),
+            Err(ControlError::Ended)
+        ));
+    }
+
+    #[test]
+    fn format_reports_the_rounded_size() {
+        let (s, spec) = small(Scene::Static);
+        let s = CaptureSettings {
+            output_mode: crate::settings::OutputMode::H264,
+            capture_width: 255,
+            capture_height: 191,
+            ..s
+        };
+        let cap = ScreenCapture::start(s, spec, |_| {}).unwrap();
+        let f = cap.format();
+        assert_eq!((f.width, f.height), (254, 190));
+        assert_eq!(
+            (cap.settings().capture_width, cap.settings().capture_height),
+            (254, 190)
+        );
         cap.stop();
-        let got = got.lock().unwrap();
-        assert_eq!(*got, [(0, 0), (0, 64), (0, 128)]);
     }
 }

@@ -159,8 +159,9 @@ impl Pipeline {
     }
 
     /// Switches to `config`, a change of the current one made by [`PipelineConfig::with`].
-    /// Stripe state carries over; a new JPEG quality or H.264 rate re-sends every stripe once
-    /// (H.264 encoders restart, so as IDRs), so a still picture shows the change too.
+    /// A new frame rate keeps everything; a new JPEG quality or H.264 rate starts every stripe
+    /// over, so each is re-sent once at the new quality (H.264 encoders restart: as IDRs) and a
+    /// still picture shows the change too.
     ///
     /// # Errors
     /// When an encoder cannot be opened for the new settings.
@@ -184,6 +185,11 @@ impl Pipeline {
         let quality_changed = (a.jpeg_quality, a.paint_over_jpeg_quality)
             != (b.jpeg_quality, b.paint_over_jpeg_quality);
         if restart || quality_changed {
+            // Start every stripe over: sent again on the next tick, at the new quality (a
+            // plain refresh would keep a stripe's higher old quality).
+            for slot in &mut self.slots {
+                slot.state.reset();
+            }
             self.refresh_pending = true;
         }
         Ok(())
