@@ -206,7 +206,8 @@ impl Pipeline {
         let captured_at = Instant::now();
         let frame_id = self.frame_id;
         self.frame_id += 1;
-        let refresh = refresh || frame_id == 0 || std::mem::take(&mut self.refresh_pending);
+        let pending = std::mem::take(&mut self.refresh_pending);
+        let refresh = refresh || pending || frame_id == 0;
         let mut times = StageTimes::default();
         // What may have changed: the source's damage plus the rows overlays moved in.
         // Trusted except on refreshes and, as a safety net, every FULL_CHECK_EVERY frames.

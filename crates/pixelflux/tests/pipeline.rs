@@ -300,7 +300,9 @@ fn h264_refreshes_and_a_new_crf_send_idrs_for_every_stripe() {
     assert_eq!(types(&p.tick(false).unwrap().stripes), idrs);
     assert!(ticks(&mut p, 5).is_empty());
     p.apply(&Control::Refresh).unwrap();
-    assert_eq!(types(&p.tick(false).unwrap().stripes), idrs);
+    assert_eq!(types(&p.tick(true).unwrap().stripes), idrs);
+    // Both asks served by that one frame.
+    assert!(ticks(&mut p, 5).is_empty());
 }
 
 #[test]

@@ -282,7 +282,9 @@ impl Plan {
             output_mode: codec,
             ..self.settings.clone()
         };
-        let (w, h) = (settings.capture_width, settings.capture_height);
+        // The size actually captured (H.264 rounds odd sizes down to even).
+        let region = pixelflux::PipelineConfig::new(&settings)?.region();
+        let (w, h) = (region.width, region.height);
         let mut driver = None;
         let inner: Box<dyn FrameSource> = match source_kind {
             SourceKind::Synthetic => Box::new(SyntheticSource::new(scene, w, h)),
