@@ -22,7 +22,10 @@ fn children(pid: u32) -> Vec<u32> {
     };
     for task in tasks.flatten() {
         if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            found.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     found
@@ -89,6 +92,9 @@ fn sigterm_ends_serve_within_seconds_when_the_x_server_hangs() {
     let log = log.join().unwrap_or_default();
     assert!(serving, "serve did not start: {log}");
     assert_eq!(stopped.len(), 1, "serve's Xvfb: {xvfb:?}");
-    assert!(exited.is_some(), "serve still running 30 s after SIGTERM: {log}");
+    assert!(
+        exited.is_some(),
+        "serve still running 30 s after SIGTERM: {log}"
+    );
     assert!(log.contains("stopped answering"), "{log}");
 }

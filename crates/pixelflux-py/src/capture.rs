@@ -214,7 +214,8 @@ impl PyScreenCapture {
         let spec: SourceSpec = settings.source();
         drop(settings);
         // The core decides what is drawn (a path with location 0 draws nothing).
-        let config = PipelineConfig::new(&core).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let config =
+            PipelineConfig::new(&core).map_err(|e| PyValueError::new_err(e.to_string()))?;
         if let Some(watermark) = &config.overlays().watermark {
             if !watermark.path.is_file() {
                 return Err(PyFileNotFoundError::new_err(format!(

@@ -349,6 +349,9 @@ impl Plan {
         if let Some(err) = capture.stop() {
             bail!("capture failed: {err}");
         }
+        // Frames fully delivered: a stop cuts the frame in flight short, so a sample taken
+        // at its grab has no complete picture to be compared with.
+        let delivered = capture.stats().frames;
         let driver_report = match driver {
             Some(d) => Some(d.finish()?),
             None => None,
@@ -391,8 +394,9 @@ impl Plan {
         };
 
         // Quality: rebuild the viewer's picture at each sampled frame and compare.
-        let samples =
+        let mut samples =
             std::mem::take(&mut *samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        samples.retain(|(tick, _)| *tick < delivered);
         let received: Vec<Received> = log
             .into_iter()
             .map(|(s, _)| Received {
