@@ -232,12 +232,12 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       return server;
     });
     // The four refusals were counted.
-    assert.match(server.stderr, /4 input messages refused from viewers without control/);
+    await server.waitForLog(/4 input messages refused from viewers without control/);
   });
 
   test('clipboard text goes both ways between the page and the X clipboard', async () => {
     await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
-      const env = { ...headless(), DISPLAY: server.stderr.match(/started Xvfb (:\d+)/)[1] };
+      const env = { ...headless(), DISPLAY: (await server.waitForLog(/started Xvfb (:\d+)/))[1] };
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       // X → page: xclip takes the CLIPBOARD (it stays in the background to serve it).
@@ -325,7 +325,7 @@ describe('pixelflux serve: displays and commands', () => {
 
   test('with no display and no command, the private display gets a terminal', async () => {
     await withServe(['--size', '640x360'], async (server) => {
-      assert.match(server.stderr, /started "xterm"/);
+      await server.waitForLog(/started "xterm"/);
       const { page } = await openPage(server.url);
       // The terminal paints something other than black.
       await page.waitForFunction(() => {

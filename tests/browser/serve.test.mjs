@@ -233,7 +233,7 @@ describe('pixelflux serve in Chromium', () => {
     const env = { ...process.env, PATH: '/nonexistent' };
     delete env.DISPLAY;
     await withServe(['--size', '480x272'], async (server) => {
-      assert.match(server.stderr, /Xvfb is not installed: streaming the built-in synthetic `typing` scene/);
+      await server.waitForLog(/Xvfb is not installed: streaming the built-in synthetic `typing` scene/);
       const v = await openViewer(server.url);
       await waitForFullPicture(v.page);
       const hello = await v.page.evaluate(() => window.pixelflux.hello);

@@ -30,6 +30,19 @@ export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) 
     get stderr() { return stderr.replace(/\x1b\[[0-9;]*m/g, ''); },
     get stdout() { return stdout; },
     url: null,
+    /**
+     * Waits (up to `timeoutMs`) until the log matches `re` and returns the match: stderr and
+     * stdout are separate pipes, so a line logged before the URL may arrive after it.
+     */
+    async waitForLog(re, timeoutMs = 5000) {
+      const t0 = Date.now();
+      for (;;) {
+        const m = this.stderr.match(re);
+        if (m) return m;
+        if (Date.now() - t0 > timeoutMs) throw new Error(`log never matched ${re}:\n${this.stderr}`);
+        await sleep(20);
+      }
+    },
     /** SIGTERM, then waits for the exit; returns { code, signal }. */
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
