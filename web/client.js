@@ -10,7 +10,6 @@
   const canvas = document.getElementById('screen');
   const ctx = canvas.getContext('2d', { alpha: false });
   const overlay = document.getElementById('overlay');
-  overlay.addEventListener('click', () => overlay.classList.toggle('hidden'));
 
   const token = new URLSearchParams(location.search).get('token');
   const RECONNECT_MIN_MS = 250;
@@ -247,8 +246,18 @@
       ws = null;
       const wait = backoff;
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-      overlay.textContent = `disconnected: reconnecting in ${(wait / 1000).toFixed(1)} s`;
-      setTimeout(connect, wait);
+      // A countdown until the next try.
+      const at = performance.now() + wait;
+      const show = () => {
+        const left = Math.max(0, at - performance.now()) / 1000;
+        overlay.textContent = `disconnected: reconnecting in ${left.toFixed(1)} s`;
+      };
+      show();
+      const countdown = setInterval(show, 100);
+      setTimeout(() => {
+        clearInterval(countdown);
+        connect();
+      }, wait);
     };
   }
 

@@ -55,10 +55,19 @@
     px.send(obj);
   }
 
+  const overlay = document.getElementById('overlay');
+  let hideTimer = null;
   const prevOnMessage = px.onMessage;
   px.onMessage = (msg) => {
     if (msg.type === 'role') {
       input.control = !!msg.control;
+      const size = px.hello ? ` ${px.hello.width}x${px.hello.height}` : '';
+      document.title = msg.display ? `${msg.display}${size} · pixelflux` : `pixelflux${size}`;
+      canvas.classList.remove('disconnected');
+      // The figures step aside a few seconds after connecting, unless something is wrong.
+      clearTimeout(hideTimer);
+      overlay.classList.remove('hidden');
+      hideTimer = setTimeout(() => { if (!px.notice) overlay.classList.add('hidden'); }, 5000);
       input.held.clear();
       applyCursor();
     } else if (msg.type === 'cursor') {
@@ -189,6 +198,19 @@
     const cap = (v) => Math.max(-MAX_CLICKS, Math.min(MAX_CLICKS, v));
     send({ type: 'wheel', x: at.x, y: at.y, dx: cap(dx), dy: cap(dy) });
   }, { passive: false });
+
+  document.getElementById('stats')?.addEventListener('click', () => {
+    clearTimeout(hideTimer);
+    overlay.classList.toggle('hidden');
+    canvas.focus({ preventScroll: true });
+  });
+  // A dropped connection shows: the picture greys out until the next role message.
+  setInterval(() => {
+    if (/reconnecting/.test(overlay.textContent)) {
+      canvas.classList.add('disconnected');
+      overlay.classList.remove('hidden');
+    }
+  }, 250);
 
   const fullscreen = document.getElementById('fullscreen');
   if (fullscreen) {

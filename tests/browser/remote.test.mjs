@@ -118,6 +118,7 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
     await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '80x20+0+0', '-e', 'sh'], async (server) => {
       const { page, errors } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      assert.match(await page.title(), /^:\d+ 640x360 · pixelflux$/, 'the title names the display');
       // xterm gets keys when the pointer is over it (no window manager: PointerRoot focus).
       const at = await pageXY(page, 100, 100);
       await page.mouse.move(at.x, at.y);

@@ -230,7 +230,7 @@ async fn stream(
 async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
     let viewer = st.hub.join();
     let session = st.remote.session_id();
-    viewer.reply(Message::Text(Remote::role_message(role).into()));
+    viewer.reply(Message::Text(st.remote.role_message(role).into()));
     let (mut sink, mut source) = socket.split();
     let writer = async {
         while let Some(msg) = viewer.next().await {

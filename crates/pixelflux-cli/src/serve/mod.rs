@@ -403,6 +403,10 @@ async fn serve(
             injector,
             clipboard,
             cursor,
+            display: match &spec {
+                SourceSpec::X11 { display } => display.clone(),
+                SourceSpec::Synthetic(_) => None,
+            },
             ..Default::default()
         },
     });

@@ -36,6 +36,8 @@ pub struct Remote {
     /// The X cursor's shape as page messages; `None` when the pointer is burnt into the
     /// picture (`--cursor`) or for synthetic scenes.
     pub cursor: Option<CursorMessages>,
+    /// The X display shown (for the page's title); `None` for a synthetic scene.
+    pub display: Option<String>,
     /// Input messages refused because their viewer had no control.
     pub refused: AtomicU64,
     /// Session ids handed out so far.
@@ -79,9 +81,15 @@ impl Remote {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The message telling a page its role: `{"type":"role","control":bool}`.
-    pub fn role_message(role: Role) -> String {
-        serde_json::json!({"type": "role", "control": role == Role::Control}).to_string()
+    /// The message telling a page its role and what it shows:
+    /// `{"type":"role","control":bool,"display":":N"|null}`.
+    pub fn role_message(&self, role: Role) -> String {
+        serde_json::json!({
+            "type": "role",
+            "control": role == Role::Control,
+            "display": self.display,
+        })
+        .to_string()
     }
 
     /// Applies input from session `session` with `role`; refused (and counted) without
