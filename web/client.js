@@ -31,6 +31,7 @@
     bestRtt: Infinity,
     live: { fps: 0, kbps: 0, latency: null, latencyMax: null },
     notice: null, // a problem to show in the overlay above the figures
+    connected: false, // the WebSocket is open
   };
   window.pixelflux = state;
 
@@ -231,6 +232,7 @@
     ws = socket;
     socket.onopen = () => {
       state.connects++;
+      state.connected = true;
       state.bestRtt = Infinity;
       send({ type: 'ping', t: now() });
       pingTimer = setInterval(() => send({ type: 'ping', t: now() }), PING_EVERY_MS);
@@ -240,6 +242,7 @@
       else onBinary(new Uint8Array(ev.data));
     };
     socket.onclose = () => {
+      if (ws === socket) state.connected = false;
       clearInterval(pingTimer);
       closeDecoders();
       if (ws !== socket) return;

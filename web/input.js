@@ -206,7 +206,7 @@
   });
   // A dropped connection shows: the picture greys out until the next role message.
   setInterval(() => {
-    if (/reconnecting/.test(overlay.textContent)) {
+    if (!px.connected && px.connects > 0) {
       canvas.classList.add('disconnected');
       overlay.classList.remove('hidden');
     }
