@@ -68,6 +68,7 @@
       clearTimeout(hideTimer);
       overlay.classList.remove('hidden');
       hideTimer = setTimeout(() => { if (!px.notice) overlay.classList.add('hidden'); }, 5000);
+      if (document.hidden) px.send({ type: 'visibility', hidden: true });
       input.held.clear();
       applyCursor();
     } else if (msg.type === 'cursor') {
@@ -198,6 +199,9 @@
     const cap = (v) => Math.max(-MAX_CLICKS, Math.min(MAX_CLICKS, v));
     send({ type: 'wheel', x: at.x, y: at.y, dx: cap(dx), dy: cap(dy) });
   }, { passive: false });
+
+  // A hidden tab stops the capture when it was the only one watching.
+  document.addEventListener('visibilitychange', () => px.send({ type: 'visibility', hidden: document.hidden }));
 
   document.getElementById('stats')?.addEventListener('click', () => {
     clearTimeout(hideTimer);

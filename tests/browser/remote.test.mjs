@@ -307,6 +307,33 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
 });
 
 describe('pixelflux serve: displays and commands', () => {
+  test('no capture work while no page is visible; a full picture when one shows again', async () => {
+    await withServe(['--scene', 'typing', '--region', '320x192', '--fps', '30'], async (server) => {
+      await server.waitForLog(/no one is watching: capture paused/);
+      const { page } = await openPage(server.url);
+      await server.waitForLog(/capture paused[\s\S]*a viewer is watching: capture resumed/);
+      const stripes = () => page.evaluate(() => window.pixelflux.stripes);
+      const a = await stripes();
+      await sleep(500);
+      assert.ok(await stripes() > a, 'the typing scene streams while the tab is visible');
+      const setHidden = (hidden) => page.evaluate((h) => {
+        Object.defineProperty(document, 'hidden', { value: h, configurable: true });
+        Object.defineProperty(document, 'visibilityState', { value: h ? 'hidden' : 'visible', configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+      await setHidden(true);
+      await server.waitForLog(/capture resumed[\s\S]*no one is watching: capture paused/);
+      await sleep(300);
+      const b = await stripes();
+      await sleep(1500);
+      assert.equal(await stripes(), b, 'nothing is captured or sent while the only tab is hidden');
+      await setHidden(false);
+      await server.waitForLog(/capture paused[\s\S]*capture resumed[\s\S]*capture paused[\s\S]*capture resumed/);
+      await page.waitForFunction((n) => window.pixelflux.stripes > n, b, { timeout: 10000 });
+      await page.close();
+    });
+  });
+
   test('`serve -- cmd` exits with the command\'s status', () => {
     const r = runBin(['serve', '--listen', '127.0.0.1:0', '--size', '320x240', '--', 'sh', '-c', 'sleep 1; exit 7'],
       { env: headless() });

@@ -52,6 +52,12 @@ pub enum ClientMessage {
     Pointer(PointerEvent),
     /// Wheel clicks.
     Wheel(WheelEvent),
+    /// The page was hidden (a background tab) or shown again; while no page is visible the
+    /// capture idles.
+    Visibility {
+        /// `document.hidden`.
+        hidden: bool,
+    },
     /// Text pasted into the page, for the X clipboard (applied only with control).
     Clipboard {
         /// UTF-8 text.
@@ -230,6 +236,7 @@ async fn stream(
 async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
     let viewer = st.hub.join();
     let session = st.remote.session_id();
+    let mut watcher = st.remote.watch();
     viewer.reply(Message::Text(st.remote.role_message(role).into()));
     let (mut sink, mut source) = socket.split();
     let writer = async {
@@ -264,6 +271,12 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
                         "server": epoch_ms(SystemTime::now()),
                     });
                     viewer.reply(Message::Text(pong.to_string().into()));
+                }
+                Ok(Some(ClientMessage::Visibility { hidden })) => {
+                    // Back in view: a full picture at once.
+                    if watcher.set_visible(!hidden) && !hidden {
+                        viewer.request_refresh();
+                    }
                 }
                 Ok(Some(ClientMessage::Clipboard { text })) => {
                     st.remote.paste(role, &text);

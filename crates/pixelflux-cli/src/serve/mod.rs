@@ -73,6 +73,9 @@ pub struct ServeArgs {
     pub command: Vec<String>,
 }
 
+/// Frame rate while no page is visible: one tick an hour, i.e. no capture work.
+const IDLE_FPS: f64 = 1.0 / 3600.0;
+
 /// How often the supervisor checks the capture, the screen size and the child.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 
@@ -437,6 +440,8 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     let mut exit_status = None;
+    // Whether the capture runs at full rate (it starts so; paused when no one watches).
+    let mut capturing = true;
     let mut size_query: Option<tokio::task::JoinHandle<_>> = None;
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
@@ -449,6 +454,29 @@ async fn serve(
                 break Ok(());
             }
             _ = tick.tick() => {}
+            () = state.remote.watchers_changed.notified() => {}
+        }
+        // No capture work while no page is visible; back to full rate (and a full picture)
+        // as soon as one is.
+        let watched = state.remote.watching() > 0;
+        if watched != capturing {
+            let fps = if watched {
+                settings.target_fps
+            } else {
+                IDLE_FPS
+            };
+            match capture.control(pixelflux::Control::SetFps(fps)) {
+                Ok(()) => {
+                    if watched {
+                        capture.request_refresh();
+                        tracing::info!("a viewer is watching: capture resumed");
+                    } else {
+                        tracing::info!("no one is watching: capture paused");
+                    }
+                    capturing = watched;
+                }
+                Err(e) => tracing::warn!("cannot change the frame rate: {e}"),
+            }
         }
         if let Some(child) = app.as_mut() {
             if let Some(status) = child.exited() {
@@ -488,6 +516,7 @@ async fn serve(
                     match start_capture(&hub, &settings, &spec, &current) {
                         Ok(c) => {
                             capture = c;
+                            capturing = true;
                             if let Some(injector) = &state.remote.injector {
                                 injector.set_region(region_of(&settings));
                             }

@@ -1,7 +1,7 @@
 //! Who may do what: tokens give a viewer a role (control or view), and input from a viewer
 //! without control is refused and counted, never applied.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
@@ -42,6 +42,10 @@ pub struct Remote {
     pub refused: AtomicU64,
     /// Session ids handed out so far.
     pub next_session: AtomicU64,
+    /// Sessions whose page is visible (not a hidden tab): while none is, the capture idles.
+    pub watching: AtomicUsize,
+    /// Woken when `watching` changes, so the capture resumes at once.
+    pub watchers_changed: tokio::sync::Notify,
 }
 
 fn same(expected: &str, given: &str) -> bool {
@@ -147,11 +151,58 @@ impl Remote {
         std::future::pending::<()>().await;
     }
 
+    /// How many connected pages are visible.
+    pub fn watching(&self) -> usize {
+        self.watching.load(Ordering::Relaxed)
+    }
+
+    /// A session started watching: counted until the returned guard is dropped or its page
+    /// says it is hidden.
+    pub fn watch(&self) -> Watcher<'_> {
+        let w = Watcher {
+            remote: self,
+            visible: false,
+        };
+        let mut w = w;
+        w.set_visible(true);
+        w
+    }
+
     /// Session `session` ended: release what it held.
     pub fn leave(&self, session: u64) {
         if let Some(injector) = &self.injector {
             injector.leave(session);
         }
+    }
+}
+
+/// A session's share of [`Remote::watching`].
+pub struct Watcher<'a> {
+    remote: &'a Remote,
+    visible: bool,
+}
+
+impl Watcher<'_> {
+    /// The page became visible or hidden (`{"type":"visibility","hidden":…}`). Returns
+    /// whether it changed.
+    pub fn set_visible(&mut self, visible: bool) -> bool {
+        if visible == self.visible {
+            return false;
+        }
+        self.visible = visible;
+        if visible {
+            self.remote.watching.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.remote.watching.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.remote.watchers_changed.notify_one();
+        true
+    }
+}
+
+impl Drop for Watcher<'_> {
+    fn drop(&mut self) {
+        self.set_visible(false);
     }
 }
 
