@@ -546,6 +546,95 @@ mod tests {
         }
     }
 
+    /// Polls `f` until it returns `Some`, for at most 5 s.
+    fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(t0.elapsed().as_secs() < 5, "not within 5 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn xtest_moves_the_pointer_and_holds_keys_until_the_viewer_leaves() {
+        let xvfb = super::super::display::OwnXvfb::start(320, 240).expect("Xvfb is installed here");
+        let region = Region {
+            x: 100,
+            y: 50,
+            width: 200,
+            height: 150,
+        };
+        let injector = Injector::start(Some(&xvfb.display), region).unwrap();
+        let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        let pointer =
+            |x: f64, y: f64, buttons: u8| InputEvent::Pointer(PointerEvent { x, y, buttons });
+        // Capture pixels → root coordinates (offset by the region), clamped into the region.
+        injector.send(1, pointer(10.0, 20.0, 0));
+        eventually(|| {
+            let p = conn.query_pointer(root).unwrap().reply().unwrap();
+            ((p.root_x, p.root_y) == (110, 70)).then_some(())
+        });
+        injector.send(1, pointer(5000.0, 5000.0, 1));
+        eventually(|| {
+            let p = conn.query_pointer(root).unwrap().reply().unwrap();
+            let held = u16::from(p.mask) & u16::from(xproto::KeyButMask::BUTTON1) != 0;
+            ((p.root_x, p.root_y) == (299, 199) && held).then_some(())
+        });
+        // Keys: one on the map, one that is not (bound to a spare keycode).
+        let pressed = |conn: &RustConnection| -> Vec<u8> {
+            let keys = conn.query_keymap().unwrap().reply().unwrap().keys;
+            (0..=255u8)
+                .filter(|&kc| keys[usize::from(kc / 8)] & (1 << (kc % 8)) != 0)
+                .collect()
+        };
+        for (key, keysym) in [("a", 0x61u32), ("ж", 0x6d6)] {
+            injector.send(
+                1,
+                InputEvent::Key(KeyEvent {
+                    key: key.into(),
+                    code: String::new(),
+                    down: true,
+                }),
+            );
+            let kc = eventually(|| pressed(&conn).first().copied());
+            // The keycode pressed carries the keysym (for ж: after our remapping).
+            eventually(|| {
+                let m = conn.get_keyboard_mapping(kc, 1).unwrap().reply().unwrap();
+                m.keysyms.contains(&keysym).then_some(())
+            });
+            injector.send(
+                1,
+                InputEvent::Key(KeyEvent {
+                    key: key.into(),
+                    code: String::new(),
+                    down: false,
+                }),
+            );
+            eventually(|| pressed(&conn).is_empty().then_some(()));
+        }
+        // What a viewer holds is let go when it leaves.
+        injector.send(
+            2,
+            InputEvent::Key(KeyEvent {
+                key: "Shift".into(),
+                code: "ShiftLeft".into(),
+                down: true,
+            }),
+        );
+        eventually(|| (!pressed(&conn).is_empty()).then_some(()));
+        injector.leave(2);
+        injector.leave(1);
+        eventually(|| {
+            let p = conn.query_pointer(root).unwrap().reply().unwrap();
+            let held = u16::from(p.mask) & u16::from(xproto::KeyButMask::BUTTON1) != 0;
+            (pressed(&conn).is_empty() && !held).then_some(())
+        });
+    }
+
     #[test]
     fn events_are_range_checked() {
         let key = |k: &str| {
