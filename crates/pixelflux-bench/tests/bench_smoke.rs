@@ -1,4 +1,4 @@
-//! `pixelflux bench` end to end on a tiny picture: both sources (the X11 one through a real
+//! `pixelflux-bench` end to end on a tiny picture: both sources (the X11 one through a real
 //! Xvfb and the scene driver), both codecs, real decoders for PSNR. Checks the JSON, not speed.
 
 use std::process::Command;
@@ -8,16 +8,8 @@ fn bench_runs_every_path_and_writes_sound_json() {
     let dir = std::env::temp_dir().join(format!("pixelflux-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .args([
-            "bench",
-            "--size",
-            "256x128",
-            "--seconds",
-            "0.6",
-            "--warmup",
-            "0.2",
-        ])
+    let out = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"))
+        .args(["--size", "256x128", "--seconds", "0.6", "--warmup", "0.2"])
         .args([
             "--scene",
             "static,typing,full",
@@ -29,7 +21,7 @@ fn bench_runs_every_path_and_writes_sound_json() {
         .args(["--psnr-samples", "3", "--json"])
         .arg(&json)
         .output()
-        .expect("run pixelflux bench");
+        .expect("run pixelflux-bench");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
