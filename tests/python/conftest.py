@@ -2,59 +2,48 @@
 helpers to decode stripes (Pillow for JPEG, ffmpeg for H.264) and compare them with what was
 drawn."""
 
-import os
+import select
 import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 from Xlib import X
 from Xlib import display as xdisplay
-from Xlib.error import DisplayError
 
 JPEG_HEADER = 4
 H264_HEADER = 10
 
 
 class Xvfb:
-    """An Xvfb server of our own on a free display number; `draw` puts RGB images on it."""
+    """An Xvfb server of our own; `draw` puts RGB images on it.
 
-    _next = 0
+    Started with -displayfd, as the Rust launcher (crates/pixelflux-xvfb) does: the server
+    picks a free display number itself and writes it to our pipe once it accepts
+    connections, so there is no lock-file scanning and no polling."""
+
+    START_TIMEOUT = 10
 
     def __init__(self, width, height):
         self.width, self.height = width, height
-        self.proc = None
         self.display = None
         self._conn = None
-        # Each test process takes its own range of numbers (as the Rust harness does).
-        base = 600 + (os.getpid() % 300) * 7
-        for _ in range(300):
-            n = base + Xvfb._next
-            Xvfb._next += 1
-            if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
-                continue
-            proc = subprocess.Popen(
-                ["Xvfb", f":{n}", "-screen", "0", f"{width}x{height}x24",
-                 "-nolisten", "tcp", "-noreset"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and proc.poll() is None:
-                if Path(f"/tmp/.X11-unix/X{n}").exists():
-                    try:
-                        self._conn = xdisplay.Display(f":{n}")
-                    except DisplayError:
-                        pass
-                    else:
-                        self.proc, self.display = proc, f":{n}"
-                        return
-                time.sleep(0.02)
-            proc.kill()
-            proc.wait()
-        raise RuntimeError("no free X display number for Xvfb")
+        self.proc = subprocess.Popen(
+            ["Xvfb", "-displayfd", "1", "-screen", "0", f"{width}x{height}x24",
+             "-nolisten", "tcp", "-noreset"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.START_TIMEOUT)
+        number = self.proc.stdout.readline().strip() if ready else b""
+        self.proc.stdout.close()
+        if not number.isdigit():
+            self.kill()
+            raise RuntimeError(f"Xvfb reported no display number within "
+                               f"{self.START_TIMEOUT} s (said {number!r})")
+        self.display = f":{int(number)}"
+        self._conn = xdisplay.Display(self.display)
 
     def draw(self, image, x=0, y=0):
         """Puts a Pillow RGB image at (x, y) of the root window, in bands that fit a request."""

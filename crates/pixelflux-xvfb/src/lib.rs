@@ -211,8 +211,12 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn socket(display: &str) -> std::path::PathBuf {
-        Path::new("/tmp/.X11-unix").join(format!("X{}", &display[1..]))
+    /// The inode of a display's socket, if it exists. Other servers on this machine start
+    /// at the same time and may take a freed number at once: an inode tells sockets apart.
+    fn socket_inode(display: &str) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = Path::new("/tmp/.X11-unix").join(format!("X{}", &display[1..]));
+        std::fs::metadata(path).ok().map(|m| m.ino())
     }
 
     #[test]
@@ -224,17 +228,22 @@ mod tests {
             .into_iter()
             .map(|t| t.join().unwrap().expect("Xvfb is installed here"))
             .collect();
-        let mut displays: Vec<&str> = servers.iter().map(Xvfb::display).collect();
+        let mut displays: Vec<String> = servers.iter().map(|s| s.display().to_owned()).collect();
         displays.sort_unstable();
         displays.dedup();
         assert_eq!(displays.len(), 3, "{displays:?}");
-        let sockets: Vec<_> = servers.iter().map(|s| socket(s.display())).collect();
-        for s in &sockets {
-            assert!(s.exists(), "{} while running", s.display());
-        }
+        let sockets: Vec<(String, Option<u64>, u32)> = servers
+            .iter()
+            .map(|s| (s.display().to_owned(), socket_inode(s.display()), s.pid()))
+            .collect();
         drop(servers);
-        for s in &sockets {
-            assert!(!s.exists(), "{} removed after SIGTERM", s.display());
+        for (display, inode, pid) in sockets {
+            assert!(inode.is_some(), "{display} had a socket while running");
+            assert_ne!(socket_inode(&display), inode, "{display}: socket removed");
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "{display}: reaped"
+            );
         }
     }
 

@@ -59,6 +59,7 @@ impl Drop for AppChild {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
     #[test]
@@ -78,14 +79,20 @@ mod tests {
             !Path::new(&format!("/proc/{pid}")).exists(),
             "the child was stopped and reaped"
         );
+        // Compared by inode and pid: other servers on this machine may take the number at once.
+        let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
+        let inode = |path: &str| std::fs::metadata(path).ok().map(|m| m.ino());
+        let running = inode(&socket);
+        assert!(running.is_some(), "Xvfb has its socket");
+        let xvfb_pid = xvfb.pid();
         drop(xvfb);
         assert!(
-            pixelflux::source::x11::screen_size(Some(&display)).is_err(),
-            "Xvfb was stopped"
+            !Path::new(&format!("/proc/{xvfb_pid}")).exists(),
+            "Xvfb was stopped and reaped"
         );
-        let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
-        assert!(
-            !Path::new(&socket).exists(),
+        assert_ne!(
+            inode(&socket),
+            running,
             "Xvfb removed its socket after SIGTERM"
         );
     }
