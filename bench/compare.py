@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import select
 import shutil
 import subprocess
 import sys
@@ -61,26 +60,22 @@ def ours_marker():
 
 
 class Xvfb:
-    """A private Xvfb. With -displayfd the server picks a free display number itself and
-    writes it to our pipe once it accepts connections (as crates/pixelflux-xvfb does)."""
+    """`pixelflux-bench xvfb`: the project's one Xvfb launcher (crates/pixelflux-xvfb; the
+    server picks a free display number itself), kept until its stdin closes."""
 
-    def __init__(self, width, height):
-        self.proc = subprocess.Popen(
-            ["Xvfb", "-displayfd", "1", "-screen", "0", f"{width}x{height}x24",
-             "-nolisten", "tcp", "-noreset"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 10)
-        number = self.proc.stdout.readline().strip() if ready else b""
-        self.proc.stdout.close()
-        if not number.isdigit():
+    def __init__(self, exe, size):
+        self.proc = subprocess.Popen([str(exe), "xvfb", "--size", size],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # The launcher gives up by itself within 10 s when Xvfb does not come up.
+        self.display = self.proc.stdout.readline().strip()
+        if not self.display.startswith(":"):
             self.close()
-            raise RuntimeError(f"Xvfb did not report a display number (said {number!r})")
-        self.display = f":{int(number)}"
+            raise RuntimeError(f"no Xvfb (said {self.display!r})")
 
     def close(self):
-        # SIGTERM lets Xvfb remove its socket; SIGKILL only if it hangs.
-        self.proc.terminate()
+        self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=2)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -158,7 +153,7 @@ def main():
         log("venv: ours (pip install . builds the Rust extension; a few minutes the first time)")
         pythons["ours"] = venv(work / "venv-ours", [str(ROOT)], ours_marker())
     width, height = (int(v) for v in args.size.split("x"))
-    xvfb = Xvfb(width, height)
+    xvfb = Xvfb(exe, args.size)
     log(f"Xvfb on {xvfb.display}")
     def quality(lib):
         return args.ours_quality if lib == "ours" and args.ours_quality else args.quality

@@ -37,14 +37,7 @@ use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
 use stats::{percentile, process_cpu_seconds, process_cpu_seconds_of, psnr_summary};
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "pixelflux=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    pixelflux_cli::init_logging();
     run(BenchArgs::parse())
 }
 
@@ -113,6 +106,9 @@ pub enum Tool {
     /// Draw a scene into an X display until stdin closes (prints `ready` once the first
     /// frame is up, a summary line at the end).
     Drive(scene_driver::DriveArgs),
+    /// Run a private Xvfb until stdin closes (prints its display name once it accepts
+    /// connections); bench/compare.py's X server.
+    Xvfb(XvfbArgs),
     /// PSNR of a stripe dump (bench/compare.py) against the scene driver's frames.
     Psnr(dump::PsnrArgs),
     /// Draw the comparison chart (SVG) from the JSON bench/compare.py writes.
@@ -123,6 +119,7 @@ pub enum Tool {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.tool {
         Some(Tool::Drive(a)) => return scene_driver::run(a),
+        Some(Tool::Xvfb(a)) => return run_xvfb(&a),
         Some(Tool::Psnr(a)) => return dump::run(a),
         Some(Tool::Chart(a)) => return chart::run(a),
         None => {}
@@ -142,6 +139,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// `pixelflux-bench xvfb`.
+#[derive(Debug, clap::Args)]
+pub struct XvfbArgs {
+    /// Screen size, WxH.
+    #[arg(long, default_value = "1920x1080")]
+    pub size: RegionArg,
+}
+
+/// Starts the one Xvfb launcher's server, prints its display and keeps it until stdin closes
+/// (the parent's way to stop it: nothing is left behind if the parent dies).
+fn run_xvfb(args: &XvfbArgs) -> anyhow::Result<()> {
+    let xvfb = Xvfb::start(args.size.width, args.size.height)?;
+    println!("{}", xvfb.display());
+    std::io::stdout().flush()?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+    drop(xvfb);
     Ok(())
 }
 

@@ -64,3 +64,30 @@ fn bench_runs_every_path_and_writes_sound_json() {
         }
     }
 }
+
+#[test]
+fn xvfb_tool_serves_a_display_until_stdin_closes() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"))
+        .args(["xvfb", "--size", "64x48"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run pixelflux-bench xvfb");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let display = line.trim().to_owned();
+    assert!(display.starts_with(':'), "said {line:?}");
+    let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
+    let inode = std::fs::metadata(&socket).expect("its socket").ino();
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Gone, or another server's socket under the freed number.
+    assert!(std::fs::metadata(&socket).map_or(true, |m| m.ino() != inode));
+}

@@ -31,15 +31,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "pixelflux=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not for log files and pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    pixelflux_cli::init_logging();
     match Cli::parse().command {
         Command::Capture(args) => capture_cmd::run(args),
         Command::Serve(args) => serve::run(args),
