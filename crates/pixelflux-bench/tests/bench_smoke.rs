@@ -41,7 +41,11 @@ fn bench_runs_every_path_and_writes_sound_json() {
         // Decoded stripes look like the source (real libjpeg-turbo / ffmpeg decoding).
         let psnr = r["psnr_db"].as_f64().unwrap_or(0.0);
         assert!(psnr > 30.0, "{name}: PSNR {psnr}");
-        assert_eq!(r["psnr_samples"], 3, "{name}");
+        // Three samples are planned at fixed frame numbers; a capture that fell behind its
+        // 60 fps (a loaded machine, a debug build) may not reach the last one, and a stop cuts
+        // the frame in flight short. The first, a third into the run, is always reached.
+        let samples = r["psnr_samples"].as_u64().unwrap();
+        assert!((1..=3).contains(&samples), "{name}: {samples} PSNR samples");
         let moving = r["scene"] != "static";
         let sent = r["frames_sent"].as_u64().unwrap();
         if moving {
