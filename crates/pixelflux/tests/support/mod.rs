@@ -2,6 +2,9 @@
 //! drawing known pixels into it, decoding JPEG stripes, and comparing pixels.
 #![allow(dead_code)]
 
+mod deadline;
+pub use deadline::within;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
