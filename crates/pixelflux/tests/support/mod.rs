@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod deadline;
+#[allow(unused_imports)] // not every test binary has a step to bound
 pub use deadline::within;
 
 use std::path::Path;
