@@ -205,9 +205,10 @@ export function processAlive(pid) {
 }
 
 /**
- * Makes `page` keep, from its next navigation on, every stripe its WebSocket receives: for
- * each stripe row y, the stripes since that row's last key picture (a JPEG stripe, an H.264
- * IDR). `receivedStripes(page)` hands them over. Installed before the page's own script runs.
+ * Makes `page` keep, from its next navigation on, the stripes its WebSocket receives: for each
+ * stripe row y, the last stripe (a JPEG 0x03, an H.264 0x04 or a still image 0x05) and the
+ * H.264 stripes since that row's last IDR (what its decoder holds). `receivedStripes(page)`
+ * hands them over. Installed before the page's own script runs.
  */
 export async function recordStripes(page) {
   await page.addInitScript(() => {
@@ -224,42 +225,47 @@ export async function recordStripes(page) {
             return;
           }
           const b = new Uint8Array(ev.data.slice(0));
-          if (b.length < 10 || (b[0] !== 0x03 && b[0] !== 0x04)) return;
+          if (b.length < 6 || ![0x03, 0x04, 0x05].includes(b[0])) return;
           const y = (b[4] << 8) | b[5];
-          const key = b[0] === 0x03 || b[1] === 0x01;
           let bin = '';
           for (let i = 0; i < b.length; i += 0x8000) bin += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
-          if (key || !window.__stripes[y]) window.__stripes[y] = [];
-          window.__stripes[y].push(btoa(bin));
+          const row = window.__stripes[y] || (window.__stripes[y] = { last: null, h264: [] });
+          row.last = btoa(bin);
+          if (b[0] === 0x04) {
+            if (b[1] === 0x01) row.h264 = [];
+            row.h264.push(row.last);
+          }
         });
       }
     };
   });
 }
 
-/** What `recordStripes` kept: { y: [Buffer, ...] }. */
+/** What `recordStripes` kept: { y: { last: Buffer, h264: [Buffer, ...] } }. */
 export async function receivedStripes(page) {
   const kept = await page.evaluate(() => window.__stripes);
-  return Object.fromEntries(Object.entries(kept).map(([y, list]) => [y, list.map((s) => Buffer.from(s, 'base64'))]));
+  const buf = (s) => Buffer.from(s, 'base64');
+  return Object.fromEntries(Object.entries(kept).map(([y, row]) => [y, { last: buf(row.last), h264: row.h264.map(buf) }]));
 }
 
 /**
- * The picture a standard decoder (ffmpeg: its JPEG decoder, its H.264 decoder and RGB
+ * The picture a standard decoder (ffmpeg: its JPEG, PNG and H.264 decoders and its RGB
  * conversion) makes of the stripes `recordStripes` kept, as { width, height, rgb }: the
  * reference for what the page's own decoding and painting should show.
  */
 export function decodeWithFfmpeg(stripes, width, height) {
   const rgb = Buffer.alloc(width * height * 3);
-  for (const [yText, list] of Object.entries(stripes)) {
+  for (const [yText, row] of Object.entries(stripes)) {
     const y = +yText;
-    const h264 = list[0][0] === 0x04;
-    const rows = h264 ? ((list[0][8] << 8) | list[0][9]) : null;
-    const payload = Buffer.concat(list.map((b) => b.subarray(h264 ? 10 : 6)));
-    const input = h264 ? ['-f', 'h264'] : ['-f', 'mjpeg'];
-    const r = spawnSync('ffmpeg', ['-v', 'error', ...input, '-i', 'pipe:0', '-f', 'rawvideo',
-      '-pix_fmt', 'rgb24', 'pipe:1'], { input: h264 ? payload : list.at(-1).subarray(6), timeout: 30000, maxBuffer: 1 << 28 });
+    const h264 = row.last[0] === 0x04;
+    const input = h264 ? Buffer.concat(row.h264.map((b) => b.subarray(10))) : row.last.subarray(6);
+    const format = { 3: 'mjpeg', 4: 'h264', 5: 'png_pipe' }[row.last[0]];
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', format, '-i', 'pipe:0', '-f', 'rawvideo',
+      '-pix_fmt', 'rgb24', 'pipe:1'], { input, timeout: 30000, maxBuffer: 1 << 28 });
     if (r.status !== 0) throw new Error(`ffmpeg could not decode the stripe at y=${y}: ${r.stderr}`);
-    const picture = width * 3 * (rows ?? (r.stdout.length / (width * 3)));
+    // The last picture ffmpeg produced is what the row shows.
+    const rows = h264 ? ((row.last[8] << 8) | row.last[9]) : r.stdout.length / (width * 3);
+    const picture = width * 3 * rows;
     if (picture === 0 || r.stdout.length % picture !== 0) {
       throw new Error(`ffmpeg gave ${r.stdout.length} bytes for the stripe at y=${y}`);
     }
