@@ -1,11 +1,15 @@
 """Documented behaviour of the capture loop seen from Python: a slow callback delays frames but
 never causes a burst to catch up (README, "Pacing"; docs/python.md, "Threads and the GIL"), and
 a screen whose pixel format cannot be captured is refused at start (README: start checks the
-pixel format)."""
+pixel format), and a change X DAMAGE never reported is still sent by the once-a-second check
+of every stripe (README, "Change detection")."""
 
+import mmap
 import os
 import select
+import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -44,11 +48,11 @@ def test_a_slow_callback_delays_frames_without_a_catch_up_burst():
     assert busiest <= fps + 2, f"{busiest} callbacks within one second at {fps} fps"
 
 
-def start_xvfb_displayfd(screen):
+def start_xvfb_displayfd(screen, *extra):
     """An Xvfb with `-screen 0 <screen>` on a display number it picks itself (-displayfd)."""
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", screen,
-                             "-nolisten", "tcp"], pass_fds=(write,),
+                             "-nolisten", "tcp", *extra], pass_fds=(write,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     text = b""
@@ -114,3 +118,60 @@ def test_a_callback_never_runs_twice_at_once():
     assert overlaps == []
     # In stripe order within each frame, frames in order.
     assert calls == sorted(calls), calls[:20]
+
+
+def stop_xvfb(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_change_damage_never_reported_is_sent_by_the_once_a_second_check():
+    # Xvfb -fbdir keeps the screen in a memory-mapped XWD file: writing the file changes the
+    # pixels with no X request, so X DAMAGE reports nothing.
+    with tempfile.TemporaryDirectory() as fbdir:
+        proc, display = start_xvfb_displayfd("320x240x24", "-fbdir", fbdir)
+        try:
+            fps = 60  # once a second = every 60th frame
+            s = CaptureSettings(display=display, capture_width=320, capture_height=240,
+                                target_fps=float(fps), paint_over_trigger_frames=1_000_000)
+            got = []
+            cond = threading.Condition()
+
+            def on_stripe(result, user_data):
+                with cond:
+                    got.append((result.frame_id, result.stripe_y_start))
+                    cond.notify_all()
+
+            cap = ScreenCapture()
+            cap.start_capture(s, StripeCallback(on_stripe))
+            try:
+                with cond:
+                    assert cond.wait_for(lambda: len(got) >= 4, 20), got  # frame 0: 4 stripes
+                    before = len(got)
+                with open(os.path.join(fbdir, "Xvfb_screen0"), "r+b") as f, \
+                        mmap.mmap(f.fileno(), 0) as fb:
+                    header_size, = struct.unpack(">I", fb[0:4])
+                    bytes_per_line, = struct.unpack(">I", fb[48:52])
+                    ncolors, = struct.unpack(">I", fb[76:80])
+                    pixels = header_size + ncolors * 12
+                    # Rows 70..80 (in the second 64-row stripe) turn white behind X's back.
+                    for row in range(70, 80):
+                        start = pixels + row * bytes_per_line
+                        fb[start:start + 320 * 4] = b"\xff" * (320 * 4)
+                    fb.flush()
+                with cond:
+                    assert cond.wait_for(lambda: len(got) > before, 20), \
+                        "the change was never sent"
+                    later = got[before:]
+            finally:
+                cap.stop_capture()
+        finally:
+            stop_xvfb(proc)
+    frame_id, y = later[0]
+    assert y == 64, later
+    # Sent by the full check, not by DAMAGE: on a frame that is a multiple of 60.
+    assert frame_id > 0 and frame_id % fps == 0, later
