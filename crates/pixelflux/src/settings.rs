@@ -453,13 +453,14 @@ mod tests {
 
     #[test]
     fn stripe_height_zero_picks_per_codec() {
+        // The documented defaults (README, "Settings"): 64 rows for JPEG, 128 for H.264.
         let jpeg = CaptureSettings::default();
-        assert_eq!(jpeg.stripe_rows(), DEFAULT_STRIPE_HEIGHT);
+        assert_eq!(jpeg.stripe_rows(), 64);
         let h264 = CaptureSettings {
             output_mode: OutputMode::H264,
             ..Default::default()
         };
-        assert_eq!(h264.stripe_rows(), DEFAULT_H264_STRIPE_HEIGHT);
+        assert_eq!(h264.stripe_rows(), 128);
         let fixed = CaptureSettings {
             stripe_height: 32,
             ..h264
