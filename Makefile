@@ -39,7 +39,7 @@ test-python: deps-test
 	$(PY_VENV)/bin/python -m pip install -q --disable-pip-version-check $(PY_TEST_TOOLS)
 	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(PY_VENV)/bin/python -m pip install -q \
 	  --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps .
-	$(PY_VENV)/bin/python -m pytest tests/python -q
+	$(PY_VENV)/bin/python -m pytest tests/python -q -rxX
 
 # Browser tests of `pixelflux serve` in headless Chromium (Debian's /usr/bin/chromium, driven
 # by playwright-core; nothing downloads a browser). Each test has 3 minutes; a skipped test

@@ -211,7 +211,8 @@ _skipped = []
 
 
 def pytest_runtest_logreport(report):
-    if report.skipped:
+    # An expected failure (xfail, strict, with its reason) is reported, not skipped silently.
+    if report.skipped and not hasattr(report, "wasxfail"):
         _skipped.append(report.nodeid)
 
 
