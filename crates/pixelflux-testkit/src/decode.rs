@@ -150,10 +150,9 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].0, 2);
         assert_eq!(kept[0].1.data.len(), 64 * 32 * 4);
-        // Garbage is an error or no pictures, never a picture.
-        match h264(b"not h264", 64, 32, |_| true) {
-            Ok((n, kept)) => assert!(n == 0 && kept.is_empty()),
-            Err(e) => assert!(matches!(e, Error::Ffmpeg(_)), "{e}"),
-        }
+        // Garbage is an error that carries ffmpeg's reason, not zero pictures.
+        let err = h264(b"not h264", 64, 32, |_| true).unwrap_err();
+        assert!(matches!(err, Error::Ffmpeg(_)), "{err}");
+        assert!(err.to_string().starts_with("ffmpeg: failed"), "{err}");
     }
 }

@@ -3,6 +3,10 @@
 //! benchmark and serve); what is here is about running this crate's capture.
 #![allow(dead_code)]
 
+mod deadline;
+#[allow(unused_imports)] // not every test binary has a step to bound
+pub use deadline::within;
+
 use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
