@@ -17,33 +17,54 @@ JPEG_HEADER = 4
 H264_HEADER = 10
 
 
+XVFB_START_TIMEOUT = 20
+
+
+def start_xvfb(screen, *extra):
+    """Starts `Xvfb -screen 0 <screen>` (`WxHxD`) with `extra` arguments; returns the process
+    and its display name.
+
+    The Python tests' one launcher. Started with -displayfd, as the Rust launcher
+    (crates/pixelflux-xvfb) does: the server picks a free display number itself and writes it
+    to our pipe once it accepts connections, so there is no lock-file scanning and no
+    polling."""
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", "1", "-screen", "0", screen, "-nolisten", "tcp", "-noreset",
+         *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    ready, _, _ = select.select([proc.stdout], [], [], XVFB_START_TIMEOUT)
+    number = proc.stdout.readline().strip() if ready else b""
+    proc.stdout.close()
+    if not number.isdigit():
+        stop_xvfb(proc)
+        raise RuntimeError(f"Xvfb reported no display number within {XVFB_START_TIMEOUT} s "
+                           f"(said {number!r}, exit status {proc.returncode})")
+    return proc, f":{int(number)}"
+
+
+def stop_xvfb(proc):
+    """SIGTERM, so Xvfb removes its socket; SIGKILL only if it has not exited within 2 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Xvfb:
-    """An Xvfb server of our own; `draw` puts RGB images on it.
-
-    Started with -displayfd, as the Rust launcher (crates/pixelflux-xvfb) does: the server
-    picks a free display number itself and writes it to our pipe once it accepts
-    connections, so there is no lock-file scanning and no polling."""
-
-    START_TIMEOUT = 10
+    """An Xvfb server of our own (`start_xvfb`) with a 24-bit screen; `draw` puts RGB images
+    on it."""
 
     def __init__(self, width, height):
         self.width, self.height = width, height
-        self.display = None
-        self._conn = None
-        self.proc = subprocess.Popen(
-            ["Xvfb", "-displayfd", "1", "-screen", "0", f"{width}x{height}x24",
-             "-nolisten", "tcp", "-noreset"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.START_TIMEOUT)
-        number = self.proc.stdout.readline().strip() if ready else b""
-        self.proc.stdout.close()
-        if not number.isdigit():
-            self.kill()
-            raise RuntimeError(f"Xvfb reported no display number within "
-                               f"{self.START_TIMEOUT} s (said {number!r})")
-        self.display = f":{int(number)}"
-        self._conn = xdisplay.Display(self.display)
+        self.proc, self.display = start_xvfb(f"{width}x{height}x24")
+        try:
+            self._conn = xdisplay.Display(self.display)
+        except BaseException:
+            stop_xvfb(self.proc)
+            raise
 
     def draw(self, image, x=0, y=0):
         """Puts a Pillow RGB image at (x, y) of the root window, in bands that fit a request."""
@@ -73,13 +94,7 @@ class Xvfb:
                 pass
             self._conn = None
         if self.proc is not None:
-            # SIGTERM lets Xvfb remove its lock file and socket; SIGKILL only if it hangs.
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_xvfb(self.proc)
             self.proc = None
 
 
