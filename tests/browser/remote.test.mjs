@@ -233,12 +233,12 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       return server;
     });
     // The four refusals were counted.
-    await server.waitForLog(/4 input messages refused from viewers without control/);
+    await server.waitForStderr(/4 input messages refused from viewers without control/);
   });
 
   test('clipboard text goes both ways between the page and the X clipboard', async () => {
     await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
-      const env = { ...headless(), DISPLAY: (await server.waitForLog(/started Xvfb (:\d+)/))[1] };
+      const env = { ...headless(), DISPLAY: (await server.waitForStderr(/started Xvfb (:\d+)/))[1] };
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       // X → page: xclip takes the CLIPBOARD (it stays in the background to serve it).
@@ -309,9 +309,9 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
 describe('pixelflux serve: displays and commands', () => {
   test('no capture work while no page is visible; a full picture when one shows again', async () => {
     await withServe(['--scene', 'typing', '--region', '320x192', '--fps', '30'], async (server) => {
-      await server.waitForLog(/no one is watching: capture paused/);
+      await server.waitForStderr(/no one is watching: capture paused/);
       const { page } = await openPage(server.url);
-      await server.waitForLog(/capture paused[\s\S]*a viewer is watching: capture resumed/);
+      await server.waitForStderr(/capture paused[\s\S]*a viewer is watching: capture resumed/);
       const stripes = () => page.evaluate(() => window.pixelflux.stripes);
       const a = await stripes();
       await sleep(500);
@@ -322,13 +322,13 @@ describe('pixelflux serve: displays and commands', () => {
         document.dispatchEvent(new Event('visibilitychange'));
       }, hidden);
       await setHidden(true);
-      await server.waitForLog(/capture resumed[\s\S]*no one is watching: capture paused/);
+      await server.waitForStderr(/capture resumed[\s\S]*no one is watching: capture paused/);
       await sleep(300);
       const b = await stripes();
       await sleep(1500);
       assert.equal(await stripes(), b, 'nothing is captured or sent while the only tab is hidden');
       await setHidden(false);
-      await server.waitForLog(/capture paused[\s\S]*capture resumed[\s\S]*capture paused[\s\S]*capture resumed/);
+      await server.waitForStderr(/capture paused[\s\S]*capture resumed[\s\S]*capture paused[\s\S]*capture resumed/);
       await page.waitForFunction((n) => window.pixelflux.stripes > n, b, { timeout: 10000 });
       await page.close();
     });
@@ -353,7 +353,7 @@ describe('pixelflux serve: displays and commands', () => {
 
   test('with no display and no command, the private display gets a terminal', async () => {
     await withServe(['--size', '640x360'], async (server) => {
-      await server.waitForLog(/started "xterm"/);
+      await server.waitForStderr(/started "xterm"/);
       const { page } = await openPage(server.url);
       // The terminal paints something other than black.
       await page.waitForFunction(() => {

@@ -567,8 +567,8 @@ mod tests {
             width: 200,
             height: 150,
         };
-        let injector = Injector::start(Some(&xvfb.display), region).unwrap();
-        let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+        let injector = Injector::start(Some(xvfb.display()), region).unwrap();
+        let (conn, screen) = x11rb::connect(Some(xvfb.display())).unwrap();
         let root = conn.setup().roots[screen].root;
         let pointer =
             |x: f64, y: f64, buttons: u8| InputEvent::Pointer(PointerEvent { x, y, buttons });

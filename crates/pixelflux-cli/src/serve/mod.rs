@@ -107,7 +107,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         match OwnXvfb::start(args.size.width, args.size.height) {
             Ok(xvfb) => {
-                options.display = Some(xvfb.display.clone());
+                options.display = Some(xvfb.display().to_owned());
                 own_xvfb = Some(xvfb);
             }
             Err(DisplayError::NotInstalled) => {
