@@ -16,7 +16,8 @@ deps-test:
 build: deps
 	$(CARGO) build --release -p pixelflux-cli
 
-# Streams $DISPLAY (or a private Xvfb, or a demo scene) to browsers; prints the URL to open.
+# Streams $DISPLAY (or a private Xvfb with a terminal, or a demo scene) to browsers; prints the
+# URL to open.
 run: build
 	target/release/pixelflux serve
 
