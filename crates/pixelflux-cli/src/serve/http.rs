@@ -273,8 +273,12 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
                     viewer.reply(Message::Text(pong.to_string().into()));
                 }
                 Ok(Some(ClientMessage::Visibility { hidden })) => {
-                    // Back in view: a full picture at once.
-                    if watcher.set_visible(!hidden) && !hidden {
+                    // Back in view: a full picture at once (within the refresh rate limit).
+                    if watcher.set_visible(!hidden)
+                        && !hidden
+                        && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL)
+                    {
+                        last_refresh = Some(Instant::now());
                         viewer.request_refresh();
                     }
                 }

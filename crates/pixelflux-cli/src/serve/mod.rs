@@ -442,6 +442,7 @@ async fn serve(
     let mut exit_status = None;
     // Whether the capture runs at full rate (it starts so; paused when no one watches).
     let mut capturing = true;
+    let mut last_resume: Option<std::time::Instant> = None;
     let mut size_query: Option<tokio::task::JoinHandle<_>> = None;
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
@@ -468,7 +469,12 @@ async fn serve(
             match capture.control(pixelflux::Control::SetFps(fps)) {
                 Ok(()) => {
                     if watched {
-                        capture.request_refresh();
+                        // A page flipping between hidden and shown cannot make the capture
+                        // re-encode everything more than four times a second.
+                        if last_resume.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+                            capture.request_refresh();
+                        }
+                        last_resume = Some(std::time::Instant::now());
                         tracing::info!("a viewer is watching: capture resumed");
                     } else {
                         tracing::info!("no one is watching: capture paused");
