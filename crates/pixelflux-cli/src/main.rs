@@ -27,7 +27,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Stream the screen (or a scene) to browsers: open the printed URL.
     Serve(serve::ServeArgs),
-    /// Write the first frame of a source as a PPM image.
+    /// Write the first frame of a source as a PNG (or PPM) image.
     Snapshot(snapshot_cmd::SnapshotArgs),
 }
 

@@ -136,7 +136,7 @@ fn start_capture(
     );
     *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&capture);
     tracing::info!(
-        "capturing {}x{}+{}+{} from {spec:?} as {:?} at {} fps",
+        "capturing {}x{}+{}+{} from {spec} as {:?} at {} fps",
         settings.capture_width,
         settings.capture_height,
         settings.capture_x,
