@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench compare
+.PHONY: run test deps deps-test build lint test-rust test-nogpl test-python test-browser bench compare
 
 deps:
 	@scripts/install-deps.sh run
@@ -27,6 +27,10 @@ lint:
 test-rust:
 	$(CARGO) test --workspace
 
+# The core without GPL code (no libx264; H.264 refused by name): it must build and pass.
+test-nogpl:
+	$(CARGO) test -p pixelflux --no-default-features
+
 # Python module tests: a private venv with the test tools, the module built in release mode
 # and installed from this tree (`pip install .`), then pytest under private Xvfb servers.
 PYTHON ?= python3
@@ -46,7 +50,7 @@ test-browser: build
 	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	cd tests/browser && node --test --test-concurrency=1
 
-test: deps-test lint test-rust test-python test-browser
+test: deps-test lint test-rust test-nogpl test-python test-browser
 
 # Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
 # target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
