@@ -35,7 +35,7 @@ test-nogpl:
 # and installed from this tree (`pip install .`), then pytest under private Xvfb servers.
 PYTHON ?= python3
 PY_VENV := .venv-test
-PY_TEST_TOOLS := "maturin>=1.5,<2" "pytest>=7" "pillow>=9" "python-xlib>=0.33" "websockets>=11"
+PY_TEST_TOOLS := "maturin>=1.9.4,<2" "pytest>=7" "pillow>=9" "python-xlib>=0.33" "websockets>=11"
 
 test-python: deps-test
 	@[ -x $(PY_VENV)/bin/python ] || $(PYTHON) -m venv $(PY_VENV)
