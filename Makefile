@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build lint test-rust test-nogpl test-python test-browser bench compare
+.PHONY: run test deps deps-test build lint test-rust test-nogpl test-python test-browser bench compare docs-check wheels
 
 deps:
 	@scripts/install-deps.sh run
@@ -50,7 +50,7 @@ test-browser: build
 	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	cd tests/browser && node --test --test-concurrency=1
 
-test: deps-test lint test-rust test-nogpl test-python test-browser
+test: deps-test lint test-rust test-nogpl docs-check test-python test-browser
 
 # Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
 # target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
@@ -61,3 +61,16 @@ bench: build
 # target/compare/compare.json and docs/compare.svg. Not part of `make test`.
 compare: build deps-test
 	python3 bench/compare.py $(COMPARE_ARGS)
+
+# The docs match the code: every command shown in README.md, LICENSES.md and docs/*.md is run
+# with --help (or its target, package, test or file looked up), and the list of bundled
+# third-party licences is current.
+docs-check:
+	$(CARGO) test -p pixelflux-cli --test docs_commands
+	python3 scripts/third-party-licenses.py --check
+
+# Python wheels into target/wheels/: abi3 (CPython >= 3.11) and per-version 3.9/3.10, manylinux
+# with libx264 bundled, each tested in a clean venv with the system libx264 hidden (needs root
+# for `unshare -m`). NO_GPL=1 builds them without x264; see scripts/build-wheels.sh.
+wheels: deps-test
+	scripts/build-wheels.sh
