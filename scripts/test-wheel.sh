@@ -29,6 +29,15 @@ mapfile -t LIBS < <( { ldconfig -p | awk '/libx264\.so/ {print $NF}';
   xargs -r realpath -e 2>/dev/null | sort -u)
 echo "hiding: ${LIBS[*]:-(no system libx264)}"
 
+# ffmpeg (the tests decode H.264 with it) links the system libx264 too: it gets a copy of
+# its own, through a wrapper first on PATH, so that only ffmpeg can load it.
+FFMPEG=$(command -v ffmpeg) || { echo "test-wheel: ffmpeg is needed (make deps-test)" >&2; exit 1; }
+mkdir -p "$VENV/ffmpeg-libs" "$VENV/ffmpeg-bin"
+for lib in "${LIBS[@]}"; do cp "$lib" "$VENV/ffmpeg-libs/"; done
+printf '#!/bin/sh\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$VENV/ffmpeg-libs" "$FFMPEG" > "$VENV/ffmpeg-bin/ffmpeg"
+chmod +x "$VENV/ffmpeg-bin/ffmpeg"
+export PATH="$VENV/ffmpeg-bin:$PATH"
+
 export VENV ROOT
 # The run: from a folder outside the repository, so `import pixelflux` finds only the wheel.
 unshare -m bash -euo pipefail -c '
