@@ -20,7 +20,7 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
-use pixelflux::{CaptureSettings, Scene, SourceSpec};
+use pixelflux::{CaptureSettings, PipelineConfig, Scene, SourceSpec};
 use yuv::{BufferStoreMut, YuvConversionMode, YuvPlanarImageMut, YuvRange, YuvStandardMatrix};
 
 const FPS: f64 = 60.0;
@@ -81,7 +81,8 @@ fn write_i420(
         capture_height: height,
         ..Default::default()
     };
-    let mut source = pixelflux::capture::open_source(&settings, &SourceSpec::Synthetic(scene))?;
+    let config = PipelineConfig::new(&settings)?;
+    let mut source = SourceSpec::Synthetic(scene).open(&config)?;
     let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
     let mut all = Vec::with_capacity(frames * (width * height + 2 * cw * ch) as usize);
     let mut bgra = Vec::with_capacity((width * height * 4) as usize);

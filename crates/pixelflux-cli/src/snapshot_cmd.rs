@@ -35,7 +35,8 @@ pub struct SnapshotArgs {
 pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let mut settings = CaptureSettings::default();
     let spec = args.source.resolve(&mut settings)?;
-    let mut source = pixelflux::capture::open_source(&settings, &spec)?;
+    let config = pixelflux::PipelineConfig::new(&settings)?;
+    let mut source = spec.open(&config)?;
     let frame = source.grab()?;
     let view = frame.view();
     let (width, height) = (view.width, view.height);

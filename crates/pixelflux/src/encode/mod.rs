@@ -8,8 +8,8 @@ pub mod jpeg;
 #[cfg(feature = "x264")]
 pub mod x264;
 
+use crate::config::EncoderConfig;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
 use crate::wire::H264FrameType;
 
 /// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
@@ -86,23 +86,23 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder for a stripe of `width` x `height` as the settings ask. H.264 stripes
-/// must have an even width and height (see `h264`).
+/// Makes the encoder `config` names for a stripe of `width` x `height`. H.264 stripes must
+/// have an even width and height (see `h264`).
 ///
 /// # Errors
 /// [`EncodeError`] when the encoder cannot be opened; for H.264 also when the crate was built
 /// without its `x264` feature.
 pub fn new_encoder(
-    settings: &CaptureSettings,
+    config: &EncoderConfig,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    match settings.output_mode {
-        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
+    match config {
+        EncoderConfig::Jpeg(jpeg) => Ok(Box::new(jpeg::JpegEncoder::new(jpeg.wire_format)?)),
         #[cfg(feature = "x264")]
-        OutputMode::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
+        EncoderConfig::H264(h264) => Ok(Box::new(h264::H264Encoder::new(h264, width, height)?)),
         #[cfg(not(feature = "x264"))]
-        OutputMode::H264 => {
+        EncoderConfig::H264(_) => {
             let _ = (width, height);
             Err(EncodeError::H264(
                 "this build has no H.264 encoder (built without the `x264` feature)".into(),
@@ -114,6 +114,8 @@ pub fn new_encoder(
 #[cfg(all(test, not(feature = "x264")))]
 mod tests {
     use super::*;
+    use crate::config::PipelineConfig;
+    use crate::settings::{CaptureSettings, OutputMode};
 
     #[test]
     fn h264_without_the_x264_feature_is_refused_by_name() {
@@ -121,11 +123,12 @@ mod tests {
             output_mode: OutputMode::H264,
             ..Default::default()
         };
-        let err = new_encoder(&settings, 64, 64)
+        let config = PipelineConfig::new(&settings).expect("valid settings");
+        let err = new_encoder(config.encoder(), 64, 64)
             .err()
             .expect("no H.264 encoder");
         assert!(err.to_string().contains("`x264` feature"), "{err}");
-        let jpeg = CaptureSettings::default();
-        assert!(new_encoder(&jpeg, 64, 64).is_ok());
+        let jpeg = PipelineConfig::new(&CaptureSettings::default()).expect("valid settings");
+        assert!(new_encoder(jpeg.encoder(), 64, 64).is_ok());
     }
 }
