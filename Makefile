@@ -29,6 +29,7 @@ test-rust:
 
 # The core without GPL code (no libx264; H.264 refused by name): it must build and pass.
 test-nogpl:
+	$(CARGO) clippy -p pixelflux --no-default-features --all-targets -- -D warnings
 	$(CARGO) test -p pixelflux --no-default-features
 
 # Python module tests: a private venv with the test tools, the module built in release mode
