@@ -204,3 +204,25 @@ def rss_bytes():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+# No silent skips: a skipped test (a missing tool or feature) fails the run.
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    # An expected failure (xfail, strict, with its reason) is reported, not skipped silently.
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped:
+        terminalreporter.section("skipped tests count as failures")
+        for nodeid in _skipped:
+            terminalreporter.write_line(nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and exitstatus == 0:
+        session.exitstatus = 1

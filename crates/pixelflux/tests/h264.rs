@@ -165,6 +165,24 @@ fn stripes_decode_to_the_drawn_picture_and_paint_over_sharpens_them() {
             "stripe {y}: first send and one paint-over"
         );
         assert!(!stripes[0].paint_over && stripes[1].paint_over);
+        // 1.2.2's header of frame 0, byte for byte as the format defines it: 0x04, 0x01 (IDR),
+        // frame 0, y, width 640 (0x0280), height.
+        assert_eq!(
+            stripes[0].data[..10],
+            [
+                0x04,
+                0x01,
+                0x00,
+                0x00,
+                (y >> 8) as u8,
+                y as u8,
+                0x02,
+                0x80,
+                0x00,
+                h as u8
+            ],
+            "stripe {y}: header"
+        );
         for s in stripes {
             assert_eq!(s.h264_frame_type, Some(H264FrameType::Idr));
             assert_eq!(nals(s), [7, 8, 5], "SPS, PPS, IDR slice");

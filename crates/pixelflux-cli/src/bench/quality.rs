@@ -265,8 +265,8 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].0, 2);
         assert_eq!(kept[0].1.data.len(), 64 * 32 * 4);
-        assert!(decode_h264_stream(b"not h264", 64, 32, |_| true)
-            .map(|(n, _)| n == 0)
-            .unwrap_or(true));
+        // Garbage is an error that carries ffmpeg's reason, not zero frames.
+        let err = decode_h264_stream(b"not h264", 64, 32, |_| true).unwrap_err();
+        assert!(err.to_string().starts_with("ffmpeg failed: "), "{err}");
     }
 }

@@ -2,6 +2,10 @@
 //! drawing known pixels into it, decoding JPEG stripes, and comparing pixels.
 #![allow(dead_code)]
 
+mod deadline;
+#[allow(unused_imports)] // not every test binary has a step to bound
+pub use deadline::within;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
