@@ -21,7 +21,7 @@ trap 'rm -rf "$VENV"' EXIT
 echo "== test $(basename "$WHEEL") with $("$PY" --version)"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$WHEEL" \
-  "pytest>=7" "pillow>=9" "python-xlib>=0.33" "websockets>=11"
+  "pytest>=7" "pytest-timeout>=2.1" "pillow>=9" "python-xlib>=0.33" "websockets>=11"
 
 # Every libx264 shared object the dynamic loader knows of, or finds in the usual folders.
 mapfile -t LIBS < <( { ldconfig -p | awk '/libx264\.so/ {print $NF}';
