@@ -2,16 +2,13 @@
 //! decoded as PNG (and PPM), equals the pixels drawn on the screen; SIGTERM and SIGINT stop
 //! `capture` with its summary and status 0.
 
-#[path = "../../pixelflux/tests/support/mod.rs"]
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{test_pattern, Xvfb};
+use pixelflux_testkit::{test_pattern, Xvfb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pixelflux");
 
