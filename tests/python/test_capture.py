@@ -178,9 +178,9 @@ def test_h264_stripes_decode_to_the_drawn_content(xvfb, fullcolor):
 
 
 def test_a_refresh_idr_is_as_sharp_as_x264_makes_the_picture(xvfb):
-    """x264's rate control coded an IDR right after another at about QP 35 (28.8 dB here)
-    where the first got QP 22 (43.3 dB); refreshes are now forced to the first's quantizer
-    (docs/h264.md)."""
+    """x264's rate control coded an IDR right after another from its own complexity (28.8 dB
+    here) where the first got QP 22 (43.3 dB); refreshes are now forced to the first's
+    quantizer (docs/h264.md)."""
     picture = pattern_image(640, 480, seed=5)
     xvfb.draw(picture)
     got = Collector()

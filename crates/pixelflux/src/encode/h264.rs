@@ -3,7 +3,12 @@
 //!
 //! Every call produces one whole access unit behind the 10-byte header of [`crate::wire`]; the
 //! header's frame type is what x264 actually produced. A new encoder starts with an IDR; a
-//! `keyframe` request forces one (SPS/PPS in front).
+//! `keyframe` request forces one (SPS/PPS in front) at the quantizer x264 gave the first
+//! picture ([`x264::Encoder::first_picture_qp`], CRF 25: QP 22). Left to rate control, an IDR
+//! right after another I picture (a refresh of a still screen, where unchanged stripes are not
+//! encoded in between) takes its quantizer from its own complexity, QP 33–35 on detailed
+//! content (about 30 dB instead of 43.6 dB), and one after P pictures takes theirs; see
+//! `docs/h264.md`.
 //!
 //! A `paint_over` request is an IDR at quantizer `min(h264_crf, 10)` for that one picture,
 //! forced per picture (`i_qpplus1`); rate control is untouched, so the next picture is back at
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_requested_key_frame_is_coded_like_the_first_picture() {
-        // x264 alone: an IDR right after the first one came out at QP 33 instead of 22
+        // x264 alone: an IDR right after the first one came out at QP 33–35 instead of 22
         // (CRF 25), one after P pictures anywhere from 10 to 26 (docs/h264.md).
         let f = picture(256, 64, 4);
         for (p_pictures, changing) in [(0, false), (1, false), (5, false), (40, false), (5, true)] {
