@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench compare
+.PHONY: run test deps deps-test build build-bench lint test-rust test-python test-browser bench compare
 
 deps:
 	@scripts/install-deps.sh run
@@ -61,10 +61,14 @@ test: deps-test
 
 # Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
 # target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
-bench: build
-	target/release/pixelflux bench --json target/bench.json $(BENCH_ARGS)
+# The benchmark is its own dev-only binary (crates/pixelflux-bench), not part of `pixelflux`.
+build-bench: deps
+	$(CARGO) build --release -p pixelflux-bench
+
+bench: build-bench
+	target/release/pixelflux-bench --json target/bench.json $(BENCH_ARGS)
 
 # Ours vs PyPI pixelflux 2.2.1 through Python on the same screens (downloads from PyPI; slow):
 # target/compare/compare.json and docs/compare.svg. Not part of `make test`.
-compare: build deps-test
+compare: build-bench deps-test
 	python3 bench/compare.py $(COMPARE_ARGS)

@@ -3,7 +3,7 @@
 // viewers, a late viewer, a stalled viewer, tokens, reconnecting, and the own-Xvfb mode.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -211,6 +211,7 @@ describe('pixelflux serve in Chromium', () => {
       const server = await startServe(['--listen', '127.0.0.1:0', '--size', '320x240', '--codec', codec,
         '--', 'sh', '-c', script, 'sh', flag], { env });
       let display;
+      let socketIno;
       let childPid;
       try {
         const v = await openViewer(server.url);
@@ -231,6 +232,7 @@ describe('pixelflux serve in Chromium', () => {
         assert.deepEqual(v.errors, []);
         await v.page.close();
         display = server.stderr.match(/started Xvfb :(\d+)/)[1];
+        socketIno = statSync(`/tmp/.X11-unix/X${display}`).ino;
         childPid = +server.stderr.match(/started "sh" \(pid (\d+)\)/)[1];
         assert.ok(processAlive(childPid));
       } finally {
@@ -238,7 +240,10 @@ describe('pixelflux serve in Chromium', () => {
         assert.equal(code, 0, `clean exit on SIGTERM:\n${server.stderr}`);
       }
       assert.ok(!processAlive(childPid), 'the command was stopped');
-      assert.ok(!existsSync(`/tmp/.X${display}-lock`), 'Xvfb was stopped and cleaned up');
+      // Started with -displayfd, Xvfb keeps no lock file: its socket is what it removes (told
+      // apart by inode from a socket another server may create under the freed number).
+      const socket = `/tmp/.X11-unix/X${display}`;
+      assert.ok(!existsSync(socket) || statSync(socket).ino !== socketIno, 'Xvfb was stopped and cleaned up');
     });
   }
 

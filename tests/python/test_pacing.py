@@ -6,16 +6,14 @@ of every stripe (README, "Change detection")."""
 
 import mmap
 import os
-import select
 import struct
-import subprocess
 import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import start_xvfb, stop_xvfb, wait_until
 from pixelflux import CaptureSettings, ScreenCapture, StripeCallback
 
 
@@ -48,34 +46,8 @@ def test_a_slow_callback_delays_frames_without_a_catch_up_burst():
     assert busiest <= fps + 2, f"{busiest} callbacks within one second at {fps} fps"
 
 
-def start_xvfb_displayfd(screen, *extra):
-    """An Xvfb with `-screen 0 <screen>` on a display number it picks itself (-displayfd)."""
-    read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", screen,
-                             "-nolisten", "tcp", *extra], pass_fds=(write,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    text = b""
-    deadline = time.monotonic() + 20
-    try:
-        while not text.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([read], [], [], max(0.0, left))
-            assert ready, "Xvfb did not report its display within 20 s"
-            chunk = os.read(read, 64)
-            assert chunk, "Xvfb exited before reporting its display"
-            text += chunk
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        os.close(read)
-    return proc, ":" + text.decode().strip()
-
-
 def test_a_16_bit_screen_is_refused_at_start_naming_its_depth():
-    proc, display = start_xvfb_displayfd("64x64x16")
+    proc, display = start_xvfb("64x64x16")
     try:
         s = CaptureSettings(display=display, capture_width=64, capture_height=64)
         cap = ScreenCapture()
@@ -84,12 +56,7 @@ def test_a_16_bit_screen_is_refused_at_start_naming_its_depth():
         assert not isinstance(raised.value, ConnectionError), raised.value
         assert not cap.is_running
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_xvfb(proc)
 
 
 def test_a_callback_never_runs_twice_at_once():
@@ -120,20 +87,11 @@ def test_a_callback_never_runs_twice_at_once():
     assert calls == sorted(calls), calls[:20]
 
 
-def stop_xvfb(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def test_a_change_damage_never_reported_is_sent_by_the_once_a_second_check():
     # Xvfb -fbdir keeps the screen in a memory-mapped XWD file: writing the file changes the
     # pixels with no X request, so X DAMAGE reports nothing.
     with tempfile.TemporaryDirectory() as fbdir:
-        proc, display = start_xvfb_displayfd("320x240x24", "-fbdir", fbdir)
+        proc, display = start_xvfb("320x240x24", "-fbdir", fbdir)
         try:
             fps = 60  # once a second = every 60th frame
             s = CaptureSettings(display=display, capture_width=320, capture_height=240,

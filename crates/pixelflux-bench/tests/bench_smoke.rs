@@ -1,4 +1,4 @@
-//! `pixelflux bench` end to end on a tiny picture: both sources (the X11 one through a real
+//! `pixelflux-bench` end to end on a tiny picture: both sources (the X11 one through a real
 //! Xvfb and the scene driver), both codecs, real decoders for PSNR. Checks the JSON, not speed.
 
 use std::process::{Command, Output, Stdio};
@@ -12,19 +12,19 @@ fn output_within(cmd: &mut Command, limit: Duration) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run pixelflux bench");
+        .expect("run pixelflux-bench");
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
-        Ok(output) => output.expect("wait for pixelflux bench"),
+        Ok(output) => output.expect("wait for pixelflux-bench"),
         Err(_) => {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            panic!("pixelflux bench did not finish within {limit:?}");
+            panic!("pixelflux-bench did not finish within {limit:?}");
         }
     }
 }
@@ -34,26 +34,18 @@ fn bench_runs_every_path_and_writes_sound_json() {
     let dir = std::env::temp_dir().join(format!("pixelflux-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("bench.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixelflux"));
-    cmd.args([
-        "bench",
-        "--size",
-        "256x128",
-        "--seconds",
-        "0.6",
-        "--warmup",
-        "0.2",
-    ])
-    .args([
-        "--scene",
-        "static,typing,full",
-        "--codec",
-        "both",
-        "--source",
-        "both",
-    ])
-    .args(["--psnr-samples", "3", "--json"])
-    .arg(&json);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"));
+    cmd.args(["--size", "256x128", "--seconds", "0.6", "--warmup", "0.2"])
+        .args([
+            "--scene",
+            "static,typing,full",
+            "--codec",
+            "both",
+            "--source",
+            "both",
+        ])
+        .args(["--psnr-samples", "3", "--json"])
+        .arg(&json);
     let out = output_within(&mut cmd, Duration::from_secs(300));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
@@ -104,4 +96,30 @@ fn bench_runs_every_path_and_writes_sound_json() {
             assert!(r["driver_fps"].is_null(), "{name}");
         }
     }
+}
+
+#[test]
+fn xvfb_tool_serves_a_display_until_stdin_closes() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"))
+        .args(["xvfb", "--size", "64x48"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run pixelflux-bench xvfb");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let display = line.trim().to_owned();
+    assert!(display.starts_with(':'), "said {line:?}");
+    let socket = format!("/tmp/.X11-unix/X{}", &display[1..]);
+    let inode = std::fs::metadata(&socket).expect("its socket").ino();
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Gone, or another server's socket under the freed number.
+    assert!(std::fs::metadata(&socket).map_or(true, |m| m.ino() != inode));
 }
