@@ -10,8 +10,9 @@
 pub mod display;
 pub mod http;
 pub mod hub;
+pub mod limits;
+pub mod server;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -153,9 +154,13 @@ async fn stop_capture(capture: Arc<ScreenCapture>) -> Option<String> {
         .unwrap_or_else(|e| Some(format!("stopping the capture: {e}")))
 }
 
+/// The URL to open; the token is percent-encoded (`a+b&c` → `a%2Bb%26c`).
 fn url(addr: SocketAddr, token: Option<&str>) -> String {
     match token {
-        Some(t) => format!("http://{addr}/?token={t}"),
+        Some(t) => {
+            let t: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
+            format!("http://{addr}/?token={t}")
+        }
         None => format!("http://{addr}/"),
     }
 }
@@ -187,18 +192,23 @@ async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     println!("open {}", url(addr, token.as_deref()));
+    let limits = limits::Limits::for_this_process();
     let state = Arc::new(http::AppState {
         hub: Arc::clone(&hub),
         token,
+        listen: addr,
+        limits,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(server::serve(
+        listener,
+        http::router(state),
+        limits,
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(3),
+    ));
 
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -257,11 +267,11 @@ async fn serve(
     hub.close_all();
     tracing::info!("{} stripes published", hub.published());
     let _ = stop_tx.send(());
-    if tokio::time::timeout(Duration::from_secs(3), server)
+    if tokio::time::timeout(Duration::from_secs(4), server)
         .await
         .is_err()
     {
-        tracing::warn!("connections did not close within 3 s");
+        tracing::warn!("connections did not close within 4 s");
     }
     if let Some(e) = stop_capture(capture).await {
         if outcome.is_ok() {
