@@ -23,7 +23,7 @@ use pixelflux::{CaptureSettings, OutputMode, Scene, ScreenCapture, SourceSpec, W
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::options::{CaptureOptions, RegionArg};
-use display::{AppChild, DisplayError, OwnXvfb};
+use display::{AppChild, DisplayError, OwnXvfb, XHold};
 use hub::{Hello, Hub, HubConfig};
 
 /// Options of `pixelflux serve`.
@@ -83,6 +83,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let display = options.display.clone().or(env_display);
+    // Held until serving ends, so our own connections closing cannot reset the X server.
+    let _x_hold = match (&display, options.scene) {
+        (Some(d), None) => XHold::connect(d)
+            .map_err(|e| tracing::debug!("cannot hold a connection to {d}: {e}"))
+            .ok(),
+        _ => None,
+    };
     let mut app = None;
     if !args.command.is_empty() {
         let Some(display) = display.as_deref().filter(|_| options.scene.is_none()) else {
