@@ -55,7 +55,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(5),
             // Far above any stripe (a 7680-pixel-wide 64-row JPEG stripe at quality 100 is
             // about 1-2 MB), so only a client that stops reading fills it.
-            max_write_buffer: 32 << 20,
+            max_write_buffer: 16 << 20,
             write_timeout: Duration::from_secs(30),
             ping_burst: 32,
             pings_per_second: 4,
