@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import {
-  freePort, launchBrowser, processAlive, psnr, readCanvas, rssKiB, runBin, sleep, snapshot,
+  launchBrowser, processAlive, psnr, readCanvas, rssKiB, runBin, sleep, snapshot,
   stalledViewer, startServe, waitForFullPicture,
 } from './support.mjs';
 
@@ -160,12 +160,21 @@ describe('pixelflux serve in Chromium', () => {
       assert.equal(opened, false);
       for (const v of [bad, none, good]) await v.page.close();
     });
+    // The printed URL percent-encodes the token: one with URL syntax in it works as printed.
+    await withServe(['--scene', 'static', '--region', '320x192', '--token', 'a+b&c d'], async (server) => {
+      assert.match(server.url, /\?token=a%2Bb%26c\+d$/);
+      const v = await openViewer(server.url);
+      assert.equal(v.response.status(), 200);
+      await waitForFullPicture(v.page);
+      await v.page.close();
+    });
   });
 
   test('the client reconnects after the server restarts, and follows a new capture size', async () => {
-    const port = await freePort();
-    const listen = ['--listen', `127.0.0.1:${port}`];
-    const first = await startServe([...listen, '--scene', 'static', '--region', REGION]);
+    // Port 0, then the second server takes the port the first one was given (no pick-then-
+    // release race with other processes).
+    const first = await startServe(['--listen', '127.0.0.1:0', '--scene', 'static', '--region', REGION]);
+    const listen = ['--listen', new URL(first.url).host];
     const v = await openViewer(first.url);
     try {
       await assertMatches(v.page, snapshot(['--scene', 'static', '--region', REGION]), 'before restart');

@@ -86,18 +86,6 @@ function readPpm(buf) {
   return { width: +m[1], height: +m[2], rgb: buf.subarray(m[0].length) };
 }
 
-/** A port nobody listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 /** Headless Chromium with a fresh profile; `close()` removes the profile too. */
 export async function launchBrowser() {
   const profile = mkdtempSync(path.join(tmpdir(), 'pixelflux-chromium-'));
