@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench compare
+.PHONY: run test deps deps-test build lint test-rust test-python test-browser bench compare fuzz soak
 
 deps:
 	@scripts/install-deps.sh run
@@ -57,3 +57,15 @@ bench: build
 # target/compare/compare.json and docs/compare.svg. Not part of `make test`.
 compare: build deps-test
 	python3 bench/compare.py $(COMPARE_ARGS)
+
+# Fuzz every parser of client input in `serve` (fuzz/: WebSocket messages, the WxH+X+Y region,
+# token/Host/Origin checks) with libFuzzer for FUZZ_SECONDS each (needs the nightly toolchain;
+# installs cargo-fuzz once). Not part of `make test`. Crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := client_message region request_checks
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 || exit 1; \
+	done
