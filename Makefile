@@ -69,3 +69,10 @@ fuzz:
 	  echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 || exit 1; \
 	done
+
+# Soak: `serve` on full motion (1280x720 @30, JPEG) with a normal and a slow (64 KiB/s) viewer
+# for SOAK_SECONDS (default 10 min); RSS, fds and threads sampled every 5 s must stay flat
+# after the warm-up. Not part of `make test`.
+SOAK_SECONDS ?= 600
+soak: build
+	node scripts/soak.mjs $(SOAK_SECONDS) target/release/pixelflux

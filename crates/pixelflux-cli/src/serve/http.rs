@@ -254,6 +254,10 @@ pub fn close_for_read_error(err: axum::Error) -> Option<CloseFrame> {
     let (code, reason) = match *err {
         tungstenite::Error::Capacity(e) => (close_code::SIZE, e.to_string()),
         tungstenite::Error::Utf8(_) => (close_code::INVALID, "text is not UTF-8".to_string()),
+        // The peer is gone: nobody to send a close frame to.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => return None,
         tungstenite::Error::Protocol(e) => (close_code::PROTOCOL, e.to_string()),
         _ => return None,
     };
