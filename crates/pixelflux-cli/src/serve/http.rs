@@ -287,7 +287,7 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
     let viewer = st.hub.join();
     let (mut sink, mut source) = socket.split();
     let started = Instant::now();
-    // Milliseconds since `started` at which the client was last heard from.
+    // Milliseconds since `started` at which the client last answered a ping.
     let last_heard = AtomicU64::new(0);
     let writer = async {
         let mut keepalive = tokio::time::interval_at(
@@ -340,8 +340,12 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
                     return close;
                 }
             };
-            let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            last_heard.store(now_ms, Ordering::Relaxed);
+            // Only a pong answers the keepalive: a client that pings or talks but never reads
+            // is not answering.
+            if matches!(msg, Message::Pong(_)) {
+                let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                last_heard.store(now_ms, Ordering::Relaxed);
+            }
             // tungstenite has queued the pong already; a flood would grow its write buffer.
             if matches!(msg, Message::Ping(_)) && !pings.take() {
                 tracing::warn!("closing a viewer connection: ping flood");

@@ -13,7 +13,7 @@
 //! | one message written to a viewer | done within [`Limits::write_timeout`], else the connection is dropped |
 //! | client messages | [`super::http::MAX_CLIENT_MESSAGE`] bytes (close 1009) |
 //! | protocol pings from a client | a burst of [`Limits::ping_burst`], then [`Limits::pings_per_second`] (close 1008) |
-//! | a silent viewer | pinged every [`Limits::ping_interval`], closed after [`Limits::idle_timeout`] without hearing from it |
+//! | a silent viewer | pinged every [`Limits::ping_interval`], closed after [`Limits::idle_timeout`] without a pong (close 1008) |
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub struct Limits {
     pub pings_per_second: u32,
     /// How often the server pings a viewer (browsers answer without the page's help).
     pub ping_interval: Duration,
-    /// A viewer from which nothing (pong or message) has arrived for this long is closed.
+    /// A viewer that has sent no pong for this long is closed (browsers answer every ping).
     pub idle_timeout: Duration,
 }
 
