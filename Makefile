@@ -60,7 +60,8 @@ compare: build deps-test
 
 # Fuzz every parser of client input in `serve` (fuzz/: WebSocket messages, the WxH+X+Y region,
 # token/Host/Origin checks) with libFuzzer for FUZZ_SECONDS each (needs the nightly toolchain;
-# installs cargo-fuzz once). Not part of `make test`. Crashes land in fuzz/artifacts/.
+# installs cargo-fuzz once). Not part of `make test`. Crashes land in fuzz/artifacts/. The first
+# build instruments the whole library (about 25 min on 2 busy cores); later ones take a minute.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := client_message region request_checks
 fuzz:

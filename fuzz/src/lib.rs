@@ -2,14 +2,7 @@
 //! (the CLI has no library target) so the fuzz targets exercise exactly that code.
 #![allow(dead_code, unused_imports)]
 
-pub mod serve {
-    #[path = "../../../crates/pixelflux-cli/src/serve/http.rs"]
-    pub mod http;
-    #[path = "../../../crates/pixelflux-cli/src/serve/hub.rs"]
-    pub mod hub;
-    #[path = "../../../crates/pixelflux-cli/src/serve/limits.rs"]
-    pub mod limits;
-}
+pub mod serve;
 
 #[path = "../../crates/pixelflux-cli/src/options.rs"]
 pub mod options;
