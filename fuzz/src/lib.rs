@@ -1,8 +1,8 @@
-//! The parsers of client input in `pixelflux serve`, compiled from the CLI's own source files
-//! (the CLI has no library target) so the fuzz targets exercise exactly that code.
+//! The parsers of client input in `pixelflux serve`: the region parser from the CLI's library,
+//! the serve modules compiled from the CLI's own source files (they are not in its library),
+//! so the fuzz targets exercise exactly that code.
 #![allow(dead_code, unused_imports)]
 
 pub mod serve;
 
-#[path = "../../crates/pixelflux-cli/src/options.rs"]
-pub mod options;
+pub use pixelflux_cli::options;

@@ -5,8 +5,8 @@ pub mod h264;
 pub mod jpeg;
 pub mod x264;
 
+use crate::config::EncoderConfig;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
 use crate::wire::H264FrameType;
 
 /// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
@@ -83,15 +83,15 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder for a stripe of `width` x `height` as the settings ask. H.264 stripes
-/// must have an even width and height (see [`h264`]).
+/// Makes the encoder `config` names for a stripe of `width` x `height`. H.264 stripes must
+/// have an even width and height (see [`h264`]).
 pub fn new_encoder(
-    settings: &CaptureSettings,
+    config: &EncoderConfig,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    match settings.output_mode {
-        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
-        OutputMode::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
+    match config {
+        EncoderConfig::Jpeg(jpeg) => Ok(Box::new(jpeg::JpegEncoder::new(jpeg.wire_format)?)),
+        EncoderConfig::H264(h264) => Ok(Box::new(h264::H264Encoder::new(h264, width, height)?)),
     }
 }
