@@ -4,6 +4,7 @@
 
 use std::io::ErrorKind;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
