@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build build-bench lint test-rust test-nogpl test-python test-browser bench compare docs-check wheels
+.PHONY: run test deps deps-test build build-bench lint test-rust test-nogpl test-python test-browser bench compare docs-check wheels fuzz soak
 
 deps:
 	@scripts/install-deps.sh run
@@ -90,3 +90,23 @@ docs-check:
 # for `unshare -m`). NO_GPL=1 builds them without x264; see scripts/build-wheels.sh.
 wheels: deps-test
 	scripts/build-wheels.sh
+
+# Fuzz every parser of client input in `serve` (fuzz/: WebSocket messages, the WxH+X+Y region,
+# token/Host/Origin checks) with libFuzzer for FUZZ_SECONDS each (needs the nightly toolchain;
+# installs cargo-fuzz once). Not part of `make test`. Crashes land in fuzz/artifacts/. The first
+# build instruments the whole library (about 25 min on 2 busy cores); later ones take a minute.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := client_message region request_checks
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 || exit 1; \
+	done
+
+# Soak: `serve` on full motion (1280x720 @30, JPEG) with a normal and a slow (64 KiB/s) viewer
+# for SOAK_SECONDS (default 10 min); RSS, fds and threads sampled every 5 s must stay flat
+# after the warm-up. Not part of `make test`.
+SOAK_SECONDS ?= 600
+soak: build
+	node scripts/soak.mjs $(SOAK_SECONDS) target/release/pixelflux
