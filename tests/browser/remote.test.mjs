@@ -396,7 +396,7 @@ describe('pixelflux serve over TLS', () => {
     const tlsBrowser = await launchBrowser({ ignoreHTTPSErrors: true });
     const server = await startServe(['--listen', `${host}:0`, '--tls-self-signed', ...scene]);
     try {
-      assert.match(server.url, new RegExp(`^https://${host.replace(/\./g, '\\.')}:\\d+/\\?token=tls%20tok$`));
+      assert.match(server.url, new RegExp(`^https://${host.replace(/\./g, '\\.')}:\\d+/\\?token=tls\\+tok$`));
       const fp = server.stdout.match(/fingerprint: ([0-9A-F:]{95})/)[1];
       const { hostname, port } = new URL(server.url);
       assert.equal(await peerFingerprint(hostname, +port), fp, 'the printed fingerprint is the served certificate\'s');

@@ -13,10 +13,11 @@ pub mod display;
 pub mod http;
 pub mod hub;
 pub mod input;
+pub mod limits;
 pub mod remote;
+pub mod server;
 pub mod tls;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -30,7 +31,7 @@ use pixelflux::{
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::options::{CaptureOptions, RegionArg};
-use display::{AppChild, DisplayError, OwnXvfb};
+use display::{AppChild, DisplayError, OwnXvfb, XHold};
 use hub::{Hello, Hub, HubConfig};
 
 /// Options of `pixelflux serve`.
@@ -126,6 +127,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let display = options.display.clone().or(env_display);
+    // Held until serving ends, so our own connections closing cannot reset the X server.
+    let _x_hold = match (&display, options.scene) {
+        (Some(d), None) => XHold::connect(d)
+            .map_err(|e| tracing::debug!("cannot hold a connection to {d}: {e}"))
+            .ok(),
+        _ => None,
+    };
     let mut command = args.command.clone();
     if command.is_empty() && own_xvfb.is_some() {
         // A private screen with nothing on it is of no use: give it a terminal.
@@ -240,7 +248,7 @@ fn start_capture(
     *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&capture);
     let format = capture.format();
     tracing::info!(
-        "capturing {}x{}+{}+{} from {spec:?} as {:?} at {} fps",
+        "capturing {}x{}+{}+{} from {spec} as {:?} at {} fps",
         format.width,
         format.height,
         settings.capture_x,
@@ -257,18 +265,11 @@ async fn stop_capture(capture: Arc<ScreenCapture>) -> Option<String> {
         .unwrap_or_else(|e| Some(format!("stopping the capture: {e}")))
 }
 
-/// What is percent-encoded in a query value: everything but RFC 3986's unreserved characters.
-const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// The page's URL at `addr` with `token` percent-encoded into the query.
+/// The page's URL at `addr`; the token is percent-encoded (`a+b&c` → `a%2Bb%26c`).
 fn url(scheme: &str, addr: SocketAddr, token: Option<&str>) -> String {
     match token {
         Some(t) => {
-            let t = percent_encoding::utf8_percent_encode(t, QUERY_VALUE);
+            let t: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
             format!("{scheme}://{addr}/?token={t}")
         }
         None => format!("{scheme}://{addr}/"),
@@ -397,8 +398,11 @@ async fn serve(
     if access.view_only || injector.is_none() {
         println!("(view only: input from the page is not applied)");
     }
+    let limits = limits::Limits::for_this_process();
     let state = Arc::new(http::AppState {
         hub: Arc::clone(&hub),
+        // Any token configured means requests must carry one (so no `Host` check).
+        token: access.token.clone().or_else(|| access.view_token.clone()),
         remote: remote::Remote {
             control_token: access.token,
             view_token: access.view_token,
@@ -412,16 +416,21 @@ async fn serve(
             },
             ..Default::default()
         },
+        listen: addr,
+        limits,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = match access.tls {
-        None => tokio::spawn(
-            axum::serve(listener, http::router(Arc::clone(&state)))
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .into_future(),
-        ),
+        None => tokio::spawn(server::serve(
+            listener,
+            http::router(Arc::clone(&state)),
+            limits,
+            async {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(3),
+        )),
+        // HTTPS through axum-server (rustls); without the plain server's accept limits.
         Some(tls) => {
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
@@ -432,7 +441,11 @@ async fn serve(
             let server = axum_server::from_tcp_rustls(listener.into_std()?, tls.config)?
                 .handle(handle)
                 .serve(http::router(Arc::clone(&state)).into_make_service());
-            tokio::spawn(server)
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::warn!("HTTPS server: {e}");
+                }
+            })
         }
     };
 
@@ -547,11 +560,11 @@ async fn serve(
         tracing::info!("{refused} input messages refused from viewers without control");
     }
     let _ = stop_tx.send(());
-    if tokio::time::timeout(Duration::from_secs(3), server)
+    if tokio::time::timeout(Duration::from_secs(4), server)
         .await
         .is_err()
     {
-        tracing::warn!("connections did not close within 3 s");
+        tracing::warn!("connections did not close within 4 s");
     }
     if let Some(e) = stop_capture(capture).await {
         if outcome.is_ok() {
