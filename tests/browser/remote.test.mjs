@@ -204,6 +204,8 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
     const server = await withServe(['--size', '640x360', '--token', 'ctl-tok', '--view-token', 'see/tok&',
       ...xevCommand(log)], async (server) => {
       // Both URLs printed, the view token percent-encoded.
+      const t0 = Date.now();
+      while (!/view only: /.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
       assert.match(server.stdout, /view only: http:\/\/127\.0\.0\.1:\d+\/\?token=see%2Ftok%26/);
       const viewUrl = server.stdout.match(/view only: (\S+)/)[1];
       const viewer = await openPage(viewUrl);
@@ -397,6 +399,9 @@ describe('pixelflux serve over TLS', () => {
     const server = await startServe(['--listen', `${host}:0`, '--tls-self-signed', ...scene]);
     try {
       assert.match(server.url, new RegExp(`^https://${host.replace(/\./g, '\\.')}:\\d+/\\?token=tls\\+tok$`));
+      // stdout may come in pieces: wait for the line after the URL.
+      const t0 = Date.now();
+      while (!/fingerprint: [0-9A-F:]{95}/.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
       const fp = server.stdout.match(/fingerprint: ([0-9A-F:]{95})/)[1];
       const { hostname, port } = new URL(server.url);
       assert.equal(await peerFingerprint(hostname, +port), fp, 'the printed fingerprint is the served certificate\'s');
