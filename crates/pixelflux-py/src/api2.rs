@@ -127,10 +127,7 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 /// Checks `value` against the kind of `old` and returns the new value.
 fn convert(name: &str, old: &Value, value: &Bound<'_, PyAny>) -> PyResult<Value> {
     let wrong = |what: &str| {
-        PyTypeError::new_err(format!(
-            "{name} must be {what}, not {}",
-            type_name(value)
-        ))
+        PyTypeError::new_err(format!("{name} must be {what}, not {}", type_name(value)))
     };
     Ok(match old {
         Value::Bool(_) => {
@@ -140,7 +137,11 @@ fn convert(name: &str, old: &Value, value: &Bound<'_, PyAny>) -> PyResult<Value>
                 match value.extract::<i64>()? {
                     0 => Value::Bool(false),
                     1 => Value::Bool(true),
-                    _ => return Err(PyValueError::new_err(format!("{name} must be True or False"))),
+                    _ => {
+                        return Err(PyValueError::new_err(format!(
+                            "{name} must be True or False"
+                        )))
+                    }
                 }
             } else {
                 return Err(wrong("a bool"));
@@ -166,8 +167,10 @@ fn convert(name: &str, old: &Value, value: &Bound<'_, PyAny>) -> PyResult<Value>
                 "video_paintover_crf" => (0..=51).contains(&i),
                 "video_min_qp" | "video_max_qp" => (0..=69).contains(&i),
                 "video_bit_depth" => i == 8 || i == 10,
-                "video_bitrate_kbps" | "video_paintover_burst_frames"
-                | "video_reference_frames" | "display_id" => i >= 0,
+                "video_bitrate_kbps"
+                | "video_paintover_burst_frames"
+                | "video_reference_frames"
+                | "display_id" => i >= 0,
                 _ => true,
             };
             if !ok {
@@ -214,7 +217,16 @@ pub(crate) fn assign(
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     if let Some((_, target)) = ALIASES.iter().find(|(n, _)| *n == name) {
-        return settings.assign(target, value);
+        // The error names the field as the caller wrote it.
+        return settings.assign(target, value).map_err(|e| {
+            let py = value.py();
+            let message = e.value(py).to_string().replace(target, name);
+            if e.is_instance_of::<PyTypeError>(py) {
+                PyTypeError::new_err(message)
+            } else {
+                PyValueError::new_err(message)
+            }
+        });
     }
     if name == "codec" {
         let codec = value.cast::<PyString>().map_err(|_| {
@@ -306,7 +318,11 @@ pub(crate) fn check_hardware(py: Python<'_>, extra: &Extra) -> PyResult<()> {
     if index >= 0 {
         asked.push("encode_node_index");
     }
-    for field in ["encode_node_path", "render_node_path", "wayland_host_display"] {
+    for field in [
+        "encode_node_path",
+        "render_node_path",
+        "wayland_host_display",
+    ] {
         if extra.str(field).is_some() {
             asked.push(field);
         }
@@ -346,12 +362,19 @@ pub(crate) fn stream_info<'py>(
     d.set_item("capture", if shm { "XShm" } else { "synthetic" })?;
     d.set_item("zero_copy", false)?;
     d.set_item("zero_copy_available", false)?;
-    d.set_item("capture_reason", "zero-copy capture is not implemented in this build")?;
+    d.set_item(
+        "capture_reason",
+        "zero-copy capture is not implemented in this build",
+    )?;
     d.set_item("encoder", if h264 { "x264" } else { "turbojpeg" })?;
     d.set_item("hardware", false)?;
     d.set_item(
         "encoder_reason",
-        if h264 { "software encoding only in this build" } else { "" },
+        if h264 {
+            "software encoding only in this build"
+        } else {
+            ""
+        },
     )?;
     d.set_item("codec", if h264 { "h264" } else { "jpeg" })?;
     d.set_item("fullcolor", h264 && format.h264_fullcolor)?;

@@ -319,13 +319,14 @@ impl PyScreenCapture {
         } else {
             (settings, callback)
         };
-        let settings = settings.cast::<PyCaptureSettings>().map_err(|_| {
-            PyTypeError::new_err(format!(
+        let settings =
+            settings.cast::<PyCaptureSettings>().map_err(|_| {
+                PyTypeError::new_err(format!(
                 "start_capture takes (settings, callback[, user_data]) or (callback, settings) \
                  with a CaptureSettings, got a {}",
                 settings.get_type().name().map(|n| n.to_string()).unwrap_or_default()
             ))
-        })?;
+            })?;
         let function = if let Ok(handler) = callback.cast::<PyStripeCallback>() {
             handler.get().function.clone_ref(py)
         } else if callback.is_callable() {
@@ -528,8 +529,14 @@ impl PyScreenCapture {
     /// values, as stored (ours): `{"video_bitrate_kbps", "link_rate_kbps", "vbv_multiplier"}`.
     fn rate_hints<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        d.set_item("video_bitrate_kbps", self.bitrate_kbps.load(Ordering::Relaxed))?;
-        d.set_item("link_rate_kbps", self.link_rate_kbps.load(Ordering::Relaxed))?;
+        d.set_item(
+            "video_bitrate_kbps",
+            self.bitrate_kbps.load(Ordering::Relaxed),
+        )?;
+        d.set_item(
+            "link_rate_kbps",
+            self.link_rate_kbps.load(Ordering::Relaxed),
+        )?;
         d.set_item(
             "vbv_multiplier",
             f64::from_bits(self.vbv_multiplier.load(Ordering::Relaxed)),
@@ -542,9 +549,9 @@ impl PyScreenCapture {
     /// `NotLive`) the core capture is restarted with the new region and the same callback:
     /// the next frame is complete (every stripe, H.264 as IDRs, no black frame) and frame ids
     /// go on increasing. `ValueError` for a width or height <= 0 (2.2.1's "to the root edge"
-    /// is not supported) or a region off the screen (the old capture then goes on);
-    /// `RuntimeError` when called from the capture's own callback. Nothing happens without a
-    /// running capture.
+    /// is not supported) or a region off the screen (the capture then goes on with the old
+    /// region, restarted); `RuntimeError` when called from the capture's own callback (the
+    /// capture then ends). Nothing happens without a running capture.
     fn update_capture_region(
         &self,
         py: Python<'_>,
@@ -576,15 +583,14 @@ impl PyScreenCapture {
             Err(ControlError::NotLive { .. }) => {}
             Err(e) => return Err(control_error(e)),
         }
-        let mut settings = active.capture.settings();
+        let old_settings = active.capture.settings();
+        let mut settings = old_settings.clone();
         settings.capture_x = x;
         settings.capture_y = y;
         settings.capture_width = width;
         settings.capture_height = height;
         let config =
             PipelineConfig::new(&settings).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        // Opening the new source first checks the region against the screen and keeps the
-        // old capture going if it is refused.
         let origin = active.origin.clone();
         let encode_ns = active.capture.stats().stage_ns.encode;
         if let Delivery::V2 { state, .. } = &origin.delivery {
@@ -600,9 +606,20 @@ impl PyScreenCapture {
             ));
         }
         self.forget(&active);
-        let capture = origin.start(py, config).map_err(start_error)?;
-        self.install(capture, origin);
-        Ok(())
+        match origin.start(py, config) {
+            Ok(capture) => {
+                self.install(capture, origin);
+                Ok(())
+            }
+            Err(error) => {
+                // Refused (a region off the screen, say): go on with the old region.
+                let old = PipelineConfig::new(&old_settings)
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                let capture = origin.start(py, old).map_err(start_error)?;
+                self.install(capture, origin);
+                Err(start_error(error))
+            }
+        }
     }
 
     /// Registers a cursor callback. Stored only: this build does not deliver cursor images
@@ -648,7 +665,12 @@ impl PyScreenCapture {
                 d.set_item("frames", stats.frames_sent)?;
                 d.set_item("bytes", stats.bytes)?;
                 d.set_item("encode_ns", stats.stage_ns.encode)?;
-                for key in ["pipeline_ns", "pipeline_min_ns", "pipeline_max_ns", "frame_max_bytes"] {
+                for key in [
+                    "pipeline_ns",
+                    "pipeline_min_ns",
+                    "pipeline_max_ns",
+                    "frame_max_bytes",
+                ] {
                     d.set_item(key, 0)?;
                 }
                 Ok(Some(d))

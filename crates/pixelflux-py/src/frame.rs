@@ -217,8 +217,10 @@ impl Stats {
                 self.pipeline_ns += pipeline_ns;
                 self.frame_max_bytes = self.frame_max_bytes.max(bytes);
                 self.pipeline_max_ns = self.pipeline_max_ns.max(pipeline_ns);
-                self.pipeline_min_ns =
-                    Some(self.pipeline_min_ns.map_or(pipeline_ns, |m| m.min(pipeline_ns)));
+                self.pipeline_min_ns = Some(
+                    self.pipeline_min_ns
+                        .map_or(pipeline_ns, |m| m.min(pipeline_ns)),
+                );
                 self.current = Some((frame_id, bytes, pipeline_ns));
             }
         }
@@ -249,7 +251,11 @@ pub(crate) struct FrameState {
 impl FrameState {
     pub(crate) fn new(py: Python<'_>, omit_headers: bool) -> PyResult<Self> {
         let now = Instant::now();
-        let mono: u64 = py.import("time")?.getattr("monotonic_ns")?.call0()?.extract()?;
+        let mono: u64 = py
+            .import("time")?
+            .getattr("monotonic_ns")?
+            .call0()?
+            .extract()?;
         Ok(Self {
             omit_headers,
             anchor: (now, mono),
@@ -279,7 +285,9 @@ impl FrameState {
 
     fn mono_ns(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.anchor.0).as_nanos();
-        self.anchor.1.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        self.anchor
+            .1
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
     /// Re-heads the core's stripe (1.2.2 layout) in 2.2.1's and records it.
