@@ -41,3 +41,9 @@ pub use pipeline::{Pipeline, TickOutput};
 pub use settings::{CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat};
 pub use source::synthetic::Scene;
 pub use source::{FrameSource, SourceError, SourceSpec};
+
+/// The README's Rust example, compiled by `cargo test --doc` (not run: it needs an X display)
+/// so that it stays in step with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
