@@ -275,8 +275,11 @@ class ScreenCapture:
     def update_capture_region(self, x: int, y: int, width: int, height: int) -> None:
         """New region; the next frame is complete (H.264 IDRs). ValueError for a size <= 0
         or a region off the screen."""
-    def set_cursor_callback(self, callback: Optional[Callable[..., object]]) -> None:
-        """Stored; this build does not deliver cursor images."""
+    def set_cursor_callback(
+        self, callback: Optional[Callable[[str, bytes, int, int], object]]
+    ) -> None:
+        """While capturing: callback("png", png_bytes, hotspot_x, hotspot_y) with the X cursor
+        and each change, from a background thread; None withdraws it."""
     def clear_cursor_callback(self) -> None: ...
     def stream_info(self) -> Optional[Dict[str, Any]]: ...
     def stream_stats(self) -> Optional[Dict[str, int]]: ...

@@ -520,3 +520,41 @@ def test_update_capture_region_resizes_with_key_frames_and_increasing_ids(captur
     with pytest.raises(ValueError):
         capture.update_capture_region(600, 400, 400, 300)  # off the screen
     assert capture.is_capturing
+
+
+class Cursors:
+    def __init__(self):
+        self.calls = []
+        self.cond = threading.Condition()
+
+    def __call__(self, *args):
+        with self.cond:
+            self.calls.append(args)
+            self.cond.notify_all()
+
+    def wait_for(self, n, timeout=20):
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.calls) >= n, timeout)
+
+
+@pytest.mark.parametrize("cap", [128, 8])
+def test_cursor_callback_gets_the_x_cursor_as_png_with_hotspot(capture, xvfb, cap):
+    cursors = Cursors()
+    capture.set_cursor_callback(cursors)
+    s = v2_settings(capture_width=320, capture_height=240, display=xvfb.display,
+                    cursor_size_cap=cap)
+    capture.start_capture(Frames(), s)
+    assert cursors.wait_for(1)
+    kind, png, hotx, hoty = cursors.calls[0]
+    assert kind == "png" and isinstance(png, bytes)
+    img = Image.open(BytesIO(png))
+    img.load()
+    assert img.mode == "RGBA" and max(img.size) <= cap
+    assert 0 <= hotx < img.width and 0 <= hoty < img.height
+    # Not blank: Xvfb's root cursor has opaque pixels.
+    assert img.getchannel("A").getextrema()[1] == 255
+    capture.stop_capture()
+    n = len(cursors.calls)
+    time.sleep(0.2)
+    assert len(cursors.calls) == n
+    capture.clear_cursor_callback()

@@ -19,6 +19,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::cursor::CursorMonitor;
 use crate::frame::FrameState;
 use crate::result::PyStripeEncodeResult;
 use crate::settings::PyCaptureSettings;
@@ -166,6 +167,10 @@ pub(crate) fn _stop_all(py: Python<'_>) {
     }
 }
 
+fn lock_monitor(m: &Mutex<Option<CursorMonitor>>) -> MutexGuard<'_, Option<CursorMonitor>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Turns a refused control into the Python exception that fits it.
 fn control_error(error: ControlError) -> PyErr {
     let message = error.to_string();
@@ -201,8 +206,12 @@ pub(crate) struct PyScreenCapture {
     link_rate_kbps: AtomicU64,
     /// `f64` bits.
     vbv_multiplier: AtomicU64,
-    /// Stored by `set_cursor_callback`; not called by this build.
+    /// Set by `set_cursor_callback`; called by `cursor_monitor` while capturing.
     cursor_callback: Mutex<Option<Py<PyAny>>>,
+    /// Watches the captured display's cursor while a capture runs and a callback is set.
+    cursor_monitor: Mutex<Option<CursorMonitor>>,
+    /// `cursor_size_cap` of the running capture (0: no cap).
+    cursor_cap: AtomicU64,
 }
 
 impl PyScreenCapture {
@@ -227,6 +236,37 @@ impl PyScreenCapture {
             registry.push(Arc::downgrade(&active));
         }
         *self.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(active);
+    }
+
+    /// Stops the cursor monitor (GIL released while it is joined: it may be waiting for it).
+    fn stop_cursor(&self, py: Python<'_>) {
+        let monitor = lock_monitor(&self.cursor_monitor).take();
+        if let Some(mut monitor) = monitor {
+            py.detach(|| monitor.stop());
+        }
+    }
+
+    /// (Re)starts the cursor monitor for the live capture's display when a cursor callback
+    /// is set; stops it otherwise. A monitor that cannot start is logged, not raised.
+    fn restart_cursor(&self, py: Python<'_>) {
+        self.stop_cursor(py);
+        let callback = self
+            .cursor_callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.clone_ref(py));
+        let (Some(callback), Some(active)) = (callback, self.live()) else {
+            return;
+        };
+        let SourceSpec::X11 { display } = &active.origin.spec else {
+            return;
+        };
+        let cap = u32::try_from(self.cursor_cap.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+        match CursorMonitor::start(display.as_deref(), cap, callback) {
+            Ok(monitor) => *lock_monitor(&self.cursor_monitor) = Some(monitor),
+            Err(e) => log_error(py, &format!("no cursor callbacks: {e}")),
+        }
     }
 
     /// Sends `control` to the live capture; nothing without one (as 2.2.1's methods).
@@ -283,6 +323,8 @@ impl PyScreenCapture {
             link_rate_kbps: AtomicU64::new(0),
             vbv_multiplier: AtomicU64::new(0),
             cursor_callback: Mutex::new(None),
+            cursor_monitor: Mutex::new(None),
+            cursor_cap: AtomicU64::new(128),
         }
     }
 
@@ -391,6 +433,10 @@ impl PyScreenCapture {
         // spawning the thread take milliseconds.
         let capture = origin.start(py, config).map_err(start_error)?;
         self.install(capture, origin);
+        let cap = if v2 { extra.int("cursor_size_cap") } else { 0 };
+        self.cursor_cap
+            .store(u64::try_from(cap).unwrap_or(0), Ordering::Relaxed);
+        self.restart_cursor(py);
         Ok(())
     }
 
@@ -404,6 +450,7 @@ impl PyScreenCapture {
         // The ended capture stays here (its thread and X connection are gone) so that
         // `error` can still be read; the next start_capture replaces it.
         active.stop(py);
+        self.stop_cursor(py);
     }
 
     /// Makes the next frame a full refresh: every stripe is sent, H.264 stripes as IDR frames.
@@ -467,11 +514,16 @@ impl PyScreenCapture {
     /// ones are applied; settings of the other codec are ignored. The other fields need a
     /// restart (`stop_capture`, `start_capture`) and are ignored here, as in 2.2.1.
     fn update_tunables(&self, settings: PyRef<'_, PyCaptureSettings>) -> PyResult<()> {
+        let settings_py = settings.py();
         let Some(active) = self.live() else {
             return Ok(());
         };
         let wanted = settings.to_core()?;
+        let cap = u64::try_from(settings.extra.int("cursor_size_cap")).unwrap_or(0);
         drop(settings);
+        if cap != self.cursor_cap.swap(cap, Ordering::Relaxed) {
+            self.restart_cursor(settings_py);
+        }
         let running = active.capture.settings();
         let mut controls = Vec::new();
         if wanted.target_fps != running.target_fps {
@@ -622,18 +674,21 @@ impl PyScreenCapture {
         }
     }
 
-    /// Registers a cursor callback. Stored only: this build does not deliver cursor images
-    /// (draw the cursor into the frames with `capture_cursor=True` instead); `None` clears it.
-    fn set_cursor_callback(&self, callback: Option<Py<PyAny>>) {
+    /// Registers the cursor callback, called from a background thread as
+    /// `callback("png", png_bytes, hotspot_x, hotspot_y)` with the current X cursor and then
+    /// on every change while capturing (2.2.1's X11 shape; images larger than
+    /// `cursor_size_cap` are scaled down). `None` withdraws it.
+    fn set_cursor_callback(&self, py: Python<'_>, callback: Option<Py<PyAny>>) {
         *self
             .cursor_callback
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = callback;
+        self.restart_cursor(py);
     }
 
     /// Withdraws the cursor callback.
-    fn clear_cursor_callback(&self) {
-        self.set_cursor_callback(None);
+    fn clear_cursor_callback(&self, py: Python<'_>) {
+        self.set_cursor_callback(py, None);
     }
 
     /// What the running capture streams, with 2.2.1's keys (`backend`, `capture`, `zero_copy`,
@@ -766,6 +821,14 @@ impl Drop for PyScreenCapture {
             // Deallocation runs with the GIL held; release it while the thread is joined so a
             // callback waiting for it can finish.
             Python::attach(|py| active.stop(py));
+        }
+        let monitor = self
+            .cursor_monitor
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut monitor) = monitor {
+            Python::attach(|py| py.detach(|| monitor.stop()));
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod api2;
 mod capture;
+mod cursor;
 mod frame;
 mod result;
 mod settings;
