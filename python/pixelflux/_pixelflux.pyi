@@ -273,8 +273,8 @@ class ScreenCapture:
     def rate_hints(self) -> Dict[str, Union[int, float]]:
         """The stored bitrate, link rate and VBV multiplier (ours)."""
     def update_capture_region(self, x: int, y: int, width: int, height: int) -> None:
-        """New region; the next frame is complete (H.264 IDRs). ValueError for a size <= 0
-        or a region off the screen."""
+        """New region; the next frame is complete (H.264 IDRs). A size <= 0 reaches the root
+        edge; ValueError for a region off the screen."""
     def set_cursor_callback(
         self, callback: Optional[Callable[[str, bytes, int, int], object]]
     ) -> None:

@@ -516,9 +516,16 @@ def test_update_capture_region_resizes_with_key_frames_and_increasing_ids(captur
     assert capture.stream_info()["codec"] == "h264"
 
     with pytest.raises(ValueError):
-        capture.update_capture_region(0, 0, 0, 0)
-    with pytest.raises(ValueError):
         capture.update_capture_region(600, 400, 400, 300)  # off the screen
+    assert capture.is_capturing
+    # Refused: the capture goes on with the old region.
+    assert capture.stream_info() is not None
+    # A size <= 0 reaches the root window's edge (2.2.1).
+    capture.update_capture_region(40, 0, 0, -1)
+    def rows_at_width_600():
+        return sum(f.stripe_height for f in frames.snapshot()[len(before) + len(after):]
+                   if bytes(f)[6:8] == struct.pack(">H", 600))
+    assert wait_until(lambda: rows_at_width_600() >= 480)
     assert capture.is_capturing
 
 

@@ -600,8 +600,8 @@ impl PyScreenCapture {
     /// core's control path when it takes region changes live; until then (the core answers
     /// `NotLive`) the core capture is restarted with the new region and the same callback:
     /// the next frame is complete (every stripe, H.264 as IDRs, no black frame) and frame ids
-    /// go on increasing. `ValueError` for a width or height <= 0 (2.2.1's "to the root edge"
-    /// is not supported) or a region off the screen (the capture then goes on with the old
+    /// go on increasing. A width or height <= 0 reaches the root window's edge (as 2.2.1).
+    /// `ValueError` for a region off the screen (the capture then goes on with the old
     /// region, restarted); `RuntimeError` when called from the capture's own callback (the
     /// capture then ends). Nothing happens without a running capture.
     fn update_capture_region(
@@ -615,16 +615,29 @@ impl PyScreenCapture {
         let Some(active) = self.live() else {
             return Ok(());
         };
-        if width <= 0 || height <= 0 {
-            return Err(PyValueError::new_err(format!(
-                "update_capture_region: width and height must be > 0, got {width}x{height} \
-                 (\"to the root edge\" is not supported)"
-            )));
-        }
-        let (width, height) = (
-            u32::try_from(width).unwrap_or(u32::MAX),
-            u32::try_from(height).unwrap_or(u32::MAX),
-        );
+        let (width, height) = if width <= 0 || height <= 0 {
+            // 2.2.1: a size <= 0 reaches the root window's edge.
+            let SourceSpec::X11 { display } = &active.origin.spec else {
+                return Err(PyValueError::new_err(
+                    "update_capture_region: width and height must be > 0 for a synthetic scene",
+                ));
+            };
+            let (root_w, root_h) = crate::cursor::root_size(display.as_deref())
+                .map_err(|e| PyConnectionError::new_err(format!("update_capture_region: {e}")))?;
+            let edge = |size: i64, origin: i32, root: u32| -> u32 {
+                if size > 0 {
+                    u32::try_from(size).unwrap_or(u32::MAX)
+                } else {
+                    root.saturating_sub(u32::try_from(origin.max(0)).unwrap_or(0))
+                }
+            };
+            (edge(width, x, root_w), edge(height, y, root_h))
+        } else {
+            (
+                u32::try_from(width).unwrap_or(u32::MAX),
+                u32::try_from(height).unwrap_or(u32::MAX),
+            )
+        };
         match active.capture.control(Control::SetRegion {
             x,
             y,

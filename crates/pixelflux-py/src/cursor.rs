@@ -25,6 +25,16 @@ pub(crate) struct CursorMonitor {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The size of `display`'s root window (None: `$DISPLAY`), for 2.2.1's "to the root edge".
+pub(crate) fn root_size(display: Option<&str>) -> Result<(u32, u32), String> {
+    let (conn, screen) = RustConnection::connect(display).map_err(|e| e.to_string())?;
+    let root = conn.setup().roots.get(screen).ok_or("no screen")?;
+    Ok((
+        u32::from(root.width_in_pixels),
+        u32::from(root.height_in_pixels),
+    ))
+}
+
 /// One cursor image: straight-alpha RGBA, size, hotspot.
 struct Image {
     rgba: Vec<u8>,
