@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -565,3 +566,41 @@ def test_cursor_callback_gets_the_x_cursor_as_png_with_hotspot(capture, xvfb, ca
     time.sleep(0.2)
     assert len(cursors.calls) == n
     capture.clear_cursor_callback()
+
+
+def test_region_changes_racing_a_stop_leave_nothing_running(capture, xvfb):
+    for _ in range(3):
+        capture.start_capture(Frames(), v2_settings(capture_width=320, capture_height=240,
+                                                    display=xvfb.display))
+        threads = [threading.Thread(target=capture.update_capture_region,
+                                    args=(8 * i, 8 * i, 200 + 16 * i, 160))
+                   for i in range(3)]
+        threads.append(threading.Thread(target=capture.stop_capture))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+            assert not t.is_alive()
+        capture.stop_capture()
+        assert not capture.is_capturing
+
+    def capture_threads():
+        names = []
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                names.append((task / "comm").read_text().strip())
+            except OSError:
+                pass  # the thread exited while we looked
+        return [n for n in names if n.startswith("pixelflux-captu")]
+    assert wait_until(lambda: capture_threads() == [], timeout=5), capture_threads()
+
+
+def test_same_region_is_not_a_restart(capture):
+    frames = Frames()
+    capture.start_capture(frames, v2_settings(capture_width=128, capture_height=128,
+                                              scene="static", codec="h264"))
+    assert frames.wait_for(lambda items: len(items) >= 1)
+    n = len(frames.snapshot())
+    capture.update_capture_region(0, 0, 128, 128)
+    time.sleep(0.3)
+    assert len(frames.snapshot()) == n  # no new key frames: nothing changed

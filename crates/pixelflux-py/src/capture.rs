@@ -206,6 +206,9 @@ pub(crate) struct PyScreenCapture {
     link_rate_kbps: AtomicU64,
     /// `f64` bits.
     vbv_multiplier: AtomicU64,
+    /// Counts `stop_capture` calls, so a region change that restarts the capture while a
+    /// stop comes in stops what it started.
+    stops: AtomicU64,
     /// Set by `set_cursor_callback`; called by `cursor_monitor` while capturing.
     cursor_callback: Mutex<Option<Py<PyAny>>>,
     /// Watches the captured display's cursor while a capture runs and a callback is set.
@@ -223,7 +226,7 @@ impl PyScreenCapture {
     }
 
     /// Makes `capture` this object's current capture and registers it for the exit hook.
-    fn install(&self, capture: ScreenCapture, origin: Origin) {
+    fn install(&self, py: Python<'_>, capture: ScreenCapture, origin: Origin) {
         let active = Arc::new(Active {
             capture,
             origin,
@@ -235,7 +238,16 @@ impl PyScreenCapture {
             registry.retain(|w| w.strong_count() > 0);
             registry.push(Arc::downgrade(&active));
         }
-        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = Some(active);
+        let previous = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(active);
+        // Two region changes at once each start a capture; the one replaced is stopped here
+        // (GIL released) rather than dropped with the GIL held.
+        if let Some(previous) = previous {
+            previous.stop(py);
+        }
     }
 
     /// Stops the cursor monitor (GIL released while it is joined: it may be waiting for it).
@@ -322,6 +334,7 @@ impl PyScreenCapture {
             bitrate_kbps: AtomicU64::new(4000),
             link_rate_kbps: AtomicU64::new(0),
             vbv_multiplier: AtomicU64::new(0),
+            stops: AtomicU64::new(0),
             cursor_callback: Mutex::new(None),
             cursor_monitor: Mutex::new(None),
             cursor_cap: AtomicU64::new(128),
@@ -432,7 +445,7 @@ impl PyScreenCapture {
         // stop_capture) before this object knows about the capture. Opening the display and
         // spawning the thread take milliseconds.
         let capture = origin.start(py, config).map_err(start_error)?;
-        self.install(capture, origin);
+        self.install(py, capture, origin);
         let cap = if v2 { extra.int("cursor_size_cap") } else { 0 };
         self.cursor_cap
             .store(u64::try_from(cap).unwrap_or(0), Ordering::Relaxed);
@@ -444,6 +457,7 @@ impl PyScreenCapture {
     /// Idempotent. From inside the callback it asks the capture to end once the callback
     /// returns. An error that ended the capture is logged (logger "pixelflux"), not raised.
     fn stop_capture(&self, py: Python<'_>) {
+        self.stops.fetch_add(1, Ordering::AcqRel);
         let Some(active) = self.current() else {
             return;
         };
@@ -612,6 +626,7 @@ impl PyScreenCapture {
         width: i64,
         height: i64,
     ) -> PyResult<()> {
+        let stops = self.stops.load(Ordering::Acquire);
         let Some(active) = self.live() else {
             return Ok(());
         };
@@ -649,6 +664,11 @@ impl PyScreenCapture {
             Err(e) => return Err(control_error(e)),
         }
         let old_settings = active.capture.settings();
+        if (old_settings.capture_x, old_settings.capture_y) == (x, y)
+            && (old_settings.capture_width, old_settings.capture_height) == (width, height)
+        {
+            return Ok(());
+        }
         let mut settings = old_settings.clone();
         settings.capture_x = x;
         settings.capture_y = y;
@@ -671,9 +691,9 @@ impl PyScreenCapture {
             ));
         }
         self.forget(&active);
-        match origin.start(py, config) {
+        let result = match origin.start(py, config) {
             Ok(capture) => {
-                self.install(capture, origin);
+                self.install(py, capture, origin);
                 Ok(())
             }
             Err(error) => {
@@ -681,10 +701,18 @@ impl PyScreenCapture {
                 let old = PipelineConfig::new(&old_settings)
                     .map_err(|e| PyValueError::new_err(e.to_string()))?;
                 let capture = origin.start(py, old).map_err(start_error)?;
-                self.install(capture, origin);
+                self.install(py, capture, origin);
                 Err(start_error(error))
             }
+        };
+        // A stop_capture that came in meanwhile may have found the old capture: it holds
+        // for the new one too.
+        if self.stops.load(Ordering::Acquire) != stops {
+            if let Some(active) = self.current() {
+                active.stop(py);
+            }
         }
+        result
     }
 
     /// Registers the cursor callback, called from a background thread as
