@@ -1,7 +1,37 @@
 """Type stubs for the native module behind the `pixelflux` package."""
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, overload
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final, overload
+
+__all__ = [
+    "CaptureSettings",
+    "ScreenCapture",
+    "StripeCallback",
+    "StripeEncodeResult",
+    "OUTPUT_MODE_JPEG",
+    "OUTPUT_MODE_H264",
+    "STRIPE_TYPE_JPEG",
+    "STRIPE_TYPE_H264",
+    "WATERMARK_NONE",
+    "WATERMARK_TOP_LEFT",
+    "WATERMARK_TOP_RIGHT",
+    "WATERMARK_BOTTOM_LEFT",
+    "WATERMARK_BOTTOM_RIGHT",
+    "WATERMARK_MIDDLE",
+    "WATERMARK_ANIMATED",
+    "__version__",
+    "StripeFrame",
+    "stripe_frame_from_buffer",
+    "SOFTWARE_ENCODERS",
+    "SOFTWARE_FORMATS",
+    "SOFTWARE_FULLCOLOR",
+    "hardware_encoders",
+    "hardware_formats",
+    "hardware_fullcolor",
+    "ensure_wayland_display",
+    "get_wayland_display_name",
+    "probe_wayland_gpu",
+]
 
 __version__: str
 
@@ -19,6 +49,7 @@ WATERMARK_ANIMATED: int
 
 _PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]", None]
 
+@final
 class CaptureSettings:
     """Settings of a capture, with pixelflux 1.2.2's fields and defaults.
 
@@ -69,7 +100,8 @@ class CaptureSettings:
     vaapi_render_node_index: int
     """Accepted for compatibility; software encoders are always used (default -1)."""
     stripe_height: int
-    """Rows per stripe, even, >= 16 (ours; default 64)."""
+    """Rows per stripe, even, >= 16; 0 picks per codec: 64 for JPEG, 128 for H.264
+    (ours; default 0)."""
     display: Optional[str]
     """X display to capture, such as ":1" (ours; default None = $DISPLAY)."""
     scene: Optional[str]
@@ -126,6 +158,7 @@ class CaptureSettings:
     def __copy__(self) -> "CaptureSettings": ...
     def __deepcopy__(self, memo: Any) -> "CaptureSettings": ...
 
+@final
 class StripeEncodeResult:
     """One encoded stripe. Read-only; supports the buffer protocol (memoryview, no copy)."""
 
@@ -156,6 +189,7 @@ class StripeEncodeResult:
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@final
 class StripeFrame:
     """One encoded stripe for a pixelflux 2.x callback, in 2.2.1's wire layout. Owns its
     bytes: memoryview(frame)/bytes(frame) stay valid after the callback returns."""
@@ -217,6 +251,7 @@ _FrameCallback = Callable[[StripeFrame], object]
 
 _Callback = Callable[[StripeEncodeResult, Any], object]
 
+@final
 class StripeCallback:
     """Wraps the function called as fn(result, user_data) for every stripe."""
 
@@ -225,6 +260,7 @@ class StripeCallback:
     def function(self) -> _Callback: ...
     def __call__(self, result: StripeEncodeResult, user_data: Any = None) -> object: ...
 
+@final
 class ScreenCapture:
     """Captures a screen region and calls back with each changed, encoded stripe."""
 
