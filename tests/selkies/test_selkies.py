@@ -89,9 +89,9 @@ def test_selkies_web_client_shows_the_screen(screen, encoder, tmp_path):
             value = psnr(page.crop(XTERM_BOX), grab.crop(XTERM_BOX))
             print(f"{encoder} {stage} {size}: PSNR {value:.2f} dB over the xterm")
             # 30 dB, the Python tests' bar: a page showing nothing or garbage is far below
-            # it. H.264 can sit at ~34 dB here when the screenshot catches the refresh IDR
-            # Selkies asks for on join before a paint-over (the known refresh-IDR defect,
-            # xfail in tests/python/test_capture.py), and at ~44 dB otherwise.
+            # it. Measured 42 dB (JPEG) and 44 dB (H.264); before main's fix of soft refresh
+            # IDRs, H.264 sat at 34 dB when the screenshot caught the IDR Selkies asks for on
+            # join.
             assert value > 30, (encoder, stage, value)
         assert "Capture started for 'primary'" in text
         # Selkies' resize went through update_capture_region without an error.
