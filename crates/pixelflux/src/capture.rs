@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Control, ControlError, PipelineConfig, StreamFormat};
 use crate::encode::{EncodeError, StripeKind};
 use crate::overlay::{Overlay, OverlayError};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, TickOutput};
 use crate::settings::{CaptureSettings, SettingsError};
 use crate::source::{FrameSource, Interrupter, SourceError, SourceSpec};
 use crate::wire::H264FrameType;
@@ -547,11 +547,39 @@ fn frames<F: FnMut(Stripe)>(
     shared: &Shared,
     callback: &mut F,
 ) -> Result<(), CaptureError> {
-    let counters = &shared.counters;
     let mut interval = pipeline.config().frame_interval();
     let mut deadline = Instant::now();
     let mut last_start = deadline;
+    // Pipelined: a frame's stripes encode on the pool while this thread delivers the frame
+    // before it and, when the next deadline comes first, grabs the next one. Two frames in
+    // flight at most (one encoding, one grabbed or being delivered), never a queue.
     loop {
+        if pipeline.in_flight() {
+            shared.set_phase(Phase::Pipeline);
+            // Deliver the frame in flight as soon as it is encoded, unless the next frame is
+            // due first: then grab that one meanwhile and deliver after.
+            let out = match pipeline.wait_encoded(Some(deadline)) {
+                Some(out) => out?,
+                None => {
+                    if shared.stopping() {
+                        return Ok(());
+                    }
+                    last_start = Instant::now();
+                    pipeline.grab_next(shared.refresh.swap(false, Ordering::AcqRel))?;
+                    deadline = next_deadline(deadline, interval, &shared.counters);
+                    let out = pipeline.wait_encoded(None);
+                    pipeline.encode_staged();
+                    match out {
+                        Some(out) => out?,
+                        None => continue,
+                    }
+                }
+            };
+            if !deliver(out, shared, callback)? {
+                return Ok(());
+            }
+            continue;
+        }
         shared.set_phase(Phase::Idle);
         match shared.sleep_until(deadline) {
             Wake::Stop => return Ok(()),
@@ -570,59 +598,77 @@ fn frames<F: FnMut(Stripe)>(
         }
         shared.set_phase(Phase::Pipeline);
         last_start = Instant::now();
-        let refresh = shared.refresh.swap(false, Ordering::AcqRel);
-        let out = pipeline.tick(refresh)?;
-        if out.grabbed {
-            counters.grabs.fetch_add(1, Ordering::Relaxed);
-        }
-        let times = out.times;
-        counters.grab_ns.fetch_add(times.grab, Ordering::Relaxed);
-        counters
-            .overlay_ns
-            .fetch_add(times.overlay, Ordering::Relaxed);
-        counters
-            .detect_ns
-            .fetch_add(times.detect, Ordering::Relaxed);
-        counters
-            .encode_ns
-            .fetch_add(times.encode, Ordering::Relaxed);
-        let sent = !out.stripes.is_empty();
-        for stripe in out.stripes {
-            // Once a stop is asked no new callback starts, the rest of the frame included.
-            if shared.stopping() {
-                return Ok(());
-            }
-            counters.stripes.fetch_add(1, Ordering::Relaxed);
-            counters
-                .bytes
-                .fetch_add(stripe.data.len() as u64, Ordering::Relaxed);
-            shared.set_phase(Phase::Deliver);
-            let t_deliver = Instant::now();
-            let delivered = std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe)))
-                .map_err(|panic| {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    CaptureError::CallbackPanicked(msg)
-                });
-            add_elapsed(&counters.deliver_ns, t_deliver);
-            delivered?;
-        }
-        if sent {
-            counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-        }
-        // Counted once the frame is fully delivered: `frames >= n` means frames 0..n are done.
-        counters.frames.fetch_add(1, Ordering::Relaxed);
-        deadline = deadline.checked_add(interval).unwrap_or(deadline);
-        let now = Instant::now();
-        if deadline < now {
-            // Behind: start the next frame now, but do not burst to catch up.
-            counters.late_ticks.fetch_add(1, Ordering::Relaxed);
-            deadline = now;
-        }
+        pipeline.grab_next(shared.refresh.swap(false, Ordering::AcqRel))?;
+        pipeline.encode_staged();
+        deadline = next_deadline(deadline, interval, &shared.counters);
     }
+}
+
+/// The deadline after `deadline`; when that has passed already (the frame took longer than
+/// the interval), now, and the tick counts as late: no burst to catch up.
+fn next_deadline(deadline: Instant, interval: Duration, counters: &Counters) -> Instant {
+    let next = deadline.checked_add(interval).unwrap_or(deadline);
+    let now = Instant::now();
+    if next < now {
+        counters.late_ticks.fetch_add(1, Ordering::Relaxed);
+        now
+    } else {
+        next
+    }
+}
+
+/// Counts a processed frame and hands its stripes to the callback in order. `Ok(false)` when a
+/// stop was asked: no callback starts after that, the rest of the frame included.
+fn deliver<F: FnMut(Stripe)>(
+    out: TickOutput,
+    shared: &Shared,
+    callback: &mut F,
+) -> Result<bool, CaptureError> {
+    let counters = &shared.counters;
+    if out.grabbed {
+        counters.grabs.fetch_add(1, Ordering::Relaxed);
+    }
+    let times = out.times;
+    counters.grab_ns.fetch_add(times.grab, Ordering::Relaxed);
+    counters
+        .overlay_ns
+        .fetch_add(times.overlay, Ordering::Relaxed);
+    counters
+        .detect_ns
+        .fetch_add(times.detect, Ordering::Relaxed);
+    counters
+        .encode_ns
+        .fetch_add(times.encode, Ordering::Relaxed);
+    let sent = !out.stripes.is_empty();
+    for stripe in out.stripes {
+        if shared.stopping() {
+            return Ok(false);
+        }
+        counters.stripes.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes
+            .fetch_add(stripe.data.len() as u64, Ordering::Relaxed);
+        shared.set_phase(Phase::Deliver);
+        let t_deliver = Instant::now();
+        let delivered = std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe)))
+            .map_err(|panic| {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                CaptureError::CallbackPanicked(msg)
+            });
+        add_elapsed(&counters.deliver_ns, t_deliver);
+        shared.set_phase(Phase::Pipeline);
+        delivered?;
+    }
+    if sent {
+        counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+    }
+    // Counted once the frame is fully delivered: `frames >= n` means frames 0..n are done.
+    counters.frames.fetch_add(1, Ordering::Relaxed);
+    Ok(!shared.stopping())
 }
 
 #[cfg(test)]
@@ -747,6 +793,40 @@ mod tests {
             .expect("stop returned after the callback");
         assert!(!cap.is_running());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// With delivery slower than the frame interval, frames are grabbed and encoded while
+    /// the one before is delivered: still every frame once, in order, each frame's stripes in
+    /// stripe order, and a stop joins everything with no callback after it.
+    #[test]
+    fn pipelined_capture_delivers_every_frame_once_in_order_and_stops() {
+        let (s, spec) = small(Scene::Full);
+        let log: Arc<Mutex<Vec<(u64, u32)>>> = Arc::default();
+        let sink = Arc::clone(&log);
+        let cap = ScreenCapture::start(s, spec, move |st| {
+            sink.lock().unwrap().push((st.frame_id, st.y));
+            std::thread::sleep(Duration::from_millis(3));
+        })
+        .unwrap();
+        assert!(wait_for(|| cap.stats().frames >= 15));
+        assert!(cap.stop().is_none());
+        assert!(!cap.is_running());
+        let got = log.lock().unwrap().clone();
+        let after = log.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(log.lock().unwrap().len(), after, "a callback after stop returned");
+        // Full motion: every frame sends its three stripes; frames 0, 1, 2, ... each once.
+        let frames = cap.stats().frames;
+        assert!(frames >= 15);
+        for (i, &(frame, y)) in got.iter().enumerate() {
+            assert_eq!(
+                (frame, y),
+                (i as u64 / 3, 64 * (i as u32 % 3)),
+                "stripe {i} out of order or repeated: {got:?}"
+            );
+        }
+        // The frame the stop cut short is not counted as delivered.
+        assert_eq!(frames, got.len() as u64 / 3);
     }
 
     #[test]
