@@ -3,8 +3,11 @@
 //!
 //! Per frame, on the capture thread: wait for the deadline, apply a pending config change,
 //! [`Pipeline::tick`] (grab, overlays, detect and encode on the pipeline's pool), then hand the
-//! stripes to the callback in stripe order. One frame at a time: a slow callback delays the
-//! next grab (ticks are skipped, never queued), so memory stays flat.
+//! stripes to the callback in stripe order. On schedule, one frame at a time. Behind schedule
+//! (a frame took longer than the interval), frames are pipelined: the next frame is grabbed
+//! (and copied) while the current one's stripes encode on the pool, and a frame is delivered
+//! while the next one encodes — two frames in flight at most; ticks are skipped, never
+//! queued, so memory stays flat. Frames are delivered in order, each once.
 //!
 //! Stopping: once a stop is asked no new callback starts (a callback in flight finishes). A
 //! capture thread stuck waiting for a server that stopped answering is unblocked after
@@ -127,6 +130,9 @@ pub struct CaptureStats {
     pub bytes: u64,
     /// Deadlines missed because a frame took longer than the interval.
     pub late_ticks: u64,
+    /// Frames grabbed while the frame before was still encoding (the capture pipelines
+    /// frames when it falls behind; see the [module docs](self)).
+    pub overlapped: u64,
     /// Time spent per stage, summed over all frames (and over stripes for detect/encode,
     /// which run in parallel: CPU time, not wall time).
     pub stage_ns: StageTimes,
@@ -160,6 +166,7 @@ struct Counters {
     stripes: AtomicU64,
     bytes: AtomicU64,
     late_ticks: AtomicU64,
+    overlapped: AtomicU64,
     grab_ns: AtomicU64,
     overlay_ns: AtomicU64,
     detect_ns: AtomicU64,
@@ -493,6 +500,7 @@ impl ScreenCapture {
             stripes: c.stripes.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             late_ticks: c.late_ticks.load(Ordering::Relaxed),
+            overlapped: c.overlapped.load(Ordering::Relaxed),
             stage_ns: StageTimes {
                 grab: c.grab_ns.load(Ordering::Relaxed),
                 overlay: c.overlay_ns.load(Ordering::Relaxed),
@@ -550,9 +558,12 @@ fn frames<F: FnMut(Stripe)>(
     let mut interval = pipeline.config().frame_interval();
     let mut deadline = Instant::now();
     let mut last_start = deadline;
-    // Pipelined: a frame's stripes encode on the pool while this thread delivers the frame
-    // before it and, when the next deadline comes first, grabs the next one. Two frames in
-    // flight at most (one encoding, one grabbed or being delivered), never a queue.
+    // On schedule, a frame is grabbed, encoded and delivered before the next one (no copy,
+    // least latency). Behind schedule (a frame took longer than the interval), frames are
+    // pipelined: a frame's stripes encode on the pool while this thread delivers the frame
+    // before it and, when the next deadline comes first, grabs the next one (a copy, so the
+    // source can grab again). Two frames in flight at most, never a queue.
+    let mut behind = false;
     loop {
         if pipeline.in_flight() {
             shared.set_phase(Phase::Pipeline);
@@ -566,7 +577,8 @@ fn frames<F: FnMut(Stripe)>(
                     }
                     last_start = Instant::now();
                     pipeline.grab_next(shared.refresh.swap(false, Ordering::AcqRel))?;
-                    deadline = next_deadline(deadline, interval, &shared.counters);
+                    shared.counters.overlapped.fetch_add(1, Ordering::Relaxed);
+                    (deadline, _) = next_deadline(deadline, interval, &shared.counters);
                     let out = pipeline.wait_encoded(None);
                     pipeline.encode_staged();
                     match out {
@@ -578,6 +590,8 @@ fn frames<F: FnMut(Stripe)>(
             if !deliver(out, shared, callback)? {
                 return Ok(());
             }
+            // Still behind when the next frame is already due.
+            behind = Instant::now() >= deadline;
             continue;
         }
         shared.set_phase(Phase::Idle);
@@ -598,22 +612,31 @@ fn frames<F: FnMut(Stripe)>(
         }
         shared.set_phase(Phase::Pipeline);
         last_start = Instant::now();
-        pipeline.grab_next(shared.refresh.swap(false, Ordering::AcqRel))?;
-        pipeline.encode_staged();
-        deadline = next_deadline(deadline, interval, &shared.counters);
+        let refresh = shared.refresh.swap(false, Ordering::AcqRel);
+        if behind {
+            pipeline.grab_next(refresh)?;
+            pipeline.encode_staged();
+            (deadline, _) = next_deadline(deadline, interval, &shared.counters);
+        } else {
+            let out = pipeline.tick(refresh)?;
+            if !deliver(out, shared, callback)? {
+                return Ok(());
+            }
+            (deadline, behind) = next_deadline(deadline, interval, &shared.counters);
+        }
     }
 }
 
-/// The deadline after `deadline`; when that has passed already (the frame took longer than
-/// the interval), now, and the tick counts as late: no burst to catch up.
-fn next_deadline(deadline: Instant, interval: Duration, counters: &Counters) -> Instant {
+/// The deadline after `deadline`, and whether it has passed already (the frame took longer
+/// than the interval): then now, and the tick counts as late (no burst to catch up).
+fn next_deadline(deadline: Instant, interval: Duration, counters: &Counters) -> (Instant, bool) {
     let next = deadline.checked_add(interval).unwrap_or(deadline);
     let now = Instant::now();
     if next < now {
         counters.late_ticks.fetch_add(1, Ordering::Relaxed);
-        now
+        (now, true)
     } else {
-        next
+        (next, false)
     }
 }
 
