@@ -118,8 +118,16 @@ fn write_build_log(path: &Path) -> anyhow::Result<()> {
     let mut text = String::new();
     for i in 0..4000u32 {
         let line = match i % 5 {
-            0 => format!("   Compiling crate-{i} v0.{}.{} (/src/crates/crate-{i})", i % 7, i % 13),
-            1 => format!("warning: unused variable `x{i}` --> src/module_{}.rs:{}:9", i % 31, i % 400),
+            0 => format!(
+                "   Compiling crate-{i} v0.{}.{} (/src/crates/crate-{i})",
+                i % 7,
+                i % 13
+            ),
+            1 => format!(
+                "warning: unused variable `x{i}` --> src/module_{}.rs:{}:9",
+                i % 31,
+                i % 400
+            ),
             2 => format!("    Checking dependency-{} v1.{}.0", i * 7 % 97, i % 11),
             3 => format!("test tests::case_{i} ... ok"),
             _ => format!("{:>8} {}", i, "=".repeat((i % 60) as usize)),

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use apps::{App, AppRun};
 use clap::{Parser, Subcommand, ValueEnum};
 use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::source::x11::{Region, X11Source};
@@ -33,7 +34,6 @@ use pixelflux::{
 use pixelflux_cli::options::{EncodeOptions, RegionArg};
 use pixelflux_testkit::psnr::mse_bgrx;
 use pixelflux_testkit::xvfb::Xvfb;
-use apps::{App, AppRun};
 use quality::Received;
 use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
 use stats::{percentile, process_cpu_seconds, process_cpu_seconds_of, psnr_summary};

@@ -260,7 +260,11 @@ mod tests {
     fn table_has_a_row_per_result() {
         let t = table(&[sample(), sample()]);
         assert_eq!(t.lines().count(), 3);
-        assert!(t.lines().nth(1).unwrap().starts_with("typing       jpeg x11"));
+        assert!(t
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("typing       jpeg x11"));
         assert!(t.contains("inf"));
     }
 }

@@ -673,8 +673,8 @@ fn deliver<F: FnMut(Stripe)>(
             .fetch_add(stripe.data.len() as u64, Ordering::Relaxed);
         shared.set_phase(Phase::Deliver);
         let t_deliver = Instant::now();
-        let delivered = std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe)))
-            .map_err(|panic| {
+        let delivered =
+            std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe))).map_err(|panic| {
                 let msg = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -837,7 +837,11 @@ mod tests {
         let got = log.lock().unwrap().clone();
         let after = log.lock().unwrap().len();
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(log.lock().unwrap().len(), after, "a callback after stop returned");
+        assert_eq!(
+            log.lock().unwrap().len(),
+            after,
+            "a callback after stop returned"
+        );
         // Full motion: every frame sends its three stripes; frames 0, 1, 2, ... each once.
         let frames = cap.stats().frames;
         assert!(frames >= 15);

@@ -222,12 +222,8 @@ impl Pipeline {
             return self.finish_pipelined();
         }
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (meta, frame) = start_frame(
-            self.source.as_mut(),
-            &mut self.overlays,
-            frame_id,
-            refresh,
-        )?;
+        let (meta, frame) =
+            start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
         let view = frame.view();
         let cfg = *self.config.detect();
         run_slots(
@@ -258,12 +254,8 @@ impl Pipeline {
     pub(crate) fn grab_next(&mut self, refresh: bool) -> Result<(), CaptureError> {
         debug_assert!(self.staged.is_none(), "one staged frame at most");
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (mut meta, frame) = start_frame(
-            self.source.as_mut(),
-            &mut self.overlays,
-            frame_id,
-            refresh,
-        )?;
+        let (mut meta, frame) =
+            start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
         let copy = match &self.last_copy {
             // Nothing changed: the pixels are the last copy's.
             Some(last) if !meta.grabbed => Arc::clone(last),
@@ -340,8 +332,7 @@ impl Pipeline {
             InFlight::Running { rx, meta } => {
                 let got = match until {
                     None => rx.recv().map_err(|_| ()),
-                    Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now()))
-                    {
+                    Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
                         Ok(e) => Ok(e),
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             self.in_flight = Some(InFlight::Running { rx, meta });
@@ -356,7 +347,11 @@ impl Pipeline {
     }
 
     /// Takes back the slots from an encode job and collects its stripes.
-    fn home(&mut self, got: Result<Encoded, ()>, meta: FrameMeta) -> Result<TickOutput, CaptureError> {
+    fn home(
+        &mut self,
+        got: Result<Encoded, ()>,
+        meta: FrameMeta,
+    ) -> Result<TickOutput, CaptureError> {
         let Ok(encoded) = got else {
             return Err(CaptureError::Thread("the encode pool ended".into()));
         };
@@ -767,9 +762,18 @@ mod tests {
                 assert!(piped.wait_encoded(None).is_none(), "a frame returned twice");
                 assert_eq!(got.len(), expected.len());
                 for (n, (g, e)) in got.iter().zip(&expected).enumerate() {
-                    assert!(g == e, "{scene} {codec:?} frame {n} differs from the plain tick");
-                    assert!(g.iter().all(|s| s.0 == n as u64), "frame {n} has stripes of another");
-                    assert!(g.windows(2).all(|w| w[0].1 < w[1].1), "frame {n}: stripe order");
+                    assert!(
+                        g == e,
+                        "{scene} {codec:?} frame {n} differs from the plain tick"
+                    );
+                    assert!(
+                        g.iter().all(|s| s.0 == n as u64),
+                        "frame {n} has stripes of another"
+                    );
+                    assert!(
+                        g.windows(2).all(|w| w[0].1 < w[1].1),
+                        "frame {n}: stripe order"
+                    );
                 }
             }
         }
