@@ -562,7 +562,9 @@ fn frames<F: FnMut(Stripe)>(
     // least latency). Behind schedule (a frame took longer than the interval), frames are
     // pipelined: a frame's stripes encode on the pool while this thread delivers the frame
     // before it and, when the next deadline comes first, grabs the next one (a copy, so the
-    // source can grab again). Two frames in flight at most, never a queue.
+    // source can grab again). Two frames in flight at most, never a queue. Not when the grab
+    // is the slow part: the X server then sets the pace, and overlapping would only take
+    // cores from it.
     let mut behind = false;
     loop {
         if pipeline.in_flight() {
@@ -613,7 +615,7 @@ fn frames<F: FnMut(Stripe)>(
         shared.set_phase(Phase::Pipeline);
         last_start = Instant::now();
         let refresh = shared.refresh.swap(false, Ordering::AcqRel);
-        if behind {
+        if behind && !pipeline.grab_bound() {
             pipeline.grab_next(refresh)?;
             pipeline.encode_staged();
             (deadline, _) = next_deadline(deadline, interval, &shared.counters);

@@ -63,6 +63,9 @@ pub struct Pipeline {
     /// The newest copied frame (reused when nothing changed) and a spare buffer.
     last_copy: Option<Arc<OwnedFrame>>,
     spare: Option<OwnedFrame>,
+    /// The last frame's grab (without the copy) and the wall time of its stripes' work.
+    last_grab_ns: u64,
+    last_encode_wall_ns: u64,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -128,6 +131,8 @@ impl Pipeline {
             in_flight: None,
             last_copy: None,
             spare: None,
+            last_grab_ns: 0,
+            last_encode_wall_ns: 0,
         })
     }
 
@@ -226,7 +231,8 @@ impl Pipeline {
             start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
         let view = frame.view();
         let cfg = *self.config.detect();
-        run_slots(
+        self.last_grab_ns = meta.times.grab;
+        self.last_encode_wall_ns = run_slots(
             &mut self.slots,
             self.pool.pool.as_ref(),
             view,
@@ -256,6 +262,7 @@ impl Pipeline {
         let (frame_id, refresh) = self.next_frame(refresh);
         let (mut meta, frame) =
             start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
+        self.last_grab_ns = meta.times.grab;
         let copy = match &self.last_copy {
             // Nothing changed: the pixels are the last copy's.
             Some(last) if !meta.grabbed => Arc::clone(last),
@@ -284,7 +291,7 @@ impl Pipeline {
         let pool = self.pool.pool.as_ref();
         let pool = pool.filter(|_| self.slots.iter().any(|s| s.has_work(nothing_changed)));
         let Some(pool) = pool else {
-            run_slots(
+            self.last_encode_wall_ns = run_slots(
                 &mut self.slots,
                 None,
                 staged.frame.view(),
@@ -301,17 +308,26 @@ impl Pipeline {
         pool.spawn(move || {
             // A panicking encoder must not take the pool thread (and the process) down:
             // the capture ends with an error instead.
+            let mut wall_ns = 0;
             let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                run_slots(&mut slots, None, frame.view(), &cfg, &tick)
+                wall_ns = run_slots(&mut slots, None, frame.view(), &cfg, &tick);
             }))
             .is_err();
             let _ = tx.send(Encoded {
                 slots,
                 frame,
                 panicked,
+                wall_ns,
             });
         });
         self.in_flight = Some(InFlight::Running { rx, meta });
+    }
+
+    /// Whether the last frame's grab took at least as long as its stripes' work on the pool:
+    /// the source's server, not the encoders, sets the pace. Overlapping the grab with the
+    /// encoding would then only take cores from that server, so the capture does not pipeline.
+    pub(crate) fn grab_bound(&self) -> bool {
+        self.last_grab_ns >= self.last_encode_wall_ns
     }
 
     /// Whether a frame is encoding (or encoded and not yet taken by
@@ -356,6 +372,7 @@ impl Pipeline {
             return Err(CaptureError::Thread("the encode pool ended".into()));
         };
         self.slots = encoded.slots;
+        self.last_encode_wall_ns = encoded.wall_ns;
         if let Ok(frame) = Arc::try_unwrap(encoded.frame) {
             self.spare = Some(frame);
         }
@@ -425,6 +442,8 @@ struct Encoded {
     slots: Vec<StripeSlot>,
     frame: Arc<OwnedFrame>,
     panicked: bool,
+    /// Wall time the job took.
+    wall_ns: u64,
 }
 
 /// Damage, grab (skipped when nothing changed) and overlays of one frame.
@@ -476,14 +495,15 @@ fn start_frame<'s>(
 /// Hashes, decides and encodes every stripe of `view`: on `pool` when given and some stripe
 /// has work, else on the calling thread (which may itself be a pool thread). Stripes are
 /// started largest first (by what they cost last frame) so one long stripe does not end
-/// the frame alone.
+/// the frame alone. Returns the wall time taken.
 fn run_slots(
     slots: &mut [StripeSlot],
     pool: Option<&rayon::ThreadPool>,
     view: FrameRef<'_>,
     cfg: &DetectConfig,
     tick: &Tick,
-) {
+) -> u64 {
+    let t0 = Instant::now();
     let nothing_changed = tick.damage == Damage::Rows(Vec::new());
     let mut work: Vec<&mut StripeSlot> = Vec::with_capacity(slots.len());
     for slot in slots.iter_mut() {
@@ -498,7 +518,7 @@ fn run_slots(
         for slot in work {
             slot.process(view, cfg, tick);
         }
-        return;
+        return elapsed_ns(t0);
     }
     work.sort_by_key(|s| std::cmp::Reverse(s.last_cost_ns));
     let run = || {
@@ -512,6 +532,7 @@ fn run_slots(
         Some(pool) => pool.install(run),
         None => run(),
     }
+    elapsed_ns(t0)
 }
 
 /// The stripes (in order) and stage times of a processed frame.
