@@ -4,7 +4,8 @@
 //! Per frame, on the capture thread: wait for the deadline, apply a pending config change,
 //! [`Pipeline::tick`] (grab, overlays, detect and encode on the pipeline's pool), then hand the
 //! stripes to the callback in stripe order. On schedule, one frame at a time. Behind schedule
-//! (a frame took longer than the interval), frames are pipelined: the next frame is grabbed
+//! (a frame took longer than the interval), on a machine with a core the encode pool leaves
+//! free, and with the encoding (not the grab) the slow part, frames are pipelined: the next frame is grabbed
 //! (and copied) while the current one's stripes encode on the pool, and a frame is delivered
 //! while the next one encodes — two frames in flight at most; ticks are skipped, never
 //! queued, so memory stays flat. Frames are delivered in order, each once.
@@ -562,9 +563,9 @@ fn frames<F: FnMut(Stripe)>(
     // least latency). Behind schedule (a frame took longer than the interval), frames are
     // pipelined: a frame's stripes encode on the pool while this thread delivers the frame
     // before it and, when the next deadline comes first, grabs the next one (a copy, so the
-    // source can grab again). Two frames in flight at most, never a queue. Not when the grab
-    // is the slow part: the X server then sets the pace, and overlapping would only take
-    // cores from it.
+    // source can grab again). Two frames in flight at most, never a queue. Only when that can
+    // pay (`Pipeline::overlap_pays`): a core the pool leaves free, and the grab not the slow
+    // part (the X server then sets the pace, and overlapping would only take cores from it).
     let mut behind = false;
     loop {
         if pipeline.in_flight() {
@@ -615,7 +616,7 @@ fn frames<F: FnMut(Stripe)>(
         shared.set_phase(Phase::Pipeline);
         last_start = Instant::now();
         let refresh = shared.refresh.swap(false, Ordering::AcqRel);
-        if behind && !pipeline.grab_bound() {
+        if behind && pipeline.overlap_pays() {
             pipeline.grab_next(refresh)?;
             pipeline.encode_staged();
             (deadline, _) = next_deadline(deadline, interval, &shared.counters);

@@ -66,6 +66,9 @@ pub struct Pipeline {
     /// The last frame's grab (without the copy) and the wall time of its stripes' work.
     last_grab_ns: u64,
     last_encode_wall_ns: u64,
+    /// The machine has a core the encode pool does not use (for the grab, overlays and the
+    /// X server while the pool encodes).
+    spare_core: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -114,12 +117,12 @@ impl Pipeline {
             .into());
         }
         let slots = make_slots(&config, width)?;
-        let threads = std::thread::available_parallelism()
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(2)
-            .min(slots.len())
-            .max(1);
+            .unwrap_or(2);
+        let threads = cores.min(slots.len()).max(1);
         Ok(Self {
+            spare_core: cores > threads,
             pool: EncodePool::new(threads)?,
             config,
             source,
@@ -328,6 +331,14 @@ impl Pipeline {
     /// encoding would then only take cores from that server, so the capture does not pipeline.
     pub(crate) fn grab_bound(&self) -> bool {
         self.last_grab_ns >= self.last_encode_wall_ns
+    }
+
+    /// Whether overlapping the next grab with this frame's encoding can gain anything: the
+    /// machine has a core the encode pool leaves free, and the grab is not the slow part.
+    /// Without a free core the grab, the copy and the X server only compete with the encoders
+    /// (measured on a 2-core machine: no more frames, longer grabs; docs/PERFORMANCE.md).
+    pub(crate) fn overlap_pays(&self) -> bool {
+        self.spare_core && !self.grab_bound()
     }
 
     /// Whether a frame is encoding (or encoded and not yet taken by
