@@ -32,6 +32,8 @@ pub mod wire;
 pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
 pub use encode::StripeKind;
 pub use frame::{Frame, FrameRef, OwnedFrame};
-pub use settings::{CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat};
+pub use settings::{
+    CaptureSettings, JpegSubsampling, OutputMode, SettingsError, WatermarkLocation, WireFormat,
+};
 pub use source::synthetic::Scene;
 pub use source::{FrameSource, SourceError, SourceSpec};

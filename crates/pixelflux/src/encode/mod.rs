@@ -91,7 +91,10 @@ pub fn new_encoder(
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
     match settings.output_mode {
-        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
+        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(
+            settings.wire_format,
+            settings.jpeg_subsampling,
+        )?)),
         OutputMode::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
     }
 }
