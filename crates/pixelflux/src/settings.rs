@@ -167,6 +167,9 @@ pub struct CaptureSettings {
     pub use_paint_over_quality: bool,
     /// Static frames before a paint-over.
     pub paint_over_trigger_frames: u32,
+    /// Paint-overs are lossless PNG stills instead of JPEG or H.264 pictures (ours; needs
+    /// [`WireFormat::Tagged`] and `use_paint_over_quality`). See `encode::still`.
+    pub paint_over_lossless: bool,
     /// Consecutive changed frames after which a stripe counts as "damaged".
     pub damage_block_threshold: u32,
     /// Frames a damaged stripe is encoded without hashing before it is checked again.
@@ -207,6 +210,7 @@ impl Default for CaptureSettings {
             jpeg_subsampling: JpegSubsampling::Auto,
             use_paint_over_quality: false,
             paint_over_trigger_frames: 10,
+            paint_over_lossless: false,
             damage_block_threshold: 15,
             damage_block_duration: 30,
             h264_crf: 25,
@@ -302,6 +306,12 @@ impl CaptureSettings {
             return Err(SettingsError::new(
                 "paint_over_trigger_frames",
                 "must be at least 1",
+            ));
+        }
+        if self.paint_over_lossless && self.wire_format != WireFormat::Tagged {
+            return Err(SettingsError::new(
+                "paint_over_lossless",
+                "lossless stills need the tagged wire format",
             ));
         }
         if self.h264_crf > 51 {

@@ -90,7 +90,10 @@ fn bench_jpeg_chroma() {
             let (b444, p444, t444) = encode_stripes(frame, q, Some(Subsamp::None), false);
             let (bauto, pauto, tauto) = encode_stripes(frame, q, None, false);
             let (bopt, popt, topt) = encode_stripes(frame, q, Some(Subsamp::None), true);
-            assert!((popt - p444).abs() < 1e-9, "optimized Huffman tables are lossless");
+            assert!(
+                (popt - p444).abs() < 1e-9,
+                "optimized Huffman tables are lossless"
+            );
             println!(
                 "| {name} | {q} | {} | {p420:.2} | {} | {p444:.2} | {} | {pauto:.2} | {} | {t420:.1} / {t444:.1} / {tauto:.1} / {topt:.1} |",
                 b420 / 1024,

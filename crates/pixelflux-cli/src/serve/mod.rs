@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Screen size of the Xvfb started when there is no X display, WxH.
     #[arg(long, default_value = "1280x720")]
     pub size: RegionArg,
+    /// Do not refresh stripes that stopped changing with a lossless still (PNG); the picture
+    /// then stays at the quality of the last JPEG or H.264 encode.
+    #[arg(long)]
+    pub no_paint_over: bool,
     /// Command to run inside the display (after `--`), e.g. `pixelflux serve -- xterm`.
     /// Serving stops when it exits.
     #[arg(last = true)]
@@ -97,7 +101,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(args.listen, token, &options, &mut app));
+    let result = runtime.block_on(serve(
+        args.listen,
+        token,
+        &options,
+        !args.no_paint_over,
+        &mut app,
+    ));
     drop(app);
     drop(own_xvfb);
     result
@@ -164,10 +174,14 @@ async fn serve(
     listen: SocketAddr,
     token: Option<String>,
     options: &CaptureOptions,
+    paint_over: bool,
     app: &mut Option<AppChild>,
 ) -> anyhow::Result<()> {
     let (mut settings, spec) = options.resolve()?;
     settings.wire_format = WireFormat::Tagged;
+    // A stripe that stopped changing is refreshed once with a lossless still (docs/serve.md).
+    settings.use_paint_over_quality = paint_over;
+    settings.paint_over_lossless = paint_over;
     let follow_screen = options.region.is_none();
     let display = match &spec {
         SourceSpec::X11 { display } if follow_screen => Some(display.clone()),

@@ -157,7 +157,11 @@ mod tests {
             // Alternating columns: black/white, and red/blue.
             let odd = i % 2 == 1;
             g.copy_from_slice(if odd { &[255; 4] } else { &[0, 0, 0, 255] });
-            c.copy_from_slice(if odd { &[0, 0, 255, 255] } else { &[255, 0, 0, 255] });
+            c.copy_from_slice(if odd {
+                &[0, 0, 255, 255]
+            } else {
+                &[255, 0, 0, 255]
+            });
         }
         assert_eq!(chroma_detail(grey.view()), 0);
         assert!(chroma_detail(colour.view()) >= AUTO_FULL_CHROMA_DETAIL);

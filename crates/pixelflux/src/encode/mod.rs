@@ -3,6 +3,7 @@
 pub mod color;
 pub mod h264;
 pub mod jpeg;
+pub mod still;
 pub mod x264;
 
 use crate::frame::FrameRef;
@@ -16,6 +17,9 @@ pub enum StripeKind {
     Jpeg,
     /// An H.264 access unit (type 2).
     H264,
+    /// A lossless still (PNG) refreshing a stripe that stopped changing, with
+    /// `paint_over_lossless` only (tagged wire format; never on the 1.2.2 path).
+    Still,
 }
 
 impl StripeKind {
@@ -24,6 +28,7 @@ impl StripeKind {
         match self {
             StripeKind::Jpeg => 1,
             StripeKind::H264 => 2,
+            StripeKind::Still => 3,
         }
     }
 }
@@ -68,6 +73,9 @@ pub enum EncodeError {
     /// libx264 reported an error or could not be opened.
     #[error("H.264 encoder: {0}")]
     H264(String),
+    /// The PNG encoder of a lossless still failed.
+    #[error("still encoder: {0}")]
+    Still(String),
 }
 
 /// Encodes one stripe's pixels; keeps whatever state it needs between frames.
@@ -90,11 +98,15 @@ pub fn new_encoder(
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    match settings.output_mode {
-        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(
+    let inner: Box<dyn StripeEncoder> = match settings.output_mode {
+        OutputMode::Jpeg => Box::new(jpeg::JpegEncoder::new(
             settings.wire_format,
             settings.jpeg_subsampling,
-        )?)),
-        OutputMode::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
+        )?),
+        OutputMode::H264 => Box::new(h264::H264Encoder::new(settings, width, height)?),
+    };
+    if settings.paint_over_lossless {
+        return Ok(Box::new(still::StillEncoder::new(inner)));
     }
+    Ok(inner)
 }

@@ -399,7 +399,16 @@ fn colour_desktop(width: u32, height: u32) -> OwnedFrame {
     // Editor window: gradient title bar, window buttons, dark body with a line-number gutter
     // and syntax-coloured code.
     let (ex, ey, ew, eh) = (w / 24, h / 9, w * 13 / 24, h * 7 / 10);
-    gradient(&mut f, ex, ey, ew, 26, rgb(70, 110, 200), rgb(120, 70, 190), false);
+    gradient(
+        &mut f,
+        ex,
+        ey,
+        ew,
+        26,
+        rgb(70, 110, 200),
+        rgb(120, 70, 190),
+        false,
+    );
     for (n, c) in [rgb(255, 95, 87), rgb(255, 189, 46), rgb(40, 200, 64)]
         .into_iter()
         .enumerate()
@@ -407,8 +416,22 @@ fn colour_desktop(width: u32, height: u32) -> OwnedFrame {
         fill(&mut f, ex + 8 + n as u32 * 18, ey + 7, 12, 12, c);
     }
     text(&mut f, ex + 70, ey + 5, 14, 11, rgb(255, 255, 255));
-    fill(&mut f, ex, ey + 26, ew, eh.saturating_sub(26), rgb(30, 30, 34));
-    fill(&mut f, ex, ey + 26, 36, eh.saturating_sub(26), rgb(40, 40, 46));
+    fill(
+        &mut f,
+        ex,
+        ey + 26,
+        ew,
+        eh.saturating_sub(26),
+        rgb(30, 30, 34),
+    );
+    fill(
+        &mut f,
+        ex,
+        ey + 26,
+        36,
+        eh.saturating_sub(26),
+        rgb(40, 40, 46),
+    );
     let palette = [
         rgb(198, 120, 221), // keyword
         rgb(97, 175, 239),  // identifier
@@ -446,7 +469,16 @@ fn colour_desktop(width: u32, height: u32) -> OwnedFrame {
     // Form window: light vertical gradient body, headings, coloured text, links, buttons,
     // a progress bar and check boxes.
     let (fx, fy, fw, fh) = (w * 15 / 24, h / 6, w * 8 / 24, h * 6 / 10);
-    gradient(&mut f, fx, fy, fw, 26, rgb(230, 230, 236), rgb(200, 200, 210), true);
+    gradient(
+        &mut f,
+        fx,
+        fy,
+        fw,
+        26,
+        rgb(230, 230, 236),
+        rgb(200, 200, 210),
+        true,
+    );
     text(&mut f, fx + 10, fy + 5, 12, 21, rgb(40, 40, 40));
     gradient(
         &mut f,
@@ -483,7 +515,14 @@ fn colour_desktop(width: u32, height: u32) -> OwnedFrame {
                     break;
                 }
                 gradient(&mut f, bx, cy, 72, 22, c, lerp(c, rgb(0, 0, 0), 1, 3), true);
-                text(&mut f, bx + 8, cy + 3, 7, 40 + row + n as u64, rgb(255, 255, 255));
+                text(
+                    &mut f,
+                    bx + 8,
+                    cy + 3,
+                    7,
+                    40 + row + n as u64,
+                    rgb(255, 255, 255),
+                );
                 bx += 84;
             }
             cy += 30;
@@ -500,7 +539,16 @@ fn colour_desktop(width: u32, height: u32) -> OwnedFrame {
             let (px, pw) = (fx + 84, fw.saturating_sub(100));
             fill(&mut f, px, cy + 5, pw, 8, rgb(210, 210, 220));
             let done = pw * (1 + (row % 3) as u32) / 4;
-            gradient(&mut f, px, cy + 5, done, 8, rgb(255, 140, 0), rgb(230, 40, 120), false);
+            gradient(
+                &mut f,
+                px,
+                cy + 5,
+                done,
+                8,
+                rgb(255, 140, 0),
+                rgb(230, 40, 120),
+                false,
+            );
             cy += 24;
         }
         row += 1;
@@ -509,7 +557,16 @@ fn colour_desktop(width: u32, height: u32) -> OwnedFrame {
     // Dock: a translucent-looking bar of gradient icons.
     let dock_w = (w / 2).max(1);
     let (dx, dy) = (w / 4, h.saturating_sub(44));
-    gradient(&mut f, dx, dy, dock_w, 40, rgb(70, 70, 90), rgb(40, 40, 55), true);
+    gradient(
+        &mut f,
+        dx,
+        dy,
+        dock_w,
+        40,
+        rgb(70, 70, 90),
+        rgb(40, 40, 55),
+        true,
+    );
     let icons = [
         (rgb(255, 80, 80), rgb(160, 0, 60)),
         (rgb(80, 200, 255), rgb(0, 80, 200)),
@@ -638,7 +695,9 @@ mod tests {
     fn desktop_has_coloured_detail() {
         // Many distinct colours and many strongly coloured pixels: the scene exists to stress
         // chroma, so it must not be mostly grey.
-        let f = SyntheticSource::new(Scene::Desktop, 640, 360).advance().clone();
+        let f = SyntheticSource::new(Scene::Desktop, 640, 360)
+            .advance()
+            .clone();
         let mut colours = std::collections::HashSet::new();
         let mut saturated = 0usize;
         for px in f.data.chunks_exact(4) {
