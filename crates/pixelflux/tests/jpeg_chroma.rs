@@ -184,3 +184,141 @@ fn default_chroma_matches_upstream_on_the_desktop_scene() {
     let (_, _, subsamps444) = encode_as_capture(&s444, &scene_frame(Scene::Static, 0));
     assert!(subsamps444.iter().all(|s| *s == Subsamp::None));
 }
+
+/// Lossless (or near) still formats for the refresh of a stripe that stopped changing, on the
+/// `desktop` scene at 1080p in 64-row stripes: bytes and encode CPU. PNG and JPEG in process
+/// (the `png` crate as `encode::still` uses it, libjpeg-turbo); lossless WebP and QOI through
+/// ffmpeg (libwebp; CPU from `-benchmark`, minus the same run writing raw video). With
+/// `STILL_OUT=dir` the encoded stripes are kept there for the browser decode timing
+/// (`tests/browser/still-decode.mjs`).
+#[test]
+#[ignore = "measurement: prints the still format table"]
+fn bench_still_formats() {
+    use pixelflux::encode::still::encode_png;
+    use std::process::Command;
+    let frame = scene_frame(Scene::Desktop, 0);
+    let keep = std::env::var_os("STILL_OUT").map(std::path::PathBuf::from);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stripes: Vec<OwnedFrame> = (0..frame.height)
+        .step_by(64)
+        .map(|y| support::crop_rows(&frame, y, 64.min(frame.height - y)))
+        .collect();
+    let save = |name: &str, i: usize, bytes: &[u8]| {
+        if let Some(k) = &keep {
+            std::fs::create_dir_all(k.join(name)).expect("mkdir");
+            std::fs::write(k.join(name).join(format!("{i:02}")), bytes).expect("write");
+        }
+    };
+    println!("| format | KB (17 stripes) | encode ms (whole frame) | lossless |");
+    println!("|---|---|---|---|");
+    for (name, compression) in [
+        ("png-fast", png::Compression::Fast),
+        ("png-default", png::Compression::Default),
+    ] {
+        let (mut bytes, mut best) = (0, f64::MAX);
+        for _ in 0..5 {
+            bytes = 0;
+            let t = Instant::now();
+            for (i, s) in stripes.iter().enumerate() {
+                let mut out = Vec::new();
+                if matches!(compression, png::Compression::Default) {
+                    encode_png(s.view(), &mut Vec::new(), &mut out).expect("png");
+                } else {
+                    let mut rgb = Vec::new();
+                    for px in s.data.chunks_exact(4) {
+                        rgb.extend_from_slice(&[px[2], px[1], px[0]]);
+                    }
+                    let mut e = png::Encoder::new(&mut out, s.width, s.height);
+                    e.set_color(png::ColorType::Rgb);
+                    e.set_compression(compression);
+                    e.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+                    let mut w = e.write_header().expect("header");
+                    w.write_image_data(&rgb).expect("data");
+                    w.finish().expect("finish");
+                }
+                bytes += out.len();
+                save(name, i, &out);
+            }
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!("| {name} | {} | {best:.1} | yes |", bytes / 1024);
+    }
+    for q in [95, 100] {
+        let (mut bytes, mut best, mut db) = (0, f64::MAX, 0.0);
+        for _ in 0..5 {
+            let ms;
+            (bytes, db, ms) = encode_stripes(&frame, q, Some(Subsamp::None), false);
+            best = best.min(ms);
+        }
+        let mut c = Compressor::new().expect("compressor");
+        c.set_quality(q).expect("q");
+        c.set_subsamp(Subsamp::None).expect("subsamp");
+        for (i, s) in stripes.iter().enumerate() {
+            let image = Image {
+                pixels: &s.data[..],
+                width: s.width as usize,
+                pitch: s.stride(),
+                height: s.height as usize,
+                format: PixelFormat::BGRX,
+            };
+            save(&format!("jpeg-q{q}"), i, &c.compress_to_owned(image).expect("jpeg"));
+        }
+        println!(
+            "| JPEG q{q} 4:4:4 | {} | {best:.1} | {db:.2} dB |",
+            bytes / 1024
+        );
+    }
+    // ffmpeg: PPM stripes in, one run per format over all 17.
+    for (i, s) in stripes.iter().enumerate() {
+        let mut ppm = format!("P6\n{} {}\n255\n", s.width, s.height).into_bytes();
+        for px in s.data.chunks_exact(4) {
+            ppm.extend_from_slice(&[px[2], px[1], px[0]]);
+        }
+        std::fs::write(dir.path().join(format!("s{i:02}.ppm")), ppm).expect("ppm");
+    }
+    let utime = |args: &[&str], out: &str| -> f64 {
+        let o = Command::new("ffmpeg")
+            .args(["-hide_banner", "-benchmark", "-y", "-f", "image2", "-i"])
+            .arg(dir.path().join("s%02d.ppm"))
+            .args(args)
+            .arg(dir.path().join(out))
+            .output()
+            .expect("ffmpeg runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let u = err
+            .split("utime=")
+            .nth(1)
+            .and_then(|r| r.split('s').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("ffmpeg -benchmark utime");
+        u * 1e3
+    };
+    let raw = (0..3)
+        .map(|_| utime(&["-f", "image2", "-c:v", "rawvideo"], "r%02d.raw"))
+        .fold(f64::MAX, f64::min);
+    for (name, args, ext) in [
+        (
+            "webp-lossless-m0",
+            &["-c:v", "libwebp", "-lossless", "1", "-compression_level", "0"][..],
+            "webp",
+        ),
+        (
+            "webp-lossless-m4",
+            &["-c:v", "libwebp", "-lossless", "1", "-compression_level", "4"][..],
+            "webp",
+        ),
+        ("qoi", &["-c:v", "qoi"][..], "qoi"),
+    ] {
+        let out = format!("{name}-%02d.{ext}");
+        let ms = (0..3).map(|_| utime(args, &out)).fold(f64::MAX, f64::min) - raw;
+        let mut bytes = 0;
+        for i in 0..stripes.len() {
+            let f = dir.path().join(format!("{name}-{:02}.{ext}", i + 1));
+            let data = std::fs::read(&f).expect("ffmpeg output");
+            bytes += data.len();
+            save(name, i, &data);
+        }
+        println!("| {name} (ffmpeg) | {} | {ms:.0} (ffmpeg utime, ±10) | yes |", bytes / 1024);
+    }
+}
