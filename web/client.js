@@ -13,7 +13,11 @@
   const overlay = document.getElementById('overlay');
   overlay.addEventListener('click', () => overlay.classList.toggle('hidden'));
 
-  const token = new URLSearchParams(location.search).get('token');
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  // `?yuv=browser` draws H.264 pictures with the browser's own YUV → RGB conversion
+  // (drawImage of the VideoFrame) instead of ours, for comparing the two.
+  const browserYuv = params.get('yuv') === 'browser';
   const RECONNECT_MIN_MS = 250;
   const RECONNECT_MAX_MS = 8000;
   const PING_EVERY_MS = 2000;
@@ -218,7 +222,7 @@
   async function drawFrame(frame, y, shouldDraw) {
     try {
       const format = frame.format;
-      if (format !== 'I420' && format !== 'I444' && format !== 'NV12') {
+      if (browserYuv || (format !== 'I420' && format !== 'I444' && format !== 'NV12')) {
         if (!shouldDraw()) return false;
         ctx.drawImage(frame, 0, y);
         return true;

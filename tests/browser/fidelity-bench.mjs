@@ -20,6 +20,8 @@ const cases = [
   { label: 'H.264 4:2:0, no stills', args: ['--codec', 'h264', '--no-paint-over'] },
   { label: 'H.264 4:4:4 (stills)', args: ['--codec', 'h264', '--h264-fullcolor'] },
   { label: 'H.264 4:4:4, no stills', args: ['--codec', 'h264', '--h264-fullcolor', '--no-paint-over'] },
+  { label: 'H.264 4:2:0, no stills, Chromium\'s YUV→RGB', args: ['--codec', 'h264', '--no-paint-over'], query: '?yuv=browser' },
+  { label: 'H.264 4:4:4, no stills, Chromium\'s YUV→RGB', args: ['--codec', 'h264', '--h264-fullcolor', '--no-paint-over'], query: '?yuv=browser' },
 ];
 
 const kb = (stripes) => stripes.reduce((n, b) => n + b.length, 0) / 1024;
@@ -52,7 +54,7 @@ try {
     try {
       const page = await browser.newPage();
       await recordStripes(page);
-      await page.goto(server.url);
+      await page.goto(server.url + (c.query || ''));
       await waitForFullPicture(page, { timeout: 30000 });
       const t0 = Date.now();
       const first = psnr(await readCanvas(page), ref);
