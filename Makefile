@@ -50,8 +50,12 @@ test: deps-test lint test-rust test-python test-browser
 
 # Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
 # target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
+# Then fidelity through the browser (tests/browser/fidelity-bench.mjs): canvas PSNR at first
+# paint and after 2 s still, target/fidelity.json.
 bench: build
 	target/release/pixelflux bench --json target/bench.json $(BENCH_ARGS)
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	cd tests/browser && node fidelity-bench.mjs
 
 # Ours vs PyPI pixelflux 2.2.1 through Python on the same screens (downloads from PyPI; slow):
 # target/compare/compare.json and docs/compare.svg. Not part of `make test`.

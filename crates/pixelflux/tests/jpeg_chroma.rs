@@ -261,7 +261,11 @@ fn bench_still_formats() {
                 height: s.height as usize,
                 format: PixelFormat::BGRX,
             };
-            save(&format!("jpeg-q{q}"), i, &c.compress_to_owned(image).expect("jpeg"));
+            save(
+                &format!("jpeg-q{q}"),
+                i,
+                &c.compress_to_owned(image).expect("jpeg"),
+            );
         }
         println!(
             "| JPEG q{q} 4:4:4 | {} | {best:.1} | {db:.2} dB |",
@@ -300,12 +304,26 @@ fn bench_still_formats() {
     for (name, args, ext) in [
         (
             "webp-lossless-m0",
-            &["-c:v", "libwebp", "-lossless", "1", "-compression_level", "0"][..],
+            &[
+                "-c:v",
+                "libwebp",
+                "-lossless",
+                "1",
+                "-compression_level",
+                "0",
+            ][..],
             "webp",
         ),
         (
             "webp-lossless-m4",
-            &["-c:v", "libwebp", "-lossless", "1", "-compression_level", "4"][..],
+            &[
+                "-c:v",
+                "libwebp",
+                "-lossless",
+                "1",
+                "-compression_level",
+                "4",
+            ][..],
             "webp",
         ),
         ("qoi", &["-c:v", "qoi"][..], "qoi"),
@@ -319,6 +337,9 @@ fn bench_still_formats() {
             bytes += data.len();
             save(name, i, &data);
         }
-        println!("| {name} (ffmpeg) | {} | {ms:.0} (ffmpeg utime, ±10) | yes |", bytes / 1024);
+        println!(
+            "| {name} (ffmpeg) | {} | {ms:.0} (ffmpeg utime, ±10) | yes |",
+            bytes / 1024
+        );
     }
 }

@@ -8,10 +8,10 @@
 //! the still (the client draws pictures in arrival order, see docs/serve.md).
 //!
 //! Why PNG at the `png` crate's default compression (docs/PERFORMANCE.md, "Lossless stills"):
-//! on the 1080p `desktop` scene it made 103 KB for the 17 stripes in 81 ms of CPU (4.8 ms per
-//! 1920x64 stripe, once per stripe that stops changing), where lossless WebP took 141 KB in
-//! 58 ms (fastest method) or 66 KB in 379 ms, the crate's fast PNG 297 KB in 24 ms and q95
-//! 4:4:4 JPEG (not lossless) 623 KB. Every browser decodes PNG with `createImageBitmap`, and
+//! on the 1080p `desktop` scene it made 103 KB for the 17 stripes in 38–81 ms of CPU (2–5 ms
+//! per 1920x64 stripe, once per stripe that stops changing), where lossless WebP took 141 KB
+//! in 25–58 ms (fastest method) or 66 KB in ~375 ms, the crate's fast PNG 297 KB in 15–24 ms
+//! and q95 4:4:4 JPEG (not lossless) 623 KB. Every browser decodes PNG with `createImageBitmap`, and
 //! the `png` crate is already a dependency. Filter: adaptive per row.
 
 use super::{EncodeError, EncodeOutcome, EncodeRequest, StripeEncoder, StripeKind, StripePlace};
