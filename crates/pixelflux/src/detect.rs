@@ -198,7 +198,14 @@ impl StripeState {
             self.quality = cfg.start_quality;
         }
         if refresh {
-            let mut request = self.request(cfg, self.sent_quality.max(cfg.jpeg_quality), true);
+            // With lossless stills a refresh is sent at `jpeg_quality` (the still follows),
+            // not at the quality of the last send, which was the paint-over's.
+            let quality = if cfg.lossless {
+                cfg.jpeg_quality
+            } else {
+                self.sent_quality.max(cfg.jpeg_quality)
+            };
+            let mut request = self.request(cfg, quality, true);
             if cfg.lossless {
                 // A key picture for the decoders now, the still again once the stripe has
                 // been static for the trigger frames (a joining viewer converges too).
@@ -354,7 +361,13 @@ mod tests {
         assert_eq!(decide(&mut s, false), Decision::Skip);
         // A refresh is a key picture without paint-over, and the still comes again after it.
         match decide(&mut s, true) {
-            Decision::Encode(r) => assert!(r.keyframe && !r.paint_over),
+            Decision::Encode(r) => {
+                assert!(r.keyframe && !r.paint_over);
+                assert_eq!(
+                    r.jpeg_quality, 70,
+                    "refresh at jpeg_quality, not paint-over's"
+                );
+            }
             Decision::Skip => panic!("refresh skipped"),
         }
         assert_eq!(decide(&mut s, false), Decision::Skip);

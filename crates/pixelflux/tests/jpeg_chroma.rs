@@ -50,7 +50,9 @@ fn encode_stripes(
         let t = Instant::now();
         let chosen = subsamp.unwrap_or_else(|| {
             let view = frame.view().rows(y, h);
-            if chroma_detail(view) >= pixelflux::encode::jpeg::AUTO_FULL_CHROMA_DETAIL {
+            if quality >= pixelflux::encode::jpeg::FULL_CHROMA_MIN_QUALITY as i32
+                || chroma_detail(view) >= pixelflux::encode::jpeg::AUTO_FULL_CHROMA_DETAIL
+            {
                 Subsamp::None
             } else {
                 Subsamp::Sub2x2
@@ -177,6 +179,13 @@ fn default_chroma_matches_upstream_on_the_desktop_scene() {
             assert_eq!(*s, Subsamp::Sub2x2, "{scene} stripe {i}");
         }
     }
+    // From quality 90 up, auto is 4:4:4 everywhere (high quality means sharp).
+    let q90 = CaptureSettings {
+        jpeg_quality: 90,
+        ..settings.clone()
+    };
+    let (_, _, subsamps90) = encode_as_capture(&q90, &scene_frame(Scene::Full, 1));
+    assert!(subsamps90.iter().all(|s| *s == Subsamp::None));
     let s444 = CaptureSettings {
         jpeg_subsampling: JpegSubsampling::S444,
         ..settings
