@@ -63,7 +63,8 @@ pub struct EncodeOptions {
     /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
     #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
-    /// JPEG chroma: auto (4:4:4 for stripes with coloured detail, else 4:2:0), 420 or 444.
+    /// JPEG chroma: auto (4:4:4 from quality 90 or for stripes with coloured detail, else
+    /// 4:2:0), 420 or 444.
     #[arg(long, default_value = "auto")]
     pub jpeg_subsampling: JpegSubsampling,
 }

@@ -95,8 +95,8 @@ pub enum WireFormat {
 /// Chroma resolution of JPEG stripes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JpegSubsampling {
-    /// Per stripe: 4:4:4 where the stripe has fine colour detail (coloured text and UI,
-    /// colourful motion), 4:2:0 where its detail is in brightness (grey text, photos).
+    /// 4:4:4 from quality 90 up; below, per stripe: 4:4:4 where the stripe's fine detail is
+    /// largely colour (coloured text and UI), 4:2:0 where it is brightness (grey text, photos).
     /// Chosen by rate–distortion measurement (docs/PERFORMANCE.md, "JPEG chroma").
     #[default]
     Auto,
