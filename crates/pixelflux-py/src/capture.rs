@@ -9,11 +9,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use pixelflux::{CaptureError, CaptureSettings, ScreenCapture, SourceError, SourceSpec, Stripe};
+use pixelflux::{
+    CaptureError, CaptureSettings, OutputMode, PipelineConfig, ScreenCapture, SourceError,
+    SourceSpec, Stripe,
+};
 use pyo3::exceptions::{
     PyConnectionError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::result::PyStripeEncodeResult;
 use crate::settings::PyCaptureSettings;
@@ -209,11 +213,14 @@ impl PyScreenCapture {
         let core: CaptureSettings = settings.to_core()?;
         let spec: SourceSpec = settings.source();
         drop(settings);
-        if let Some(path) = &core.watermark_path {
-            if core.watermark_location != pixelflux::WatermarkLocation::None && !path.is_file() {
+        // The core decides what is drawn (a path with location 0 draws nothing).
+        let config =
+            PipelineConfig::new(&core).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if let Some(watermark) = &config.overlays().watermark {
+            if !watermark.path.is_file() {
                 return Err(PyFileNotFoundError::new_err(format!(
                     "watermark_path: no such file: {}",
-                    path.display()
+                    watermark.path.display()
                 )));
             }
         }
@@ -239,8 +246,8 @@ impl PyScreenCapture {
         // The GIL stays held while starting, so the first callback cannot run (and, say, call
         // stop_capture) before this object knows about the capture. Opening the display and
         // spawning the thread take milliseconds.
-        let capture =
-            ScreenCapture::start(core, spec, deliver(function, user_data)).map_err(start_error)?;
+        let capture = ScreenCapture::start_config(config, &spec, deliver(function, user_data))
+            .map_err(start_error)?;
         let active = Arc::new(Active {
             capture,
             stop_requested: AtomicBool::new(false),
@@ -278,6 +285,29 @@ impl PyScreenCapture {
     #[getter]
     fn is_running(&self) -> bool {
         self.current().is_some_and(|a| a.is_live())
+    }
+
+    /// The stream the current (or last) capture encodes, as a dict — `width`, `height` (after
+    /// H.264's rounding down to even sizes), `codec` (`"jpeg"` or `"h264"`), `stripe_height`
+    /// (rows per stripe; the full height in H.264 full-frame mode), `h264_fullcolor` — or None
+    /// before the first start (ours).
+    #[getter]
+    fn stream_format<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(active) = self.current() else {
+            return Ok(None);
+        };
+        let format = active.capture.format();
+        let dict = PyDict::new(py);
+        dict.set_item("width", format.width)?;
+        dict.set_item("height", format.height)?;
+        let codec = match format.codec {
+            OutputMode::Jpeg => "jpeg",
+            OutputMode::H264 => "h264",
+        };
+        dict.set_item("codec", codec)?;
+        dict.set_item("stripe_height", format.stripe_height)?;
+        dict.set_item("h264_fullcolor", format.h264_fullcolor)?;
+        Ok(Some(dict))
     }
 
     /// The error that ended the last capture, as text, or None (ours).

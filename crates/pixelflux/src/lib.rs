@@ -2,9 +2,11 @@
 //! encode only those — in parallel, to JPEG or H.264 — and hand each encoded stripe to a
 //! callback.
 //!
-//! The modules follow the pipeline: [`source`] (capture) → [`overlay`] (cursor, watermark) →
-//! [`detect`] (change detection) → [`encode`] → [`capture`] (the thread that drives it all and
-//! delivers stripes). [`wire`] documents the stripe headers.
+//! The modules follow the pipeline: [`config`] (settings validated once and split per stage)
+//! → [`source`] (capture) → [`overlay`] (cursor, watermark) → [`detect`] (change detection) →
+//! [`encode`], stepped one frame at a time by [`pipeline`]; [`capture`] is the thread that
+//! paces it, applies live changes and delivers stripes. [`wire`] documents the stripe headers.
+//! docs/ARCHITECTURE.md has the whole picture.
 //!
 //! ```no_run
 //! use pixelflux::{CaptureSettings, ScreenCapture, SourceSpec};
@@ -21,17 +23,21 @@
 //! ```
 
 pub mod capture;
+pub mod config;
 pub mod detect;
 pub mod encode;
 pub mod frame;
 pub mod overlay;
+pub mod pipeline;
 pub mod settings;
 pub mod source;
 pub mod wire;
 
 pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
+pub use config::{Control, ControlError, PipelineConfig, StreamFormat};
 pub use encode::StripeKind;
 pub use frame::{Frame, FrameRef, OwnedFrame};
+pub use pipeline::{Pipeline, TickOutput};
 pub use settings::{
     CaptureSettings, JpegSubsampling, OutputMode, SettingsError, WatermarkLocation, WireFormat,
 };

@@ -143,7 +143,7 @@ impl std::str::FromStr for JpegSubsampling {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSettings {
     /// Width of the captured region in pixels (H.264: rounded down to even, see
-    /// [`region_size`](Self::region_size)).
+    /// [`crate::config`]).
     pub capture_width: u32,
     /// Height of the captured region in pixels (H.264: rounded down to even).
     pub capture_height: u32,
@@ -352,30 +352,6 @@ impl CaptureSettings {
         }
         Ok(())
     }
-
-    /// The region size actually captured. In H.264 mode an odd width or height is rounded
-    /// down to even (as 1.2.2 did): 4:2:0 chroma covers 2x2 pixels and x264 and browser
-    /// decoders need even sizes. JPEG captures the size as given.
-    pub fn region_size(&self) -> (u32, u32) {
-        match self.output_mode {
-            OutputMode::H264 => (self.capture_width & !1, self.capture_height & !1),
-            OutputMode::Jpeg => (self.capture_width, self.capture_height),
-        }
-    }
-
-    /// Rows per stripe in effect: `stripe_height`, or the codec's default when it is 0.
-    pub fn stripe_rows(&self) -> u32 {
-        match (self.stripe_height, self.output_mode) {
-            (0, OutputMode::Jpeg) => DEFAULT_STRIPE_HEIGHT,
-            (0, OutputMode::H264) => DEFAULT_H264_STRIPE_HEIGHT,
-            (rows, _) => rows,
-        }
-    }
-
-    /// Seconds between frame deadlines.
-    pub fn frame_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(1.0 / self.target_fps)
-    }
 }
 
 #[cfg(test)]
@@ -505,41 +481,6 @@ mod tests {
             assert_eq!(err.field, field, "{err}");
             assert!(err.to_string().contains(field));
         }
-    }
-
-    #[test]
-    fn h264_rounds_odd_regions_down_and_rejects_tiny_ones() {
-        let mut s = CaptureSettings {
-            output_mode: OutputMode::H264,
-            capture_width: 641,
-            capture_height: 481,
-            ..Default::default()
-        };
-        s.validate().unwrap();
-        assert_eq!(s.region_size(), (640, 480));
-        s.output_mode = OutputMode::Jpeg;
-        assert_eq!(s.region_size(), (641, 481));
-        s.output_mode = OutputMode::H264;
-        s.capture_height = 1;
-        let err = s.validate().unwrap_err();
-        assert_eq!(err.field, "capture_height", "{err}");
-    }
-
-    #[test]
-    fn stripe_height_zero_picks_per_codec() {
-        let jpeg = CaptureSettings::default();
-        assert_eq!(jpeg.stripe_rows(), DEFAULT_STRIPE_HEIGHT);
-        let h264 = CaptureSettings {
-            output_mode: OutputMode::H264,
-            ..Default::default()
-        };
-        assert_eq!(h264.stripe_rows(), DEFAULT_H264_STRIPE_HEIGHT);
-        let fixed = CaptureSettings {
-            stripe_height: 32,
-            ..h264
-        };
-        assert_eq!(fixed.stripe_rows(), 32);
-        fixed.validate().unwrap();
     }
 
     #[test]

@@ -120,7 +120,8 @@ fn encode_as_capture(
     let stride = frame.stride();
     for y in (0..frame.height).step_by(64) {
         let h = 64.min(frame.height - y);
-        let mut enc = new_encoder(settings, frame.width, h).expect("encoder");
+        let config = pixelflux::PipelineConfig::new(settings).expect("valid settings");
+        let mut enc = new_encoder(config.encoder(), frame.width, h).expect("encoder");
         let request = EncodeRequest {
             jpeg_quality: settings.jpeg_quality,
             paint_over: false,

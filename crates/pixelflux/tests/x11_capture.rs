@@ -214,6 +214,55 @@ fn server_going_away_ends_the_capture_with_a_reason() {
     assert!(cap.stop().is_some(), "stop stays idempotent");
 }
 
+/// Sends `signal` (STOP, CONT) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[test]
+fn stop_is_bounded_when_the_x_server_stops_answering() {
+    let xvfb = Xvfb::start(320, 240);
+    let pid = xvfb.pid().expect("Xvfb runs");
+    // With the pointer drawn, every frame asks the server where it is: the first frame after
+    // SIGSTOP waits for a reply that never comes.
+    let (cap, _log) = start(
+        &xvfb,
+        CaptureSettings {
+            capture_cursor: true,
+            target_fps: 100.0,
+            ..settings(320, 240)
+        },
+    );
+    frames_pass(&cap, 2);
+    signal(pid, "STOP");
+    // Stuck: no frame for a whole second (the capture runs at 100 fps).
+    let mut last = cap.stats().frames;
+    let stuck = wait_for(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cap.stats().frames;
+        std::mem::replace(&mut last, now) == now
+    });
+    let cap = std::sync::Arc::new(cap);
+    let stopper = std::sync::Arc::clone(&cap);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(stopper.stop().map(|e| e.to_string()));
+    });
+    // Bounded: 2 x STOP_GRACE at most; generous here for a loaded machine.
+    let stopped = rx.recv_timeout(Duration::from_secs(30));
+    signal(pid, "CONT");
+    assert!(stuck, "the capture never blocked on the stopped server");
+    let err = stopped
+        .expect("stop returned although the X server stopped answering")
+        .expect("the capture reports why it ended");
+    assert!(err.contains("stopped answering"), "{err}");
+    assert!(!cap.is_running());
+}
+
 #[test]
 fn a_static_screen_is_not_grabbed_again_and_damage_wakes_it() {
     let xvfb = Xvfb::start(320, 240);

@@ -6,8 +6,8 @@ pub mod jpeg;
 pub mod still;
 pub mod x264;
 
+use crate::config::EncoderConfig;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
 use crate::wire::H264FrameType;
 
 /// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
@@ -91,21 +91,20 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder for a stripe of `width` x `height` as the settings ask. H.264 stripes
-/// must have an even width and height (see [`h264`]).
+/// Makes the encoder `config` names for a stripe of `width` x `height`. H.264 stripes must
+/// have an even width and height (see [`h264`]).
 pub fn new_encoder(
-    settings: &CaptureSettings,
+    config: &EncoderConfig,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    let inner: Box<dyn StripeEncoder> = match settings.output_mode {
-        OutputMode::Jpeg => Box::new(jpeg::JpegEncoder::new(
-            settings.wire_format,
-            settings.jpeg_subsampling,
-        )?),
-        OutputMode::H264 => Box::new(h264::H264Encoder::new(settings, width, height)?),
+    let inner: Box<dyn StripeEncoder> = match config {
+        EncoderConfig::Jpeg(jpeg) => {
+            Box::new(jpeg::JpegEncoder::new(jpeg.wire_format, jpeg.subsampling)?)
+        }
+        EncoderConfig::H264(h264) => Box::new(h264::H264Encoder::new(h264, width, height)?),
     };
-    if settings.paint_over_lossless {
+    if config.lossless_stills() {
         return Ok(Box::new(still::StillEncoder::new(inner)));
     }
     Ok(inner)

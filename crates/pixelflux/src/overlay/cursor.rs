@@ -8,6 +8,7 @@
 //! region coordinates, clipped to the frame.
 
 use std::ops::Range;
+use std::os::fd::AsFd as _;
 
 use x11rb::connection::{Connection, RequestConnection as _};
 use x11rb::protocol::xfixes::{self, ConnectionExt as _, CursorNotifyMask};
@@ -18,6 +19,7 @@ use x11rb::rust_connection::RustConnection;
 use super::blend::PremultipliedImage;
 use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
+use crate::source::Interrupter;
 
 /// The cursor image and its hotspot (the pixel that sits at the pointer position).
 #[derive(Debug, Clone)]
@@ -149,6 +151,10 @@ fn cursor_image(reply: xfixes::GetCursorImageReply) -> Option<CursorImage> {
 }
 
 impl Overlay for CursorOverlay {
+    fn interrupter(&self) -> Option<Interrupter> {
+        Interrupter::for_socket(self.conn.stream().as_fd()).ok()
+    }
+
     fn prepare(
         &mut self,
         _width: u32,

@@ -10,8 +10,10 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
+use std::os::fd::AsFd as _;
+
 use super::shm::ShmSegment;
-use super::{Damage, FrameSource, SourceError};
+use super::{Damage, FrameSource, Interrupter, SourceError};
 use crate::frame::Frame;
 
 /// The X11 region a capture reads.
@@ -208,6 +210,10 @@ impl X11Source {
 impl FrameSource for X11Source {
     fn size(&self) -> (u32, u32) {
         (self.region.width, self.region.height)
+    }
+
+    fn interrupter(&self) -> Option<Interrupter> {
+        Interrupter::for_socket(self.conn.stream().as_fd()).ok()
     }
 
     fn damage(&mut self) -> Result<Damage, SourceError> {
