@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  ffmpegPicture, launchBrowser, psnr, psnrRgb, readCanvas, recordedStripes, recordStripes, sleep,
+  ffmpegJpegPicture, ffmpegPicture, launchBrowser, psnr, psnrRgb, readCanvas, recordedStripes, recordStripes, sleep,
   snapshot, startServe, waitForFullPicture,
 } from './support.mjs';
 
@@ -90,6 +90,23 @@ describe('fidelity at the canvas', () => {
       });
     });
   }
+
+  test('JPEG: the canvas shows what a reference decoder makes of the same stripes', async () => {
+    const ref = snapshot(['--scene', 'desktop', '--region', REGION]);
+    await withServe(['--scene', 'desktop', '--region', REGION, '--codec', 'jpeg', '--no-paint-over'], async (server) => {
+      const v = await viewer(server.url);
+      await sleep(500);
+      const canvas = await readCanvas(v.page);
+      const decoded = ffmpegJpegPicture(await recordedStripes(v.page), 640, 360);
+      const dbCanvas = psnr(canvas, ref);
+      const dbRef = psnrRgb(decoded, ref);
+      console.log(`JPEG q85 auto: canvas ${dbCanvas.toFixed(2)} dB, ffmpeg ${dbRef.toFixed(2)} dB (against the source); ` +
+        `canvas vs ffmpeg ${psnr(canvas, decoded).toFixed(2)} dB`);
+      assert.ok(dbCanvas >= dbRef - 0.5, `canvas ${dbCanvas.toFixed(2)} dB vs ffmpeg ${dbRef.toFixed(2)} dB`);
+      assert.deepEqual(v.errors, []);
+      await v.page.close();
+    });
+  });
 
   for (const [label, args] of [
     ['JPEG', ['--codec', 'jpeg']],

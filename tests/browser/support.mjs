@@ -274,3 +274,20 @@ function toRgba(rgb) {
   }
   return out;
 }
+
+/**
+ * The picture a reference decoder makes of recorded tagged JPEG stripes: the last JPEG of each
+ * stripe position decoded by ffmpeg. Returns { width, height, rgb } like `snapshot`.
+ */
+export function ffmpegJpegPicture(stripes, width, height) {
+  const last = new Map();
+  for (const b of stripes) if (b[0] === 0x03) last.set(b.readUInt16BE(4), b.subarray(6));
+  const rgb = Buffer.alloc(width * height * 3);
+  for (const [y, jpeg] of last) {
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'jpeg_pipe', '-i', '-', '-f', 'rawvideo',
+      '-pix_fmt', 'rgb24', '-'], { input: jpeg, maxBuffer: 1 << 28, timeout: 30000 });
+    if (r.status !== 0) throw new Error(`ffmpeg failed on JPEG stripe ${y}: ${r.stderr}`);
+    r.stdout.copy(rgb, y * width * 3, 0, Math.min(r.stdout.length, (height - y) * width * 3));
+  }
+  return { width, height, rgb };
+}
