@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  launchBrowser, psnr, readCanvas, recordedStripes, recordStripes, ROOT, sleep, snapshot,
+  launchBrowser, psnr, readCanvas, recordedStripes, recordAllStripes, ROOT, sleep, snapshot,
   startServe, waitForFullPicture,
 } from './support.mjs';
 
@@ -53,7 +53,7 @@ try {
       '--fps', '30', ...c.args]);
     try {
       const page = await browser.newPage();
-      await recordStripes(page);
+      await recordAllStripes(page);
       await page.goto(server.url + (c.query || ''));
       await waitForFullPicture(page, { timeout: 30000 });
       // Joining asks for a refresh: let its pictures land (stills follow only 10 frames later).

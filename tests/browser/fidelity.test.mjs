@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  ffmpegJpegPicture, ffmpegPicture, launchBrowser, psnr, psnrRgb, readCanvas, recordedStripes, recordStripes, sleep,
+  ffmpegJpegPicture, ffmpegPicture, launchBrowser, psnr, psnrRgb, readCanvas, recordedStripes, recordAllStripes, sleep,
   snapshot, startServe, waitForFullPicture,
 } from './support.mjs';
 
@@ -36,7 +36,7 @@ async function viewer(url) {
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await recordStripes(page);
+  await recordAllStripes(page);
   await page.goto(url);
   await waitForFullPicture(page);
   return { page, errors };
@@ -61,7 +61,7 @@ describe('fidelity at the canvas', () => {
         const page = await browser.newPage();
         const errors = [];
         page.on('pageerror', (e) => errors.push(e.message));
-        await recordStripes(page);
+        await recordAllStripes(page);
         await page.goto(server.url);
         await waitForFullPicture(page);
         await sleep(500);

@@ -43,3 +43,9 @@ pub use settings::{
 };
 pub use source::synthetic::Scene;
 pub use source::{FrameSource, SourceError, SourceSpec};
+
+/// The README's Rust example, compiled by `cargo test --doc` (not run: it needs an X display)
+/// so that it stays in step with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

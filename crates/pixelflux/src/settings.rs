@@ -485,10 +485,23 @@ mod tests {
 
     #[test]
     fn integer_enums_round_trip() {
-        for i in 0..=6 {
-            assert_eq!(WatermarkLocation::from_index(i).unwrap().index(), i);
+        // 1.2.2's numbering, written out: a round trip alone would pass for any permutation.
+        use WatermarkLocation::*;
+        let numbering = [
+            (0, None),
+            (1, TopLeft),
+            (2, TopRight),
+            (3, BottomLeft),
+            (4, BottomRight),
+            (5, Middle),
+            (6, Animated),
+        ];
+        for (i, location) in numbering {
+            assert_eq!(WatermarkLocation::from_index(i), Some(location), "{i}");
+            assert_eq!(location.index(), i);
         }
         assert!(WatermarkLocation::from_index(7).is_none());
+        assert_eq!(OutputMode::from_index(0), Some(OutputMode::Jpeg));
         assert_eq!(OutputMode::from_index(1), Some(OutputMode::H264));
         assert!(OutputMode::from_index(2).is_none());
     }
