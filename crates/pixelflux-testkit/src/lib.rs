@@ -20,7 +20,7 @@ pub use pixelflux_xvfb as xvfb;
 #[non_exhaustive]
 pub enum Error {
     /// No connection to the X server.
-    #[error("cannot connect to X display {display:?}: {source}")]
+    #[error("cannot connect to X display {}: {source}", display.as_deref().unwrap_or("$DISPLAY"))]
     Connect {
         display: Option<String>,
         #[source]

@@ -1,9 +1,12 @@
 //! Stripe encoders: one instance per stripe, kept across frames, owned by that stripe's slot.
 
+#[cfg(feature = "x264")]
 pub mod color;
+#[cfg(feature = "x264")]
 pub mod h264;
 pub mod jpeg;
 pub mod still;
+#[cfg(feature = "x264")]
 pub mod x264;
 
 use crate::config::EncoderConfig;
@@ -92,7 +95,11 @@ pub trait StripeEncoder: Send {
 }
 
 /// Makes the encoder `config` names for a stripe of `width` x `height`. H.264 stripes must
-/// have an even width and height (see [`h264`]).
+/// have an even width and height (see `h264`).
+///
+/// # Errors
+/// [`EncodeError`] when the encoder cannot be opened; for H.264 also when the crate was built
+/// without its `x264` feature.
 pub fn new_encoder(
     config: &EncoderConfig,
     width: u32,
@@ -102,10 +109,40 @@ pub fn new_encoder(
         EncoderConfig::Jpeg(jpeg) => {
             Box::new(jpeg::JpegEncoder::new(jpeg.wire_format, jpeg.subsampling)?)
         }
+        #[cfg(feature = "x264")]
         EncoderConfig::H264(h264) => Box::new(h264::H264Encoder::new(h264, width, height)?),
+        #[cfg(not(feature = "x264"))]
+        EncoderConfig::H264(_) => {
+            let _ = (width, height);
+            return Err(EncodeError::H264(
+                "this build has no H.264 encoder (built without the `x264` feature)".into(),
+            ));
+        }
     };
     if config.lossless_stills() {
         return Ok(Box::new(still::StillEncoder::new(inner)));
     }
     Ok(inner)
+}
+
+#[cfg(all(test, not(feature = "x264")))]
+mod tests {
+    use super::*;
+    use crate::config::PipelineConfig;
+    use crate::settings::{CaptureSettings, OutputMode};
+
+    #[test]
+    fn h264_without_the_x264_feature_is_refused_by_name() {
+        let settings = CaptureSettings {
+            output_mode: OutputMode::H264,
+            ..Default::default()
+        };
+        let config = PipelineConfig::new(&settings).expect("valid settings");
+        let err = new_encoder(config.encoder(), 64, 64)
+            .err()
+            .expect("no H.264 encoder");
+        assert!(err.to_string().contains("`x264` feature"), "{err}");
+        let jpeg = PipelineConfig::new(&CaptureSettings::default()).expect("valid settings");
+        assert!(new_encoder(jpeg.encoder(), 64, 64).is_ok());
+    }
 }

@@ -63,7 +63,7 @@ impl Damage {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// No X server at that display (or none named at all).
-    #[error("cannot connect to X display {display:?}: {reason}")]
+    #[error("cannot connect to X display {}: {reason}", display_name(display.as_deref()))]
     Connect {
         /// The display name tried (`None`: `$DISPLAY`).
         display: Option<String>,
@@ -114,6 +114,23 @@ pub enum SourceSpec {
     Synthetic(synthetic::Scene),
 }
 
+/// A display name as a person writes it: `:1`, or `$DISPLAY` for the default.
+pub(crate) fn display_name(display: Option<&str>) -> &str {
+    display.unwrap_or("$DISPLAY")
+}
+
+/// `X11 display :1`, `X11 display $DISPLAY`, `scene typing`.
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::X11 { display } => {
+                write!(f, "X11 display {}", display_name(display.as_deref()))
+            }
+            SourceSpec::Synthetic(scene) => write!(f, "scene {scene}"),
+        }
+    }
+}
+
 impl SourceSpec {
     /// The default X display, from `$DISPLAY`.
     pub fn x11_default() -> Self {
@@ -140,5 +157,35 @@ impl SourceSpec {
                 })
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_print_as_written() {
+        let err = SourceError::Connect {
+            display: Some(":77".into()),
+            reason: "refused".into(),
+        };
+        assert_eq!(err.to_string(), "cannot connect to X display :77: refused");
+        let err = SourceError::Connect {
+            display: None,
+            reason: "unset".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to X display $DISPLAY: unset"
+        );
+        let spec = SourceSpec::X11 {
+            display: Some(":5".into()),
+        };
+        assert_eq!(spec.to_string(), "X11 display :5");
+        assert_eq!(
+            SourceSpec::Synthetic(synthetic::Scene::Typing).to_string(),
+            "scene typing"
+        );
     }
 }
