@@ -152,6 +152,8 @@ pub(crate) struct PyCaptureSettings {
     pub(crate) display: Option<String>,
     /// Capture a built-in synthetic scene instead of the X display (for tests and demos).
     pub(crate) scene: Option<Scene>,
+    /// The pixelflux 2.x settings without a 1.2.2 counterpart (see `api2`).
+    pub(crate) extra: crate::api2::Extra,
 }
 
 impl PyCaptureSettings {
@@ -271,11 +273,8 @@ impl PyCaptureSettings {
                     })?)
                 };
             }
-            _ => {
-                return Err(PyTypeError::new_err(format!(
-                    "CaptureSettings has no field {field:?}"
-                )))
-            }
+            // 2.x names; AttributeError for a name neither API has.
+            _ => return crate::api2::assign(self, field, value),
         }
         Ok(())
     }
@@ -302,7 +301,7 @@ impl PyCaptureSettings {
         }
     }
 
-    fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
         let c = &self.core;
         Ok(match field {
             "capture_width" => c.capture_width.into_pyobject(py)?.into_any(),
@@ -339,11 +338,7 @@ impl PyCaptureSettings {
             "jpeg_subsampling" => c.jpeg_subsampling.name().into_pyobject(py)?.into_any(),
             "display" => self.display.clone().into_pyobject(py)?.into_any(),
             "scene" => self.scene.map(|s| s.name()).into_pyobject(py)?.into_any(),
-            _ => {
-                return Err(PyTypeError::new_err(format!(
-                    "CaptureSettings has no field {field:?}"
-                )))
-            }
+            _ => return crate::api2::value(self, py, field),
         })
     }
 }
@@ -382,11 +377,14 @@ properties! {
                 core: CaptureSettings::default(),
                 display: None,
                 scene: None,
+                extra: crate::api2::Extra::default(),
             };
             if let Some(fields) = fields {
                 for (name, value) in fields.iter() {
                     let name: String = name.extract()?;
-                    if !FIELDS.contains(&name.as_str()) {
+                    if !FIELDS.contains(&name.as_str())
+                        && !crate::api2::v2_names().contains(&name.as_str())
+                    {
                         return Err(PyTypeError::new_err(format!(
                             "CaptureSettings() got an unexpected keyword argument {name:?}"
                         )));
@@ -412,9 +410,22 @@ properties! {
                     self.core == other.core
                         && self.display == other.display
                         && self.scene == other.scene
+                        && self.extra == other.extra
                 }
                 Err(_) => false,
             }
+        }
+
+        /// Reads a pixelflux 2.x name (`video_crf`, `codec`, `use_cpu`, ...); AttributeError
+        /// for a name neither API has.
+        fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+            crate::api2::value(self, py, name)
+        }
+
+        /// Every assignment, 1.2.2 and 2.x names alike, is checked by `assign`;
+        /// AttributeError for a name neither API has.
+        fn __setattr__(&mut self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.assign(name, value)
         }
 
         fn __copy__(&self) -> Self {
