@@ -87,15 +87,19 @@ test: deps-test
 # Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264, and the real applications
 # (xterm scrolling a log, xclock, ffplay playing a clip; X11 only): a table on stdout and
 # target/bench.json. Arguments through BENCH_ARGS, which replace the default list, e.g.
-# make bench BENCH_ARGS="--seconds 2 --app terminal".
-BENCH_ARGS ?= --scene static,typing,scroll,video,full --app terminal,clock,video
+# make bench BENCH_ARGS="--seconds 2 --app terminal". Then fidelity through the browser
+# (tests/browser/fidelity-bench.mjs): canvas PSNR at first paint and after 2 s still,
+# target/fidelity.json.
+BENCH_ARGS ?= --scene static,typing,scroll,video,full,desktop --app terminal,clock,video
 # The benchmark is its own dev-only binary (crates/pixelflux-bench), not part of `pixelflux`.
 build-bench: deps
 	$(CARGO) build --release -p pixelflux-bench
 
-bench: build-bench
+bench: build-bench build
 	@scripts/install-deps.sh bench
 	target/release/pixelflux-bench --json target/bench.json $(BENCH_ARGS)
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	cd tests/browser && node fidelity-bench.mjs
 
 # Ours vs PyPI pixelflux 2.2.1 through Python on the same screens (downloads from PyPI; slow):
 # target/compare/compare.json and docs/compare.svg. Not part of `make test`.

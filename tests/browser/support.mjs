@@ -1,7 +1,7 @@
 // Helpers for the browser tests: start `pixelflux serve`, take reference snapshots, drive
 // headless Chromium (Debian's /usr/bin/chromium through playwright-core), compare pixels.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -213,6 +213,60 @@ export function processAlive(pid) {
   }
 }
 
+/** Makes the page keep a copy of every binary stripe it receives (window.pixelflux.record). */
+export async function recordAllStripes(page) {
+  await page.addInitScript(() => {
+    const arm = () => {
+      if (window.pixelflux) window.pixelflux.record = [];
+      else setTimeout(arm, 0);
+    };
+    document.addEventListener('DOMContentLoaded', arm);
+  });
+}
+
+/** The stripes the page recorded, as Buffers. */
+export async function recordedStripes(page) {
+  const list = await page.evaluate(() => window.pixelflux.record.map((b) => {
+    let bin = '';
+    for (let i = 0; i < b.length; i += 0x8000) bin += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
+    return btoa(bin);
+  }));
+  return list.map((b64) => Buffer.from(b64, 'base64'));
+}
+
+/**
+ * The picture a reference decoder makes of recorded H.264 stripes: each stripe position's
+ * stream decoded by ffmpeg (its own BT.709-aware conversion to RGB), the last picture of each
+ * placed at its y. Returns { width, height, rgb } like `snapshot`.
+ */
+export function ffmpegPicture(stripes, width, height) {
+  const byY = new Map();
+  for (const b of stripes) {
+    if (b[0] !== 0x04) continue;
+    const y = b.readUInt16BE(4);
+    const h = b.readUInt16BE(8);
+    if (!byY.has(y)) byY.set(y, { h, chunks: [] });
+    byY.get(y).chunks.push(b.subarray(10));
+  }
+  const rgb = Buffer.alloc(width * height * 3);
+  const dir = mkdtempSync(path.join(tmpdir(), 'pixelflux-h264-'));
+  try {
+    for (const [y, { h, chunks }] of byY) {
+      const file = path.join(dir, `s${y}.h264`);
+      writeFileSync(file, Buffer.concat(chunks));
+      const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'h264', '-i', file, '-f', 'rawvideo',
+        '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 30, timeout: 30000 });
+      if (r.status !== 0) throw new Error(`ffmpeg failed on stripe ${y}: ${r.stderr}`);
+      const size = width * h * 3;
+      if (r.stdout.length < size) throw new Error(`ffmpeg gave no picture for stripe ${y}`);
+      r.stdout.copy(rgb, y * width * 3, r.stdout.length - size);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { width, height, rgb };
+}
+
 /**
  * Makes `page` keep, from its next navigation on, the stripes its WebSocket receives: for each
  * stripe row y, the last stripe (a JPEG 0x03, an H.264 0x04 or a still image 0x05) and the
@@ -290,10 +344,25 @@ export function psnrRgb(a, b) {
 
 function toRgba(rgb) {
   const out = Buffer.alloc((rgb.length / 3) * 4);
-  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
-    out[j] = rgb[i];
-    out[j + 1] = rgb[i + 1];
-    out[j + 2] = rgb[i + 2];
+  for (let i = 0, o = 0; i < rgb.length; i += 3, o += 4) {
+    out[o] = rgb[i]; out[o + 1] = rgb[i + 1]; out[o + 2] = rgb[i + 2]; out[o + 3] = 255;
   }
   return out;
+}
+
+/**
+ * The picture a reference decoder makes of recorded tagged JPEG stripes: the last JPEG of each
+ * stripe position decoded by ffmpeg. Returns { width, height, rgb } like `snapshot`.
+ */
+export function ffmpegJpegPicture(stripes, width, height) {
+  const last = new Map();
+  for (const b of stripes) if (b[0] === 0x03) last.set(b.readUInt16BE(4), b.subarray(6));
+  const rgb = Buffer.alloc(width * height * 3);
+  for (const [y, jpeg] of last) {
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'jpeg_pipe', '-i', '-', '-f', 'rawvideo',
+      '-pix_fmt', 'rgb24', '-'], { input: jpeg, maxBuffer: 1 << 28, timeout: 30000 });
+    if (r.status !== 0) throw new Error(`ffmpeg failed on JPEG stripe ${y}: ${r.stderr}`);
+    r.stdout.copy(rgb, y * width * 3, 0, Math.min(r.stdout.length, (height - y) * width * 3));
+  }
+  return { width, height, rgb };
 }

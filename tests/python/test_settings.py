@@ -34,6 +34,7 @@ DEFAULTS = {
     "stripe_height": 0,
     "display": None,
     "scene": None,
+    "jpeg_subsampling": "auto",
 }
 
 
@@ -96,7 +97,8 @@ def test_accepted_edge_values():
         ("watermark_location_enum", 6), ("vaapi_render_node_index", 3),
         ("paint_over_trigger_frames", 1), ("damage_block_threshold", 0),
         ("capture_cursor", 1), ("h264_fullcolor", True), ("stripe_height", 16),
-        ("display", ":7"), ("scene", "full"),
+        ("display", ":7"), ("scene", "full"), ("scene", "desktop"),
+        ("jpeg_subsampling", "444"), ("jpeg_subsampling", "420"), ("jpeg_subsampling", "auto"),
     ]:
         setattr(s, field, value)
         assert getattr(s, field) == value, field
@@ -117,6 +119,7 @@ TYPE_ERRORS = (
     + [("watermark_path", v) for v in (42, 1.5, ["/tmp/w.png"])]
     + [("display", v) for v in (1, b":1")]
     + [("scene", v) for v in (1, b"full")]
+    + [("jpeg_subsampling", v) for v in (444, None, b"444")]
 )
 
 
@@ -146,6 +149,7 @@ VALUE_ERRORS = [
     ("capture_cursor", 2), ("h264_fullframe", -1), ("use_paint_over_quality", 2**70),
     ("stripe_height", 15), ("stripe_height", 17), ("stripe_height", 2),
     ("scene", "nope"),
+    ("jpeg_subsampling", "422"),
     ("watermark_path", "/tmp/a\0b.png"),
 ]
 

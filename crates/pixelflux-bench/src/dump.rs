@@ -87,6 +87,7 @@ pub fn read_dump(mut r: impl Read) -> anyhow::Result<Dump> {
         let kind = match kind {
             1 => StripeKind::Jpeg,
             2 => StripeKind::H264,
+            3 => StripeKind::Still,
             k => bail!("unknown stripe kind {k} in dump"),
         };
         let frame_id = u64::from_le_bytes(take(&mut r)?);
@@ -123,10 +124,7 @@ pub fn write_dump(out: &mut Vec<u8>, width: u32, height: u32, stripes: &[DumpStr
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&height.to_le_bytes());
     for s in stripes {
-        out.push(match s.stripe.kind {
-            StripeKind::Jpeg => 1,
-            StripeKind::H264 => 2,
-        });
+        out.push(s.stripe.kind.code());
         out.extend_from_slice(&s.stripe.frame_id.to_le_bytes());
         out.extend_from_slice(&s.stripe.y.to_le_bytes());
         out.extend_from_slice(&s.stripe.height.to_le_bytes());

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use pixelflux::{CaptureSettings, OutputMode, Scene, SourceSpec};
+use pixelflux::{CaptureSettings, JpegSubsampling, OutputMode, Scene, SourceSpec};
 
 /// A region `WxH+X+Y` (or `WxH`, at 0,0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,10 @@ pub struct EncodeOptions {
     /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
     #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
+    /// JPEG chroma: auto (4:4:4 from quality 90 or for stripes with coloured detail, else
+    /// 4:2:0), 420 or 444.
+    #[arg(long, default_value = "auto")]
+    pub jpeg_subsampling: JpegSubsampling,
 }
 
 impl EncodeOptions {
@@ -73,6 +77,7 @@ impl EncodeOptions {
             jpeg_quality: self.quality,
             h264_crf: self.crf,
             stripe_height: self.stripe_height,
+            jpeg_subsampling: self.jpeg_subsampling,
             ..Default::default()
         }
     }
@@ -88,7 +93,7 @@ pub struct CaptureOptions {
     #[arg(long)]
     pub region: Option<RegionArg>,
     /// Play a built-in synthetic scene instead of capturing a display
-    /// (static, typing, scroll, video, full).
+    /// (static, typing, scroll, video, full, desktop).
     #[arg(long)]
     pub scene: Option<Scene>,
     /// Codec of the stripes.

@@ -304,6 +304,14 @@ impl FrameState {
                 -2,
                 vec![0x03, 0x00, fid16[0], fid16[1], y16[0], y16[1]],
             ),
+            // Lossless stills need `paint_over_lossless`, which the Python API does not
+            // expose, so none reach here; should one, it keeps its own tag (docs/serve.md)
+            // and travels as a self-contained image like a JPEG.
+            StripeKind::Still => (
+                DATA_TYPE_JPEG,
+                -2,
+                vec![0x05, 0x01, fid16[0], fid16[1], y16[0], y16[1]],
+            ),
             StripeKind::H264 => {
                 let previous = inner.last_sent.insert(stripe.y, frame_id);
                 let (reference, wire_ref) = match (key, previous) {

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
 
 /// Every settable field, in 1.2.2's order, then ours.
-pub(crate) const FIELDS: [&str; 22] = [
+pub(crate) const FIELDS: [&str; 23] = [
     "capture_width",
     "capture_height",
     "capture_x",
@@ -37,6 +37,7 @@ pub(crate) const FIELDS: [&str; 22] = [
     "stripe_height",
     "display",
     "scene",
+    "jpeg_subsampling",
 ];
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
@@ -228,6 +229,18 @@ impl PyCaptureSettings {
                 }
                 c.stripe_height = rows as u32;
             }
+            "jpeg_subsampling" => {
+                let name = value.cast::<PyString>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "jpeg_subsampling must be a str, not {}",
+                        type_name(value)
+                    ))
+                })?;
+                c.jpeg_subsampling = name
+                    .to_str()?
+                    .parse()
+                    .map_err(|e: pixelflux::SettingsError| PyValueError::new_err(e.to_string()))?;
+            }
             "display" => {
                 self.display = if value.is_none() {
                     None
@@ -322,6 +335,7 @@ impl PyCaptureSettings {
             "watermark_location_enum" => c.watermark_location.index().into_pyobject(py)?.into_any(),
             "vaapi_render_node_index" => c.vaapi_render_node_index.into_pyobject(py)?.into_any(),
             "stripe_height" => c.stripe_height.into_pyobject(py)?.into_any(),
+            "jpeg_subsampling" => c.jpeg_subsampling.name().into_pyobject(py)?.into_any(),
             "display" => self.display.clone().into_pyobject(py)?.into_any(),
             "scene" => self.scene.map(|s| s.name()).into_pyobject(py)?.into_any(),
             _ => return crate::api2::value(self, py, field),
@@ -443,5 +457,6 @@ properties! {
     vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index, "Accepted for compatibility; encoding is always in software (default -1).";
     stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe (ours): 0 (default) picks per codec, 64 for JPEG and 128 for H.264; else even, >= 16.";
     display => get_display, set_display, "X display to capture, such as \":1\" (ours; default None: $DISPLAY).";
-    scene => get_scene, set_scene, "A synthetic scene to capture instead of the screen: static, typing, scroll, video, full (ours).";
+    jpeg_subsampling => get_jpeg_subsampling, set_jpeg_subsampling, "JPEG chroma (ours): \"auto\" (default: 4:4:4 from quality 90 or for stripes with coloured detail, else 4:2:0), \"420\" or \"444\" (1.2.2 always used 4:4:4).";
+    scene => get_scene, set_scene, "A synthetic scene to capture instead of the screen: static, typing, scroll, video, full, desktop (ours).";
 }

@@ -62,11 +62,13 @@ impl Stripe {
         &self.data[self.header_len..]
     }
 
-    /// Whether a decoder can start from this stripe (every JPEG; an H.264 IDR).
+    /// Whether a decoder can start from this stripe (every JPEG; an H.264 IDR). A still is
+    /// not: it paints the stripe but gives an H.264 decoder nothing to predict from.
     pub fn is_keyframe(&self) -> bool {
         match self.kind {
             StripeKind::Jpeg => true,
             StripeKind::H264 => self.h264_frame_type == Some(H264FrameType::Idr),
+            StripeKind::Still => false,
         }
     }
 }

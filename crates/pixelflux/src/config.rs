@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::detect::{DetectConfig, StripeLayout};
 use crate::encode::EncodeError;
 use crate::settings::{
-    CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat,
+    CaptureSettings, JpegSubsampling, OutputMode, SettingsError, WatermarkLocation, WireFormat,
     DEFAULT_H264_STRIPE_HEIGHT, DEFAULT_STRIPE_HEIGHT,
 };
 use crate::source::x11::Region;
@@ -25,6 +25,10 @@ use crate::source::x11::Region;
 pub struct JpegConfig {
     /// Which stripe header goes in front of each JPEG.
     pub wire_format: WireFormat,
+    /// Chroma resolution (`jpeg_subsampling`).
+    pub subsampling: JpegSubsampling,
+    /// Paint-overs are lossless PNG stills (`paint_over_lossless` with paint-over on).
+    pub lossless_stills: bool,
 }
 
 /// Settings of the H.264 encoder of one stripe (or of the whole frame in full-frame mode).
@@ -40,6 +44,8 @@ pub struct H264Config {
     pub threads: u32,
     /// Frame rate given to x264's rate control.
     pub fps: f64,
+    /// Paint-overs are lossless PNG stills (`paint_over_lossless` with paint-over on).
+    pub lossless_stills: bool,
 }
 
 /// Which encoder each stripe gets, with its settings.
@@ -58,6 +64,14 @@ impl EncoderConfig {
         match self {
             EncoderConfig::Jpeg(_) => OutputMode::Jpeg,
             EncoderConfig::H264(_) => OutputMode::H264,
+        }
+    }
+
+    /// Whether paint-overs are lossless stills instead of this codec's pictures.
+    pub fn lossless_stills(&self) -> bool {
+        match self {
+            EncoderConfig::Jpeg(jpeg) => jpeg.lossless_stills,
+            EncoderConfig::H264(h264) => h264.lossless_stills,
         }
     }
 }
@@ -151,9 +165,12 @@ impl PipelineConfig {
             height,
             stripe_height: rows.min(height).max(1),
         };
+        let lossless_stills = settings.use_paint_over_quality && settings.paint_over_lossless;
         let encoder = match codec {
             OutputMode::Jpeg => EncoderConfig::Jpeg(JpegConfig {
                 wire_format: settings.wire_format,
+                subsampling: settings.jpeg_subsampling,
+                lossless_stills,
             }),
             OutputMode::H264 => EncoderConfig::H264(H264Config {
                 crf: settings.h264_crf,
@@ -164,6 +181,7 @@ impl PipelineConfig {
                     1
                 },
                 fps: settings.target_fps,
+                lossless_stills,
             }),
         };
         let watermark = match (&settings.watermark_path, settings.watermark_location) {

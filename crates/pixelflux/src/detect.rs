@@ -67,12 +67,16 @@ pub struct DetectConfig {
     damage_threshold: u32,
     damage_duration: u32,
     jpeg: bool,
+    /// Paint-overs are lossless stills (`paint_over_lossless`).
+    lossless: bool,
 }
 
 impl DetectConfig {
     /// Reads the detection settings.
     pub fn new(settings: &CaptureSettings) -> Self {
-        let start_quality = if settings.use_paint_over_quality {
+        let lossless = settings.use_paint_over_quality && settings.paint_over_lossless;
+        // With lossless stills to follow, a change need not start at paint-over quality.
+        let start_quality = if settings.use_paint_over_quality && !lossless {
             settings.paint_over_jpeg_quality.max(settings.jpeg_quality)
         } else {
             settings.jpeg_quality
@@ -86,6 +90,7 @@ impl DetectConfig {
             damage_threshold: settings.damage_block_threshold,
             damage_duration: settings.damage_block_duration,
             jpeg: settings.output_mode == OutputMode::Jpeg,
+            lossless,
         }
     }
 }
@@ -178,11 +183,27 @@ impl StripeState {
             self.quality = cfg.start_quality;
         }
         if refresh {
-            let mut request = self.request(cfg, self.sent_quality.max(cfg.jpeg_quality), true);
-            request.paint_over = self.painted_over;
+            // With lossless stills a refresh is sent at `jpeg_quality` (the still follows),
+            // not at the quality of the last send, which was the paint-over's.
+            let quality = if cfg.lossless {
+                cfg.jpeg_quality
+            } else {
+                self.sent_quality.max(cfg.jpeg_quality)
+            };
+            let mut request = self.request(cfg, quality, true);
+            if cfg.lossless {
+                // A key picture for the decoders now, the still again once the stripe has
+                // been static for the trigger frames (a joining viewer converges too).
+                self.painted_over = false;
+                self.static_frames = 0;
+            } else {
+                request.paint_over = self.painted_over;
+            }
             return Decision::Encode(request);
         }
-        let needs_paint_over = if cfg.jpeg {
+        let needs_paint_over = if cfg.lossless {
+            true
+        } else if cfg.jpeg {
             self.sent_quality < cfg.paint_over_quality
         } else {
             true
@@ -292,6 +313,53 @@ mod tests {
         }
         for _ in 0..20 {
             assert_eq!(s.decide(&cfg, f.view(), false, false), Decision::Skip);
+        }
+    }
+
+    #[test]
+    fn lossless_stills_fire_after_the_trigger_and_again_after_a_refresh() {
+        let cfg = DetectConfig::new(&CaptureSettings {
+            paint_over_lossless: true,
+            output_mode: OutputMode::H264,
+            ..settings()
+        });
+        let mut s = StripeState::default();
+        let f = frame(1);
+        let decide = |s: &mut StripeState, refresh| s.decide(&cfg, f.view(), refresh, false);
+        // The first send is at jpeg_quality (no climb from paint-over quality): a still follows.
+        match decide(&mut s, false) {
+            Decision::Encode(r) => assert_eq!((r.jpeg_quality, r.paint_over), (70, false)),
+            Decision::Skip => panic!("first frame skipped"),
+        }
+        let still = |s: &mut StripeState, refresh| {
+            (0..3)
+                .map(|_| decide(s, refresh))
+                .collect::<Vec<_>>()
+                .last()
+                .copied()
+        };
+        // Static for the 3 trigger frames: a paint-over, then nothing.
+        match still(&mut s, false) {
+            Some(Decision::Encode(r)) => assert!(r.paint_over),
+            other => panic!("no still: {other:?}"),
+        }
+        assert_eq!(decide(&mut s, false), Decision::Skip);
+        // A refresh is a key picture without paint-over, and the still comes again after it.
+        match decide(&mut s, true) {
+            Decision::Encode(r) => {
+                assert!(r.keyframe && !r.paint_over);
+                assert_eq!(
+                    r.jpeg_quality, 70,
+                    "refresh at jpeg_quality, not paint-over's"
+                );
+            }
+            Decision::Skip => panic!("refresh skipped"),
+        }
+        assert_eq!(decide(&mut s, false), Decision::Skip);
+        assert_eq!(decide(&mut s, false), Decision::Skip);
+        match decide(&mut s, false) {
+            Decision::Encode(r) => assert!(r.paint_over),
+            Decision::Skip => panic!("no still after the refresh"),
         }
     }
 

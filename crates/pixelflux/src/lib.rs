@@ -38,7 +38,9 @@ pub use config::{Control, ControlError, PipelineConfig, StreamFormat};
 pub use encode::StripeKind;
 pub use frame::{Frame, FrameRef, OwnedFrame};
 pub use pipeline::{Pipeline, TickOutput};
-pub use settings::{CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat};
+pub use settings::{
+    CaptureSettings, JpegSubsampling, OutputMode, SettingsError, WatermarkLocation, WireFormat,
+};
 pub use source::synthetic::Scene;
 pub use source::{FrameSource, SourceError, SourceSpec};
 

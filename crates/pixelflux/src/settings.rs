@@ -92,6 +92,53 @@ pub enum WireFormat {
     Tagged,
 }
 
+/// Chroma resolution of JPEG stripes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JpegSubsampling {
+    /// 4:4:4 from quality 90 up; below, per stripe: 4:4:4 where the stripe's fine detail is
+    /// largely colour (coloured text and UI), 4:2:0 where it is brightness (grey text, photos).
+    /// Chosen by rate–distortion measurement (docs/PERFORMANCE.md, "JPEG chroma").
+    #[default]
+    Auto,
+    /// Chroma at half resolution both ways: fewer bytes, coloured edges bleed.
+    S420,
+    /// Chroma at full resolution (what pixelflux 1.2.2 always did).
+    S444,
+}
+
+impl JpegSubsampling {
+    /// The name `FromStr` accepts: `auto`, `420` or `444`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::S420 => "420",
+            Self::S444 => "444",
+        }
+    }
+}
+
+impl std::fmt::Display for JpegSubsampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for JpegSubsampling {
+    type Err = SettingsError;
+    /// `auto`, `420` or `444` (also `4:2:0`, `4:4:4`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "420" | "4:2:0" => Ok(Self::S420),
+            "444" | "4:4:4" => Ok(Self::S444),
+            _ => Err(SettingsError::new(
+                "jpeg_subsampling",
+                format!("{s:?} is not auto, 420 or 444"),
+            )),
+        }
+    }
+}
+
 /// Everything that shapes a capture. Field names and defaults follow pixelflux 1.2.2.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSettings {
@@ -114,10 +161,15 @@ pub struct CaptureSettings {
     pub jpeg_quality: u8,
     /// JPEG quality (1–100) for paint-over refreshes and for the first send of a change.
     pub paint_over_jpeg_quality: u8,
+    /// JPEG chroma resolution (ours; 1.2.2 always used 4:4:4).
+    pub jpeg_subsampling: JpegSubsampling,
     /// Re-send a stripe at higher quality once it has been static for a while.
     pub use_paint_over_quality: bool,
     /// Static frames before a paint-over.
     pub paint_over_trigger_frames: u32,
+    /// Paint-overs are lossless PNG stills instead of JPEG or H.264 pictures (ours; needs
+    /// [`WireFormat::Tagged`] and `use_paint_over_quality`). See `encode::still`.
+    pub paint_over_lossless: bool,
     /// Consecutive changed frames after which a stripe counts as "damaged".
     pub damage_block_threshold: u32,
     /// Frames a damaged stripe is encoded without hashing before it is checked again.
@@ -155,8 +207,10 @@ impl Default for CaptureSettings {
             output_mode: OutputMode::Jpeg,
             jpeg_quality: 85,
             paint_over_jpeg_quality: 95,
+            jpeg_subsampling: JpegSubsampling::Auto,
             use_paint_over_quality: false,
             paint_over_trigger_frames: 10,
+            paint_over_lossless: false,
             damage_block_threshold: 15,
             damage_block_duration: 30,
             h264_crf: 25,
@@ -254,6 +308,12 @@ impl CaptureSettings {
                 "must be at least 1",
             ));
         }
+        if self.paint_over_lossless && self.wire_format != WireFormat::Tagged {
+            return Err(SettingsError::new(
+                "paint_over_lossless",
+                "lossless stills need the tagged wire format",
+            ));
+        }
         if self.h264_crf > 51 {
             return Err(SettingsError::new(
                 "h264_crf",
@@ -297,6 +357,20 @@ impl CaptureSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jpeg_subsampling_names_round_trip() {
+        for s in [
+            JpegSubsampling::Auto,
+            JpegSubsampling::S420,
+            JpegSubsampling::S444,
+        ] {
+            assert_eq!(s.name().parse::<JpegSubsampling>(), Ok(s));
+        }
+        assert_eq!("4:4:4".parse(), Ok(JpegSubsampling::S444));
+        let err = "422".parse::<JpegSubsampling>().unwrap_err();
+        assert_eq!(err.field, "jpeg_subsampling");
+    }
 
     #[test]
     fn defaults_match_pixelflux_1_2_2_and_validate() {

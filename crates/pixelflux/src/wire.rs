@@ -5,6 +5,11 @@
 //! | JPEG, [`WireFormat::Compat`] (1.2.2) | 4 | `frame_id`, `y` |
 //! | JPEG, [`WireFormat::Tagged`] | 6 | `0x03`, `0x00`, `frame_id`, `y` |
 //! | H.264 (both formats, as 1.2.2) | 10 | `0x04`, frame type, `frame_id`, `y`, width, height |
+//! | still, [`WireFormat::Tagged`] only | 6 | `0x05`, format (`0x01` PNG), `frame_id`, `y` |
+//!
+//! A still is a lossless picture of a stripe that stopped changing (`paint_over_lossless`),
+//! whatever the codec of its changes; it has its own size inside the image. For an H.264
+//! stripe it is not part of the stripe's stream: the decoder never sees it.
 //!
 //! `frame_id` is the frame counter modulo 65536. The H.264 frame type is `0x01` for an IDR,
 //! `0x02` for a non-IDR I frame and `0x00` otherwise; the payload is x264's Annex-B NAL units
@@ -18,6 +23,24 @@ pub const JPEG_TAG: u8 = 0x03;
 pub const H264_TAG: u8 = 0x04;
 /// Length of the H.264 header.
 pub const H264_HEADER_LEN: usize = 10;
+/// First byte of a still stripe (tagged format only).
+pub const STILL_TAG: u8 = 0x05;
+/// Length of the still header.
+pub const STILL_HEADER_LEN: usize = 6;
+
+/// The image format of a still (byte 1 of its header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StillFormat {
+    /// An 8-bit RGB PNG (`0x01`).
+    Png = 0x01,
+}
+
+/// Appends a still header to `out`.
+pub fn write_still_header(out: &mut Vec<u8>, format: StillFormat, frame_id: u32, y: u32) {
+    out.extend_from_slice(&[STILL_TAG, format as u8]);
+    out.extend_from_slice(&(frame_id as u16).to_be_bytes());
+    out.extend_from_slice(&(y as u16).to_be_bytes());
+}
 
 /// What kind of picture an H.264 stripe carries (byte 1 of its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,5 +102,9 @@ mod tests {
         write_h264_header(&mut v, H264FrameType::Idr, 7, 128, 1920, 64);
         assert_eq!(v, [4, 1, 0, 7, 0, 128, 7, 128, 0, 64]);
         assert_eq!(v.len(), H264_HEADER_LEN);
+        v.clear();
+        write_still_header(&mut v, StillFormat::Png, 3, 192);
+        assert_eq!(v, [5, 1, 0, 3, 0, 192]);
+        assert_eq!(v.len(), STILL_HEADER_LEN);
     }
 }

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Screen size of the Xvfb started when there is no X display, WxH.
     #[arg(long, default_value = "1280x720")]
     pub size: RegionArg,
+    /// Do not refresh stripes that stopped changing with a lossless still (PNG); the picture
+    /// then stays at the quality of the last JPEG or H.264 encode.
+    #[arg(long)]
+    pub no_paint_over: bool,
     /// Command to run inside the display (after `--`), e.g. `pixelflux serve -- xterm`.
     /// Serving stops when it exits, and `serve` exits with its status. Without one, a
     /// private Xvfb gets a terminal (xterm) when one is installed.
@@ -171,7 +175,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         view_only: args.view_only,
         tls,
     };
-    let result = runtime.block_on(serve(args.listen, access, &options, &mut app));
+    let result = runtime.block_on(serve(
+        args.listen,
+        access,
+        &options,
+        !args.no_paint_over,
+        &mut app,
+    ));
     // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
     // an X server that stopped answering never returns, so bound the wait.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -312,10 +322,14 @@ async fn serve(
     listen: SocketAddr,
     access: Access,
     options: &CaptureOptions,
+    paint_over: bool,
     app: &mut Option<AppChild>,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     let (mut settings, spec) = options.resolve()?;
     settings.wire_format = WireFormat::Tagged;
+    // A stripe that stopped changing is refreshed once with a lossless still (docs/serve.md).
+    settings.use_paint_over_quality = paint_over;
+    settings.paint_over_lossless = paint_over;
     let follow_screen = options.region.is_none();
     let display = match &spec {
         SourceSpec::X11 { display } if follow_screen => Some(display.clone()),

@@ -171,6 +171,7 @@ mod tests {
             fullcolor,
             threads: 1,
             fps: 60.0,
+            lossless_stills: false,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod color;
 #[cfg(feature = "x264")]
 pub mod h264;
 pub mod jpeg;
+pub mod still;
 #[cfg(feature = "x264")]
 pub mod x264;
 
@@ -19,6 +20,9 @@ pub enum StripeKind {
     Jpeg,
     /// An H.264 access unit (type 2).
     H264,
+    /// A lossless still (PNG) refreshing a stripe that stopped changing, with
+    /// `paint_over_lossless` only (tagged wire format; never on the 1.2.2 path).
+    Still,
 }
 
 impl StripeKind {
@@ -27,6 +31,7 @@ impl StripeKind {
         match self {
             StripeKind::Jpeg => 1,
             StripeKind::H264 => 2,
+            StripeKind::Still => 3,
         }
     }
 }
@@ -71,6 +76,9 @@ pub enum EncodeError {
     /// libx264 reported an error or could not be opened.
     #[error("H.264 encoder: {0}")]
     H264(String),
+    /// The PNG encoder of a lossless still failed.
+    #[error("still encoder: {0}")]
+    Still(String),
 }
 
 /// Encodes one stripe's pixels; keeps whatever state it needs between frames.
@@ -97,18 +105,24 @@ pub fn new_encoder(
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    match config {
-        EncoderConfig::Jpeg(jpeg) => Ok(Box::new(jpeg::JpegEncoder::new(jpeg.wire_format)?)),
+    let inner: Box<dyn StripeEncoder> = match config {
+        EncoderConfig::Jpeg(jpeg) => {
+            Box::new(jpeg::JpegEncoder::new(jpeg.wire_format, jpeg.subsampling)?)
+        }
         #[cfg(feature = "x264")]
-        EncoderConfig::H264(h264) => Ok(Box::new(h264::H264Encoder::new(h264, width, height)?)),
+        EncoderConfig::H264(h264) => Box::new(h264::H264Encoder::new(h264, width, height)?),
         #[cfg(not(feature = "x264"))]
         EncoderConfig::H264(_) => {
             let _ = (width, height);
-            Err(EncodeError::H264(
+            return Err(EncodeError::H264(
                 "this build has no H.264 encoder (built without the `x264` feature)".into(),
-            ))
+            ));
         }
+    };
+    if config.lossless_stills() {
+        return Ok(Box::new(still::StillEncoder::new(inner)));
     }
+    Ok(inner)
 }
 
 #[cfg(all(test, not(feature = "x264")))]
