@@ -166,11 +166,14 @@ fn paint_over_refreshes_a_static_stripe_once_at_higher_quality() {
 
 #[test]
 fn no_display_is_a_clear_error() {
-    // A display number that was just in use and is now certainly free: the server is gone
-    // (its socket with it) and this process hands out each number once.
-    let mut xvfb = Xvfb::start(64, 64);
-    let display = xvfb.display.clone();
-    xvfb.kill();
+    // A display no server has: Xvfb `-displayfd` hands out the lowest free numbers, so a
+    // number just freed by a killed server can be taken at once by a parallel test; one this
+    // high is never handed out here (and 6000 + N still fits x11rb's u16 TCP port sum).
+    let display = ":59000".to_string();
+    assert!(
+        !std::path::Path::new("/tmp/.X11-unix/X59000").exists(),
+        "a server unexpectedly listens on {display}"
+    );
     let err = ScreenCapture::start(
         settings(64, 64),
         SourceSpec::X11 {
