@@ -298,6 +298,9 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
 
   test('--view-only: no page gets control', async () => {
     await withServe(['--size', '320x240', '--view-only', '--', 'sleep', '60'], async (server) => {
+      // The line follows the URL the harness waited for: give it a moment to arrive.
+      const t0 = Date.now();
+      while (!/view only/.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
       assert.match(server.stdout, /view only/);
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.connects > 0);

@@ -78,8 +78,10 @@ def test_watermark_lands_where_1_2_2_numbering_says(xvfb, mark, location):
 
 def test_watermark_6_bounces_from_the_top_left_2_pixels_a_frame(xvfb, mark):
     xvfb.fill(BACKGROUND)
+    # Wait for a stripe of frame 31: frames are delivered whole and in order, so frame 30 is
+    # then complete (a stop cuts the frame in flight short, here frame 31).
     items = capture(xvfb, settings(xvfb, mark, 6),
-                    lambda items: any(r.frame_id >= 30 for r in items))
+                    lambda items: any(r.frame_id >= 31 for r in items))
     assert red_box(canvas_at(items, 0)) == (0, 0) + MARK
     # Frame n has it at (2n, 2n) until it meets an edge (224 = 240 - 16 rows of room).
     seen = 0
