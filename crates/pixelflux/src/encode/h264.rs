@@ -38,10 +38,6 @@ pub struct H264Encoder {
     fps: f64,
 }
 
-fn h264_err(e: impl std::fmt::Display) -> EncodeError {
-    EncodeError::H264(e.to_string())
-}
-
 impl H264Encoder {
     /// An encoder for `width` x `height` stripes as the settings ask (CRF, chroma, and for
     /// `h264_fullframe` x264's own threads, one per core; otherwise one thread per stripe).
@@ -52,9 +48,7 @@ impl H264Encoder {
             Chroma::I420
         };
         if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
-            return Err(EncodeError::H264(format!(
-                "stripe {width}x{height}: H.264 stripes need an even width and height"
-            )));
+            return Err(EncodeError::OddSize { width, height });
         }
         let threads = if settings.h264_fullframe {
             std::thread::available_parallelism().map_or(0, |n| n.get() as u32)
@@ -89,7 +83,7 @@ impl H264Encoder {
             threads,
             fps,
         })
-        .map_err(h264_err)
+        .map_err(EncodeError::H264)
     }
 
     /// Reopens the encoder when the stripe's size changed (the next picture is then an IDR).
@@ -114,7 +108,7 @@ impl StripeEncoder for H264Encoder {
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
         self.fit(pixels.width, pixels.height)?;
-        self.planes.convert(pixels).map_err(h264_err)?;
+        self.planes.convert(pixels).map_err(EncodeError::Color)?;
         let qp = request.paint_over.then_some(self.paint_over_qp);
         let force_idr = request.keyframe || request.paint_over;
         wire::write_h264_header(
@@ -129,7 +123,7 @@ impl StripeEncoder for H264Encoder {
         let produced = self
             .encoder
             .encode_at(self.planes.planes(), force_idr, qp, out)
-            .map_err(h264_err)?;
+            .map_err(EncodeError::H264)?;
         let Some(picture) = produced else {
             out.clear();
             return Ok(None);
@@ -272,6 +266,16 @@ mod tests {
     #[test]
     fn odd_sizes_and_fullcolor() {
         let err = H264Encoder::new(&settings(25, false), 101, 64).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EncodeError::OddSize {
+                    width: 101,
+                    height: 64
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("even"), "{err}");
         let mut enc = H264Encoder::new(&settings(25, true), 64, 16).unwrap();
         let (out, o) = run(&mut enc, &picture(64, 16, 3), request(false, false), 0);

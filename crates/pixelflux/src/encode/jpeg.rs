@@ -23,7 +23,7 @@ pub struct JpegEncoder {
 }
 
 fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
-    EncodeError::Jpeg(e.to_string())
+    EncodeError::Jpeg(e)
 }
 
 impl JpegEncoder {

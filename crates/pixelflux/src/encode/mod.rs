@@ -8,6 +8,8 @@ pub mod x264;
 use crate::frame::FrameRef;
 use crate::settings::{CaptureSettings, OutputMode};
 use crate::wire::H264FrameType;
+pub use color::ColorError;
+pub use x264::X264Error;
 
 /// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,15 +61,27 @@ pub struct EncodeOutcome {
     pub header_len: usize,
 }
 
-/// An encoder failed.
+/// An encoder failed. The libraries' own errors are kept (and included in the message).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// libjpeg-turbo reported an error.
     #[error("JPEG encoder: {0}")]
-    Jpeg(String),
-    /// libx264 reported an error or could not be opened.
+    Jpeg(turbojpeg::Error),
+    /// libx264 refused the parameters, could not be opened or failed to encode.
     #[error("H.264 encoder: {0}")]
-    H264(String),
+    H264(X264Error),
+    /// An H.264 stripe with an odd width or height (4:2:0 chroma covers 2x2 pixels).
+    #[error("H.264 encoder: a {width}x{height} stripe; H.264 stripes need an even width and height")]
+    OddSize {
+        /// Stripe width in pixels.
+        width: u32,
+        /// Stripe height in rows.
+        height: u32,
+    },
+    /// The conversion to YUV for H.264 failed.
+    #[error("H.264 encoder: {0}")]
+    Color(ColorError),
 }
 
 /// Encodes one stripe's pixels; keeps whatever state it needs between frames.

@@ -28,6 +28,7 @@ pub trait FrameSource: Send {
 
 /// What a source knows about changes since its last report.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Damage {
     /// Anything may have changed.
     Unknown,
@@ -51,14 +52,23 @@ impl Damage {
 
 /// Why a source could not start or could not deliver a frame.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// No X server at that display (or none named at all).
-    #[error("cannot connect to X display {display:?}: {reason}")]
+    #[error("cannot connect to X display {}: {reason}", display_name(display.as_deref()))]
     Connect {
         /// The display name tried (`None`: `$DISPLAY`).
         display: Option<String>,
         /// What the connection attempt said.
         reason: String,
+    },
+    /// The server's setup does not list the screen the display name asks for.
+    #[error("the X server has no screen {screen} (it has {screens})")]
+    NoScreen {
+        /// The screen number from the display name (`:0.N`).
+        screen: usize,
+        /// How many screens the server has.
+        screens: usize,
     },
     /// The region does not fit on the screen.
     #[error(
@@ -78,6 +88,14 @@ pub enum SourceError {
         /// Screen height.
         screen_height: u32,
     },
+    /// The screen shrank (RandR) while capturing, and the fixed region is now partly off it.
+    #[error("the region no longer fits the screen ({screen_width}x{screen_height})")]
+    RegionNoLongerFits {
+        /// The screen's width now.
+        screen_width: u32,
+        /// The screen's height now.
+        screen_height: u32,
+    },
     /// The screen's pixel format is not 32-bit BGRX.
     #[error("unsupported screen format: {0}")]
     UnsupportedFormat(String),
@@ -87,13 +105,32 @@ pub enum SourceError {
     /// Shared memory could not be set up.
     #[error("shared memory: {0}")]
     SharedMemory(String),
-    /// The connection broke (the server went away) or a request failed.
-    #[error("X server connection lost: {0}")]
-    Disconnected(String),
+    /// The connection to the X server broke: the server went away (or the socket failed).
+    #[error("the X server went away: {0}")]
+    ServerGone(String),
+    /// The X server answered a request with an error.
+    #[error("the X server refused {request}: {kind} error (code {code})")]
+    Refused {
+        /// The request, such as `ShmGetImage`.
+        request: &'static str,
+        /// The X error's name, such as `Match` (X11's `BadMatch`).
+        kind: String,
+        /// The X error code (8 for `BadMatch`).
+        code: u8,
+    },
+    /// A source of the caller's own failed.
+    #[error("frame source: {0}")]
+    Other(String),
+}
+
+/// A display name as users write it: `:1`, or `$DISPLAY` when none was given.
+pub(crate) fn display_name(display: Option<&str>) -> &str {
+    display.unwrap_or("$DISPLAY")
 }
 
 /// Which source a capture reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SourceSpec {
     /// An X11 display (`None`: the `DISPLAY` environment variable).
     X11 {
@@ -108,5 +145,17 @@ impl SourceSpec {
     /// The default X display, from `$DISPLAY`.
     pub fn x11_default() -> Self {
         Self::X11 { display: None }
+    }
+}
+
+/// `X display :1` (or `$DISPLAY`), `synthetic scene typing`.
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::X11 { display } => {
+                write!(f, "X display {}", display_name(display.as_deref()))
+            }
+            Self::Synthetic(scene) => write!(f, "synthetic scene {}", scene.name()),
+        }
     }
 }
