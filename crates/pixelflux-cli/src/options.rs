@@ -1,8 +1,8 @@
 //! Command-line options shared by the subcommands: where to capture from and how to encode.
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
-use pixelflux::{CaptureSettings, OutputMode, Scene, SourceSpec};
+use clap::Args;
+use pixelflux::{CaptureSettings, Codec, Scene, SourceSpec};
 
 /// A region `WxH+X+Y` (or `WxH`, at 0,0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +40,6 @@ impl std::str::FromStr for RegionArg {
         }
         Ok(region)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Codec {
-    Jpeg,
-    H264,
 }
 
 /// Rate and quality options, shared by `capture`, `serve`, `snapshot` and `bench`.
@@ -91,8 +85,8 @@ pub struct CaptureOptions {
     /// (static, typing, scroll, video, full).
     #[arg(long)]
     pub scene: Option<Scene>,
-    /// Codec of the stripes.
-    #[arg(long, value_enum, default_value = "jpeg")]
+    /// Codec of the stripes: jpeg or h264.
+    #[arg(long, default_value_t = Codec::Jpeg)]
     pub codec: Codec,
     #[command(flatten)]
     pub encode: EncodeOptions,
@@ -111,10 +105,7 @@ impl CaptureOptions {
         let mut settings = CaptureSettings {
             capture_cursor: self.cursor,
             h264_fullcolor: self.h264_fullcolor,
-            output_mode: match self.codec {
-                Codec::Jpeg => OutputMode::Jpeg,
-                Codec::H264 => OutputMode::H264,
-            },
+            output_mode: self.codec,
             ..self.encode.settings()
         };
         let display = self
@@ -143,7 +134,8 @@ impl CaptureOptions {
                 settings.capture_width = w;
                 settings.capture_height = h;
             }
-            (None, SourceSpec::Synthetic(_)) => {}
+            // A synthetic scene plays at the settings' size.
+            (None, _) => {}
         }
         settings.validate()?;
         Ok((settings, spec))

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use pixelflux::settings::MAX_DIMENSION;
-use pixelflux::{CaptureSettings, OutputMode, Scene, SourceSpec, WatermarkLocation, WireFormat};
+use pixelflux::{CaptureSettings, Codec, Scene, SourceSpec, WatermarkLocation, WireFormat};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
@@ -188,7 +188,7 @@ impl PyCaptureSettings {
             "capture_cursor" => c.capture_cursor = flag(field, value)?,
             "output_mode" => {
                 let mode = int_in(field, value, 0, 1)?;
-                c.output_mode = OutputMode::from_index(mode).unwrap_or_default();
+                c.output_mode = Codec::from_index(mode).unwrap_or_default();
             }
             // 0 is accepted as in 1.2.2, where libjpeg clamps it to 1.
             "jpeg_quality" => c.jpeg_quality = int_in(field, value, 0, 100)? as u8,

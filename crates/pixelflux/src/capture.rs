@@ -28,7 +28,7 @@ use crate::wire::H264FrameType;
 /// One encoded stripe, as handed to the callback.
 #[derive(Debug, Clone)]
 pub struct Stripe {
-    /// JPEG or H.264.
+    /// JPEG, or H.264 with the picture type x264 produced.
     pub kind: StripeKind,
     /// Frame counter of the capture (the header carries it modulo 65536).
     pub frame_id: u64,
@@ -42,8 +42,6 @@ pub struct Stripe {
     pub data: Vec<u8>,
     /// Length of the header at the start of `data`.
     pub header_len: usize,
-    /// For H.264, the picture type x264 produced.
-    pub h264_frame_type: Option<H264FrameType>,
     /// Sent as a paint-over refresh of a static stripe.
     pub paint_over: bool,
     /// When the frame was grabbed.
@@ -62,8 +60,13 @@ impl Stripe {
     pub fn is_keyframe(&self) -> bool {
         match self.kind {
             StripeKind::Jpeg => true,
-            StripeKind::H264 => self.h264_frame_type == Some(H264FrameType::Idr),
+            StripeKind::H264(frame_type) => frame_type == H264FrameType::Idr,
         }
+    }
+
+    /// For H.264, the picture type x264 produced (as in the header); `None` for JPEG.
+    pub fn h264_frame_type(&self) -> Option<H264FrameType> {
+        self.kind.h264_frame_type()
     }
 }
 
@@ -478,7 +481,6 @@ impl StripeSlot {
                 height: self.height,
                 data,
                 header_len: outcome.header_len,
-                h264_frame_type: outcome.h264_frame_type,
                 paint_over: request.paint_over,
                 captured_at,
                 encoded_at,

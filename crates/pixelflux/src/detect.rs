@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::encode::EncodeRequest;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
+use crate::settings::{CaptureSettings, Codec};
 
 /// How the region is cut into horizontal stripes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ impl StripeLayout {
     /// The layout the settings ask for: `stripe_height` rows, or one stripe for
     /// `h264_fullframe`.
     pub fn for_settings(settings: &CaptureSettings, height: u32) -> Self {
-        let full = settings.output_mode == OutputMode::H264 && settings.h264_fullframe;
+        let full = settings.output_mode == Codec::H264 && settings.h264_fullframe;
         let stripe_height = if full {
             height
         } else {
@@ -47,6 +47,7 @@ impl StripeLayout {
     }
 
     /// Indices of the stripes that cover rows `y0 .. y1`.
+    #[cfg(test)]
     pub fn covering(&self, y0: u32, y1: u32) -> std::ops::Range<usize> {
         let first = (y0 / self.stripe_height) as usize;
         let last = (y1.saturating_sub(1).min(self.height - 1) / self.stripe_height) as usize;
@@ -100,7 +101,7 @@ impl DetectConfig {
             paint_over_trigger: settings.paint_over_trigger_frames,
             damage_threshold: settings.damage_block_threshold,
             damage_duration: settings.damage_block_duration,
-            jpeg: settings.output_mode == OutputMode::Jpeg,
+            jpeg: settings.output_mode == Codec::Jpeg,
         }
     }
 }

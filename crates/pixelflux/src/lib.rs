@@ -2,9 +2,11 @@
 //! encode only those — in parallel, to JPEG or H.264 — and hand each encoded stripe to a
 //! callback.
 //!
-//! The modules follow the pipeline: [`source`] (capture) → [`overlay`] (cursor, watermark) →
-//! [`detect`] (change detection) → [`encode`] → [`capture`] (the thread that drives it all and
-//! delivers stripes). [`wire`] documents the stripe headers.
+//! The pipeline: a [`source`] (an X11 screen region, a synthetic [`Scene`], or a
+//! [`FrameSource`] of your own) → [`overlay`]s (cursor, watermark) → change detection →
+//! [`encode`] (one encoder per stripe) → [`ScreenCapture`], the thread that drives it all and
+//! hands each [`Stripe`] to a callback. [`settings`] holds [`CaptureSettings`]; [`wire`]
+//! documents the stripe headers.
 //!
 //! ```no_run
 //! use pixelflux::{CaptureSettings, ScreenCapture, SourceSpec};
@@ -20,18 +22,31 @@
 //! # Ok::<(), pixelflux::CaptureError>(())
 //! ```
 
-pub mod capture;
-pub mod detect;
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
+
+// The public API is what a user of the capture needs; the stages inside it (change detection,
+// colour conversion, x264, blending) are the crate's own.
+mod capture;
+pub(crate) mod detect;
 pub mod encode;
-pub mod frame;
+mod frame;
 pub mod overlay;
 pub mod settings;
 pub mod source;
 pub mod wire;
 
-pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
-pub use encode::StripeKind;
-pub use frame::{Frame, FrameRef, OwnedFrame};
-pub use settings::{CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat};
-pub use source::synthetic::Scene;
-pub use source::{FrameSource, SourceError, SourceSpec};
+pub use capture::{
+    open_source, CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe,
+};
+pub use encode::{ColorError, EncodeError, StripeKind, X264Error};
+pub use frame::{Frame, FrameRef, OwnedFrame, BYTES_PER_PIXEL};
+pub use overlay::{Overlay, OverlayError};
+pub use settings::{
+    CaptureSettings, Codec, OutputMode, SettingsError, UnknownCodec, WatermarkLocation, WireFormat,
+};
+pub use source::synthetic::{Scene, UnknownScene};
+pub use source::{Damage, FrameSource, SourceError, SourceSpec};

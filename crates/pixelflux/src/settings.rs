@@ -3,9 +3,14 @@
 
 use std::path::PathBuf;
 
-/// What the encoded stripes are: JPEG images or H.264 access units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputMode {
+/// A codec: what the stripes are encoded as, JPEG images or H.264 access units.
+///
+/// The one name for a codec everywhere: settings (`output_mode`, 1.2.2's integers through
+/// [`from_index`](Self::from_index)/[`index`](Self::index)), the command line and the stream's
+/// hello (`jpeg`, `h264` through [`FromStr`](std::str::FromStr) and [`Display`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Codec {
     /// One JPEG image per changed stripe (1.2.2's `output_mode = 0`).
     #[default]
     Jpeg,
@@ -13,7 +18,13 @@ pub enum OutputMode {
     H264,
 }
 
-impl OutputMode {
+/// 1.2.2's name for [`Codec`] (its setting is `output_mode`).
+pub type OutputMode = Codec;
+
+impl Codec {
+    /// Every codec, in index order.
+    pub const ALL: [Codec; 2] = [Codec::Jpeg, Codec::H264];
+
     /// Maps 1.2.2's integer (`0` JPEG, `1` H.264).
     pub fn from_index(index: i64) -> Option<Self> {
         match index {
@@ -23,17 +34,58 @@ impl OutputMode {
         }
     }
 
-    /// The integer 1.2.2 uses for this mode.
+    /// The integer 1.2.2 uses for this codec.
     pub fn index(self) -> i64 {
         match self {
             Self::Jpeg => 0,
             Self::H264 => 1,
         }
     }
+
+    /// 1.2.2's `StripeEncodeResult.type` of this codec's stripes (`1` JPEG, `2` H.264).
+    pub fn stripe_type(self) -> u8 {
+        match self {
+            Self::Jpeg => 1,
+            Self::H264 => 2,
+        }
+    }
+
+    /// The name used on the command line and in the stream's hello: `jpeg` or `h264`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpeg",
+            Self::H264 => "h264",
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A codec name that is not `jpeg` or `h264`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown codec {0:?} (expected jpeg or h264)")]
+pub struct UnknownCodec(pub String);
+
+impl std::str::FromStr for Codec {
+    type Err = UnknownCodec;
+
+    /// `jpeg` or `h264`, any case (`h.264` too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "jpeg" => Ok(Self::Jpeg),
+            "h264" | "h.264" => Ok(Self::H264),
+            _ => Err(UnknownCodec(s.to_string())),
+        }
+    }
 }
 
 /// Where the watermark PNG is drawn (1.2.2's `watermark_location_enum`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WatermarkLocation {
     /// No watermark (0).
     #[default]
@@ -83,6 +135,7 @@ impl WatermarkLocation {
 
 /// Which stripe header goes in front of each payload (see `wire`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WireFormat {
     /// Byte-compatible with pixelflux 1.2.2: JPEG stripes carry a 4-byte untagged header.
     #[default]
@@ -109,7 +162,7 @@ pub struct CaptureSettings {
     /// Blend the pointer into the frames.
     pub capture_cursor: bool,
     /// JPEG or H.264.
-    pub output_mode: OutputMode,
+    pub output_mode: Codec,
     /// JPEG quality (1–100) that changing stripes settle at.
     pub jpeg_quality: u8,
     /// JPEG quality (1–100) for paint-over refreshes and for the first send of a change.
@@ -152,7 +205,7 @@ impl Default for CaptureSettings {
             capture_y: 0,
             target_fps: 60.0,
             capture_cursor: false,
-            output_mode: OutputMode::Jpeg,
+            output_mode: Codec::Jpeg,
             jpeg_quality: 85,
             paint_over_jpeg_quality: 95,
             use_paint_over_quality: false,
@@ -260,7 +313,7 @@ impl CaptureSettings {
                 format!("{} is outside 0..=51", self.h264_crf),
             ));
         }
-        if self.output_mode == OutputMode::H264 {
+        if self.output_mode == Codec::H264 {
             for (field, value) in [
                 ("capture_width", self.capture_width),
                 ("capture_height", self.capture_height),
@@ -298,16 +351,16 @@ impl CaptureSettings {
     /// decoders need even sizes. JPEG captures the size as given.
     pub fn region_size(&self) -> (u32, u32) {
         match self.output_mode {
-            OutputMode::H264 => (self.capture_width & !1, self.capture_height & !1),
-            OutputMode::Jpeg => (self.capture_width, self.capture_height),
+            Codec::H264 => (self.capture_width & !1, self.capture_height & !1),
+            Codec::Jpeg => (self.capture_width, self.capture_height),
         }
     }
 
     /// Rows per stripe in effect: `stripe_height`, or the codec's default when it is 0.
     pub fn stripe_rows(&self) -> u32 {
         match (self.stripe_height, self.output_mode) {
-            (0, OutputMode::Jpeg) => DEFAULT_STRIPE_HEIGHT,
-            (0, OutputMode::H264) => DEFAULT_H264_STRIPE_HEIGHT,
+            (0, Codec::Jpeg) => DEFAULT_STRIPE_HEIGHT,
+            (0, Codec::H264) => DEFAULT_H264_STRIPE_HEIGHT,
             (rows, _) => rows,
         }
     }
@@ -436,16 +489,16 @@ mod tests {
     #[test]
     fn h264_rounds_odd_regions_down_and_rejects_tiny_ones() {
         let mut s = CaptureSettings {
-            output_mode: OutputMode::H264,
+            output_mode: Codec::H264,
             capture_width: 641,
             capture_height: 481,
             ..Default::default()
         };
         s.validate().unwrap();
         assert_eq!(s.region_size(), (640, 480));
-        s.output_mode = OutputMode::Jpeg;
+        s.output_mode = Codec::Jpeg;
         assert_eq!(s.region_size(), (641, 481));
-        s.output_mode = OutputMode::H264;
+        s.output_mode = Codec::H264;
         s.capture_height = 1;
         let err = s.validate().unwrap_err();
         assert_eq!(err.field, "capture_height", "{err}");
@@ -456,7 +509,7 @@ mod tests {
         let jpeg = CaptureSettings::default();
         assert_eq!(jpeg.stripe_rows(), DEFAULT_STRIPE_HEIGHT);
         let h264 = CaptureSettings {
-            output_mode: OutputMode::H264,
+            output_mode: Codec::H264,
             ..Default::default()
         };
         assert_eq!(h264.stripe_rows(), DEFAULT_H264_STRIPE_HEIGHT);
@@ -474,7 +527,23 @@ mod tests {
             assert_eq!(WatermarkLocation::from_index(i).unwrap().index(), i);
         }
         assert!(WatermarkLocation::from_index(7).is_none());
-        assert_eq!(OutputMode::from_index(1), Some(OutputMode::H264));
-        assert!(OutputMode::from_index(2).is_none());
+        assert_eq!(Codec::from_index(1), Some(Codec::H264));
+        assert!(Codec::from_index(2).is_none());
+        for codec in Codec::ALL {
+            assert_eq!(Codec::from_index(codec.index()), Some(codec));
+            assert_eq!(codec.to_string().parse::<Codec>(), Ok(codec));
+        }
+    }
+
+    #[test]
+    fn codec_names() {
+        assert_eq!(Codec::H264.to_string(), "h264");
+        assert_eq!("JPEG".parse::<Codec>(), Ok(Codec::Jpeg));
+        assert_eq!("H.264".parse::<Codec>(), Ok(Codec::H264));
+        let err = "vp8".parse::<Codec>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown codec \"vp8\" (expected jpeg or h264)"
+        );
     }
 }

@@ -24,7 +24,7 @@ use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::source::x11::{Region, X11Source};
 use pixelflux::source::Damage;
 use pixelflux::{
-    CaptureSettings, Frame, FrameSource, OutputMode, OwnedFrame, Scene, ScreenCapture, SourceError,
+    CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Scene, ScreenCapture, SourceError,
     Stripe,
 };
 
@@ -33,14 +33,6 @@ use crate::serve::display::OwnXvfb;
 use quality::Received;
 use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
 use stats::{percentile, process_cpu_seconds, process_cpu_seconds_of, psnr_summary};
-
-/// Which codecs to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CodecChoice {
-    Jpeg,
-    H264,
-    Both,
-}
 
 /// Which sources to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,9 +55,9 @@ pub struct BenchArgs {
     /// Seconds run before measuring (first full frame, encoder start-up).
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
-    /// Codecs to run.
-    #[arg(long, value_enum, default_value = "both")]
-    pub codec: CodecChoice,
+    /// Codecs to run, comma-separated: jpeg, h264 (default: both).
+    #[arg(long, value_delimiter = ',')]
+    pub codec: Vec<Codec>,
     /// Scenes to run, comma-separated (default: all). With --drive-only, the one to drive.
     #[arg(long, value_delimiter = ',')]
     pub scene: Vec<Scene>,
@@ -158,16 +150,9 @@ impl SourceKind {
     }
 }
 
-fn codec_name(mode: OutputMode) -> &'static str {
-    match mode {
-        OutputMode::Jpeg => "jpeg",
-        OutputMode::H264 => "h264",
-    }
-}
-
 /// Everything to run, in order.
 struct Plan {
-    runs: Vec<(SourceKind, OutputMode, Scene)>,
+    runs: Vec<(SourceKind, Codec, Scene)>,
     settings: CaptureSettings,
     seconds: f64,
     warmup: f64,
@@ -189,10 +174,10 @@ impl Plan {
         } else {
             args.scene.clone()
         };
-        let codecs = match args.codec {
-            CodecChoice::Jpeg => vec![OutputMode::Jpeg],
-            CodecChoice::H264 => vec![OutputMode::H264],
-            CodecChoice::Both => vec![OutputMode::Jpeg, OutputMode::H264],
+        let codecs = if args.codec.is_empty() {
+            Codec::ALL.to_vec()
+        } else {
+            args.codec.clone()
         };
         let sources = match args.source {
             SourceChoice::Synthetic => vec![SourceKind::Synthetic],
@@ -244,7 +229,7 @@ impl Plan {
                 "[{}/{}] {scene} {} {}",
                 n + 1,
                 self.runs.len(),
-                codec_name(codec),
+                codec.name(),
                 source.name()
             );
             eprintln!("{label}: starting");
@@ -273,7 +258,7 @@ impl Plan {
     fn run_one(
         &self,
         source_kind: SourceKind,
-        codec: OutputMode,
+        codec: Codec,
         scene: Scene,
         env: &Env<'_>,
         label: &str,
@@ -394,7 +379,7 @@ impl Plan {
         let received: Vec<Received> = log
             .into_iter()
             .map(|(s, _)| Received {
-                kind: s.kind,
+                codec: s.kind.codec(),
                 frame_id: s.frame_id,
                 y: s.y,
                 height: s.height,
@@ -417,7 +402,7 @@ impl Plan {
         let bytes = stats1.bytes - stats0.bytes;
         Ok(SceneResult {
             scene: scene.name().into(),
-            codec: codec_name(codec).into(),
+            codec: codec.name().into(),
             source: source_kind.name().into(),
             width: w,
             height: h,

@@ -446,7 +446,6 @@ mod tests {
             height: 64,
             data,
             header_len: 6,
-            h264_frame_type: None,
             paint_over: false,
             captured_at: now,
             encoded_at: now,
@@ -455,13 +454,12 @@ mod tests {
 
     fn h264(frame_id: u64, y: u32, idr: bool) -> Stripe {
         let mut s = jpeg(frame_id, y, 100);
-        s.kind = StripeKind::H264;
-        s.data[0] = 0x04;
-        s.h264_frame_type = Some(if idr {
+        s.kind = StripeKind::H264(if idr {
             H264FrameType::Idr
         } else {
             H264FrameType::Other
         });
+        s.data[0] = 0x04;
         s
     }
 

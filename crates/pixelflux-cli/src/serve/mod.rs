@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use pixelflux::{CaptureSettings, OutputMode, Scene, ScreenCapture, SourceSpec, WireFormat};
+use pixelflux::{CaptureSettings, Scene, ScreenCapture, SourceSpec, WireFormat};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::options::{CaptureOptions, RegionArg};
@@ -110,10 +110,7 @@ fn hello_for(settings: &CaptureSettings) -> Hello {
     Hello {
         width: settings.capture_width,
         height: settings.capture_height,
-        codec: match settings.output_mode {
-            OutputMode::Jpeg => "jpeg",
-            OutputMode::H264 => "h264",
-        },
+        codec: settings.output_mode.name(),
         fullcolor: settings.h264_fullcolor,
         stripe_height: settings.stripe_rows(),
     }
@@ -136,7 +133,7 @@ fn start_capture(
     );
     *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&capture);
     tracing::info!(
-        "capturing {}x{}+{}+{} from {spec:?} as {:?} at {} fps",
+        "capturing {}x{}+{}+{} from {spec} as {} at {} fps",
         settings.capture_width,
         settings.capture_height,
         settings.capture_x,

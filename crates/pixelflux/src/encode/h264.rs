@@ -135,8 +135,7 @@ impl StripeEncoder for H264Encoder {
         };
         out[1] = frame_type as u8;
         Ok(Some(EncodeOutcome {
-            kind: StripeKind::H264,
-            h264_frame_type: Some(frame_type),
+            kind: StripeKind::H264(frame_type),
             header_len,
         }))
     }
@@ -147,11 +146,11 @@ mod tests {
     use super::super::x264::vcl_and_headers;
     use super::*;
     use crate::frame::OwnedFrame;
-    use crate::settings::OutputMode;
+    use crate::settings::Codec;
 
     fn settings(crf: u8, fullcolor: bool) -> CaptureSettings {
         CaptureSettings {
-            output_mode: OutputMode::H264,
+            output_mode: Codec::H264,
             h264_crf: crf,
             h264_fullcolor: fullcolor,
             ..Default::default()
@@ -205,7 +204,7 @@ mod tests {
         let mut enc = H264Encoder::new(&settings(25, false), 128, 32).unwrap();
         let (first, o) = run(&mut enc, &f, request(false, false), 7);
         assert_eq!(
-            o.h264_frame_type,
+            o.kind.h264_frame_type(),
             Some(H264FrameType::Idr),
             "a new encoder starts with an IDR"
         );
@@ -213,12 +212,12 @@ mod tests {
         assert_eq!(&first[..10], &[4, 1, 0, 7, 0, 64, 0, 128, 0, 32]);
         assert_eq!(vcl_and_headers(&first[10..]), [7, 8, 5]);
         let (second, o) = run(&mut enc, &picture(128, 32, 1), request(false, false), 8);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Other));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Other));
         assert_eq!(second[1], 0);
-        assert!(!x264::nal_types(&second[10..]).contains(&7));
+        assert!(!crate::wire::nal_types(&second[10..]).contains(&7));
         let (third, o) = run(&mut enc, &f, request(true, false), 9);
         assert_eq!(
-            o.h264_frame_type,
+            o.kind.h264_frame_type(),
             Some(H264FrameType::Idr),
             "keyframe forces an IDR"
         );
@@ -241,11 +240,11 @@ mod tests {
         // P pictures first: the case where changing the CRF alone did not help.
         for i in 0..3 {
             let ((_, o), _) = both(&picture(256, 64, 5 + i), false, false, 1 + i as u64);
-            assert_eq!(o.h264_frame_type, Some(H264FrameType::Other));
+            assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Other));
         }
         both(&f, false, false, 4);
         let ((paint, o), (normal_idr, _)) = both(&f, true, true, 5);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         assert_eq!(vcl_and_headers(&paint[10..]), [7, 8, 5]);
         // Same pixels, both IDRs: the paint-over spends far more bits (QP 10 vs CRF 35).
         assert!(
@@ -279,7 +278,7 @@ mod tests {
         assert!(err.to_string().contains("even"), "{err}");
         let mut enc = H264Encoder::new(&settings(25, true), 64, 16).unwrap();
         let (out, o) = run(&mut enc, &picture(64, 16, 3), request(false, false), 0);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         // SPS profile_idc (first byte after the SPS NAL header) is 244: High 4:4:4 Predictive.
         let sps = out[10..]
             .windows(4)
@@ -293,7 +292,7 @@ mod tests {
         let mut enc = H264Encoder::new(&settings(25, false), 64, 16).unwrap();
         run(&mut enc, &picture(64, 16, 0), request(false, false), 0);
         let (out, o) = run(&mut enc, &picture(64, 32, 0), request(false, false), 1);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         assert_eq!(&out[8..10], &[0, 32]);
     }
 }

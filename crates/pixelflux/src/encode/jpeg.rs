@@ -73,7 +73,6 @@ impl StripeEncoder for JpegEncoder {
         out.extend_from_slice(&jpeg);
         Ok(Some(EncodeOutcome {
             kind: StripeKind::Jpeg,
-            h264_frame_type: None,
             header_len,
         }))
     }

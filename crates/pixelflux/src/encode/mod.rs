@@ -1,31 +1,50 @@
 //! Stripe encoders: one instance per stripe, kept across frames, owned by that stripe's slot.
+//!
+//! Public for encoding stripes outside a capture (benchmarks, a pipeline of one's own):
+//! [`new_encoder`] makes the encoder a capture would use for a stripe. The codecs' internals
+//! (colour conversion, the x264 wrapper) are the crate's own.
 
-pub mod color;
-pub mod h264;
-pub mod jpeg;
-pub mod x264;
+pub(crate) mod color;
+pub(crate) mod h264;
+pub(crate) mod jpeg;
+pub(crate) mod x264;
 
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
+use crate::settings::{CaptureSettings, Codec};
 use crate::wire::H264FrameType;
 pub use color::ColorError;
 pub use x264::X264Error;
 
-/// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
+/// What a stripe carries: a JPEG image, or an H.264 access unit of a given picture type
+/// (the `type` of 1.2.2's `StripeEncodeResult`, plus the frame type of the H.264 header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StripeKind {
     /// A JPEG image (type 1).
     Jpeg,
-    /// An H.264 access unit (type 2).
-    H264,
+    /// An H.264 access unit (type 2) whose picture x264 produced as this type.
+    H264(H264FrameType),
 }
 
 impl StripeKind {
-    /// 1.2.2's integer for this kind.
+    /// 1.2.2's integer for this kind (1 JPEG, 2 H.264): [`Codec::stripe_type`].
     pub fn code(self) -> u8 {
+        self.codec().stripe_type()
+    }
+
+    /// The codec of the payload.
+    pub fn codec(self) -> Codec {
         match self {
-            StripeKind::Jpeg => 1,
-            StripeKind::H264 => 2,
+            StripeKind::Jpeg => Codec::Jpeg,
+            StripeKind::H264(_) => Codec::H264,
+        }
+    }
+
+    /// For H.264, the picture type; `None` for JPEG.
+    pub fn h264_frame_type(self) -> Option<H264FrameType> {
+        match self {
+            StripeKind::Jpeg => None,
+            StripeKind::H264(t) => Some(t),
         }
     }
 }
@@ -53,10 +72,8 @@ pub struct StripePlace {
 /// What an encoder produced, besides the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOutcome {
-    /// JPEG or H.264.
+    /// JPEG, or H.264 with the picture type the encoder actually produced.
     pub kind: StripeKind,
-    /// For H.264, the picture type the encoder actually produced.
-    pub h264_frame_type: Option<H264FrameType>,
     /// Length of the header at the start of the output.
     pub header_len: usize,
 }
@@ -72,7 +89,9 @@ pub enum EncodeError {
     #[error("H.264 encoder: {0}")]
     H264(X264Error),
     /// An H.264 stripe with an odd width or height (4:2:0 chroma covers 2x2 pixels).
-    #[error("H.264 encoder: a {width}x{height} stripe; H.264 stripes need an even width and height")]
+    #[error(
+        "H.264 encoder: a {width}x{height} stripe; H.264 stripes need an even width and height"
+    )]
     OddSize {
         /// Stripe width in pixels.
         width: u32,
@@ -88,6 +107,10 @@ pub enum EncodeError {
 pub trait StripeEncoder: Send {
     /// Appends header and payload for `pixels` to `out` (which is empty). Returns `None` when
     /// the encoder produced nothing for this frame.
+    ///
+    /// # Errors
+    /// The codec library's error ([`EncodeError`]); the stripe's decoder state is then unknown,
+    /// so the next request should be a keyframe.
     fn encode(
         &mut self,
         pixels: FrameRef<'_>,
@@ -97,15 +120,20 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder for a stripe of `width` x `height` as the settings ask. H.264 stripes
-/// must have an even width and height (see [`h264`]).
+/// Makes the encoder for a stripe of `width` x `height` as the settings ask (codec, wire
+/// format, CRF, chroma).
+///
+/// # Errors
+/// [`EncodeError::OddSize`] for an H.264 stripe with an odd width or height;
+/// [`EncodeError::Jpeg`] or [`EncodeError::H264`] when libjpeg-turbo or x264 cannot be set up
+/// (x264's reason kept).
 pub fn new_encoder(
     settings: &CaptureSettings,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
     match settings.output_mode {
-        OutputMode::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
-        OutputMode::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
+        Codec::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
+        Codec::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
     }
 }

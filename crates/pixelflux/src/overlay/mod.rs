@@ -11,12 +11,11 @@
 //! The watermark is drawn first, the pointer on top of it.
 
 mod blend;
-pub mod cursor;
-pub mod watermark;
+mod cursor;
+mod watermark;
 
-pub use blend::PremultipliedImage;
 pub use cursor::CursorOverlay;
-pub use watermark::Watermark;
+pub use watermark::{Watermark, ANIMATION_STEP};
 
 use std::ops::Range;
 
@@ -103,6 +102,7 @@ mod tests {
 
 /// An overlay could not be set up or drawn.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OverlayError {
     /// The watermark file is missing, unreadable, not a PNG, or does not fit.
     #[error("watermark {path}: {reason}")]
@@ -118,12 +118,12 @@ pub enum OverlayError {
 }
 
 /// Whether the settings ask for a watermark (a path, and a location other than `None`).
-pub fn watermark_wanted(settings: &CaptureSettings) -> bool {
+pub(crate) fn watermark_wanted(settings: &CaptureSettings) -> bool {
     settings.watermark_path.is_some() && settings.watermark_location != WatermarkLocation::None
 }
 
 /// The overlays the settings ask for, in drawing order.
-pub fn build(
+pub(crate) fn build(
     settings: &CaptureSettings,
     source: &SourceSpec,
 ) -> Result<Vec<Box<dyn Overlay>>, OverlayError> {

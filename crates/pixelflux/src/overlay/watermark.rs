@@ -37,7 +37,8 @@ impl Watermark {
     }
 
     /// The decoded image.
-    pub fn image(&self) -> &PremultipliedImage {
+    #[cfg(test)]
+    pub(crate) fn image(&self) -> &PremultipliedImage {
         &self.image
     }
 

@@ -2,14 +2,14 @@
 //! server cannot share memory with us (a remote display).
 
 use x11rb::connection::{Connection, RequestConnection as _};
+use x11rb::errors::{ConnectionError, ReplyError, ReplyOrIdError};
 use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
 use x11rb::protocol::shm::ConnectionExt as _;
 use x11rb::protocol::xfixes::{self, ConnectionExt as _};
-use x11rb::errors::{ConnectionError, ReplyError, ReplyOrIdError};
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Screen, Window};
 use x11rb::protocol::{ErrorKind, Event};
-use x11rb::x11_utils::X11Error;
 use x11rb::rust_connection::RustConnection;
+use x11rb::x11_utils::X11Error;
 use x11rb::NONE;
 
 use super::shm::ShmSegment;
