@@ -258,60 +258,245 @@ impl SettingsError {
     }
 }
 
+/// Lowest `target_fps`: one frame every 100 s. Slower rates are refused rather than turned
+/// into intervals that no clock can add (1e-20 fps is 3e12 years).
+pub const MIN_TARGET_FPS: f64 = 0.01;
+
+/// Highest `target_fps`.
+pub const MAX_TARGET_FPS: f64 = 1000.0;
+
+/// A value for [`CaptureSettings::set_field`], as a binding (Python) or a config file has it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FieldValue {
+    /// An integer field, or an enum by its 1.2.2 index (`output_mode`, `watermark_location`).
+    Int(i64),
+    /// `target_fps`.
+    Float(f64),
+    /// A flag.
+    Bool(bool),
+    /// `watermark_path` (`None`: no watermark).
+    Path(Option<PathBuf>),
+}
+
+/// The type of a settings field, for bindings that parse values before handing them to
+/// [`CaptureSettings::set_field`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldKind {
+    /// Takes [`FieldValue::Int`].
+    Int,
+    /// Takes [`FieldValue::Float`].
+    Float,
+    /// Takes [`FieldValue::Bool`].
+    Bool,
+    /// Takes [`FieldValue::Path`].
+    Path,
+}
+
+/// Every field of [`CaptureSettings`] by name, with its kind and, for integers, the range that
+/// field accepts on its own. The one table that [`CaptureSettings::validate`] and
+/// [`CaptureSettings::set_field`] (and through it the Python settings) check against.
+const FIELDS: [(&str, FieldKind, Option<(i64, i64)>); 21] = {
+    use FieldKind::*;
+    let dim = Some((1, MAX_DIMENSION as i64));
+    let quality = Some((1, 100));
+    let position = Some((0, i32::MAX as i64));
+    [
+        ("capture_width", Int, dim),
+        ("capture_height", Int, dim),
+        ("capture_x", Int, position),
+        ("capture_y", Int, position),
+        ("target_fps", Float, None),
+        ("capture_cursor", Bool, None),
+        ("output_mode", Int, Some((0, 1))),
+        ("jpeg_quality", Int, quality),
+        ("paint_over_jpeg_quality", Int, quality),
+        ("use_paint_over_quality", Bool, None),
+        ("paint_over_trigger_frames", Int, Some((1, u32::MAX as i64))),
+        ("damage_block_threshold", Int, Some((0, u32::MAX as i64))),
+        ("damage_block_duration", Int, Some((0, u32::MAX as i64))),
+        ("h264_crf", Int, Some((0, 51))),
+        ("h264_fullcolor", Bool, None),
+        ("h264_fullframe", Bool, None),
+        ("watermark_path", Path, None),
+        ("watermark_location", Int, Some((0, 6))),
+        (
+            "vaapi_render_node_index",
+            Int,
+            Some((i32::MIN as i64, i32::MAX as i64)),
+        ),
+        ("stripe_height", Int, Some((0, MAX_DIMENSION as i64))),
+        ("wire_format", Int, Some((0, 1))),
+    ]
+};
+
+fn field_entry(field: &str) -> Option<(&'static str, FieldKind, Option<(i64, i64)>)> {
+    FIELDS.iter().copied().find(|(name, _, _)| *name == field)
+}
+
+impl WireFormat {
+    fn from_index(index: i64) -> Option<Self> {
+        match index {
+            0 => Some(Self::Compat),
+            1 => Some(Self::Tagged),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> i64 {
+        match self {
+            Self::Compat => 0,
+            Self::Tagged => 1,
+        }
+    }
+}
+
 impl CaptureSettings {
-    /// Checks every field; the first bad one is named in the error.
+    /// The fields' names, in declaration order (1.2.2's order, then ours).
+    pub fn field_names() -> impl Iterator<Item = &'static str> {
+        FIELDS.iter().map(|(name, _, _)| *name)
+    }
+
+    /// The type of value `field` takes; `None` for a name that is not a field.
+    pub fn field_kind(field: &str) -> Option<FieldKind> {
+        field_entry(field).map(|(_, kind, _)| kind)
+    }
+
+    /// Sets one field, checking the value as far as it can be checked on its own (ranges; the
+    /// rules that tie fields together are checked by [`validate`](Self::validate)). On error
+    /// the settings are unchanged.
+    ///
+    /// # Errors
+    /// A [`SettingsError`] naming the field: an unknown field, a value of the wrong kind, or a
+    /// value out of the field's range.
+    pub fn set_field(&mut self, field: &str, value: FieldValue) -> Result<(), SettingsError> {
+        let Some((name, kind, range)) = field_entry(field) else {
+            return Err(SettingsError::new("field", format!("no field {field:?}")));
+        };
+        let mut next = self.clone();
+        match (kind, value) {
+            (FieldKind::Int, FieldValue::Int(v)) => {
+                if let Some((min, max)) = range {
+                    if !(min..=max).contains(&v) {
+                        return Err(SettingsError::new(
+                            name,
+                            format!("{v} is outside {min}..={max}"),
+                        ));
+                    }
+                }
+                next.set_int(name, v);
+            }
+            (FieldKind::Float, FieldValue::Float(v)) => next.target_fps = v,
+            (FieldKind::Bool, FieldValue::Bool(v)) => match name {
+                "capture_cursor" => next.capture_cursor = v,
+                "use_paint_over_quality" => next.use_paint_over_quality = v,
+                "h264_fullcolor" => next.h264_fullcolor = v,
+                _ => next.h264_fullframe = v,
+            },
+            (FieldKind::Path, FieldValue::Path(v)) => next.watermark_path = v,
+            (kind, value) => {
+                return Err(SettingsError::new(
+                    name,
+                    format!("takes a {kind:?} value, not {value:?}"),
+                ))
+            }
+        }
+        next.check_field(name)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Stores an integer already checked against the field's range (so the casts are exact).
+    fn set_int(&mut self, field: &str, v: i64) {
+        match field {
+            "capture_width" => self.capture_width = v as u32,
+            "capture_height" => self.capture_height = v as u32,
+            "capture_x" => self.capture_x = v as i32,
+            "capture_y" => self.capture_y = v as i32,
+            "output_mode" => self.output_mode = Codec::from_index(v).unwrap_or_default(),
+            "jpeg_quality" => self.jpeg_quality = v as u8,
+            "paint_over_jpeg_quality" => self.paint_over_jpeg_quality = v as u8,
+            "paint_over_trigger_frames" => self.paint_over_trigger_frames = v as u32,
+            "damage_block_threshold" => self.damage_block_threshold = v as u32,
+            "damage_block_duration" => self.damage_block_duration = v as u32,
+            "h264_crf" => self.h264_crf = v as u8,
+            "watermark_location" => {
+                self.watermark_location = WatermarkLocation::from_index(v).unwrap_or_default()
+            }
+            "vaapi_render_node_index" => self.vaapi_render_node_index = v as i32,
+            "stripe_height" => self.stripe_height = v as u32,
+            "wire_format" => self.wire_format = WireFormat::from_index(v).unwrap_or_default(),
+            _ => {}
+        }
+    }
+
+    /// An integer field's value, widened.
+    fn int(&self, field: &str) -> Option<i64> {
+        Some(match field {
+            "capture_width" => self.capture_width.into(),
+            "capture_height" => self.capture_height.into(),
+            "capture_x" => self.capture_x.into(),
+            "capture_y" => self.capture_y.into(),
+            "output_mode" => self.output_mode.index(),
+            "jpeg_quality" => self.jpeg_quality.into(),
+            "paint_over_jpeg_quality" => self.paint_over_jpeg_quality.into(),
+            "paint_over_trigger_frames" => self.paint_over_trigger_frames.into(),
+            "damage_block_threshold" => self.damage_block_threshold.into(),
+            "damage_block_duration" => self.damage_block_duration.into(),
+            "h264_crf" => self.h264_crf.into(),
+            "watermark_location" => self.watermark_location.index(),
+            "vaapi_render_node_index" => self.vaapi_render_node_index.into(),
+            "stripe_height" => self.stripe_height.into(),
+            "wire_format" => self.wire_format.index(),
+            _ => return None,
+        })
+    }
+
+    /// Checks one field on its own.
+    fn check_field(&self, field: &'static str) -> Result<(), SettingsError> {
+        if let Some((_, _, Some((min, max)))) = field_entry(field) {
+            if let Some(v) = self.int(field) {
+                if !(min..=max).contains(&v) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{v} is outside {min}..={max}"),
+                    ));
+                }
+            }
+        }
+        match field {
+            "target_fps" => {
+                let fps = self.target_fps;
+                if !(MIN_TARGET_FPS..=MAX_TARGET_FPS).contains(&fps) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{fps} is outside {MIN_TARGET_FPS}..={MAX_TARGET_FPS}"),
+                    ));
+                }
+            }
+            "stripe_height" => {
+                let rows = self.stripe_height;
+                if rows != 0 && (rows < 16 || !rows.is_multiple_of(2)) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{rows} must be 0 (per codec) or even and at least 16"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks every field, then the rules between fields; the first bad field is named in the
+    /// error. Settings that pass start a capture (on a source where the region fits).
+    ///
+    /// # Errors
+    /// A [`SettingsError`] naming the field and saying what is wrong with its value.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for (field, value) in [
-            ("capture_width", self.capture_width),
-            ("capture_height", self.capture_height),
-        ] {
-            if value == 0 || value > MAX_DIMENSION {
-                return Err(SettingsError::new(
-                    field,
-                    format!("{value} is outside 1..={MAX_DIMENSION}"),
-                ));
-            }
-        }
-        if self.capture_x < 0 {
-            return Err(SettingsError::new(
-                "capture_x",
-                format!("{} is negative", self.capture_x),
-            ));
-        }
-        if self.capture_y < 0 {
-            return Err(SettingsError::new(
-                "capture_y",
-                format!("{} is negative", self.capture_y),
-            ));
-        }
-        if !self.target_fps.is_finite() || self.target_fps <= 0.0 || self.target_fps > 1000.0 {
-            return Err(SettingsError::new(
-                "target_fps",
-                format!("{} is not in (0, 1000]", self.target_fps),
-            ));
-        }
-        for (field, value) in [
-            ("jpeg_quality", self.jpeg_quality),
-            ("paint_over_jpeg_quality", self.paint_over_jpeg_quality),
-        ] {
-            if !(1..=100).contains(&value) {
-                return Err(SettingsError::new(
-                    field,
-                    format!("{value} is outside 1..=100"),
-                ));
-            }
-        }
-        if self.paint_over_trigger_frames == 0 {
-            return Err(SettingsError::new(
-                "paint_over_trigger_frames",
-                "must be at least 1",
-            ));
-        }
-        if self.h264_crf > 51 {
-            return Err(SettingsError::new(
-                "h264_crf",
-                format!("{} is outside 0..=51", self.h264_crf),
-            ));
+        for (field, _, _) in FIELDS {
+            self.check_field(field)?;
         }
         if self.output_mode == Codec::H264 {
             for (field, value) in [
@@ -325,17 +510,13 @@ impl CaptureSettings {
                     ));
                 }
             }
-        }
-        if self.stripe_height != 0
-            && (self.stripe_height < 16 || !self.stripe_height.is_multiple_of(2))
-        {
-            return Err(SettingsError::new(
-                "stripe_height",
-                format!(
-                    "{} must be 0 (per codec) or even and at least 16",
-                    self.stripe_height
-                ),
-            ));
+            // x264's 4:2:0 profile (baseline) has no lossless mode, which CRF 0 asks for.
+            if self.h264_crf == 0 && !self.h264_fullcolor {
+                return Err(SettingsError::new(
+                    "h264_crf",
+                    "0 (lossless) needs h264_fullcolor (High 4:4:4); 4:2:0 takes 1..=51",
+                ));
+            }
         }
         if self.watermark_location != WatermarkLocation::None && self.watermark_path.is_none() {
             return Err(SettingsError::new(
@@ -483,6 +664,90 @@ mod tests {
             let err = settings.validate().unwrap_err();
             assert_eq!(err.field, field, "{err}");
             assert!(err.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn frame_rates_too_slow_for_a_clock_are_refused() {
+        for fps in [1e-20, 0.009, -1.0, f64::INFINITY, 1000.5] {
+            let s = CaptureSettings {
+                target_fps: fps,
+                ..Default::default()
+            };
+            let err = s.validate().unwrap_err();
+            assert_eq!(err.field, "target_fps", "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!("invalid setting `target_fps`: {fps} is outside 0.01..=1000")
+            );
+        }
+        let slowest = CaptureSettings {
+            target_fps: MIN_TARGET_FPS,
+            ..Default::default()
+        };
+        slowest.validate().unwrap();
+        assert_eq!(slowest.frame_interval().as_secs(), 100);
+    }
+
+    #[test]
+    fn lossless_h264_needs_full_colour() {
+        let mut s = CaptureSettings {
+            output_mode: Codec::H264,
+            h264_crf: 0,
+            ..Default::default()
+        };
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.field, "h264_crf", "{err}");
+        assert!(err.to_string().contains("h264_fullcolor"), "{err}");
+        s.h264_fullcolor = true;
+        s.validate().unwrap();
+        // JPEG does not use the CRF.
+        s.h264_fullcolor = false;
+        s.output_mode = Codec::Jpeg;
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn set_field_checks_against_the_one_table() {
+        let mut s = CaptureSettings::default();
+        s.set_field("capture_width", FieldValue::Int(640)).unwrap();
+        assert_eq!(s.capture_width, 640);
+        let err = s
+            .set_field("capture_width", FieldValue::Int(-1))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting `capture_width`: -1 is outside 1..=16384"
+        );
+        assert_eq!(s.capture_width, 640, "unchanged on error");
+        let err = s
+            .set_field("target_fps", FieldValue::Float(1e-20))
+            .unwrap_err();
+        assert_eq!(err.field, "target_fps");
+        let err = s
+            .set_field("stripe_height", FieldValue::Int(17))
+            .unwrap_err();
+        assert_eq!(err.field, "stripe_height");
+        let err = s.set_field("h264_crf", FieldValue::Bool(true)).unwrap_err();
+        assert_eq!(err.field, "h264_crf");
+        assert!(s.set_field("nope", FieldValue::Int(1)).is_err());
+        s.set_field("output_mode", FieldValue::Int(1)).unwrap();
+        assert_eq!(s.output_mode, Codec::H264);
+        s.set_field("watermark_location", FieldValue::Int(6))
+            .unwrap();
+        assert_eq!(s.watermark_location, WatermarkLocation::Animated);
+        // Every field in the table can be set to its own current value.
+        let d = CaptureSettings::default();
+        for field in CaptureSettings::field_names() {
+            let value = match CaptureSettings::field_kind(field).unwrap() {
+                FieldKind::Int => FieldValue::Int(d.int(field).unwrap()),
+                FieldKind::Float => FieldValue::Float(d.target_fps),
+                FieldKind::Bool => FieldValue::Bool(false),
+                FieldKind::Path => FieldValue::Path(None),
+            };
+            let mut copy = d.clone();
+            copy.set_field(field, value).unwrap();
+            assert_eq!(copy, d, "{field}");
         }
     }
 
