@@ -294,10 +294,13 @@ pub enum FieldKind {
     Path,
 }
 
+/// A field's name, kind and, for integers, the range it accepts on its own (inclusive).
+type FieldEntry = (&'static str, FieldKind, Option<(i64, i64)>);
+
 /// Every field of [`CaptureSettings`] by name, with its kind and, for integers, the range that
 /// field accepts on its own. The one table that [`CaptureSettings::validate`] and
 /// [`CaptureSettings::set_field`] (and through it the Python settings) check against.
-const FIELDS: [(&str, FieldKind, Option<(i64, i64)>); 21] = {
+const FIELDS: [FieldEntry; 21] = {
     use FieldKind::*;
     let dim = Some((1, MAX_DIMENSION as i64));
     let quality = Some((1, 100));
@@ -331,7 +334,7 @@ const FIELDS: [(&str, FieldKind, Option<(i64, i64)>); 21] = {
     ]
 };
 
-fn field_entry(field: &str) -> Option<(&'static str, FieldKind, Option<(i64, i64)>)> {
+fn field_entry(field: &str) -> Option<FieldEntry> {
     FIELDS.iter().copied().find(|(name, _, _)| *name == field)
 }
 
