@@ -1,7 +1,8 @@
 //! Command-line options shared by the subcommands: where to capture from and how to encode.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
+use pixelflux::settings::MAX_DIMENSION;
 use pixelflux::{CaptureSettings, Codec, Scene, SourceSpec};
 
 /// A region `WxH+X+Y` (or `WxH`, at 0,0).
@@ -29,15 +30,30 @@ impl std::str::FromStr for RegionArg {
                 .context("region must look like WxH+X+Y, e.g. 1280x720+0+0")?,
             None => ("0", "0"),
         };
-        let region = Self {
-            width: w.parse().context("region width")?,
-            height: h.parse().context("region height")?,
-            x: x.parse().context("region x")?,
-            y: y.parse().context("region y")?,
-        };
-        if region.width == 0 || region.height == 0 {
-            bail!("region must not be empty");
+        // Each part names its range when it is out of it (or not a number at all).
+        fn part<T: std::str::FromStr + TryFrom<i64>>(
+            name: &str,
+            text: &str,
+            min: i64,
+            max: i64,
+        ) -> anyhow::Result<T> {
+            text.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .and_then(|v| T::try_from(v).ok())
+                .with_context(|| {
+                    format!("region {name} must be an integer in {min}..={max}, got {text:?}")
+                })
         }
+        let max_dim = i64::from(MAX_DIMENSION);
+        let max_pos = i64::from(i32::MAX);
+        let region = Self {
+            width: part("width", w, 1, max_dim)?,
+            height: part("height", h, 1, max_dim)?,
+            x: part("x", x, 0, max_pos)?,
+            y: part("y", y, 0, max_pos)?,
+        };
         Ok(region)
     }
 }
@@ -155,5 +171,17 @@ mod tests {
         for bad in ["", "x", "10x", "0x10", "10x10+1", "axb"] {
             assert!(bad.parse::<RegionArg>().is_err(), "{bad}");
         }
+        let err = "10x10+99999999999+0".parse::<RegionArg>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "region x must be an integer in 0..=2147483647, got \"99999999999\""
+        );
+        let err = "16385x10".parse::<RegionArg>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "region width must be an integer in 1..=16384, got \"16385\""
+        );
+        let err = "10x10+-4+0".parse::<RegionArg>().unwrap_err();
+        assert!(err.to_string().contains("region x"), "{err}");
     }
 }

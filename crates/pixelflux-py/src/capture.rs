@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pixelflux::{CaptureError, CaptureSettings, ScreenCapture, SourceError, SourceSpec, Stripe};
 use pyo3::exceptions::{
-    PyConnectionError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+    PyConnectionError, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRuntimeError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -210,11 +211,19 @@ impl PyScreenCapture {
         let spec: SourceSpec = settings.source();
         drop(settings);
         if let Some(path) = &core.watermark_path {
-            if core.watermark_location != pixelflux::WatermarkLocation::None && !path.is_file() {
-                return Err(PyFileNotFoundError::new_err(format!(
-                    "watermark_path: no such file: {}",
-                    path.display()
-                )));
+            if core.watermark_location != pixelflux::WatermarkLocation::None {
+                if path.is_dir() {
+                    return Err(PyIsADirectoryError::new_err(format!(
+                        "watermark_path: {} is a directory, not a PNG file",
+                        path.display()
+                    )));
+                }
+                if !path.exists() {
+                    return Err(PyFileNotFoundError::new_err(format!(
+                        "watermark_path: no such file: {}",
+                        path.display()
+                    )));
+                }
             }
         }
 

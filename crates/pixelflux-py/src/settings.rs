@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use pixelflux::settings::MAX_DIMENSION;
-use pixelflux::{CaptureSettings, Codec, Scene, SourceSpec, WatermarkLocation, WireFormat};
+use pixelflux::settings::{FieldKind, FieldValue};
+use pixelflux::{CaptureSettings, Scene, SourceSpec, WireFormat};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
@@ -39,6 +39,14 @@ pub(crate) const FIELDS: [&str; 22] = [
     "scene",
 ];
 
+/// The core's name for a Python field (1.2.2 spelled the watermark location with `_enum`).
+fn core_name(field: &str) -> &str {
+    match field {
+        "watermark_location_enum" => "watermark_location",
+        other => other,
+    }
+}
+
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
@@ -47,29 +55,40 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// An integer in `min..=max`. Accepts `int` and objects with `__index__`, not `bool`/`float`.
-fn int_in(field: &str, value: &Bound<'_, PyAny>, min: i64, max: i64) -> PyResult<i64> {
+/// An integer: `int` and objects with `__index__`, not `bool`/`float`. Its range is the
+/// core's to check ([`CaptureSettings::set_field`]); one that does not fit in 64 bits is out of
+/// every field's range.
+fn int_value(field: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
     let wrong_type =
         || PyTypeError::new_err(format!("{field} must be an int, not {}", type_name(value)));
     if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() {
         return Err(wrong_type());
     }
-    let number = match value.extract::<i64>() {
-        Ok(n) => n,
-        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => return Err(wrong_type()),
-        // Did not fit in 64 bits: certainly out of range.
-        Err(_) => i64::MAX,
-    };
-    if !(min..=max).contains(&number) {
-        let shown = value
-            .str()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|_| number.to_string());
-        return Err(PyValueError::new_err(format!(
-            "{field} must be in {min}..={max}, got {shown}"
-        )));
+    match value.extract::<i64>() {
+        Ok(n) => Ok(n),
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Err(wrong_type()),
+        Err(_) => Err(PyValueError::new_err(format!(
+            "invalid setting `{field}`: {} is out of range",
+            value
+                .str()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "?".into())
+        ))),
     }
-    Ok(number)
+}
+
+/// A number (`float` or `int`, not `bool`).
+fn float_value(field: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let wrong_type = || {
+        PyTypeError::new_err(format!(
+            "{field} must be a number, not {}",
+            type_name(value)
+        ))
+    };
+    if value.is_instance_of::<PyBool>() {
+        return Err(wrong_type());
+    }
+    value.extract().map_err(|_| wrong_type())
 }
 
 /// A flag: `True`/`False`, or the integers 0 and 1 (C-style code written for 1.2.2).
@@ -154,78 +173,11 @@ pub(crate) struct PyCaptureSettings {
 }
 
 impl PyCaptureSettings {
-    /// Checks and stores one field; the single place where values are accepted.
+    /// Checks and stores one field; the single place where values are accepted. The Python
+    /// types are checked here; the values by the core's field table (`set_field`), whose
+    /// error becomes a `ValueError` naming the field.
     pub(crate) fn assign(&mut self, field: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let c = &mut self.core;
-        let max_dim = i64::from(MAX_DIMENSION);
-        let max_i32 = i64::from(i32::MAX);
-        let max_u32 = i64::from(u32::MAX);
-        // The ranges match the core's `validate()`; the casts below cannot truncate.
         match field {
-            "capture_width" => c.capture_width = int_in(field, value, 1, max_dim)? as u32,
-            "capture_height" => c.capture_height = int_in(field, value, 1, max_dim)? as u32,
-            "capture_x" => c.capture_x = int_in(field, value, 0, max_i32)? as i32,
-            "capture_y" => c.capture_y = int_in(field, value, 0, max_i32)? as i32,
-            "target_fps" => {
-                if value.is_instance_of::<PyBool>() {
-                    return Err(PyTypeError::new_err(
-                        "target_fps must be a number, not bool",
-                    ));
-                }
-                let fps: f64 = value.extract().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "target_fps must be a number, not {}",
-                        type_name(value)
-                    ))
-                })?;
-                if !fps.is_finite() || fps <= 0.0 || fps > 1000.0 {
-                    return Err(PyValueError::new_err(format!(
-                        "target_fps must be in (0, 1000], got {fps}"
-                    )));
-                }
-                c.target_fps = fps;
-            }
-            "capture_cursor" => c.capture_cursor = flag(field, value)?,
-            "output_mode" => {
-                let mode = int_in(field, value, 0, 1)?;
-                c.output_mode = Codec::from_index(mode).unwrap_or_default();
-            }
-            // 0 is accepted as in 1.2.2, where libjpeg clamps it to 1.
-            "jpeg_quality" => c.jpeg_quality = int_in(field, value, 0, 100)? as u8,
-            "paint_over_jpeg_quality" => {
-                c.paint_over_jpeg_quality = int_in(field, value, 0, 100)? as u8
-            }
-            "use_paint_over_quality" => c.use_paint_over_quality = flag(field, value)?,
-            "paint_over_trigger_frames" => {
-                c.paint_over_trigger_frames = int_in(field, value, 1, max_u32)? as u32
-            }
-            "damage_block_threshold" => {
-                c.damage_block_threshold = int_in(field, value, 0, max_u32)? as u32
-            }
-            "damage_block_duration" => {
-                c.damage_block_duration = int_in(field, value, 0, max_u32)? as u32
-            }
-            "h264_crf" => c.h264_crf = int_in(field, value, 0, 51)? as u8,
-            "h264_fullcolor" => c.h264_fullcolor = flag(field, value)?,
-            "h264_fullframe" => c.h264_fullframe = flag(field, value)?,
-            "watermark_path" => c.watermark_path = path_or_none(field, value)?,
-            "watermark_location_enum" => {
-                let index = int_in(field, value, 0, 6)?;
-                c.watermark_location = WatermarkLocation::from_index(index).unwrap_or_default();
-            }
-            "vaapi_render_node_index" => {
-                c.vaapi_render_node_index =
-                    int_in(field, value, i64::from(i32::MIN), max_i32)? as i32
-            }
-            "stripe_height" => {
-                let rows = int_in(field, value, 0, max_dim)?;
-                if rows != 0 && (rows < 16 || rows % 2 != 0) {
-                    return Err(PyValueError::new_err(format!(
-                        "stripe_height must be 0 (per codec) or even and at least 16, got {rows}"
-                    )));
-                }
-                c.stripe_height = rows as u32;
-            }
             "display" => {
                 self.display = if value.is_none() {
                     None
@@ -238,6 +190,7 @@ impl PyCaptureSettings {
                     })?;
                     Some(name.to_str()?.to_owned())
                 };
+                return Ok(());
             }
             "scene" => {
                 self.scene = if value.is_none() {
@@ -257,11 +210,45 @@ impl PyCaptureSettings {
                         ))
                     })?)
                 };
+                return Ok(());
             }
+            _ => {}
+        }
+        let core_field = core_name(field);
+        let kind = FIELDS
+            .contains(&field)
+            .then(|| CaptureSettings::field_kind(core_field))
+            .flatten()
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
+            })?;
+        let parsed = match kind {
+            FieldKind::Int => FieldValue::Int(int_value(field, value)?),
+            FieldKind::Float => FieldValue::Float(float_value(field, value)?),
+            FieldKind::Bool => FieldValue::Bool(flag(field, value)?),
+            FieldKind::Path => FieldValue::Path(path_or_none(field, value)?),
             _ => {
                 return Err(PyTypeError::new_err(format!(
-                    "CaptureSettings has no field {field:?}"
+                    "CaptureSettings field {field:?} has a type Python cannot set"
                 )))
+            }
+        };
+        // 1.2.2 accepted JPEG quality 0 (libjpeg clamps it to 1): kept as 0, checked as 1,
+        // sent to the core as 1 by `to_core`.
+        let zero_quality = matches!(core_field, "jpeg_quality" | "paint_over_jpeg_quality")
+            && parsed == FieldValue::Int(0);
+        let checked = if zero_quality {
+            FieldValue::Int(1)
+        } else {
+            parsed
+        };
+        self.core
+            .set_field(core_field, checked)
+            .map_err(|e| PyValueError::new_err(e.to_string().replace(core_field, field)))?;
+        if zero_quality {
+            match core_field {
+                "jpeg_quality" => self.core.jpeg_quality = 0,
+                _ => self.core.paint_over_jpeg_quality = 0,
             }
         }
         Ok(())

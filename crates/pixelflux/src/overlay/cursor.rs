@@ -62,7 +62,10 @@ impl CursorOverlay {
     /// changes. `origin_x`/`origin_y` is the capture region's corner on the screen.
     pub fn open(display: Option<&str>, origin_x: i32, origin_y: i32) -> Result<Self, OverlayError> {
         let (conn, screen) = x11rb::connect(display).map_err(|e| {
-            OverlayError::Cursor(format!("cannot connect to X display {display:?}: {e}"))
+            OverlayError::Cursor(format!(
+                "cannot connect to X display {}: {e}",
+                crate::source::display_name(display)
+            ))
         })?;
         let root = conn
             .setup()

@@ -137,6 +137,9 @@ fn decode_png(
         path: path.display().to_string(),
         reason,
     };
+    if path.is_dir() {
+        return Err(fail("is a directory, not a PNG file".into()));
+    }
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     // Palette and low-bit-depth images become 8-bit, tRNS becomes alpha, 16-bit becomes 8-bit.
