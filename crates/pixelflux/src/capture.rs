@@ -72,6 +72,7 @@ impl Stripe {
 
 /// Why a capture could not start, or why it ended.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaptureError {
     /// A setting is invalid.
     #[error(transparent)]
@@ -95,6 +96,7 @@ pub enum CaptureError {
 
 /// Where a capture stands.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CaptureStatus {
     /// Capturing.
     Running,
@@ -211,6 +213,10 @@ impl std::fmt::Debug for ScreenCapture {
 
 /// Opens the source a spec names, for the region in the settings (H.264: rounded down to
 /// even, see [`CaptureSettings::region_size`]).
+///
+/// # Errors
+/// The X11 source's [`SourceError`]s (no server, no such screen, a region off the screen, an
+/// unsupported pixel format); a synthetic source cannot fail.
 pub fn open_source(
     settings: &CaptureSettings,
     spec: &SourceSpec,
@@ -242,6 +248,13 @@ impl ScreenCapture {
     /// Validates the settings, opens the source and the overlays, and starts capturing on a
     /// thread of its own. `callback` gets every encoded stripe, in stripe order per frame.
     /// Everything that can be checked up front fails here rather than in the thread.
+    ///
+    /// # Errors
+    /// [`CaptureError::Settings`] for settings that do not validate; [`CaptureError::Source`]
+    /// when the source cannot be opened (see [`open_source`]); [`CaptureError::Overlay`] for a
+    /// watermark file that is missing, not a PNG or larger than the region, or a cursor that
+    /// cannot be read; [`CaptureError::Encode`] when an encoder cannot be set up;
+    /// [`CaptureError::Thread`] when the capture thread cannot be spawned.
     pub fn start<F>(
         settings: CaptureSettings,
         spec: SourceSpec,
@@ -264,6 +277,9 @@ impl ScreenCapture {
     }
 
     /// Like [`start`](Self::start), with a source and overlays made by the caller.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), less the source's and overlays' own errors.
     pub fn start_with<F>(
         settings: CaptureSettings,
         source: Box<dyn FrameSource>,

@@ -25,7 +25,8 @@
 #![deny(
     missing_docs,
     unsafe_op_in_unsafe_fn,
-    clippy::undocumented_unsafe_blocks
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_errors_doc
 )]
 
 // The public API is what a user of the capture needs; the stages inside it (change detection,

@@ -21,6 +21,7 @@ pub const H264_HEADER_LEN: usize = 10;
 
 /// What kind of picture an H.264 stripe carries (byte 1 of its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum H264FrameType {
     /// Neither IDR nor I (`0x00`).
     Other = 0x00,

@@ -79,6 +79,7 @@ pub enum PictureType {
 
 /// libx264 refused or failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum X264Error {
     /// The parameters were rejected by x264 (the message is x264's own when it gave one).
     #[error("x264 rejected the parameters: {0}")]

@@ -60,6 +60,10 @@ fn x_err(what: &str, e: impl std::fmt::Display) -> OverlayError {
 impl CursorOverlay {
     /// Connects to `display` (`None`: `$DISPLAY`), checks for XFixes and subscribes to cursor
     /// changes. `origin_x`/`origin_y` is the capture region's corner on the screen.
+    ///
+    /// # Errors
+    /// [`OverlayError::Cursor`] when the display cannot be reached, has no such screen, or
+    /// lacks XFixes 2.0.
     pub fn open(display: Option<&str>, origin_x: i32, origin_y: i32) -> Result<Self, OverlayError> {
         let (conn, screen) = x11rb::connect(display).map_err(|e| {
             OverlayError::Cursor(format!(

@@ -30,6 +30,10 @@ pub trait Overlay: Send {
     /// the rows it covered then and covers now if it moved or changed, none if it will draw
     /// exactly the same, `None` if it cannot tell. Called once per frame, before `apply`.
     /// This lets a capture with overlays keep skipping grabs on a still screen.
+    ///
+    /// # Errors
+    /// An [`OverlayError`] when what it draws cannot be read (the pointer's X connection
+    /// broke); it ends the capture.
     fn prepare(
         &mut self,
         width: u32,
@@ -38,6 +42,9 @@ pub trait Overlay: Send {
     ) -> Result<Option<Vec<Range<u32>>>, OverlayError>;
 
     /// Draws into `frame`, the `frame_index`-th frame of the capture, as prepared.
+    ///
+    /// # Errors
+    /// An [`OverlayError`]; it ends the capture.
     fn apply(&mut self, frame: &mut Frame<'_>, frame_index: u64) -> Result<(), OverlayError>;
 }
 

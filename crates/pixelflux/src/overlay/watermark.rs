@@ -26,6 +26,10 @@ pub struct Watermark {
 impl Watermark {
     /// Loads the PNG at `path` for a `region_width` x `region_height` capture. Palette,
     /// grey and 16-bit images are converted; the image must fit inside the region.
+    ///
+    /// # Errors
+    /// [`OverlayError::Watermark`] naming the file: missing or a directory, not a PNG, corrupt,
+    /// or larger than the region.
     pub fn load(
         path: &Path,
         location: WatermarkLocation,

@@ -13,11 +13,18 @@ pub trait FrameSource: Send {
 
     /// Grabs the current pixels. The frame stays valid until the next call; overlays may draw
     /// into it.
+    ///
+    /// # Errors
+    /// A [`SourceError`], which ends the capture: for X11, [`SourceError::ServerGone`],
+    /// [`SourceError::Refused`], or [`SourceError::RegionNoLongerFits`] after the screen shrank.
     fn grab(&mut self) -> Result<Frame<'_>, SourceError>;
 
     /// What changed since the previous call, when the source can tell without grabbing
     /// (X11 DAMAGE). The capture then skips the grab when nothing changed, and hashes only the
     /// stripes under changed rows.
+    ///
+    /// # Errors
+    /// A [`SourceError`] as for [`grab`](Self::grab); the default never fails.
     fn damage(&mut self) -> Result<Damage, SourceError> {
         Ok(Damage::Unknown)
     }
