@@ -401,7 +401,7 @@ properties! {
     capture_height => get_capture_height, set_capture_height, "Height of the captured region in pixels, 1..=16384 (default 1080).";
     capture_x => get_capture_x, set_capture_x, "Left edge of the region on the screen, >= 0 (default 0).";
     capture_y => get_capture_y, set_capture_y, "Top edge of the region on the screen, >= 0 (default 0).";
-    target_fps => get_target_fps, set_target_fps, "Frames per second to aim for, in (0, 1000] (default 60.0).";
+    target_fps => get_target_fps, set_target_fps, "Frames per second to aim for, 0.01..=1000 (default 60.0).";
     capture_cursor => get_capture_cursor, set_capture_cursor, "Draw the pointer into the frames (default False).";
     output_mode => get_output_mode, set_output_mode, "0 JPEG, 1 H.264 (default 0).";
     jpeg_quality => get_jpeg_quality, set_jpeg_quality, "JPEG quality of changing stripes, 0..=100; 0 acts as 1 (default 85).";
@@ -410,7 +410,7 @@ properties! {
     paint_over_trigger_frames => get_paint_over_trigger_frames, set_paint_over_trigger_frames, "Static frames before a paint-over, >= 1 (default 10).";
     damage_block_threshold => get_damage_block_threshold, set_damage_block_threshold, "Consecutive changed frames that make a stripe \"damaged\" (default 15).";
     damage_block_duration => get_damage_block_duration, set_damage_block_duration, "Frames a damaged stripe is sent without hashing (default 30).";
-    h264_crf => get_h264_crf, set_h264_crf, "H.264 constant rate factor, 0..=51, lower is better (default 25).";
+    h264_crf => get_h264_crf, set_h264_crf, "H.264 constant rate factor, 0..=51, lower is better (default 25); 0 needs h264_fullcolor.";
     h264_fullcolor => get_h264_fullcolor, set_h264_fullcolor, "H.264 in 4:4:4 (High 4:4:4) instead of 4:2:0 (default False).";
     h264_fullframe => get_h264_fullframe, set_h264_fullframe, "H.264 of whole frames instead of stripes (default False).";
     watermark_path => get_watermark_path, set_watermark_path, "PNG burnt into every frame: str, bytes, os.PathLike or None (default None).";
