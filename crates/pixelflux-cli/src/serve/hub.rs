@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
-use pixelflux::Stripe;
+use pixelflux::{Codec, Stripe};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -48,8 +48,9 @@ pub struct Hello {
     pub width: u32,
     /// Picture height in pixels.
     pub height: u32,
-    /// `"jpeg"` or `"h264"`.
-    pub codec: &'static str,
+    /// Sent as its name, `"jpeg"` or `"h264"`.
+    #[serde(serialize_with = "serde_display")]
+    pub codec: Codec,
     /// H.264 in 4:4:4 (High 4:4:4 profile) rather than 4:2:0 (baseline).
     pub fullcolor: bool,
     /// Rows per stripe (the last one may be shorter).
@@ -61,6 +62,14 @@ struct HelloMsg<'a> {
     r#type: &'static str,
     #[serde(flatten)]
     hello: &'a Hello,
+}
+
+/// Serializes a value as its `Display` string.
+fn serde_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[derive(Serialize)]
@@ -463,6 +472,24 @@ mod tests {
         s
     }
 
+    #[test]
+    fn the_hello_names_the_codec_as_the_command_line_does() {
+        let hello = Hello {
+            width: 64,
+            height: 32,
+            codec: Codec::H264,
+            fullcolor: false,
+            stripe_height: 32,
+        };
+        let json = serde_json::to_value(HelloMsg {
+            r#type: "hello",
+            hello: &hello,
+        })
+        .unwrap();
+        assert_eq!(json["codec"], "h264");
+        assert_eq!(json["codec"].as_str().unwrap().parse(), Ok(Codec::H264));
+    }
+
     fn hub(config: HubConfig) -> (Arc<Hub>, Arc<AtomicUsize>) {
         let refreshes = Arc::new(AtomicUsize::new(0));
         let r = Arc::clone(&refreshes);
@@ -472,7 +499,7 @@ mod tests {
         hub.set_format(&Hello {
             width: 64,
             height: 128,
-            codec: "jpeg",
+            codec: Codec::Jpeg,
             fullcolor: false,
             stripe_height: 64,
         });
@@ -614,7 +641,7 @@ mod tests {
         hub.set_format(&Hello {
             width: 32,
             height: 64,
-            codec: "jpeg",
+            codec: Codec::Jpeg,
             fullcolor: false,
             stripe_height: 64,
         });

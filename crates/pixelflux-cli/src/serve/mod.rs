@@ -110,7 +110,7 @@ fn hello_for(settings: &CaptureSettings) -> Hello {
     Hello {
         width: settings.capture_width,
         height: settings.capture_height,
-        codec: settings.output_mode.name(),
+        codec: settings.output_mode,
         fullcolor: settings.h264_fullcolor,
         stripe_height: settings.stripe_rows(),
     }
