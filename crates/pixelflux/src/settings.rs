@@ -7,7 +7,7 @@ use std::path::PathBuf;
 ///
 /// The one name for a codec everywhere: settings (`output_mode`, 1.2.2's integers through
 /// [`from_index`](Self::from_index)/[`index`](Self::index)), the command line and the stream's
-/// hello (`jpeg`, `h264` through [`FromStr`](std::str::FromStr) and [`Display`]).
+/// hello (`jpeg`, `h264` through [`FromStr`](std::str::FromStr) and [`Display`](std::fmt::Display)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Codec {

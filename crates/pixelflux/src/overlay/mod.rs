@@ -2,7 +2,7 @@
 //! watermark. Drawing before hashing means an unchanged overlay costs no re-encode, and a
 //! moving one dirties only the stripes it crosses (old and new position).
 //!
-//! [`build`] is the one place that decides which overlays a capture gets:
+//! `build` is the one place that decides which overlays a capture gets:
 //! - a [`Watermark`] when `watermark_path` is set and `watermark_location` is not `None`
 //!   (a path with location `None` draws nothing, as in 1.2.2);
 //! - a [`CursorOverlay`] when `capture_cursor` is set and the source is an X11 display. A
@@ -15,7 +15,7 @@ mod cursor;
 mod watermark;
 
 pub use cursor::CursorOverlay;
-pub use watermark::{Watermark, ANIMATION_STEP};
+pub use watermark::Watermark;
 
 use std::ops::Range;
 
