@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use pixelflux::settings::{FieldKind, FieldValue};
 use pixelflux::{CaptureSettings, Scene, SourceSpec, WireFormat};
@@ -13,31 +14,22 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
 
-/// Every settable field, in 1.2.2's order, then ours.
-pub(crate) const FIELDS: [&str; 22] = [
-    "capture_width",
-    "capture_height",
-    "capture_x",
-    "capture_y",
-    "target_fps",
-    "capture_cursor",
-    "output_mode",
-    "jpeg_quality",
-    "paint_over_jpeg_quality",
-    "use_paint_over_quality",
-    "paint_over_trigger_frames",
-    "damage_block_threshold",
-    "damage_block_duration",
-    "h264_crf",
-    "h264_fullcolor",
-    "h264_fullframe",
-    "watermark_path",
-    "watermark_location_enum",
-    "vaapi_render_node_index",
-    "stripe_height",
-    "display",
-    "scene",
-];
+/// The fields Python sees: the core's table in its order (1.2.2's, then ours) with 1.2.2's
+/// spelling of the watermark location, less `wire_format` (Python always speaks 1.2.2's), plus
+/// `display` and `scene`.
+pub(crate) fn python_fields() -> &'static [&'static str] {
+    static FIELDS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        CaptureSettings::field_names()
+            .filter(|&f| f != "wire_format")
+            .map(|f| match f {
+                "watermark_location" => "watermark_location_enum",
+                other => other,
+            })
+            .chain(["display", "scene"])
+            .collect()
+    })
+}
 
 /// The core's name for a Python field (1.2.2 spelled the watermark location with `_enum`).
 fn core_name(field: &str) -> &str {
@@ -215,7 +207,7 @@ impl PyCaptureSettings {
             _ => {}
         }
         let core_field = core_name(field);
-        let kind = FIELDS
+        let kind = python_fields()
             .contains(&field)
             .then(|| CaptureSettings::field_kind(core_field))
             .flatten()
@@ -277,44 +269,31 @@ impl PyCaptureSettings {
     }
 
     fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
-        let c = &self.core;
-        Ok(match field {
-            "capture_width" => c.capture_width.into_pyobject(py)?.into_any(),
-            "capture_height" => c.capture_height.into_pyobject(py)?.into_any(),
-            "capture_x" => c.capture_x.into_pyobject(py)?.into_any(),
-            "capture_y" => c.capture_y.into_pyobject(py)?.into_any(),
-            "target_fps" => c.target_fps.into_pyobject(py)?.into_any(),
-            "capture_cursor" => PyBool::new(py, c.capture_cursor).to_owned().into_any(),
-            "output_mode" => c.output_mode.index().into_pyobject(py)?.into_any(),
-            "jpeg_quality" => c.jpeg_quality.into_pyobject(py)?.into_any(),
-            "paint_over_jpeg_quality" => c.paint_over_jpeg_quality.into_pyobject(py)?.into_any(),
-            "use_paint_over_quality" => PyBool::new(py, c.use_paint_over_quality)
-                .to_owned()
-                .into_any(),
-            "paint_over_trigger_frames" => {
-                c.paint_over_trigger_frames.into_pyobject(py)?.into_any()
+        match field {
+            "display" => return Ok(self.display.clone().into_pyobject(py)?.into_any()),
+            "scene" => return Ok(self.scene.map(|s| s.name()).into_pyobject(py)?.into_any()),
+            _ => {}
+        }
+        let value = python_fields()
+            .contains(&field)
+            .then(|| self.core.field(core_name(field)))
+            .flatten()
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
+            })?;
+        Ok(match value {
+            FieldValue::Int(v) => v.into_pyobject(py)?.into_any(),
+            FieldValue::Float(v) => v.into_pyobject(py)?.into_any(),
+            FieldValue::Bool(v) => PyBool::new(py, v).to_owned().into_any(),
+            FieldValue::Path(None) => py.None().into_bound(py),
+            FieldValue::Path(Some(path)) => {
+                use std::os::unix::ffi::OsStrExt;
+                let raw = PyBytes::new(py, path.as_os_str().as_bytes());
+                py.import("os")?.getattr("fsdecode")?.call1((raw,))?
             }
-            "damage_block_threshold" => c.damage_block_threshold.into_pyobject(py)?.into_any(),
-            "damage_block_duration" => c.damage_block_duration.into_pyobject(py)?.into_any(),
-            "h264_crf" => c.h264_crf.into_pyobject(py)?.into_any(),
-            "h264_fullcolor" => PyBool::new(py, c.h264_fullcolor).to_owned().into_any(),
-            "h264_fullframe" => PyBool::new(py, c.h264_fullframe).to_owned().into_any(),
-            "watermark_path" => match &c.watermark_path {
-                None => py.None().into_bound(py),
-                Some(path) => {
-                    use std::os::unix::ffi::OsStrExt;
-                    let raw = PyBytes::new(py, path.as_os_str().as_bytes());
-                    py.import("os")?.getattr("fsdecode")?.call1((raw,))?
-                }
-            },
-            "watermark_location_enum" => c.watermark_location.index().into_pyobject(py)?.into_any(),
-            "vaapi_render_node_index" => c.vaapi_render_node_index.into_pyobject(py)?.into_any(),
-            "stripe_height" => c.stripe_height.into_pyobject(py)?.into_any(),
-            "display" => self.display.clone().into_pyobject(py)?.into_any(),
-            "scene" => self.scene.map(|s| s.name()).into_pyobject(py)?.into_any(),
             _ => {
                 return Err(PyTypeError::new_err(format!(
-                    "CaptureSettings has no field {field:?}"
+                    "CaptureSettings field {field:?} has a type Python cannot read"
                 )))
             }
         })
@@ -358,7 +337,7 @@ properties! {
             if let Some(fields) = fields {
                 for (name, value) in fields.iter() {
                     let name: String = name.extract()?;
-                    if !FIELDS.contains(&name.as_str()) {
+                    if !python_fields().contains(&name.as_str()) {
                         return Err(PyTypeError::new_err(format!(
                             "CaptureSettings() got an unexpected keyword argument {name:?}"
                         )));
@@ -370,8 +349,8 @@ properties! {
         }
 
         fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-            let mut parts = Vec::with_capacity(FIELDS.len());
-            for field in FIELDS {
+            let mut parts = Vec::with_capacity(python_fields().len());
+            for field in python_fields() {
                 parts.push(format!("{field}={}", self.value(py, field)?.repr()?));
             }
             Ok(format!("CaptureSettings({})", parts.join(", ")))

@@ -366,6 +366,22 @@ impl CaptureSettings {
         field_entry(field).map(|(_, kind, _)| kind)
     }
 
+    /// One field's value by name; `None` for a name that is not a field.
+    pub fn field(&self, field: &str) -> Option<FieldValue> {
+        let (name, kind, _) = field_entry(field)?;
+        Some(match kind {
+            FieldKind::Int => FieldValue::Int(self.int(name)?),
+            FieldKind::Float => FieldValue::Float(self.target_fps),
+            FieldKind::Bool => FieldValue::Bool(match name {
+                "capture_cursor" => self.capture_cursor,
+                "use_paint_over_quality" => self.use_paint_over_quality,
+                "h264_fullcolor" => self.h264_fullcolor,
+                _ => self.h264_fullframe,
+            }),
+            FieldKind::Path => FieldValue::Path(self.watermark_path.clone()),
+        })
+    }
+
     /// Sets one field, checking the value as far as it can be checked on its own (ranges; the
     /// rules that tie fields together are checked by [`validate`](Self::validate)). On error
     /// the settings are unchanged.
@@ -739,19 +755,33 @@ mod tests {
         s.set_field("watermark_location", FieldValue::Int(6))
             .unwrap();
         assert_eq!(s.watermark_location, WatermarkLocation::Animated);
-        // Every field in the table can be set to its own current value.
-        let d = CaptureSettings::default();
+        // Every field in the table reads back as the kind it takes, and setting a field to
+        // its own value changes nothing.
+        let d = CaptureSettings {
+            capture_cursor: true,
+            h264_fullframe: true,
+            watermark_path: Some("/tmp/w.png".into()),
+            ..Default::default()
+        };
         for field in CaptureSettings::field_names() {
-            let value = match CaptureSettings::field_kind(field).unwrap() {
-                FieldKind::Int => FieldValue::Int(d.int(field).unwrap()),
-                FieldKind::Float => FieldValue::Float(d.target_fps),
-                FieldKind::Bool => FieldValue::Bool(false),
-                FieldKind::Path => FieldValue::Path(None),
+            let value = d.field(field).unwrap();
+            let kind = match value {
+                FieldValue::Int(_) => FieldKind::Int,
+                FieldValue::Float(_) => FieldKind::Float,
+                FieldValue::Bool(_) => FieldKind::Bool,
+                FieldValue::Path(_) => FieldKind::Path,
             };
+            assert_eq!(CaptureSettings::field_kind(field), Some(kind), "{field}");
             let mut copy = d.clone();
             copy.set_field(field, value).unwrap();
             assert_eq!(copy, d, "{field}");
         }
+        assert_eq!(d.field("capture_cursor"), Some(FieldValue::Bool(true)));
+        assert_eq!(
+            d.field("use_paint_over_quality"),
+            Some(FieldValue::Bool(false))
+        );
+        assert_eq!(d.field("nope"), None);
     }
 
     #[test]
