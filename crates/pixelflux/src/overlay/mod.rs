@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use crate::frame::Frame;
 use crate::settings::{CaptureSettings, WatermarkLocation};
-use crate::source::SourceSpec;
+use crate::source::{SourceError, SourceSpec};
 
 /// Draws into captured frames.
 pub trait Overlay: Send {
@@ -119,7 +119,11 @@ pub enum OverlayError {
         /// What is wrong.
         reason: String,
     },
-    /// The cursor could not be read from the X server.
+    /// The pointer's X connection failed: no server, no XFixes, the server gone, or a request
+    /// refused (the X error kept).
+    #[error("cursor: {0}")]
+    X(SourceError),
+    /// The server's XFixes cannot report cursors (older than 2.0).
     #[error("cursor: {0}")]
     Cursor(String),
 }

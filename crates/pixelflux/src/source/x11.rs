@@ -67,7 +67,7 @@ impl std::fmt::Debug for X11Source {
 }
 
 /// The connection broke: the server went away.
-fn gone(e: ConnectionError) -> SourceError {
+pub(crate) fn gone(e: ConnectionError) -> SourceError {
     SourceError::ServerGone(e.to_string())
 }
 
@@ -81,7 +81,7 @@ fn refused(request: &'static str, e: &X11Error) -> SourceError {
 }
 
 /// Maps a failed request: the server gone, or its error for `request`.
-fn reply_err(request: &'static str) -> impl Fn(ReplyError) -> SourceError {
+pub(crate) fn reply_err(request: &'static str) -> impl Fn(ReplyError) -> SourceError {
     move |e| match e {
         ReplyError::ConnectionError(e) => gone(e),
         ReplyError::X11Error(e) => refused(request, &e),
@@ -113,7 +113,7 @@ pub fn screen_size(display: Option<&str>) -> Result<(u32, u32), SourceError> {
     Ok((s.width_in_pixels as u32, s.height_in_pixels as u32))
 }
 
-fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError> {
+pub(crate) fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError> {
     x11rb::connect(display).map_err(|e| SourceError::Connect {
         display: display.map(str::to_string),
         reason: e.to_string(),
@@ -122,7 +122,7 @@ fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError
 
 /// The screen the display name asked for, from the server's setup (which the server sends,
 /// so its list may be shorter than the name assumes).
-fn screen_of(conn: &RustConnection, screen: usize) -> Result<&Screen, SourceError> {
+pub(crate) fn screen_of(conn: &RustConnection, screen: usize) -> Result<&Screen, SourceError> {
     let roots = &conn.setup().roots;
     roots.get(screen).ok_or(SourceError::NoScreen {
         screen,
