@@ -162,6 +162,32 @@ impl CaptureOptions {
 mod tests {
     use super::*;
 
+    /// `--fps 1e-20` once passed and then panicked (exit 101); `--crf 0` with 4:2:0 passed and
+    /// x264 refused it at start. Both are refused while resolving, naming the setting.
+    #[test]
+    fn options_the_capture_cannot_run_are_refused_naming_the_setting() {
+        let options = |fps: f64, crf: u8, codec: Codec| CaptureOptions {
+            display: None,
+            region: Some("64x32".parse().unwrap()),
+            scene: Some(Scene::Static),
+            codec,
+            encode: EncodeOptions {
+                fps,
+                quality: 85,
+                crf,
+                stripe_height: 0,
+            },
+            cursor: false,
+            h264_fullcolor: false,
+        };
+        let err = options(1e-20, 25, Codec::Jpeg).resolve().unwrap_err();
+        assert!(err.to_string().contains("target_fps"), "{err}");
+        let err = options(30.0, 0, Codec::H264).resolve().unwrap_err();
+        assert!(err.to_string().contains("h264_crf"), "{err}");
+        options(30.0, 0, Codec::Jpeg).resolve().unwrap();
+        assert_eq!("h264".parse::<Codec>(), Ok(Codec::H264));
+    }
+
     #[test]
     fn regions_parse() {
         let r: RegionArg = "1280x720+10+20".parse().unwrap();
