@@ -63,8 +63,12 @@ pub struct ScreenPainter {
 impl ScreenPainter {
     /// Connects to `display` (`None`: `$DISPLAY`).
     pub fn connect(display: Option<&str>) -> anyhow::Result<Self> {
-        let (conn, screen) = x11rb::connect(display)
-            .with_context(|| format!("cannot connect to X display {display:?}"))?;
+        let (conn, screen) = x11rb::connect(display).with_context(|| {
+            format!(
+                "cannot connect to X display {}",
+                display.unwrap_or("$DISPLAY")
+            )
+        })?;
         let s = conn
             .setup()
             .roots
