@@ -1,7 +1,7 @@
 """Type stubs for the native module behind the `pixelflux` package."""
 
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 __version__: str
 
@@ -141,5 +141,10 @@ class ScreenCapture:
     @property
     def error(self) -> Optional[str]:
         """Why the last capture ended, if by an error (ours)."""
+    @property
+    def stream_format(self) -> Optional[Dict[str, Any]]:
+        """What the current (or last) capture encodes: width and height after H.264's
+        rounding down to even sizes, codec ("jpeg" or "h264"), stripe_height, h264_fullcolor;
+        None before the first start (ours)."""
 
 def _stop_all() -> None: ...

@@ -5,6 +5,8 @@ X server going away, and no deadlock between stop_capture and a callback waiting
 (that test hangs, rather than fails, if stop_capture joins with the GIL held)."""
 
 import logging
+import os
+import signal
 import struct
 import sys
 import threading
@@ -246,8 +248,8 @@ def test_stop_from_inside_the_callback():
     n = len(calls)
     time.sleep(0.3)
     assert len(calls) == n, "stripes kept coming after stop_capture() in the callback"
-    # Only the rest of the frame being delivered may follow the stop.
-    assert all(f == calls[2] for f in calls[3:]), calls
+    # No callback starts after the stop, not even for the rest of the frame.
+    assert calls[3:] == [], calls
     cap.stop_capture()
     assert cap.error is None
     # The capture can be started again.
@@ -368,6 +370,44 @@ def test_server_gone_is_logged_and_stop_returns(xvfb, caplog):
     assert cap.error is not None
     errors = [r for r in caplog.records if r.name == "pixelflux"]
     assert len(errors) == 1 and "capture ended with an error" in errors[0].getMessage()
+
+
+def test_stop_capture_is_bounded_when_the_x_server_hangs(xvfb):
+    # With the pointer drawn, every frame asks the server where it is: after SIGSTOP the
+    # capture thread waits for a reply that never comes.
+    got = Collector(keep=lambda r: r.frame_id)
+    cap = ScreenCapture()
+    cap.start_capture(region_settings(xvfb, target_fps=100.0, capture_cursor=True),
+                      StripeCallback(got))
+    assert got.wait_for(lambda items: len(items) > 0)
+    os.kill(xvfb.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)  # dozens of frame deadlines: the thread is now waiting on the server
+        stopper = threading.Thread(target=cap.stop_capture, daemon=True)
+        stopper.start()
+        stopper.join(timeout=30)
+        returned = not stopper.is_alive()
+    finally:
+        os.kill(xvfb.proc.pid, signal.SIGCONT)
+    assert returned, "stop_capture() blocked on a hung X server"
+    assert not cap.is_running
+    assert "stopped answering" in (cap.error or ""), cap.error
+
+
+def test_stream_format_is_what_is_encoded():
+    s = CaptureSettings(capture_width=131, capture_height=97, scene="static", output_mode=1)
+    cap = ScreenCapture()
+    assert cap.stream_format is None
+    got = Collector()
+    cap.start_capture(s, StripeCallback(got))
+    try:
+        # H.264 rounds odd sizes down to even; 96 rows are one (128-row default) stripe.
+        assert cap.stream_format == {"width": 130, "height": 96, "codec": "h264",
+                                     "stripe_height": 96, "h264_fullcolor": False}
+        assert got.wait_for(lambda items: len(items) > 0)
+        assert (got.items[0].stripe_width, got.items[0].stripe_height) == (130, 96)
+    finally:
+        cap.stop_capture()
 
 
 def test_dropping_a_running_capture_stops_it():

@@ -21,7 +21,8 @@ pub struct SnapshotArgs {
 
 pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let (settings, spec) = args.options.resolve()?;
-    let mut source = pixelflux::open_source(&settings, &spec)?;
+    let config = pixelflux::PipelineConfig::new(&settings)?;
+    let mut source = spec.open(&config)?;
     let frame = source.grab()?;
     let view = frame.view();
     let mut ppm = Vec::with_capacity(32 + view.width as usize * view.height as usize * 3);

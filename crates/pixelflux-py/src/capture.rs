@@ -9,12 +9,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use pixelflux::{CaptureError, CaptureSettings, ScreenCapture, SourceError, SourceSpec, Stripe};
+use pixelflux::{
+    CaptureError, CaptureSettings, PipelineConfig, ScreenCapture, SourceError, SourceSpec, Stripe,
+};
 use pyo3::exceptions::{
     PyConnectionError, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRuntimeError,
     PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::result::PyStripeEncodeResult;
 use crate::settings::PyCaptureSettings;
@@ -210,20 +213,22 @@ impl PyScreenCapture {
         let core: CaptureSettings = settings.to_core()?;
         let spec: SourceSpec = settings.source();
         drop(settings);
-        if let Some(path) = &core.watermark_path {
-            if core.watermark_location != pixelflux::WatermarkLocation::None {
-                if path.is_dir() {
-                    return Err(PyIsADirectoryError::new_err(format!(
-                        "watermark_path: {} is a directory, not a PNG file",
-                        path.display()
-                    )));
-                }
-                if !path.exists() {
-                    return Err(PyFileNotFoundError::new_err(format!(
-                        "watermark_path: no such file: {}",
-                        path.display()
-                    )));
-                }
+        // The core decides what is drawn (a path with location 0 draws nothing).
+        let config =
+            PipelineConfig::new(&core).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if let Some(watermark) = &config.overlays().watermark {
+            let path = &watermark.path;
+            if path.is_dir() {
+                return Err(PyIsADirectoryError::new_err(format!(
+                    "watermark_path: {} is a directory, not a PNG file",
+                    path.display()
+                )));
+            }
+            if !path.exists() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "watermark_path: no such file: {}",
+                    path.display()
+                )));
             }
         }
 
@@ -248,8 +253,8 @@ impl PyScreenCapture {
         // The GIL stays held while starting, so the first callback cannot run (and, say, call
         // stop_capture) before this object knows about the capture. Opening the display and
         // spawning the thread take milliseconds.
-        let capture =
-            ScreenCapture::start(core, spec, deliver(function, user_data)).map_err(start_error)?;
+        let capture = ScreenCapture::start_config(config, &spec, deliver(function, user_data))
+            .map_err(start_error)?;
         let active = Arc::new(Active {
             capture,
             stop_requested: AtomicBool::new(false),
@@ -287,6 +292,25 @@ impl PyScreenCapture {
     #[getter]
     fn is_running(&self) -> bool {
         self.current().is_some_and(|a| a.is_live())
+    }
+
+    /// The stream the current (or last) capture encodes, as a dict — `width`, `height` (after
+    /// H.264's rounding down to even sizes), `codec` (`"jpeg"` or `"h264"`), `stripe_height`
+    /// (rows per stripe; the full height in H.264 full-frame mode), `h264_fullcolor` — or None
+    /// before the first start (ours).
+    #[getter]
+    fn stream_format<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(active) = self.current() else {
+            return Ok(None);
+        };
+        let format = active.capture.format();
+        let dict = PyDict::new(py);
+        dict.set_item("width", format.width)?;
+        dict.set_item("height", format.height)?;
+        dict.set_item("codec", format.codec.name())?;
+        dict.set_item("stripe_height", format.stripe_height)?;
+        dict.set_item("h264_fullcolor", format.h264_fullcolor)?;
+        Ok(Some(dict))
     }
 
     /// The error that ended the last capture, as text, or None (ours).

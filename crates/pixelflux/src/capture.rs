@@ -1,28 +1,28 @@
-//! `ScreenCapture`: the capture thread, frame pacing, the encode pool, in-order delivery,
-//! stop/join and error reporting.
+//! `ScreenCapture`: the thread around a [`Pipeline`] — frame pacing, live controls, in-order
+//! delivery to the callback, stop/join, status and stats.
 //!
-//! Per frame, on the capture thread: wait for the deadline, grab, draw overlays, then on the
-//! pool every stripe slot hashes its rows, decides and (if needed) encodes; the results are
-//! handed to the callback in stripe order. The pipeline holds one frame at a time: a slow
-//! callback delays the next grab (ticks are skipped, never queued), so memory stays flat.
+//! Per frame, on the capture thread: wait for the deadline, apply a pending config change,
+//! [`Pipeline::tick`] (grab, overlays, detect and encode on the pipeline's pool), then hand the
+//! stripes to the callback in stripe order. One frame at a time: a slow callback delays the
+//! next grab (ticks are skipped, never queued), so memory stays flat.
+//!
+//! Stopping: once a stop is asked no new callback starts (a callback in flight finishes). A
+//! capture thread stuck waiting for a server that stopped answering is unblocked after
+//! `STOP_GRACE` (2 s) by shutting its connections down, so `stop` is bounded whatever the X server
+//! does.
 
-use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
-
-use crate::detect::{Decision, DetectConfig, StripeLayout, StripeState};
-use crate::encode::{self, EncodeError, StripeEncoder, StripeKind, StripePlace};
-use crate::frame::FrameRef;
-use crate::overlay::{self, Overlay, OverlayError};
+use crate::config::{Control, ControlError, PipelineConfig, StreamFormat};
+use crate::encode::{EncodeError, StripeKind};
+use crate::overlay::{Overlay, OverlayError};
+use crate::pipeline::Pipeline;
 use crate::settings::{CaptureSettings, SettingsError};
-use crate::source::synthetic::SyntheticSource;
-use crate::source::x11::{Region, X11Source};
-use crate::source::{Damage, FrameSource, SourceError, SourceSpec};
+use crate::source::{FrameSource, Interrupter, SourceError, SourceSpec};
 use crate::wire::H264FrameType;
 
 /// One encoded stripe, as handed to the callback.
@@ -92,6 +92,17 @@ pub enum CaptureError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(String),
+    /// A stop found the capture thread waiting on its source's server (the X server) for
+    /// longer than `waited`: the server stopped answering (hung, or stopped with SIGSTOP).
+    /// Its connections were shut down so the stop could finish.
+    #[error(
+        "the X server stopped answering (no reply for {}s when the capture was stopped)",
+        waited.as_secs_f64()
+    )]
+    NotAnswering {
+        /// How long the stop waited before giving up on the server.
+        waited: Duration,
+    },
 }
 
 /// Where a capture stands.
@@ -141,6 +152,11 @@ pub struct StageTimes {
     pub deliver: u64,
 }
 
+/// How long a stop waits for a capture thread busy with its source (not in the callback)
+/// before deciding the server stopped answering and shutting its connections down; and again
+/// after that, before leaving the thread behind.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct Counters {
     frames: AtomicU64,
@@ -160,37 +176,127 @@ fn add_elapsed(counter: &AtomicU64, since: Instant) {
     counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
+/// What the capture thread is doing, for a stop to tell a slow callback (waited for) from a
+/// server that stopped answering (not waited for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the next deadline.
+    Idle,
+    /// In the pipeline (source, overlays, encoders) or closing it.
+    Pipeline,
+    /// In the user's callback.
+    Deliver,
+}
+
+/// What the thread is told between frames.
+#[derive(Default)]
+struct Orders {
+    stop: bool,
+    /// A new config from [`ScreenCapture::control`], applied before the next tick.
+    config: Option<PipelineConfig>,
+}
+
+/// What the capture thread finds on waking.
+enum Wake {
+    Tick,
+    Stop,
+    Reconfigure(PipelineConfig),
+}
+
 struct Shared {
-    /// `true` once stop was asked for; the condvar wakes a sleeping capture thread.
-    stop: Mutex<bool>,
+    /// Stop and config changes; the condvar wakes a sleeping capture thread.
+    orders: Mutex<Orders>,
     wake: Condvar,
+    /// Set with `orders.stop`, read before every callback without the lock.
+    stopping: AtomicBool,
     refresh: AtomicBool,
     failure: Mutex<Option<Arc<CaptureError>>>,
-    finished: AtomicBool,
+    /// The thread has released everything; the condvar wakes a stop waiting for that.
+    ended: Mutex<bool>,
+    ended_cv: Condvar,
+    phase: Mutex<(Phase, Instant)>,
+    /// Unblock the source's and overlays' connections; emptied when the thread ends.
+    interrupters: Mutex<Vec<Interrupter>>,
     counters: Counters,
 }
 
+/// Locks a mutex whose data stays valid even if a holder panicked (flags, counters, queues).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Shared {
-    fn stop_flag(&self) -> MutexGuard<'_, bool> {
-        // A poisoned lock only means a thread panicked while holding it; the bool is intact.
-        self.stop.lock().unwrap_or_else(|e| e.into_inner())
+    fn request_stop(&self) {
+        lock(&self.orders).stop = true;
+        self.stopping.store(true, Ordering::Release);
+        self.wake.notify_all();
     }
 
-    /// Sleeps until `deadline` or until stop is requested; returns whether to go on.
-    fn sleep_until(&self, deadline: Instant) -> bool {
-        let mut stop = self.stop_flag();
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        *lock(&self.phase) = (phase, Instant::now());
+    }
+
+    /// Sleeps until `deadline`, a stop or a config change.
+    fn sleep_until(&self, deadline: Instant) -> Wake {
+        let mut orders = lock(&self.orders);
         loop {
-            if *stop {
-                return false;
+            if orders.stop {
+                return Wake::Stop;
+            }
+            if let Some(config) = orders.config.take() {
+                return Wake::Reconfigure(config);
             }
             let now = Instant::now();
             if now >= deadline {
-                return true;
+                return Wake::Tick;
             }
-            stop = match self.wake.wait_timeout(stop, deadline - now) {
+            orders = match self.wake.wait_timeout(orders, deadline - now) {
                 Ok((guard, _)) => guard,
                 Err(e) => e.into_inner().0,
             };
+        }
+    }
+
+    /// After a stop was asked, waits for the thread to end: as long as a callback in flight
+    /// takes, but at most `STOP_GRACE` (2 s) for the pipeline (a server that stopped answering),
+    /// then shuts the source's connections down and waits `STOP_GRACE` (2 s) more. Returns whether
+    /// the thread ended.
+    fn wait_ended(&self) -> bool {
+        let asked = Instant::now();
+        let mut interrupted_at: Option<Instant> = None;
+        loop {
+            {
+                let ended = lock(&self.ended);
+                if *ended {
+                    return true;
+                }
+                let (ended, _) = self
+                    .ended_cv
+                    .wait_timeout(ended, Duration::from_millis(20))
+                    .unwrap_or_else(|e| e.into_inner());
+                if *ended {
+                    return true;
+                }
+            }
+            let now = Instant::now();
+            match interrupted_at {
+                None => {
+                    let (phase, since) = *lock(&self.phase);
+                    if phase != Phase::Deliver && now - since.max(asked) >= STOP_GRACE {
+                        record_failure(self, CaptureError::NotAnswering { waited: STOP_GRACE });
+                        for interrupter in lock(&self.interrupters).iter() {
+                            interrupter.interrupt();
+                        }
+                        interrupted_at = Some(now);
+                    }
+                }
+                Some(at) if now - at >= STOP_GRACE => return false,
+                Some(_) => {}
+            }
         }
     }
 }
@@ -200,7 +306,8 @@ pub struct ScreenCapture {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
-    settings: CaptureSettings,
+    /// The config in effect (or about to be: a control's config is applied at the next tick).
+    config: Mutex<PipelineConfig>,
 }
 
 impl std::fmt::Debug for ScreenCapture {
@@ -211,50 +318,14 @@ impl std::fmt::Debug for ScreenCapture {
     }
 }
 
-/// Opens the source a spec names, for the region in the settings (H.264: rounded down to
-/// even, see [`CaptureSettings::region_size`]).
-///
-/// # Errors
-/// The X11 source's [`SourceError`]s (no server, no such screen, a region off the screen, an
-/// unsupported pixel format); a synthetic source cannot fail.
-pub fn open_source(
-    settings: &CaptureSettings,
-    spec: &SourceSpec,
-) -> Result<Box<dyn FrameSource>, SourceError> {
-    let (width, height) = settings.region_size();
-    Ok(match spec {
-        SourceSpec::X11 { display } => Box::new(X11Source::open(
-            display.as_deref(),
-            Region {
-                x: settings.capture_x,
-                y: settings.capture_y,
-                width,
-                height,
-            },
-        )?),
-        SourceSpec::Synthetic(scene) => {
-            let source = SyntheticSource::new(*scene, width, height);
-            // The only overlay that draws on a synthetic scene is the watermark.
-            Box::new(if overlay::watermark_wanted(settings) {
-                source.with_overlays()
-            } else {
-                source
-            })
-        }
-    })
-}
-
 impl ScreenCapture {
     /// Validates the settings, opens the source and the overlays, and starts capturing on a
     /// thread of its own. `callback` gets every encoded stripe, in stripe order per frame.
     /// Everything that can be checked up front fails here rather than in the thread.
     ///
     /// # Errors
-    /// [`CaptureError::Settings`] for settings that do not validate; [`CaptureError::Source`]
-    /// when the source cannot be opened (see [`open_source`]); [`CaptureError::Overlay`] for a
-    /// watermark file that is missing, not a PNG or larger than the region, or a cursor that
-    /// cannot be read; [`CaptureError::Encode`] when an encoder cannot be set up;
-    /// [`CaptureError::Thread`] when the capture thread cannot be spawned.
+    /// [`CaptureError::Settings`] for an invalid setting, else what [`Pipeline::open`] or
+    /// starting the thread reports.
     pub fn start<F>(
         settings: CaptureSettings,
         spec: SourceSpec,
@@ -263,23 +334,29 @@ impl ScreenCapture {
     where
         F: FnMut(Stripe) + Send + 'static,
     {
-        settings.validate()?;
-        // H.264 needs an even region: round down here, so `settings()` reports what is captured.
-        let (capture_width, capture_height) = settings.region_size();
-        let settings = CaptureSettings {
-            capture_width,
-            capture_height,
-            ..settings
-        };
-        let source = open_source(&settings, &spec)?;
-        let overlays = overlay::build(&settings, &spec)?;
-        Self::start_with(settings, source, overlays, callback)
+        Self::start_config(PipelineConfig::new(&settings)?, &spec, callback)
+    }
+
+    /// Like [`start`](Self::start), with settings already validated into a config (whose
+    /// [`format`](PipelineConfig::format) a caller can announce before the first stripe).
+    ///
+    /// # Errors
+    /// What [`Pipeline::open`] or starting the thread reports.
+    pub fn start_config<F>(
+        config: PipelineConfig,
+        spec: &SourceSpec,
+        callback: F,
+    ) -> Result<Self, CaptureError>
+    where
+        F: FnMut(Stripe) + Send + 'static,
+    {
+        Self::run(Pipeline::open(config, spec)?, callback)
     }
 
     /// Like [`start`](Self::start), with a source and overlays made by the caller.
     ///
     /// # Errors
-    /// As [`start`](Self::start), less the source's and overlays' own errors.
+    /// As [`start`](Self::start); also when the source's size is not the region's.
     pub fn start_with<F>(
         settings: CaptureSettings,
         source: Box<dyn FrameSource>,
@@ -289,71 +366,73 @@ impl ScreenCapture {
     where
         F: FnMut(Stripe) + Send + 'static,
     {
-        settings.validate()?;
-        let (width, height) = source.size();
-        let layout = StripeLayout::for_settings(&settings, height);
-        let slots = (0..layout.count())
-            .map(|i| {
-                let (y, h) = layout.stripe(i);
-                Ok(StripeSlot {
-                    y,
-                    height: h,
-                    state: StripeState::default(),
-                    encoder: encode::new_encoder(&settings, width, h)?,
-                    output: None,
-                    detect_ns: 0,
-                    encode_ns: 0,
-                })
-            })
-            .collect::<Result<Vec<_>, EncodeError>>()?;
+        let config = PipelineConfig::new(&settings)?;
+        Self::run(Pipeline::new(config, source, overlays)?, callback)
+    }
+
+    /// Runs `pipeline` on a capture thread of its own, from its next frame on.
+    ///
+    /// # Errors
+    /// [`CaptureError::Thread`] when the thread cannot start.
+    pub fn run<F>(pipeline: Pipeline, callback: F) -> Result<Self, CaptureError>
+    where
+        F: FnMut(Stripe) + Send + 'static,
+    {
         let shared = Arc::new(Shared {
-            stop: Mutex::new(false),
+            orders: Mutex::new(Orders::default()),
             wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
             refresh: AtomicBool::new(false),
             failure: Mutex::new(None),
-            finished: AtomicBool::new(false),
+            ended: Mutex::new(false),
+            ended_cv: Condvar::new(),
+            phase: Mutex::new((Phase::Idle, Instant::now())),
+            interrupters: Mutex::new(pipeline.interrupters()),
             counters: Counters::default(),
         });
-        let worker = CaptureLoop {
-            cfg: DetectConfig::new(&settings),
-            interval: settings.frame_interval(),
-            source,
-            overlays,
-            slots,
-            shared: Arc::clone(&shared),
-        };
+        let config = pipeline.config().clone();
+        let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("pixelflux-capture".into())
-            .spawn(move || worker.run(callback))
+            .spawn(move || capture_thread(pipeline, &worker, callback))
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
         let thread_id = thread.thread().id();
         Ok(Self {
             shared,
             thread: Mutex::new(Some(thread)),
             thread_id,
-            settings,
+            config: Mutex::new(config),
         })
     }
 
-    /// Stops capturing and joins every thread the capture started. Idempotent. Called from
-    /// inside the callback it only asks the thread to end after the callback returns; a later
-    /// call from elsewhere joins it. Returns the error that ended the capture, if any.
+    /// Stops capturing and joins every thread the capture started. Idempotent. Once called,
+    /// no new callback starts; one in flight finishes first. Called from inside the callback
+    /// it only asks the thread to end after the callback returns; a later call from elsewhere
+    /// joins it. Bounded whatever the X server does: a capture thread stuck waiting for a
+    /// server that stopped answering is unblocked after `STOP_GRACE` (2 s) (the capture then ends
+    /// with [`CaptureError::NotAnswering`]), and left behind after `STOP_GRACE` (2 s) more.
+    /// Returns the error that ended the capture, if any.
     pub fn stop(&self) -> Option<Arc<CaptureError>> {
-        *self.shared.stop_flag() = true;
-        self.shared.wake.notify_all();
+        self.shared.request_stop();
         if std::thread::current().id() != self.thread_id {
-            let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let handle = lock(&self.thread).take();
             if let Some(handle) = handle {
-                if handle.join().is_err() {
-                    self.fail(CaptureError::Thread("the capture thread panicked".into()));
+                if self.shared.wait_ended() {
+                    if handle.join().is_err() {
+                        record_failure(
+                            &self.shared,
+                            CaptureError::Thread("the capture thread panicked".into()),
+                        );
+                    }
+                } else {
+                    tracing::error!(
+                        "the capture thread is still blocked {}s after its connections were                          shut down; leaving it behind",
+                        STOP_GRACE.as_secs()
+                    );
                 }
             }
         }
         self.error()
-    }
-
-    fn fail(&self, error: CaptureError) {
-        record_failure(&self.shared, error);
     }
 
     /// Makes every stripe of the next frame self-contained: all stripes re-sent, H.264 as IDRs.
@@ -367,18 +446,37 @@ impl ScreenCapture {
         self.request_refresh();
     }
 
+    /// Changes a running capture: validated here like a setting (nothing changes when it is
+    /// refused), applied by the capture thread before its next frame.
+    ///
+    /// # Errors
+    /// [`ControlError`]: an invalid value, something that cannot change live, a setting of the
+    /// other codec, or a capture that has ended.
+    pub fn control(&self, control: Control) -> Result<(), ControlError> {
+        if !self.is_running() || self.shared.stopping() {
+            return Err(ControlError::Ended);
+        }
+        if control == Control::Refresh {
+            self.request_refresh();
+            return Ok(());
+        }
+        let mut current = lock(&self.config);
+        let next = current.with(&control)?;
+        *current = next.clone();
+        // Each config is derived from the previous one, so the newest replaces a pending one.
+        lock(&self.shared.orders).config = Some(next);
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
     /// Whether the capture thread is still capturing.
     pub fn is_running(&self) -> bool {
-        !self.shared.finished.load(Ordering::Acquire)
+        !*lock(&self.shared.ended)
     }
 
     /// The error that ended the capture, if one did.
     pub fn error(&self) -> Option<Arc<CaptureError>> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.failure).clone()
     }
 
     /// Running, stopped, or failed (with why).
@@ -410,9 +508,15 @@ impl ScreenCapture {
         }
     }
 
-    /// The settings the capture runs with.
-    pub fn settings(&self) -> &CaptureSettings {
-        &self.settings
+    /// The settings the capture runs with: the region as captured (H.264: rounded down to
+    /// even), live changes included.
+    pub fn settings(&self) -> CaptureSettings {
+        lock(&self.config).settings().clone()
+    }
+
+    /// The stream actually encoded: size after rounding, codec, stripe layout.
+    pub fn format(&self) -> StreamFormat {
+        lock(&self.config).format()
     }
 }
 
@@ -424,256 +528,105 @@ impl Drop for ScreenCapture {
 
 fn record_failure(shared: &Shared, error: CaptureError) {
     tracing::error!("capture ended: {error}");
-    let mut failure = shared.failure.lock().unwrap_or_else(|e| e.into_inner());
+    let mut failure = lock(&shared.failure);
     if failure.is_none() {
         *failure = Some(Arc::new(error));
     }
 }
 
-/// Every this many frames all stripes are hashed whatever the source's damage report says,
-/// so a change the report missed is still sent within a second or so.
-const FULL_CHECK_EVERY: u64 = 60;
-
-/// What every stripe needs to know about the current frame.
-struct Tick {
-    refresh: bool,
-    frame_id: u64,
-    captured_at: Instant,
-    damage: Damage,
-}
-
-/// One stripe's state and encoder, owned by the slot: no shared maps, no locks per stripe.
-struct StripeSlot {
-    y: u32,
-    height: u32,
-    state: StripeState,
-    encoder: Box<dyn StripeEncoder>,
-    output: Option<Result<Stripe, EncodeError>>,
-    /// Time this frame spent hashing/deciding and encoding this stripe.
-    detect_ns: u64,
-    encode_ns: u64,
-}
-
-impl StripeSlot {
-    /// Whether any of `rows` overlaps this stripe.
-    fn touched_by(&self, rows: &[Range<u32>]) -> bool {
-        rows.iter()
-            .any(|r| r.start < self.y + self.height && r.end > self.y)
+/// The capture thread: frames until stopped or failed, then releases everything (pool
+/// threads joined, source and encoders closed) before reporting the end.
+fn capture_thread<F: FnMut(Stripe)>(mut pipeline: Pipeline, shared: &Shared, mut callback: F) {
+    if let Err(e) = frames(&mut pipeline, shared, &mut callback) {
+        record_failure(shared, e);
     }
-
-    /// Whether this frame needs the pool for this stripe (hashing or encoding).
-    fn has_work(&self, known_unchanged: bool) -> bool {
-        !known_unchanged || self.state.is_damaged()
-    }
-
-    fn process(&mut self, frame: FrameRef<'_>, cfg: &DetectConfig, tick: &Tick) {
-        let (refresh, frame_id, captured_at) = (tick.refresh, tick.frame_id, tick.captured_at);
-        let known_unchanged = match &tick.damage {
-            Damage::Unknown => false,
-            Damage::Rows(rows) => !self.touched_by(rows),
-        };
-        let pixels = frame.rows(self.y, self.height);
-        let t0 = Instant::now();
-        let decision = self.state.decide(cfg, pixels, refresh, known_unchanged);
-        let t1 = Instant::now();
-        self.detect_ns = (t1 - t0).as_nanos() as u64;
-        let Decision::Encode(request) = decision else {
-            return;
-        };
-        let place = StripePlace {
-            frame_id,
-            y: self.y,
-        };
-        let mut data = Vec::new();
-        let result = self.encoder.encode(pixels, &request, place, &mut data);
-        let encoded_at = Instant::now();
-        self.encode_ns = (encoded_at - t1).as_nanos() as u64;
-        self.output = match result {
-            Ok(Some(outcome)) => Some(Ok(Stripe {
-                kind: outcome.kind,
-                frame_id,
-                y: self.y,
-                width: frame.width,
-                height: self.height,
-                data,
-                header_len: outcome.header_len,
-                paint_over: request.paint_over,
-                captured_at,
-                encoded_at,
-            })),
-            Ok(None) => None,
-            Err(e) => {
-                // Whatever the decoder side has is now unknown; start over if we go on.
-                self.state.reset();
-                Some(Err(e))
-            }
-        };
-    }
+    shared.set_phase(Phase::Pipeline);
+    drop(pipeline);
+    lock(&shared.interrupters).clear();
+    *lock(&shared.ended) = true;
+    shared.ended_cv.notify_all();
 }
 
-struct CaptureLoop {
-    cfg: DetectConfig,
-    interval: Duration,
-    source: Box<dyn FrameSource>,
-    overlays: Vec<Box<dyn Overlay>>,
-    slots: Vec<StripeSlot>,
-    shared: Arc<Shared>,
-}
-
-/// Join handles of the encode pool's threads, filled as rayon spawns them.
-type PoolThreads = Arc<Mutex<Vec<JoinHandle<()>>>>;
-
-/// A rayon pool whose threads we can join when the capture ends (rayon itself lets them
-/// finish on their own after the pool is dropped).
-fn encode_pool(threads: usize) -> Result<(rayon::ThreadPool, PoolThreads), CaptureError> {
-    let handles = Arc::new(Mutex::new(Vec::new()));
-    let spawned = Arc::clone(&handles);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("pixelflux-encode-{i}"))
-        .spawn_handler(move |thread| {
-            let mut builder = std::thread::Builder::new();
-            if let Some(name) = thread.name() {
-                builder = builder.name(name.to_string());
-            }
-            let handle = builder.spawn(|| thread.run())?;
-            spawned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(handle);
-            Ok(())
-        })
-        .build()
-        .map_err(|e| CaptureError::Thread(e.to_string()))?;
-    Ok((pool, handles))
-}
-
-impl CaptureLoop {
-    fn run<F: FnMut(Stripe)>(mut self, mut callback: F) {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .min(self.slots.len())
-            .max(1);
-        let shared = Arc::clone(&self.shared);
-        match encode_pool(threads) {
-            Ok((pool, handles)) => {
-                if let Err(e) = self.frames(&pool, &mut callback) {
-                    record_failure(&shared, e);
+fn frames<F: FnMut(Stripe)>(
+    pipeline: &mut Pipeline,
+    shared: &Shared,
+    callback: &mut F,
+) -> Result<(), CaptureError> {
+    let counters = &shared.counters;
+    let mut interval = pipeline.config().frame_interval();
+    let mut deadline = Instant::now();
+    let mut last_start = deadline;
+    loop {
+        shared.set_phase(Phase::Idle);
+        match shared.sleep_until(deadline) {
+            Wake::Stop => return Ok(()),
+            Wake::Reconfigure(config) => {
+                shared.set_phase(Phase::Pipeline);
+                pipeline.reconfigure(config)?;
+                interval = pipeline.config().frame_interval();
+                if pipeline.next_frame_id() > 0 {
+                    // The next frame is due one new interval after the last one started.
+                    let due = last_start.checked_add(interval).unwrap_or(deadline);
+                    deadline = due.max(Instant::now());
                 }
-                drop(pool);
-                let handles =
-                    std::mem::take(&mut *handles.lock().unwrap_or_else(|e| e.into_inner()));
-                for handle in handles {
-                    let _ = handle.join();
-                }
+                continue;
             }
-            Err(e) => record_failure(&shared, e),
+            Wake::Tick => {}
         }
-        // Release the source (SHM segment, X connection) and encoders before reporting done.
-        drop(self);
-        shared.finished.store(true, Ordering::Release);
-    }
-
-    fn frames<F: FnMut(Stripe)>(
-        &mut self,
-        pool: &rayon::ThreadPool,
-        callback: &mut F,
-    ) -> Result<(), CaptureError> {
-        let counters = &self.shared.counters;
-        let mut deadline = Instant::now();
-        let mut frame_id: u64 = 0;
-        while self.shared.sleep_until(deadline) {
-            let captured_at = Instant::now();
-            let refresh = frame_id == 0 || self.shared.refresh.swap(false, Ordering::AcqRel);
-            // What may have changed: the source's damage plus the rows overlays moved in.
-            // Trusted except on refreshes and, as a safety net, every FULL_CHECK_EVERY frames.
-            let mut damage = self.source.damage()?;
-            let (width, height) = self.source.size();
-            for overlay in &mut self.overlays {
-                damage = damage.with_rows(overlay.prepare(width, height, frame_id)?);
+        shared.set_phase(Phase::Pipeline);
+        last_start = Instant::now();
+        let refresh = shared.refresh.swap(false, Ordering::AcqRel);
+        let out = pipeline.tick(refresh)?;
+        if out.grabbed {
+            counters.grabs.fetch_add(1, Ordering::Relaxed);
+        }
+        let times = out.times;
+        counters.grab_ns.fetch_add(times.grab, Ordering::Relaxed);
+        counters
+            .overlay_ns
+            .fetch_add(times.overlay, Ordering::Relaxed);
+        counters
+            .detect_ns
+            .fetch_add(times.detect, Ordering::Relaxed);
+        counters
+            .encode_ns
+            .fetch_add(times.encode, Ordering::Relaxed);
+        let sent = !out.stripes.is_empty();
+        for stripe in out.stripes {
+            // Once a stop is asked no new callback starts, the rest of the frame included.
+            if shared.stopping() {
+                return Ok(());
             }
-            if refresh || frame_id.is_multiple_of(FULL_CHECK_EVERY) {
-                damage = Damage::Unknown;
-            }
-            let nothing_changed = damage == Damage::Rows(Vec::new());
-            let mut frame = if nothing_changed {
-                self.source.last_frame()
-            } else {
-                counters.grabs.fetch_add(1, Ordering::Relaxed);
-                self.source.grab()?
-            };
-            add_elapsed(&counters.grab_ns, captured_at);
-            if !nothing_changed {
-                let t_overlay = Instant::now();
-                for overlay in &mut self.overlays {
-                    overlay.apply(&mut frame, frame_id)?;
-                }
-                add_elapsed(&counters.overlay_ns, t_overlay);
-            }
-            let view = frame.view();
-            let cfg = &self.cfg;
-            let tick = Tick {
-                refresh,
-                frame_id,
-                captured_at,
-                damage,
-            };
-            if self.slots.iter().any(|s| s.has_work(nothing_changed)) {
-                pool.install(|| {
-                    self.slots
-                        .par_iter_mut()
-                        .for_each(|slot| slot.process(view, cfg, &tick))
+            counters.stripes.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(stripe.data.len() as u64, Ordering::Relaxed);
+            shared.set_phase(Phase::Deliver);
+            let t_deliver = Instant::now();
+            let delivered = std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe)))
+                .map_err(|panic| {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    CaptureError::CallbackPanicked(msg)
                 });
-            } else {
-                // Nothing to hash or encode: keep the counters ticking without waking the pool.
-                for slot in &mut self.slots {
-                    slot.process(view, cfg, &tick);
-                }
-            }
-            counters.frames.fetch_add(1, Ordering::Relaxed);
-            let mut sent = false;
-            for slot in &mut self.slots {
-                counters
-                    .detect_ns
-                    .fetch_add(std::mem::take(&mut slot.detect_ns), Ordering::Relaxed);
-                counters
-                    .encode_ns
-                    .fetch_add(std::mem::take(&mut slot.encode_ns), Ordering::Relaxed);
-                if let Some(result) = slot.output.take() {
-                    let stripe = result?;
-                    counters.stripes.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .bytes
-                        .fetch_add(stripe.data.len() as u64, Ordering::Relaxed);
-                    sent = true;
-                    let t_deliver = Instant::now();
-                    let delivered = std::panic::catch_unwind(AssertUnwindSafe(|| callback(stripe)))
-                        .map_err(|panic| {
-                            let msg = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_default();
-                            CaptureError::CallbackPanicked(msg)
-                        });
-                    add_elapsed(&counters.deliver_ns, t_deliver);
-                    delivered?;
-                }
-            }
-            if sent {
-                counters.frames_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            frame_id += 1;
-            deadline += self.interval;
-            let now = Instant::now();
-            if deadline < now {
-                // Behind: start the next frame now, but do not burst to catch up.
-                counters.late_ticks.fetch_add(1, Ordering::Relaxed);
-                deadline = now;
-            }
+            add_elapsed(&counters.deliver_ns, t_deliver);
+            delivered?;
         }
-        Ok(())
+        if sent {
+            counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        // Counted once the frame is fully delivered: `frames >= n` means frames 0..n are done.
+        counters.frames.fetch_add(1, Ordering::Relaxed);
+        deadline = deadline.checked_add(interval).unwrap_or(deadline);
+        let now = Instant::now();
+        if deadline < now {
+            // Behind: start the next frame now, but do not burst to catch up.
+            counters.late_ticks.fetch_add(1, Ordering::Relaxed);
+            deadline = now;
+        }
     }
 }
 
@@ -681,6 +634,7 @@ impl CaptureLoop {
 mod tests {
     use super::*;
     use crate::source::synthetic::Scene;
+    use std::sync::mpsc;
 
     fn small(scene: Scene) -> (CaptureSettings, SourceSpec) {
         (
@@ -694,11 +648,23 @@ mod tests {
         )
     }
 
+    /// Waits (at most 10 s) until `cond` holds; returns whether it did.
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond()
+    }
+
     #[test]
     fn stop_is_idempotent_and_joins() {
         let (s, spec) = small(Scene::Full);
         let cap = ScreenCapture::start(s, spec, |_| {}).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(wait_for(|| cap.stats().frames >= 2));
         assert!(cap.is_running());
         assert!(cap.stop().is_none());
         assert!(!cap.is_running());
@@ -707,39 +673,92 @@ mod tests {
     }
 
     #[test]
-    fn stop_from_inside_the_callback() {
+    fn stop_from_inside_the_callback_ends_the_capture_with_no_further_callback() {
+        // Full motion: every frame has three stripes, so a stop from a callback leaves
+        // stripes of its own frame and every later frame undelivered.
         let (s, spec) = small(Scene::Full);
         let slot: Arc<Mutex<Option<Arc<ScreenCapture>>>> = Arc::new(Mutex::new(None));
-        let inner = Arc::clone(&slot);
+        let calls = Arc::new(AtomicU64::new(0));
+        let stopped_at = Arc::new(AtomicU64::new(0));
+        let (inner, counted, stop_mark) = (
+            Arc::clone(&slot),
+            Arc::clone(&calls),
+            Arc::clone(&stopped_at),
+        );
         let cap = Arc::new(
             ScreenCapture::start(s, spec, move |_| {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(c) = inner.lock().unwrap().as_ref() {
+                    if stop_mark.load(Ordering::SeqCst) == 0 {
+                        stop_mark.store(n, Ordering::SeqCst);
+                    }
                     c.stop();
                 }
             })
             .unwrap(),
         );
         *slot.lock().unwrap() = Some(Arc::clone(&cap));
-        let t0 = Instant::now();
-        while cap.is_running() && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
         assert!(
-            !cap.is_running(),
+            wait_for(|| !cap.is_running()),
             "stop inside the callback did not end the capture"
         );
         slot.lock().unwrap().take();
         cap.stop();
+        let stopped_at = stopped_at.load(Ordering::SeqCst);
+        assert!(stopped_at >= 1);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            stopped_at,
+            "callbacks after the one that stopped"
+        );
+    }
+
+    #[test]
+    fn a_stop_from_another_thread_waits_for_the_callback_in_flight_and_starts_no_other() {
+        let (s, spec) = small(Scene::Full);
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let cap = Arc::new(
+            ScreenCapture::start(s, spec, move |_| {
+                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = started_tx.send(());
+                    // Held until the stop below has been asked for.
+                    let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                }
+            })
+            .unwrap(),
+        );
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a first callback");
+        let stopper = Arc::clone(&cap);
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            stopper.stop();
+            let _ = done_tx.send(());
+        });
+        // The stop is asked (not yet returned: the callback is still in flight) ...
+        assert!(wait_for(|| cap.shared.stopping()));
+        assert!(
+            done_rx.try_recv().is_err(),
+            "stop returned before the callback"
+        );
+        // ... then the callback returns: stop returns, and no other callback started.
+        release_tx.send(()).unwrap();
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stop returned after the callback");
+        assert!(!cap.is_running());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn callback_panic_ends_the_capture_with_an_error() {
         let (s, spec) = small(Scene::Static);
         let cap = ScreenCapture::start(s, spec, |_| panic!("boom")).unwrap();
-        let t0 = Instant::now();
-        while cap.is_running() && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(wait_for(|| !cap.is_running()));
         let err = cap.stop().expect("an error");
         assert!(err.to_string().contains("boom"), "{err}");
     }
@@ -755,17 +774,72 @@ mod tests {
     #[test]
     fn static_scene_sends_every_stripe_once() {
         let (s, spec) = small(Scene::Static);
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&got);
-        let cap = ScreenCapture::start(s, spec, move |st: Stripe| {
-            sink.lock().unwrap().push((st.frame_id, st.y))
-        })
-        .unwrap();
-        while cap.stats().frames < 20 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let mut pipeline = Pipeline::open(PipelineConfig::new(&s).unwrap(), &spec).unwrap();
+        let got: Vec<(u64, u32)> = (0..20)
+            .flat_map(|_| pipeline.tick(false).unwrap().stripes)
+            .map(|st| (st.frame_id, st.y))
+            .collect();
+        assert_eq!(got, [(0, 0), (0, 64), (0, 128)]);
+    }
+
+    #[test]
+    fn controls_are_validated_and_a_new_frame_rate_applies_at_once() {
+        // 0.01 fps: after the first frame the next one is due in 100 s ...
+        let (s, spec) = small(Scene::Full);
+        let s = CaptureSettings {
+            target_fps: 0.01,
+            ..s
+        };
+        let cap = ScreenCapture::start(s, spec, |_| {}).unwrap();
+        assert!(wait_for(|| cap.stats().frames >= 1));
+        // ... refused values change nothing ...
+        let err = cap.control(Control::SetFps(0.0)).unwrap_err();
+        assert!(err.to_string().contains("target_fps"), "{err}");
+        let err = cap.control(Control::SetCrf(20)).unwrap_err();
+        assert!(matches!(err, ControlError::NotApplicable { .. }), "{err}");
+        let region = Control::SetRegion {
+            x: 0,
+            y: 0,
+            width: 64,
+            height: 64,
+        };
+        assert!(matches!(
+            cap.control(region),
+            Err(ControlError::NotLive { .. })
+        ));
+        assert_eq!(cap.settings().target_fps, 0.01);
+        // ... and 200 fps wakes the sleeping thread: many frames long before those 100 s.
+        cap.control(Control::SetFps(200.0)).unwrap();
+        assert_eq!(cap.settings().target_fps, 200.0);
+        assert!(
+            wait_for(|| cap.stats().frames >= 20),
+            "the new frame rate waited for the old deadline"
+        );
+        cap.control(Control::SetJpegQuality(50)).unwrap();
+        cap.control(Control::Refresh).unwrap();
+        assert!(cap.stop().is_none());
+        assert!(matches!(
+            cap.control(Control::SetFps(30.0)),
+            Err(ControlError::Ended)
+        ));
+    }
+
+    #[test]
+    fn format_reports_the_rounded_size() {
+        let (s, spec) = small(Scene::Static);
+        let s = CaptureSettings {
+            output_mode: crate::settings::OutputMode::H264,
+            capture_width: 255,
+            capture_height: 191,
+            ..s
+        };
+        let cap = ScreenCapture::start(s, spec, |_| {}).unwrap();
+        let f = cap.format();
+        assert_eq!((f.width, f.height), (254, 190));
+        assert_eq!(
+            (cap.settings().capture_width, cap.settings().capture_height),
+            (254, 190)
+        );
         cap.stop();
-        let got = got.lock().unwrap();
-        assert_eq!(*got, [(0, 0), (0, 64), (0, 128)]);
     }
 }

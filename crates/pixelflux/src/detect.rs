@@ -8,9 +8,9 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::encode::EncodeRequest;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, Codec};
+use crate::settings::{CaptureSettings, OutputMode};
 
-/// How the region is cut into horizontal stripes.
+/// How the region is cut into horizontal stripes (decided by [`crate::config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StripeLayout {
     /// Region height.
@@ -20,21 +20,6 @@ pub struct StripeLayout {
 }
 
 impl StripeLayout {
-    /// The layout the settings ask for: `stripe_height` rows, or one stripe for
-    /// `h264_fullframe`.
-    pub fn for_settings(settings: &CaptureSettings, height: u32) -> Self {
-        let full = settings.output_mode == Codec::H264 && settings.h264_fullframe;
-        let stripe_height = if full {
-            height
-        } else {
-            settings.stripe_rows().min(height)
-        };
-        Self {
-            height,
-            stripe_height: stripe_height.max(1),
-        }
-    }
-
     /// Number of stripes.
     pub fn count(&self) -> usize {
         self.height.div_ceil(self.stripe_height) as usize
@@ -47,7 +32,6 @@ impl StripeLayout {
     }
 
     /// Indices of the stripes that cover rows `y0 .. y1`.
-    #[cfg(test)]
     pub fn covering(&self, y0: u32, y1: u32) -> std::ops::Range<usize> {
         let first = (y0 / self.stripe_height) as usize;
         let last = (y1.saturating_sub(1).min(self.height - 1) / self.stripe_height) as usize;
@@ -71,8 +55,8 @@ pub fn hash_pixels(pixels: FrameRef<'_>) -> u64 {
 /// JPEG quality lost per consecutive changed frame, down to `jpeg_quality`.
 const QUALITY_STEP: u8 = 5;
 
-/// The knobs of the decision, taken from the settings once.
-#[derive(Debug, Clone, Copy)]
+/// The knobs of the decision, taken from the settings once (by [`crate::config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DetectConfig {
     jpeg_quality: u8,
     /// Quality a change starts at (paint-over quality when paint-over is on).
@@ -101,7 +85,7 @@ impl DetectConfig {
             paint_over_trigger: settings.paint_over_trigger_frames,
             damage_threshold: settings.damage_block_threshold,
             damage_duration: settings.damage_block_duration,
-            jpeg: settings.output_mode == Codec::Jpeg,
+            jpeg: settings.output_mode == OutputMode::Jpeg,
         }
     }
 }

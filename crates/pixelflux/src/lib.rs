@@ -4,9 +4,11 @@
 //!
 //! The pipeline: a [`source`] (an X11 screen region, a synthetic [`Scene`], or a
 //! [`FrameSource`] of your own) → [`overlay`]s (cursor, watermark) → change detection →
-//! [`encode`] (one encoder per stripe) → [`ScreenCapture`], the thread that drives it all and
-//! hands each [`Stripe`] to a callback. [`settings`] holds [`CaptureSettings`]; [`wire`]
-//! documents the stripe headers.
+//! [`encode`] (one encoder per stripe), stepped one frame at a time by a [`Pipeline`];
+//! [`ScreenCapture`] is the thread that paces it, applies live changes ([`Control`]) and hands
+//! each [`Stripe`] to a callback. [`settings`] holds [`CaptureSettings`], which [`config`]
+//! validates once into per-stage parts; [`wire`] documents the stripe headers.
+//! docs/ARCHITECTURE.md has the whole picture.
 //!
 //! ```no_run
 //! use pixelflux::{CaptureSettings, ScreenCapture, SourceSpec};
@@ -32,20 +34,23 @@
 // The public API is what a user of the capture needs; the stages inside it (change detection,
 // colour conversion, x264, blending) are the crate's own.
 mod capture;
+pub mod config;
 pub(crate) mod detect;
 pub mod encode;
 mod frame;
 pub mod overlay;
+pub mod pipeline;
 pub mod settings;
 pub mod source;
 pub mod wire;
 
-pub use capture::{
-    open_source, CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe,
-};
+pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
+pub use config::{Control, ControlError, PipelineConfig, StreamFormat};
+pub use detect::StripeLayout;
 pub use encode::{ColorError, EncodeError, StripeKind, X264Error};
 pub use frame::{Frame, FrameRef, OwnedFrame, BYTES_PER_PIXEL};
 pub use overlay::{Overlay, OverlayError};
+pub use pipeline::{Pipeline, TickOutput};
 pub use settings::{
     CaptureSettings, Codec, OutputMode, SettingsError, UnknownCodec, WatermarkLocation, WireFormat,
 };

@@ -149,7 +149,7 @@ pub enum WireFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSettings {
     /// Width of the captured region in pixels (H.264: rounded down to even, see
-    /// [`region_size`](Self::region_size)).
+    /// [`crate::config`]).
     pub capture_width: u32,
     /// Height of the captured region in pixels (H.264: rounded down to even).
     pub capture_height: u32,
@@ -545,30 +545,6 @@ impl CaptureSettings {
         }
         Ok(())
     }
-
-    /// The region size actually captured. In H.264 mode an odd width or height is rounded
-    /// down to even (as 1.2.2 did): 4:2:0 chroma covers 2x2 pixels and x264 and browser
-    /// decoders need even sizes. JPEG captures the size as given.
-    pub fn region_size(&self) -> (u32, u32) {
-        match self.output_mode {
-            Codec::H264 => (self.capture_width & !1, self.capture_height & !1),
-            Codec::Jpeg => (self.capture_width, self.capture_height),
-        }
-    }
-
-    /// Rows per stripe in effect: `stripe_height`, or the codec's default when it is 0.
-    pub fn stripe_rows(&self) -> u32 {
-        match (self.stripe_height, self.output_mode) {
-            (0, Codec::Jpeg) => DEFAULT_STRIPE_HEIGHT,
-            (0, Codec::H264) => DEFAULT_H264_STRIPE_HEIGHT,
-            (rows, _) => rows,
-        }
-    }
-
-    /// Seconds between frame deadlines.
-    pub fn frame_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(1.0 / self.target_fps)
-    }
 }
 
 #[cfg(test)]
@@ -705,7 +681,8 @@ mod tests {
             ..Default::default()
         };
         slowest.validate().unwrap();
-        assert_eq!(slowest.frame_interval().as_secs(), 100);
+        let config = crate::config::PipelineConfig::new(&slowest).unwrap();
+        assert_eq!(config.frame_interval().as_secs(), 100);
     }
 
     #[test]
@@ -782,41 +759,6 @@ mod tests {
             Some(FieldValue::Bool(false))
         );
         assert_eq!(d.field("nope"), None);
-    }
-
-    #[test]
-    fn h264_rounds_odd_regions_down_and_rejects_tiny_ones() {
-        let mut s = CaptureSettings {
-            output_mode: Codec::H264,
-            capture_width: 641,
-            capture_height: 481,
-            ..Default::default()
-        };
-        s.validate().unwrap();
-        assert_eq!(s.region_size(), (640, 480));
-        s.output_mode = Codec::Jpeg;
-        assert_eq!(s.region_size(), (641, 481));
-        s.output_mode = Codec::H264;
-        s.capture_height = 1;
-        let err = s.validate().unwrap_err();
-        assert_eq!(err.field, "capture_height", "{err}");
-    }
-
-    #[test]
-    fn stripe_height_zero_picks_per_codec() {
-        let jpeg = CaptureSettings::default();
-        assert_eq!(jpeg.stripe_rows(), DEFAULT_STRIPE_HEIGHT);
-        let h264 = CaptureSettings {
-            output_mode: Codec::H264,
-            ..Default::default()
-        };
-        assert_eq!(h264.stripe_rows(), DEFAULT_H264_STRIPE_HEIGHT);
-        let fixed = CaptureSettings {
-            stripe_height: 32,
-            ..h264
-        };
-        assert_eq!(fixed.stripe_rows(), 32);
-        fixed.validate().unwrap();
     }
 
     #[test]

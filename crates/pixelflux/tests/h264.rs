@@ -485,6 +485,7 @@ fn odd_regions_are_rounded_down_to_even_and_tiny_ones_rejected() {
 fn bench_h264_stripe_layouts() {
     use pixelflux::encode::{new_encoder, EncodeRequest, StripePlace};
     use pixelflux::source::synthetic::SyntheticSource;
+    use pixelflux::PipelineConfig;
     use pixelflux::Scene;
     use std::time::Instant;
 
@@ -519,14 +520,12 @@ fn bench_h264_stripe_layouts() {
                 h264_fullcolor: fullcolor,
                 ..h264(w, h)
             };
-            // The capture's layout: `stripe_height` rows each, the last one shorter.
-            let places: Vec<(u32, u32)> = (0..h)
-                .step_by(stripe_height as usize)
-                .map(|y| (y, stripe_height.min(h - y)))
-                .collect();
+            let config = PipelineConfig::new(&settings).unwrap();
+            let layout = config.layout();
+            let places: Vec<(u32, u32)> = (0..layout.count()).map(|i| layout.stripe(i)).collect();
             let mut encoders: Vec<_> = places
                 .iter()
-                .map(|&(_, sh)| new_encoder(&settings, w, sh).unwrap())
+                .map(|&(_, sh)| new_encoder(config.encoder(), w, sh).unwrap())
                 .collect();
             let mut streams = vec![Vec::new(); places.len()];
             let (mut frame_ms, mut stripe_ms, mut idr_ms) = (Vec::new(), Vec::new(), Vec::new());
@@ -633,6 +632,7 @@ fn bench_h264_stripe_layouts() {
 fn bench_h264_alignment() {
     use pixelflux::encode::{new_encoder, EncodeRequest, StripePlace};
     use pixelflux::source::synthetic::SyntheticSource;
+    use pixelflux::PipelineConfig;
     use pixelflux::Scene;
     use std::time::Instant;
 
@@ -642,10 +642,10 @@ fn bench_h264_alignment() {
     for scene in [Scene::Full, Scene::Scroll] {
         let mut source = SyntheticSource::new(scene, w, 1080);
         let frames: Vec<OwnedFrame> = (0..FRAMES).map(|_| source.advance().clone()).collect();
-        let settings = h264(w, 1080);
+        let config = PipelineConfig::new(&h264(w, 1080)).unwrap();
         let mut encoders: Vec<_> = heights
             .iter()
-            .map(|&h| new_encoder(&settings, w, h).unwrap())
+            .map(|&h| new_encoder(config.encoder(), w, h).unwrap())
             .collect();
         let mut times = vec![Vec::new(); heights.len()];
         let mut bytes = vec![0usize; heights.len()];

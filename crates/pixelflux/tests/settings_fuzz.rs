@@ -127,7 +127,11 @@ enum Outcome {
 
 fn check(settings: CaptureSettings) -> Result<Outcome, TestCaseError> {
     let Err(err) = settings.validate() else {
-        let (w, h) = settings.region_size();
+        // H.264 rounds the region down to even sizes.
+        let (w, h) = match settings.output_mode {
+            Codec::H264 => (settings.capture_width & !1, settings.capture_height & !1),
+            _ => (settings.capture_width, settings.capture_height),
+        };
         // A watermark larger than the region is refused when the file is read.
         let mark_fits = w >= 3 && h >= 2;
         let wants_mark = settings.watermark_path.is_some()

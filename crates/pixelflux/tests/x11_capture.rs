@@ -278,6 +278,82 @@ fn resize_screen(display: &str, width: u16, height: u16) {
     assert_eq!((geometry.width, geometry.height), (width, height));
 }
 
+/// Sends `signal` (STOP, CONT) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[test]
+fn stop_is_bounded_when_the_x_server_stops_answering() {
+    let xvfb = Xvfb::start(320, 240);
+    let pid = xvfb.pid().expect("Xvfb runs");
+    // With the pointer drawn, every frame asks the server where it is: the first frame after
+    // SIGSTOP waits for a reply that never comes.
+    let (cap, _log) = start(
+        &xvfb,
+        CaptureSettings {
+            capture_cursor: true,
+            target_fps: 100.0,
+            ..settings(320, 240)
+        },
+    );
+    frames_pass(&cap, 2);
+    signal(pid, "STOP");
+    // Stuck: no frame for a whole second (the capture runs at 100 fps).
+    let mut last = cap.stats().frames;
+    let stuck = wait_for(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cap.stats().frames;
+        std::mem::replace(&mut last, now) == now
+    });
+    let cap = std::sync::Arc::new(cap);
+    let stopper = std::sync::Arc::clone(&cap);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(stopper.stop().map(|e| e.to_string()));
+    });
+    // Bounded: 2 x STOP_GRACE at most; generous here for a loaded machine.
+    let stopped = rx.recv_timeout(Duration::from_secs(30));
+    signal(pid, "CONT");
+    assert!(stuck, "the capture never blocked on the stopped server");
+    let err = stopped
+        .expect("stop returned although the X server stopped answering")
+        .expect("the capture reports why it ended");
+    assert!(err.contains("stopped answering"), "{err}");
+    assert!(!cap.is_running());
+}
+
+#[test]
+fn a_static_screen_is_not_grabbed_again_and_damage_wakes_it() {
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(320, 240, 4), 0, 0);
+    let (cap, log) = start(&xvfb, settings(320, 240));
+    frames_pass(&cap, 20);
+    let stats = cap.stats();
+    // Frame 0 grabs; after that X DAMAGE reports nothing, so nothing is grabbed or hashed
+    // (bar the once-a-second safety check at frame 60, not reached here).
+    assert!(
+        stats.grabs <= 2,
+        "{} grabs in {} frames",
+        stats.grabs,
+        stats.frames
+    );
+    painter.fill(0, 200, 10, 10, 0x0000ff);
+    frames_pass(&cap, 3);
+    cap.stop();
+    assert!(
+        cap.stats().grabs > stats.grabs,
+        "damage did not trigger a grab"
+    );
+    let ys: Vec<u32> = log.lock().unwrap().iter().skip(4).map(|s| s.y).collect();
+    assert_eq!(ys, [192], "only the stripe under the change");
+}
+
 #[test]
 fn a_screen_that_shrinks_under_a_fixed_region_ends_with_the_new_size() {
     let xvfb = Xvfb::start(640, 480);

@@ -267,7 +267,9 @@ impl Plan {
             output_mode: codec,
             ..self.settings.clone()
         };
-        let (w, h) = (settings.capture_width, settings.capture_height);
+        // The size actually captured (H.264 rounds odd sizes down to even).
+        let region = pixelflux::PipelineConfig::new(&settings)?.region();
+        let (w, h) = (region.width, region.height);
         let mut driver = None;
         let inner: Box<dyn FrameSource> = match source_kind {
             SourceKind::Synthetic => Box::new(SyntheticSource::new(scene, w, h)),
@@ -332,6 +334,9 @@ impl Plan {
         if let Some(err) = capture.stop() {
             bail!("capture failed: {err}");
         }
+        // Frames fully delivered: a stop cuts the frame in flight short, so a sample taken
+        // at its grab has no complete picture to be compared with.
+        let delivered = capture.stats().frames;
         let driver_report = match driver {
             Some(d) => Some(d.finish()?),
             None => None,
@@ -374,8 +379,9 @@ impl Plan {
         };
 
         // Quality: rebuild the viewer's picture at each sampled frame and compare.
-        let samples =
+        let mut samples =
             std::mem::take(&mut *samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        samples.retain(|(tick, _)| *tick < delivered);
         let received: Vec<Received> = log
             .into_iter()
             .map(|(s, _)| Received {

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use pixelflux::{CaptureSettings, Scene, ScreenCapture, SourceSpec, WireFormat};
+use pixelflux::{
+    CaptureSettings, PipelineConfig, Scene, ScreenCapture, SourceSpec, StreamFormat, WireFormat,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::options::{CaptureOptions, RegionArg};
@@ -98,6 +100,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(args.listen, token, &options, &mut app));
+    // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
+    // an X server that stopped answering never returns, so bound the wait.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     drop(app);
     drop(own_xvfb);
     result
@@ -106,13 +111,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// The capture now running, for the hub's refresh requests (weak: the supervisor owns it).
 type CurrentCapture = Arc<Mutex<Weak<ScreenCapture>>>;
 
-fn hello_for(settings: &CaptureSettings) -> Hello {
+/// The hello for a stream: what the capture encodes (after H.264's rounding to even sizes),
+/// as the core reports it, never re-derived from the settings.
+fn hello_for(format: &StreamFormat) -> Hello {
     Hello {
-        width: settings.capture_width,
-        height: settings.capture_height,
-        codec: settings.output_mode,
-        fullcolor: settings.h264_fullcolor,
-        stripe_height: settings.stripe_rows(),
+        width: format.width,
+        height: format.height,
+        codec: format.codec,
+        fullcolor: format.h264_fullcolor,
+        stripe_height: format.stripe_height,
     }
 }
 
@@ -123,22 +130,23 @@ fn start_capture(
     spec: &SourceSpec,
     current: &CurrentCapture,
 ) -> anyhow::Result<Arc<ScreenCapture>> {
-    hub.set_format(&hello_for(settings));
+    let config = PipelineConfig::new(settings).context("cannot start the capture")?;
+    // Announced before the first stripe can be published.
+    hub.set_format(&hello_for(&config.format()));
     let sink = Arc::clone(hub);
     let capture = Arc::new(
-        ScreenCapture::start(settings.clone(), spec.clone(), move |stripe| {
-            sink.publish(stripe)
-        })
-        .context("cannot start the capture")?,
+        ScreenCapture::start_config(config, spec, move |stripe| sink.publish(stripe))
+            .context("cannot start the capture")?,
     );
     *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&capture);
+    let format = capture.format();
     tracing::info!(
         "capturing {}x{}+{}+{} from {spec} as {} at {} fps",
-        settings.capture_width,
-        settings.capture_height,
+        format.width,
+        format.height,
         settings.capture_x,
         settings.capture_y,
-        settings.output_mode,
+        format.codec,
         settings.target_fps
     );
     Ok(capture)
@@ -200,6 +208,7 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    let mut size_query: Option<tokio::task::JoinHandle<_>> = None;
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
             _ = interrupt.recv() => {
@@ -226,12 +235,19 @@ async fn serve(
             break Err(anyhow::anyhow!("capture ended: {why}"));
         }
         if let Some(display) = &display {
-            let display = display.clone();
-            let size = tokio::task::spawn_blocking(move || {
-                pixelflux::source::x11::screen_size(display.as_deref())
-            })
-            .await;
-            if let Ok(Ok((w, h))) = size {
+            // Asked in the background and read on a later round, so a server that stopped
+            // answering never blocks this loop (and with it Ctrl-C and SIGTERM).
+            if size_query.is_none() {
+                let display = display.clone();
+                size_query = Some(tokio::task::spawn_blocking(move || {
+                    pixelflux::source::x11::screen_size(display.as_deref())
+                }));
+            }
+            let size = match size_query.take_if(|q| q.is_finished()) {
+                Some(query) => query.await.ok(),
+                None => None,
+            };
+            if let Some(Ok((w, h))) = size {
                 if (w, h) != (settings.capture_width, settings.capture_height) {
                     tracing::info!("the screen is now {w}x{h}: restarting the capture");
                     if let Some(e) = stop_capture(capture).await {
@@ -266,4 +282,36 @@ async fn serve(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hello_announces_the_size_encoded_not_the_size_asked() {
+        // H.264 rounds odd sizes down to even: the page must get the stripes' size.
+        let settings = CaptureSettings {
+            output_mode: pixelflux::Codec::H264,
+            capture_width: 1365,
+            capture_height: 767,
+            ..Default::default()
+        };
+        let format = PipelineConfig::new(&settings).unwrap().format();
+        let hello = hello_for(&format);
+        assert_eq!(
+            (hello.width, hello.height, hello.codec),
+            (1364, 766, pixelflux::Codec::H264)
+        );
+        assert_eq!(
+            hello.stripe_height,
+            pixelflux::settings::DEFAULT_H264_STRIPE_HEIGHT
+        );
+        let full = CaptureSettings {
+            h264_fullframe: true,
+            ..settings
+        };
+        let hello = hello_for(&PipelineConfig::new(&full).unwrap().format());
+        assert_eq!(hello.stripe_height, 766, "full-frame mode is one stripe");
+    }
 }

@@ -14,14 +14,14 @@
 //! 45.3 dB).
 //!
 //! Sizes: x264 needs even sizes for 4:2:0, and browsers' decoders expect them too, so in
-//! H.264 mode the capture region is rounded down to even (see
-//! [`CaptureSettings::region_size`]); stripe heights are even by validation.
+//! H.264 mode the capture region is rounded down to even (see [`crate::config`]); stripe
+//! heights are even by validation.
 
 use super::color::YuvPlanes;
 use super::x264::{self, Chroma, PictureType};
 use super::{EncodeError, EncodeOutcome, EncodeRequest, StripeEncoder, StripeKind, StripePlace};
+use crate::config::H264Config;
 use crate::frame::FrameRef;
-use crate::settings::CaptureSettings;
 use crate::wire::{self, H264FrameType};
 
 /// Highest quantizer a paint-over picture is encoded at (1.2.2 used this bound as a CRF).
@@ -39,10 +39,10 @@ pub struct H264Encoder {
 }
 
 impl H264Encoder {
-    /// An encoder for `width` x `height` stripes as the settings ask (CRF, chroma, and for
-    /// `h264_fullframe` x264's own threads, one per core; otherwise one thread per stripe).
-    pub fn new(settings: &CaptureSettings, width: u32, height: u32) -> Result<Self, EncodeError> {
-        let chroma = if settings.h264_fullcolor {
+    /// An encoder for `width` x `height` stripes as `config` asks (CRF, chroma, x264's own
+    /// threads).
+    pub fn new(config: &H264Config, width: u32, height: u32) -> Result<Self, EncodeError> {
+        let chroma = if config.fullcolor {
             Chroma::I444
         } else {
             Chroma::I420
@@ -50,20 +50,16 @@ impl H264Encoder {
         if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(EncodeError::OddSize { width, height });
         }
-        let threads = if settings.h264_fullframe {
-            std::thread::available_parallelism().map_or(0, |n| n.get() as u32)
-        } else {
-            1
-        };
-        let crf = settings.h264_crf as f32;
-        let encoder = Self::open(width, height, chroma, crf, threads, settings.target_fps)?;
+        let threads = config.threads;
+        let crf = config.crf as f32;
+        let encoder = Self::open(width, height, chroma, crf, threads, config.fps)?;
         Ok(Self {
             encoder,
             planes: YuvPlanes::new(width, height, chroma),
             crf,
-            paint_over_qp: settings.h264_crf.min(PAINT_OVER_MAX_QP),
+            paint_over_qp: config.crf.min(PAINT_OVER_MAX_QP),
             threads,
-            fps: settings.target_fps,
+            fps: config.fps,
         })
     }
 
@@ -146,14 +142,13 @@ mod tests {
     use super::super::x264::vcl_and_headers;
     use super::*;
     use crate::frame::OwnedFrame;
-    use crate::settings::Codec;
 
-    fn settings(crf: u8, fullcolor: bool) -> CaptureSettings {
-        CaptureSettings {
-            output_mode: Codec::H264,
-            h264_crf: crf,
-            h264_fullcolor: fullcolor,
-            ..Default::default()
+    fn settings(crf: u8, fullcolor: bool) -> H264Config {
+        H264Config {
+            crf,
+            fullcolor,
+            threads: 1,
+            fps: 60.0,
         }
     }
 

@@ -9,8 +9,9 @@ pub(crate) mod h264;
 pub(crate) mod jpeg;
 pub(crate) mod x264;
 
+use crate::config::EncoderConfig;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, Codec};
+use crate::settings::Codec;
 use crate::wire::H264FrameType;
 pub use color::ColorError;
 pub use x264::X264Error;
@@ -120,20 +121,19 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder for a stripe of `width` x `height` as the settings ask (codec, wire
-/// format, CRF, chroma).
+/// Makes the encoder `config` names for a stripe of `width` x `height`.
 ///
 /// # Errors
 /// [`EncodeError::OddSize`] for an H.264 stripe with an odd width or height;
 /// [`EncodeError::Jpeg`] or [`EncodeError::H264`] when libjpeg-turbo or x264 cannot be set up
 /// (x264's reason kept).
 pub fn new_encoder(
-    settings: &CaptureSettings,
+    config: &EncoderConfig,
     width: u32,
     height: u32,
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
-    match settings.output_mode {
-        Codec::Jpeg => Ok(Box::new(jpeg::JpegEncoder::new(settings.wire_format)?)),
-        Codec::H264 => Ok(Box::new(h264::H264Encoder::new(settings, width, height)?)),
+    match config {
+        EncoderConfig::Jpeg(jpeg) => Ok(Box::new(jpeg::JpegEncoder::new(jpeg.wire_format)?)),
+        EncoderConfig::H264(h264) => Ok(Box::new(h264::H264Encoder::new(h264, width, height)?)),
     }
 }

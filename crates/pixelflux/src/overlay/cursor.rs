@@ -8,6 +8,7 @@
 //! region coordinates, clipped to the frame.
 
 use std::ops::Range;
+use std::os::fd::AsFd as _;
 
 use x11rb::connection::{Connection, RequestConnection as _};
 use x11rb::protocol::xfixes::{self, ConnectionExt as _, CursorNotifyMask};
@@ -20,7 +21,7 @@ use x11rb::errors::{ConnectionError, ReplyError};
 use super::blend::PremultipliedImage;
 use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
-use crate::source::{x11, SourceError};
+use crate::source::{x11, Interrupter, SourceError};
 
 /// The cursor image and its hotspot (the pixel that sits at the pointer position).
 #[derive(Debug, Clone)]
@@ -150,6 +151,10 @@ fn cursor_image(reply: xfixes::GetCursorImageReply) -> Option<CursorImage> {
 }
 
 impl Overlay for CursorOverlay {
+    fn interrupter(&self) -> Option<Interrupter> {
+        Interrupter::for_socket(self.conn.stream().as_fd()).ok()
+    }
+
     fn prepare(
         &mut self,
         _width: u32,

@@ -2,7 +2,7 @@
 //! watermark. Drawing before hashing means an unchanged overlay costs no re-encode, and a
 //! moving one dirties only the stripes it crosses (old and new position).
 //!
-//! `build` is the one place that decides which overlays a capture gets:
+//! `build` makes the overlays a capture's [`OverlayConfig`] names:
 //! - a [`Watermark`] when `watermark_path` is set and `watermark_location` is not `None`
 //!   (a path with location `None` draws nothing, as in 1.2.2);
 //! - a [`CursorOverlay`] when `capture_cursor` is set and the source is an X11 display. A
@@ -19,9 +19,10 @@ pub use watermark::Watermark;
 
 use std::ops::Range;
 
+use crate::config::OverlayConfig;
 use crate::frame::Frame;
-use crate::settings::{CaptureSettings, WatermarkLocation};
-use crate::source::{SourceError, SourceSpec};
+use crate::source::x11::Region;
+use crate::source::{Interrupter, SourceError, SourceSpec};
 
 /// Draws into captured frames.
 pub trait Overlay: Send {
@@ -46,6 +47,12 @@ pub trait Overlay: Send {
     /// # Errors
     /// An [`OverlayError`]; it ends the capture.
     fn apply(&mut self, frame: &mut Frame<'_>, frame_index: u64) -> Result<(), OverlayError>;
+
+    /// For an overlay that waits on a server (the pointer), a handle that makes a blocked
+    /// `prepare` fail at once (see [`Interrupter`]). `None` (the default): it never blocks.
+    fn interrupter(&self) -> Option<Interrupter> {
+        None
+    }
 }
 
 /// Where an overlay drew in one frame: its top-left corner, its height, and a tag that
@@ -128,31 +135,31 @@ pub enum OverlayError {
     Cursor(String),
 }
 
-/// Whether the settings ask for a watermark (a path, and a location other than `None`).
-pub(crate) fn watermark_wanted(settings: &CaptureSettings) -> bool {
-    settings.watermark_path.is_some() && settings.watermark_location != WatermarkLocation::None
-}
-
-/// The overlays the settings ask for, in drawing order.
+/// The overlays `config` asks for, in drawing order, for `region` of the screen `source`
+/// names.
+///
+/// # Errors
+/// [`OverlayError`] when the watermark file cannot be used or the pointer cannot be read.
 pub(crate) fn build(
-    settings: &CaptureSettings,
+    config: &OverlayConfig,
+    region: Region,
     source: &SourceSpec,
 ) -> Result<Vec<Box<dyn Overlay>>, OverlayError> {
     let mut overlays: Vec<Box<dyn Overlay>> = Vec::new();
-    if let (Some(path), true) = (&settings.watermark_path, watermark_wanted(settings)) {
+    if let Some(watermark) = &config.watermark {
         overlays.push(Box::new(Watermark::load(
-            path,
-            settings.watermark_location,
-            settings.capture_width,
-            settings.capture_height,
+            &watermark.path,
+            watermark.location,
+            region.width,
+            region.height,
         )?));
     }
-    if settings.capture_cursor {
+    if config.cursor {
         match source {
             SourceSpec::X11 { display } => overlays.push(Box::new(CursorOverlay::open(
                 display.as_deref(),
-                settings.capture_x,
-                settings.capture_y,
+                region.x,
+                region.y,
             )?)),
             SourceSpec::Synthetic(_) => {
                 tracing::info!("capture_cursor: a synthetic source has no pointer to draw");

@@ -1,9 +1,13 @@
 //! Where frames come from: an X11 screen region, or a built-in synthetic scene.
 
+mod interrupt;
 mod shm;
 pub mod synthetic;
 pub mod x11;
 
+pub use interrupt::Interrupter;
+
+use crate::config::PipelineConfig;
 use crate::frame::Frame;
 
 /// Something that hands out frames of a fixed size, one at a time.
@@ -31,6 +35,12 @@ pub trait FrameSource: Send {
 
     /// The frame last grabbed, as it is now in the buffer (for ticks with no damage).
     fn last_frame(&mut self) -> Frame<'_>;
+
+    /// A handle that makes a blocked `grab` or `damage` fail at once, for a source that waits
+    /// on a server (see [`Interrupter`]). `None` (the default): the source never blocks.
+    fn interrupter(&self) -> Option<Interrupter> {
+        None
+    }
 }
 
 /// What a source knows about changes since its last report.
@@ -152,6 +162,28 @@ impl SourceSpec {
     /// The default X display, from `$DISPLAY`.
     pub fn x11_default() -> Self {
         Self::X11 { display: None }
+    }
+
+    /// Opens this source for the region `config` captures (already rounded for H.264).
+    ///
+    /// # Errors
+    /// [`SourceError`] when the display cannot be opened or the region does not fit it.
+    pub fn open(&self, config: &PipelineConfig) -> Result<Box<dyn FrameSource>, SourceError> {
+        let region = config.region();
+        Ok(match self {
+            SourceSpec::X11 { display } => {
+                Box::new(x11::X11Source::open(display.as_deref(), region)?)
+            }
+            SourceSpec::Synthetic(scene) => {
+                let source = synthetic::SyntheticSource::new(*scene, region.width, region.height);
+                // The only overlay that draws on a synthetic scene is the watermark.
+                Box::new(if config.overlays().watermark.is_some() {
+                    source.with_overlays()
+                } else {
+                    source
+                })
+            }
+        })
     }
 }
 

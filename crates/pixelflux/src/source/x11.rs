@@ -12,8 +12,10 @@ use x11rb::rust_connection::RustConnection;
 use x11rb::x11_utils::X11Error;
 use x11rb::NONE;
 
+use std::os::fd::AsFd as _;
+
 use super::shm::ShmSegment;
-use super::{Damage, FrameSource, SourceError};
+use super::{Damage, FrameSource, Interrupter, SourceError};
 use crate::frame::Frame;
 
 /// The X11 region a capture reads.
@@ -256,6 +258,10 @@ impl X11Source {
 impl FrameSource for X11Source {
     fn size(&self) -> (u32, u32) {
         (self.region.width, self.region.height)
+    }
+
+    fn interrupter(&self) -> Option<Interrupter> {
+        Interrupter::for_socket(self.conn.stream().as_fd()).ok()
     }
 
     fn damage(&mut self) -> Result<Damage, SourceError> {

@@ -89,6 +89,11 @@ impl Xvfb {
         }
     }
 
+    /// The server's process id (`None` once killed), to signal it (SIGSTOP: a hung server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// A connection to draw with.
     pub fn connect(&self) -> Painter {
         Painter::new(&self.display)

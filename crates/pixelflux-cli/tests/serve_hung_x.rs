@@ -1,0 +1,100 @@
+//! `pixelflux serve` exits promptly on SIGTERM even when its X server has stopped answering
+//! (Xvfb stopped with SIGSTOP): nothing in the shutdown waits on an X reply without bound.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The pids of `pid`'s children (from every thread's `children` list).
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    found
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn sigterm_ends_serve_within_seconds_when_the_x_server_hangs() {
+    // No DISPLAY: serve starts an Xvfb of its own (its only child).
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_pixelflux"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--size", "320x240"])
+        .env_remove("DISPLAY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pixelflux serve");
+    let stdout = serve.stdout.take().expect("stdout");
+    let stderr = serve.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let serving = rx
+        .recv_timeout(Duration::from_secs(30))
+        .is_ok_and(|l| l.starts_with("open "));
+    let xvfb = children(serve.id());
+    let stopped: Vec<u32> = xvfb
+        .iter()
+        .copied()
+        .filter(|&p| signal(p, "STOP"))
+        .collect();
+    // Long enough for the capture to be waiting on the server (it re-reads every screen
+    // pixel at least once a second) and for the supervisor's screen-size query to hang.
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(serve.id(), "TERM");
+    let exited = wait_exit(&mut serve, Duration::from_secs(30));
+    for &p in &stopped {
+        signal(p, "CONT");
+    }
+    if exited.is_none() {
+        let _ = serve.kill();
+        let _ = serve.wait();
+    }
+    let log = log.join().unwrap_or_default();
+    assert!(serving, "serve did not start: {log}");
+    assert_eq!(stopped.len(), 1, "serve's Xvfb: {xvfb:?}");
+    assert!(
+        exited.is_some(),
+        "serve still running 30 s after SIGTERM: {log}"
+    );
+    assert!(log.contains("stopped answering"), "{log}");
+}

@@ -1,0 +1,501 @@
+//! `PipelineConfig`: the user's [`CaptureSettings`], validated once and split into what each
+//! stage takes. This is the one place where settings turn into decisions: the region after
+//! rounding (H.264 needs even sizes), the stripe layout (`h264_fullframe` included), the
+//! change-detection knobs, the encoder per codec, the overlays and the frame interval. No
+//! stage reads `CaptureSettings` itself.
+//!
+//! Live changes ([`Control`]) go through the same door: [`PipelineConfig::with`] applies the
+//! change to a copy of the settings and validates the result like a new capture's, so a value
+//! refused at start is refused live too, with the same message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::detect::{DetectConfig, StripeLayout};
+use crate::encode::EncodeError;
+use crate::settings::{
+    CaptureSettings, OutputMode, SettingsError, WatermarkLocation, WireFormat,
+    DEFAULT_H264_STRIPE_HEIGHT, DEFAULT_STRIPE_HEIGHT,
+};
+use crate::source::x11::Region;
+
+/// Settings of the JPEG encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JpegConfig {
+    /// Which stripe header goes in front of each JPEG.
+    pub wire_format: WireFormat,
+}
+
+/// Settings of the H.264 encoder of one stripe (or of the whole frame in full-frame mode).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct H264Config {
+    /// Constant rate factor (0–51).
+    pub crf: u8,
+    /// 4:4:4 (High 4:4:4 Predictive) instead of 4:2:0.
+    pub fullcolor: bool,
+    /// x264's own threads per encoder: one per core for a full-frame stream (one encoder),
+    /// 1 for stripes (the stripes already run in parallel). 0 lets x264 choose.
+    pub threads: u32,
+    /// Frame rate given to x264's rate control.
+    pub fps: f64,
+}
+
+/// Which encoder each stripe gets, with its settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum EncoderConfig {
+    /// libjpeg-turbo.
+    Jpeg(JpegConfig),
+    /// libx264.
+    H264(H264Config),
+}
+
+impl EncoderConfig {
+    /// The codec this encoder produces.
+    pub fn codec(&self) -> OutputMode {
+        match self {
+            EncoderConfig::Jpeg(_) => OutputMode::Jpeg,
+            EncoderConfig::H264(_) => OutputMode::H264,
+        }
+    }
+}
+
+/// The watermark a capture draws.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatermarkConfig {
+    /// The PNG file.
+    pub path: PathBuf,
+    /// Where it goes (never [`WatermarkLocation::None`]).
+    pub location: WatermarkLocation,
+}
+
+/// The overlays a capture draws, in drawing order: watermark, then pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OverlayConfig {
+    /// A watermark when `watermark_path` is set and `watermark_location` is not `None` (a
+    /// path with location `None` draws nothing, as in 1.2.2).
+    pub watermark: Option<WatermarkConfig>,
+    /// Draw the pointer (X11 sources only; a synthetic source has no pointer).
+    pub cursor: bool,
+}
+
+/// What a capture's stream looks like to a decoder: what is actually encoded, after rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamFormat {
+    /// Picture width in pixels (H.264: even).
+    pub width: u32,
+    /// Picture height in rows (H.264: even).
+    pub height: u32,
+    /// JPEG or H.264.
+    pub codec: OutputMode,
+    /// Rows per stripe (the last may be shorter); the full height in H.264 full-frame mode.
+    pub stripe_height: u32,
+    /// H.264 in 4:4:4.
+    pub h264_fullcolor: bool,
+    /// Which stripe headers are written.
+    pub wire_format: WireFormat,
+}
+
+/// Validated settings, split per stage. Made by [`PipelineConfig::new`] only, so every
+/// instance has passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    settings: CaptureSettings,
+    region: Region,
+    layout: StripeLayout,
+    detect: DetectConfig,
+    encoder: EncoderConfig,
+    overlays: OverlayConfig,
+    frame_interval: Duration,
+}
+
+/// Shortest frame interval (`target_fps` is at most 1000).
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// Longest frame interval: keeps deadline arithmetic finite whatever fps validation lets by.
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+impl PipelineConfig {
+    /// Validates `settings` and derives every stage's part.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the first invalid field.
+    pub fn new(settings: &CaptureSettings) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        let codec = settings.output_mode;
+        // H.264 needs an even region: round down here (as 1.2.2 did), so the settings kept
+        // here, the source, the encoders and the stream format all agree on what is captured.
+        // 4:2:0 chroma covers 2x2 pixels, and x264 and browser decoders need even sizes.
+        let (width, height) = match codec {
+            OutputMode::H264 => (settings.capture_width & !1, settings.capture_height & !1),
+            OutputMode::Jpeg => (settings.capture_width, settings.capture_height),
+        };
+        let settings = CaptureSettings {
+            capture_width: width,
+            capture_height: height,
+            ..settings.clone()
+        };
+        // The one place that decides full-frame mode.
+        let fullframe = codec == OutputMode::H264 && settings.h264_fullframe;
+        let rows = match (settings.stripe_height, codec) {
+            _ if fullframe => height,
+            (0, OutputMode::Jpeg) => DEFAULT_STRIPE_HEIGHT,
+            (0, OutputMode::H264) => DEFAULT_H264_STRIPE_HEIGHT,
+            (rows, _) => rows,
+        };
+        let layout = StripeLayout {
+            height,
+            stripe_height: rows.min(height).max(1),
+        };
+        let encoder = match codec {
+            OutputMode::Jpeg => EncoderConfig::Jpeg(JpegConfig {
+                wire_format: settings.wire_format,
+            }),
+            OutputMode::H264 => EncoderConfig::H264(H264Config {
+                crf: settings.h264_crf,
+                fullcolor: settings.h264_fullcolor,
+                threads: if fullframe {
+                    std::thread::available_parallelism().map_or(0, |n| n.get() as u32)
+                } else {
+                    1
+                },
+                fps: settings.target_fps,
+            }),
+        };
+        let watermark = match (&settings.watermark_path, settings.watermark_location) {
+            (Some(path), location) if location != WatermarkLocation::None => {
+                Some(WatermarkConfig {
+                    path: path.clone(),
+                    location,
+                })
+            }
+            _ => None,
+        };
+        let overlays = OverlayConfig {
+            watermark,
+            cursor: settings.capture_cursor,
+        };
+        Ok(Self {
+            region: Region {
+                x: settings.capture_x,
+                y: settings.capture_y,
+                width,
+                height,
+            },
+            layout,
+            detect: DetectConfig::new(&settings),
+            encoder,
+            overlays,
+            frame_interval: Duration::try_from_secs_f64(1.0 / settings.target_fps)
+                .unwrap_or(MAX_INTERVAL)
+                .clamp(MIN_INTERVAL, MAX_INTERVAL),
+            settings,
+        })
+    }
+
+    /// The settings this config was made from, with the region as captured (rounded).
+    pub fn settings(&self) -> &CaptureSettings {
+        &self.settings
+    }
+
+    /// The screen region captured (H.264: rounded down to even sizes).
+    pub fn region(&self) -> Region {
+        self.region
+    }
+
+    /// How the region is cut into stripes.
+    pub fn layout(&self) -> StripeLayout {
+        self.layout
+    }
+
+    /// The knobs of change detection.
+    pub(crate) fn detect(&self) -> &DetectConfig {
+        &self.detect
+    }
+
+    /// The encoder every stripe gets.
+    pub fn encoder(&self) -> &EncoderConfig {
+        &self.encoder
+    }
+
+    /// The overlays to draw.
+    pub fn overlays(&self) -> &OverlayConfig {
+        &self.overlays
+    }
+
+    /// Time between frame deadlines.
+    pub fn frame_interval(&self) -> Duration {
+        self.frame_interval
+    }
+
+    /// What the stream carries: the size after rounding, the codec and the stripe layout.
+    pub fn format(&self) -> StreamFormat {
+        StreamFormat {
+            width: self.region.width,
+            height: self.region.height,
+            codec: self.encoder.codec(),
+            stripe_height: self.layout.stripe_height,
+            h264_fullcolor: matches!(self.encoder, EncoderConfig::H264(c) if c.fullcolor),
+            wire_format: self.settings.wire_format,
+        }
+    }
+
+    /// This config with `control` applied, validated like new settings.
+    ///
+    /// # Errors
+    /// [`ControlError::Invalid`] for a value settings would refuse, [`ControlError::NotLive`]
+    /// for what cannot change while capturing, [`ControlError::NotApplicable`] for a setting
+    /// of the other codec.
+    pub fn with(&self, control: &Control) -> Result<Self, ControlError> {
+        let mut s = self.settings.clone();
+        let codec = self.encoder.codec();
+        let needs = |wanted: OutputMode, field: &'static str| {
+            if codec == wanted {
+                Ok(())
+            } else {
+                Err(ControlError::NotApplicable { field, codec })
+            }
+        };
+        match *control {
+            Control::SetFps(fps) => s.target_fps = fps,
+            Control::SetJpegQuality(q) => {
+                needs(OutputMode::Jpeg, "jpeg_quality")?;
+                s.jpeg_quality = q;
+            }
+            Control::SetPaintOverJpegQuality(q) => {
+                needs(OutputMode::Jpeg, "paint_over_jpeg_quality")?;
+                s.paint_over_jpeg_quality = q;
+            }
+            Control::SetCrf(crf) => {
+                needs(OutputMode::H264, "h264_crf")?;
+                s.h264_crf = crf;
+            }
+            Control::Refresh => {}
+            Control::SetRegion { .. } => {
+                return Err(ControlError::NotLive {
+                    field: "region",
+                    reason: "the source, overlays and encoders are sized for the region; \
+                             restart the capture with the new region",
+                })
+            }
+        }
+        Ok(Self::new(&s)?)
+    }
+}
+
+/// A change to a running capture, applied between two frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Control {
+    /// New `target_fps`.
+    SetFps(f64),
+    /// New `jpeg_quality` (JPEG captures). Every stripe is re-sent once at the new quality.
+    SetJpegQuality(u8),
+    /// New `paint_over_jpeg_quality` (JPEG captures).
+    SetPaintOverJpegQuality(u8),
+    /// New `h264_crf` (H.264 captures). The encoders restart, so every stripe is re-sent as
+    /// an IDR at the new rate.
+    SetCrf(u8),
+    /// Make the next frame self-contained (every stripe; H.264 as IDRs).
+    Refresh,
+    /// Move or resize the captured region. Not live yet: refused with
+    /// [`ControlError::NotLive`].
+    SetRegion {
+        /// Left edge on the screen.
+        x: i32,
+        /// Top edge on the screen.
+        y: i32,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+}
+
+/// Why a [`Control`] was refused (the capture goes on unchanged) or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The new value is one settings refuse.
+    #[error(transparent)]
+    Invalid(#[from] SettingsError),
+    /// This setting cannot change while capturing.
+    #[error("`{field}` cannot change while capturing: {reason}")]
+    NotLive {
+        /// The setting.
+        field: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+    /// The setting belongs to the other codec.
+    #[error("`{field}` does not apply to a {codec} capture")]
+    NotApplicable {
+        /// The setting.
+        field: &'static str,
+        /// The capture's codec.
+        codec: OutputMode,
+    },
+    /// The capture has ended.
+    #[error("the capture has ended")]
+    Ended,
+    /// Restarting an encoder for the new value failed.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h264(width: u32, height: u32) -> CaptureSettings {
+        CaptureSettings {
+            output_mode: OutputMode::H264,
+            capture_width: width,
+            capture_height: height,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn h264_rounds_odd_regions_down_and_the_format_says_so() {
+        let c = PipelineConfig::new(&h264(1365, 767)).unwrap();
+        assert_eq!((c.region().width, c.region().height), (1364, 766));
+        assert_eq!(
+            (c.settings().capture_width, c.settings().capture_height),
+            (1364, 766)
+        );
+        let f = c.format();
+        assert_eq!((f.width, f.height, f.codec), (1364, 766, OutputMode::H264));
+        assert_eq!(f.stripe_height, DEFAULT_H264_STRIPE_HEIGHT);
+        let jpeg = PipelineConfig::new(&CaptureSettings {
+            output_mode: OutputMode::Jpeg,
+            ..h264(1365, 767)
+        })
+        .unwrap();
+        assert_eq!((jpeg.format().width, jpeg.format().height), (1365, 767));
+        let err = PipelineConfig::new(&h264(640, 1)).unwrap_err();
+        assert_eq!(err.field, "capture_height", "{err}");
+    }
+
+    #[test]
+    fn stripe_height_zero_picks_per_codec_and_fullframe_is_one_stripe() {
+        let jpeg = PipelineConfig::new(&CaptureSettings::default()).unwrap();
+        assert_eq!(jpeg.layout().stripe_height, DEFAULT_STRIPE_HEIGHT);
+        let h = PipelineConfig::new(&h264(1920, 1080)).unwrap();
+        assert_eq!(h.layout().stripe_height, DEFAULT_H264_STRIPE_HEIGHT);
+        let fixed = PipelineConfig::new(&CaptureSettings {
+            stripe_height: 32,
+            ..h264(1920, 1080)
+        })
+        .unwrap();
+        assert_eq!(fixed.layout().stripe_height, 32);
+        let full = PipelineConfig::new(&CaptureSettings {
+            h264_fullframe: true,
+            stripe_height: 32,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        assert_eq!(full.layout().count(), 1);
+        assert_eq!(full.format().stripe_height, 480);
+        // Full-frame is an H.264 mode: JPEG ignores it.
+        let jpeg_full = PipelineConfig::new(&CaptureSettings {
+            h264_fullframe: true,
+            ..CaptureSettings::default()
+        })
+        .unwrap();
+        assert_eq!(jpeg_full.layout().stripe_height, DEFAULT_STRIPE_HEIGHT);
+        // A region shorter than a stripe is one stripe of its height.
+        let short = PipelineConfig::new(&CaptureSettings {
+            capture_height: 40,
+            ..CaptureSettings::default()
+        })
+        .unwrap();
+        assert_eq!(short.layout().stripe_height, 40);
+    }
+
+    #[test]
+    fn watermark_only_with_a_location() {
+        let path = PathBuf::from("/nonexistent.png");
+        let none = PipelineConfig::new(&CaptureSettings {
+            watermark_path: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(none.overlays().watermark, None);
+        let some = PipelineConfig::new(&CaptureSettings {
+            watermark_path: Some(path.clone()),
+            watermark_location: WatermarkLocation::Middle,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            some.overlays().watermark,
+            Some(WatermarkConfig {
+                path,
+                location: WatermarkLocation::Middle
+            })
+        );
+    }
+
+    #[test]
+    fn controls_are_validated_like_settings() {
+        let c = PipelineConfig::new(&CaptureSettings::default()).unwrap();
+        let faster = c.with(&Control::SetFps(30.0)).unwrap();
+        assert_eq!(faster.frame_interval(), Duration::from_secs_f64(1.0 / 30.0));
+        assert_eq!(faster.settings().target_fps, 30.0);
+        for bad in [
+            Control::SetFps(0.0),
+            Control::SetFps(f64::NAN),
+            Control::SetJpegQuality(0),
+            Control::SetPaintOverJpegQuality(101),
+        ] {
+            match c.with(&bad) {
+                Err(ControlError::Invalid(e)) => {
+                    assert!(e.to_string().contains(e.field), "{e}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let q = c.with(&Control::SetJpegQuality(40)).unwrap();
+        assert_eq!(q.settings().jpeg_quality, 40);
+        assert!(matches!(
+            c.with(&Control::SetCrf(20)),
+            Err(ControlError::NotApplicable {
+                field: "h264_crf",
+                ..
+            })
+        ));
+        let region = Control::SetRegion {
+            x: 0,
+            y: 0,
+            width: 64,
+            height: 64,
+        };
+        let err = c.with(&region).unwrap_err();
+        assert!(matches!(
+            err,
+            ControlError::NotLive {
+                field: "region",
+                ..
+            }
+        ));
+        let h = PipelineConfig::new(&h264(64, 64)).unwrap();
+        assert!(matches!(
+            h.with(&Control::SetCrf(52)),
+            Err(ControlError::Invalid(SettingsError {
+                field: "h264_crf",
+                ..
+            }))
+        ));
+        let crf = h.with(&Control::SetCrf(30)).unwrap();
+        assert!(matches!(crf.encoder(), EncoderConfig::H264(c) if c.crf == 30));
+        assert!(matches!(
+            h.with(&Control::SetJpegQuality(50)),
+            Err(ControlError::NotApplicable { .. })
+        ));
+    }
+}
