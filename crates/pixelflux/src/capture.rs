@@ -828,7 +828,7 @@ mod tests {
     fn format_reports_the_rounded_size() {
         let (s, spec) = small(Scene::Static);
         let s = CaptureSettings {
-            output_mode: crate::settings::OutputMode::H264,
+            output_mode: crate::settings::Codec::H264,
             capture_width: 255,
             capture_height: 191,
             ..s

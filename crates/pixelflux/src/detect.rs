@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::encode::EncodeRequest;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
+use crate::settings::{CaptureSettings, Codec};
 
 /// How the region is cut into horizontal stripes (decided by [`crate::config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl DetectConfig {
             paint_over_trigger: settings.paint_over_trigger_frames,
             damage_threshold: settings.damage_block_threshold,
             damage_duration: settings.damage_block_duration,
-            jpeg: settings.output_mode == OutputMode::Jpeg,
+            jpeg: settings.output_mode == Codec::Jpeg,
         }
     }
 }

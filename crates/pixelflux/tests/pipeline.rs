@@ -8,7 +8,7 @@ mod support;
 use pixelflux::config::Control;
 use pixelflux::wire::H264FrameType;
 use pixelflux::{
-    CaptureSettings, Frame, FrameSource, OutputMode, OwnedFrame, Pipeline, PipelineConfig, Scene,
+    CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig, Scene,
     SourceError, SourceSpec, Stripe,
 };
 use support::*;
@@ -274,7 +274,7 @@ fn live_jpeg_quality_applies_between_ticks_and_resends_once() {
 #[test]
 fn h264_refreshes_and_a_new_crf_send_idrs_for_every_stripe() {
     let config = PipelineConfig::new(&CaptureSettings {
-        output_mode: OutputMode::H264,
+        output_mode: Codec::H264,
         capture_width: 128,
         capture_height: 192,
         stripe_height: 64,
@@ -308,7 +308,7 @@ fn h264_refreshes_and_a_new_crf_send_idrs_for_every_stripe() {
 #[test]
 fn the_format_is_what_is_encoded() {
     let config = PipelineConfig::new(&CaptureSettings {
-        output_mode: OutputMode::H264,
+        output_mode: Codec::H264,
         capture_width: 131,
         capture_height: 97,
         ..Default::default()
