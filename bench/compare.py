@@ -6,21 +6,19 @@
 1. Creates two virtual environments under target/compare/: one with PyPI's pixelflux==2.2.1
    (upstream, a prebuilt wheel), one with this repository's Python module (`pip install .`).
 2. Starts a private Xvfb and, per scene and codec and library, the deterministic scene driver
-   (`pixelflux bench --drive-only`), then bench/runner.py in that library's environment, one
+   (`pixelflux-bench drive`), then bench/runner.py in that library's environment, one
    library after the other, so both capture identical screens.
-3. Rebuilds the pictures each library delivered with real decoders (`pixelflux bench psnr`),
+3. Rebuilds the pictures each library delivered with real decoders (`pixelflux-bench psnr`),
    prints ours/upstream ratios of CPU, bytes and delivered fps with both PSNRs, writes
-   target/compare/compare.json and the chart docs/compare.svg (`pixelflux bench chart`).
+   target/compare/compare.json and the chart docs/compare.svg (`pixelflux-bench chart`).
 """
 
 import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,36 +59,34 @@ def ours_marker():
 
 
 class Xvfb:
-    def __init__(self, width, height):
-        for n in range(350 + os.getpid() % 300, 950):
-            if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
-                continue
-            self.proc = subprocess.Popen(
-                ["Xvfb", f":{n}", "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
-                 "-noreset"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.display = f":{n}"
-            for _ in range(500):
-                if self.proc.poll() is not None:
-                    break
-                if Path(f"/tmp/.X11-unix/X{n}").exists():
-                    time.sleep(0.2)
-                    return
-                time.sleep(0.02)
+    """`pixelflux-bench xvfb`: the project's one Xvfb launcher (crates/pixelflux-xvfb; the
+    server picks a free display number itself), kept until its stdin closes."""
+
+    def __init__(self, exe, size):
+        self.proc = subprocess.Popen([str(exe), "xvfb", "--size", size],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # The launcher gives up by itself within 10 s when Xvfb does not come up.
+        self.display = self.proc.stdout.readline().strip()
+        if not self.display.startswith(":"):
             self.close()
-        raise RuntimeError("no free display for Xvfb")
+            raise RuntimeError(f"no Xvfb (said {self.display!r})")
 
     def close(self):
-        self.proc.kill()
-        self.proc.wait()
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Driver:
-    """`pixelflux bench --drive-only`: draws the scene until its stdin closes."""
+    """`pixelflux-bench drive`: draws the scene until its stdin closes."""
 
     def __init__(self, exe, display, scene, size, fps, log_path):
         self.proc = subprocess.Popen(
-            [str(exe), "bench", "--drive-only", "--display", display, "--scene", scene,
-             "--size", size, "--fps", str(fps), "--driver-log", str(log_path)],
+            [str(exe), "drive", "--display", display, "--scene", scene,
+             "--size", size, "--fps", str(fps), "--log", str(log_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if line != "ready":
@@ -128,8 +124,8 @@ def main():
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--work", default=str(ROOT / "target" / "compare"))
-    ap.add_argument("--pixelflux", default=str(ROOT / "target" / "release" / "pixelflux"),
-                    help="the pixelflux binary (driver, PSNR, chart)")
+    ap.add_argument("--bench", default=str(ROOT / "target" / "release" / "pixelflux-bench"),
+                    help="the pixelflux-bench binary (driver, PSNR, chart)")
     ap.add_argument("--json", default=None, help="default: WORK/compare.json")
     ap.add_argument("--chart", default=str(ROOT / "docs" / "compare.svg"))
     ap.add_argument("--libs", default="ours,upstream")
@@ -142,9 +138,9 @@ def main():
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    exe = Path(args.pixelflux)
+    exe = Path(args.bench)
     if not exe.exists():
-        sys.exit(f"{exe} not found: build it first (cargo build --release -p pixelflux-cli)")
+        sys.exit(f"{exe} not found: build it first (make build-bench)")
     libs = args.libs.split(",")
     pythons = {}
     if "upstream" in libs:
@@ -156,7 +152,7 @@ def main():
         log("venv: ours (pip install . builds the Rust extension; a few minutes the first time)")
         pythons["ours"] = venv(work / "venv-ours", [str(ROOT)], ours_marker())
     width, height = (int(v) for v in args.size.split("x"))
-    xvfb = Xvfb(width, height)
+    xvfb = Xvfb(exe, args.size)
     log(f"Xvfb on {xvfb.display}")
     def quality(lib):
         return args.ours_quality if lib == "ours" and args.ours_quality else args.quality
@@ -189,7 +185,7 @@ def main():
                     result["driver_fps"] = driver_fps
                     log(f"{scene} {codec} {lib}: decoding for PSNR")
                     psnr = subprocess.run(
-                        [str(exe), "bench", "psnr", "--dump", str(dump), "--driver-log",
+                        [str(exe), "psnr", "--dump", str(dump), "--driver-log",
                          str(drv_log), "--scene", scene, "--skip", str(args.warmup)],
                         capture_output=True, text=True)
                     if psnr.returncode == 0:
@@ -244,7 +240,7 @@ def main():
               f"{fmt(u.get('delivered_fps'), '.1f'):>7} {fmt(q.get('fps')):>6} "
               f"{fmt(o.get('psnr_db'), '.1f'):>9} {fmt(u.get('psnr_db'), '.1f'):>8}")
     if args.chart and all("ratios" in r for r in rows):
-        subprocess.run([str(exe), "bench", "chart", "--input", str(json_path), "--out",
+        subprocess.run([str(exe), "chart", "--input", str(json_path), "--out",
                         args.chart], check=True)
 
 

@@ -9,7 +9,7 @@ It captures the whole screen of --display (filled by the scene driver), measures
 (time.process_time: every thread of this process, the library's and Python's) over the
 measured window, counts delivered bytes, stripes and frames, and writes every stripe (payload
 without its header, with frame id, row, capture and delivery times) to --dump in the layout
-`pixelflux bench psnr` reads. Prints one JSON object on stdout.
+`pixelflux-bench psnr` reads. Prints one JSON object on stdout.
 """
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown tables for docs/PERFORMANCE.md from the JSON of `pixelflux bench --json` and of
+"""Markdown tables for docs/PERFORMANCE.md from the JSON of `pixelflux-bench --json` and of
 bench/compare.py:
 
     python3 bench/tables.py --bench target/bench.json --compare target/compare/compare.json

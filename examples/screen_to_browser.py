@@ -18,6 +18,7 @@ import asyncio
 import http.server
 import json
 import logging
+import socket
 import threading
 
 import websockets
@@ -161,17 +162,20 @@ async def main(args):
             data = await queue.get()
             await viewers.broadcast(data)
 
-    page = serve_page(args.http_port, args.ws_port)
-    capture.start_capture(settings, StripeCallback(on_stripe))
-    print(f"Streaming; open http://localhost:{args.http_port}/  (Ctrl-C to stop)")
-    try:
-        async with websockets.serve(handler, "", args.ws_port, max_size=None):
+    async with websockets.serve(handler, "", args.ws_port, max_size=None) as server:
+        # Port 0 picks a free port (per address family): the page names the IPv4 one.
+        ws_port = next((s.getsockname()[1] for s in server.sockets
+                        if s.family == socket.AF_INET), server.sockets[0].getsockname()[1])
+        page = serve_page(args.http_port, ws_port)
+        capture.start_capture(settings, StripeCallback(on_stripe))
+        print(f"Streaming; open http://localhost:{page.server_address[1]}/  (Ctrl-C to stop)")
+        try:
             await pump()
-    finally:
-        # stop_capture() joins the capture thread: never block the loop on it.
-        await loop.run_in_executor(None, capture.stop_capture)
-        page.shutdown()
-        print("Capture stopped.")
+        finally:
+            # stop_capture() joins the capture thread: never block the loop on it.
+            await loop.run_in_executor(None, capture.stop_capture)
+            page.shutdown()
+            print("Capture stopped.")
 
 
 if __name__ == "__main__":
@@ -183,8 +187,8 @@ if __name__ == "__main__":
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--jpeg", action="store_true", help="JPEG stripes instead of H.264")
-    parser.add_argument("--http-port", type=int, default=9001)
-    parser.add_argument("--ws-port", type=int, default=9000)
+    parser.add_argument("--http-port", type=int, default=9001, help="0: any free port")
+    parser.add_argument("--ws-port", type=int, default=9000, help="0: any free port")
     logging.basicConfig(level=logging.INFO)
     try:
         asyncio.run(main(parser.parse_args()))

@@ -7,7 +7,7 @@ set -euo pipefail
 
 mode=${1:-run}
 run_pkgs=(build-essential pkg-config cmake nasm libclang-dev libx264-dev xvfb x11-utils)
-test_pkgs=(ffmpeg chromium python3-dev python3-venv nodejs)
+test_pkgs=(ffmpeg chromium python3-dev python3-venv nodejs x11-xserver-utils)
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
 

@@ -30,6 +30,14 @@ export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) 
     get stderr() { return stderr.replace(/\x1b\[[0-9;]*m/g, ''); },
     get stdout() { return stdout; },
     url: null,
+    /** Resolves once stderr matches `re`; fails after `timeoutMs`, showing what came. */
+    async waitForStderr(re, timeoutMs = 10000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!re.test(this.stderr)) {
+        if (Date.now() > deadline) throw new Error(`no ${re} in stderr within ${timeoutMs} ms:\n${this.stderr}`);
+        await sleep(20);
+      }
+    },
     /** SIGTERM, then waits for the exit; returns { code, signal }. */
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
@@ -84,18 +92,6 @@ function readPpm(buf) {
   const m = header.match(/^P6\s+(\d+)\s+(\d+)\s+255\s/);
   if (!m) throw new Error('not a P6 PPM');
   return { width: +m[1], height: +m[2], rgb: buf.subarray(m[0].length) };
-}
-
-/** A port nobody listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 /** Headless Chromium with a fresh profile; `close()` removes the profile too. */
@@ -206,4 +202,89 @@ export function processAlive(pid) {
   } catch {
     return false;
   }
+}
+
+/**
+ * Makes `page` keep, from its next navigation on, the stripes its WebSocket receives: for each
+ * stripe row y, the last stripe (a JPEG 0x03, an H.264 0x04 or a still image 0x05) and the
+ * H.264 stripes since that row's last IDR (what its decoder holds). `receivedStripes(page)`
+ * hands them over. Installed before the page's own script runs.
+ */
+export async function recordStripes(page) {
+  await page.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.__stripes = {};
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (ev) => {
+          if (typeof ev.data === 'string') {
+            try {
+              if (JSON.parse(ev.data).type === 'hello') window.__stripes = {};
+            } catch { /* not JSON: not ours to check */ }
+            return;
+          }
+          const b = new Uint8Array(ev.data.slice(0));
+          if (b.length < 6 || ![0x03, 0x04, 0x05].includes(b[0])) return;
+          const y = (b[4] << 8) | b[5];
+          let bin = '';
+          for (let i = 0; i < b.length; i += 0x8000) bin += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
+          const row = window.__stripes[y] || (window.__stripes[y] = { last: null, h264: [] });
+          row.last = btoa(bin);
+          if (b[0] === 0x04) {
+            if (b[1] === 0x01) row.h264 = [];
+            row.h264.push(row.last);
+          }
+        });
+      }
+    };
+  });
+}
+
+/** What `recordStripes` kept: { y: { last: Buffer, h264: [Buffer, ...] } }. */
+export async function receivedStripes(page) {
+  const kept = await page.evaluate(() => window.__stripes);
+  const buf = (s) => Buffer.from(s, 'base64');
+  return Object.fromEntries(Object.entries(kept).map(([y, row]) => [y, { last: buf(row.last), h264: row.h264.map(buf) }]));
+}
+
+/**
+ * The picture a standard decoder (ffmpeg: its JPEG, PNG and H.264 decoders and its RGB
+ * conversion) makes of the stripes `recordStripes` kept, as { width, height, rgb }: the
+ * reference for what the page's own decoding and painting should show.
+ */
+export function decodeWithFfmpeg(stripes, width, height) {
+  const rgb = Buffer.alloc(width * height * 3);
+  for (const [yText, row] of Object.entries(stripes)) {
+    const y = +yText;
+    const h264 = row.last[0] === 0x04;
+    const input = h264 ? Buffer.concat(row.h264.map((b) => b.subarray(10))) : row.last.subarray(6);
+    const format = { 3: 'mjpeg', 4: 'h264', 5: 'png_pipe' }[row.last[0]];
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', format, '-i', 'pipe:0', '-f', 'rawvideo',
+      '-pix_fmt', 'rgb24', 'pipe:1'], { input, timeout: 30000, maxBuffer: 1 << 28 });
+    if (r.status !== 0) throw new Error(`ffmpeg could not decode the stripe at y=${y}: ${r.stderr}`);
+    // The last picture ffmpeg produced is what the row shows.
+    const rows = h264 ? ((row.last[8] << 8) | row.last[9]) : r.stdout.length / (width * 3);
+    const picture = width * 3 * rows;
+    if (picture === 0 || r.stdout.length % picture !== 0) {
+      throw new Error(`ffmpeg gave ${r.stdout.length} bytes for the stripe at y=${y}`);
+    }
+    r.stdout.copy(rgb, y * width * 3, r.stdout.length - picture);
+  }
+  return { width, height, rgb };
+}
+
+/** PSNR (dB) between two RGB pictures of the same size ({ width, height, rgb }). */
+export function psnrRgb(a, b) {
+  return psnr({ width: a.width, height: a.height, rgba: toRgba(a.rgb) }, b);
+}
+
+function toRgba(rgb) {
+  const out = Buffer.alloc((rgb.length / 3) * 4);
+  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+    out[j] = rgb[i];
+    out[j + 1] = rgb[i + 1];
+    out[j + 2] = rgb[i + 2];
+  }
+  return out;
 }

@@ -2,59 +2,69 @@
 helpers to decode stripes (Pillow for JPEG, ffmpeg for H.264) and compare them with what was
 drawn."""
 
-import os
+import select
 import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 from Xlib import X
 from Xlib import display as xdisplay
-from Xlib.error import DisplayError
 
 JPEG_HEADER = 4
 H264_HEADER = 10
 
 
-class Xvfb:
-    """An Xvfb server of our own on a free display number; `draw` puts RGB images on it."""
+XVFB_START_TIMEOUT = 20
 
-    _next = 0
+
+def start_xvfb(screen, *extra):
+    """Starts `Xvfb -screen 0 <screen>` (`WxHxD`) with `extra` arguments; returns the process
+    and its display name.
+
+    The Python tests' one launcher. Started with -displayfd, as the Rust launcher
+    (crates/pixelflux-xvfb) does: the server picks a free display number itself and writes it
+    to our pipe once it accepts connections, so there is no lock-file scanning and no
+    polling."""
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", "1", "-screen", "0", screen, "-nolisten", "tcp", "-noreset",
+         *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    ready, _, _ = select.select([proc.stdout], [], [], XVFB_START_TIMEOUT)
+    number = proc.stdout.readline().strip() if ready else b""
+    proc.stdout.close()
+    if not number.isdigit():
+        stop_xvfb(proc)
+        raise RuntimeError(f"Xvfb reported no display number within {XVFB_START_TIMEOUT} s "
+                           f"(said {number!r}, exit status {proc.returncode})")
+    return proc, f":{int(number)}"
+
+
+def stop_xvfb(proc):
+    """SIGTERM, so Xvfb removes its socket; SIGKILL only if it has not exited within 2 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Xvfb:
+    """An Xvfb server of our own (`start_xvfb`) with a 24-bit screen; `draw` puts RGB images
+    on it."""
 
     def __init__(self, width, height):
         self.width, self.height = width, height
-        self.proc = None
-        self.display = None
-        self._conn = None
-        # Each test process takes its own range of numbers (as the Rust harness does).
-        base = 600 + (os.getpid() % 300) * 7
-        for _ in range(300):
-            n = base + Xvfb._next
-            Xvfb._next += 1
-            if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
-                continue
-            proc = subprocess.Popen(
-                ["Xvfb", f":{n}", "-screen", "0", f"{width}x{height}x24",
-                 "-nolisten", "tcp", "-noreset"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and proc.poll() is None:
-                if Path(f"/tmp/.X11-unix/X{n}").exists():
-                    try:
-                        self._conn = xdisplay.Display(f":{n}")
-                    except DisplayError:
-                        pass
-                    else:
-                        self.proc, self.display = proc, f":{n}"
-                        return
-                time.sleep(0.02)
-            proc.kill()
-            proc.wait()
-        raise RuntimeError("no free X display number for Xvfb")
+        self.proc, self.display = start_xvfb(f"{width}x{height}x24")
+        try:
+            self._conn = xdisplay.Display(self.display)
+        except BaseException:
+            stop_xvfb(self.proc)
+            raise
 
     def draw(self, image, x=0, y=0):
         """Puts a Pillow RGB image at (x, y) of the root window, in bands that fit a request."""
@@ -84,13 +94,7 @@ class Xvfb:
                 pass
             self._conn = None
         if self.proc is not None:
-            # SIGTERM lets Xvfb remove its lock file and socket; SIGKILL only if it hangs.
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_xvfb(self.proc)
             self.proc = None
 
 
@@ -204,3 +208,25 @@ def rss_bytes():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+# No silent skips: a skipped test (a missing tool or feature) fails the run.
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    # An expected failure (xfail, strict, with its reason) is reported, not skipped silently.
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped:
+        terminalreporter.section("skipped tests count as failures")
+        for nodeid in _skipped:
+            terminalreporter.write_line(nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and exitstatus == 0:
+        session.exitstatus = 1

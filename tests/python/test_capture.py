@@ -7,8 +7,9 @@ X server going away, and no deadlock between stop_capture and a callback waiting
 import logging
 import os
 import signal
-import struct
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -17,6 +18,7 @@ from PIL import Image, ImageStat
 
 from conftest import (H264_HEADER, JPEG_HEADER, Collector, decode_h264, decode_jpeg_stripe,
                       pattern_image, psnr, wait_until)
+from expect import buffer_address, jpeg_reference, x264_reference
 from pixelflux import (STRIPE_TYPE_H264, STRIPE_TYPE_JPEG, CaptureSettings, ScreenCapture,
                        StripeCallback, StripeEncodeResult)
 
@@ -49,6 +51,12 @@ def covers(results, height):
     return y == height
 
 
+# 1.2.2's JPEG header of frame 0's stripes, written out byte for byte: frame_id 0, then
+# stripe_y_start (64-row stripes), both big-endian u16.
+JPEG_HEADERS_FRAME0 = {0: b"\x00\x00\x00\x00", 64: b"\x00\x00\x00\x40",
+                       128: b"\x00\x00\x00\x80", 192: b"\x00\x00\x00\xc0"}
+
+
 def test_jpeg_stripes_match_the_drawn_content(xvfb):
     x, y, w, h = REGION
     picture = pattern_image(640, 480)
@@ -64,22 +72,28 @@ def test_jpeg_stripes_match_the_drawn_content(xvfb):
         cap.stop_capture()
 
     stripes = first_frame(got)
+    assert [r.stripe_y_start for r in stripes] == sorted(JPEG_HEADERS_FRAME0)
     canvas = Image.new("RGB", (w, h))
+    reference = Image.new("RGB", (w, h))
     for r in stripes:
         assert r.type == STRIPE_TYPE_JPEG == 1
         assert isinstance(r, StripeEncodeResult)
         data = r.data
         assert r.size == len(data) == len(r)
-        # 1.2.2's JPEG header: frame_id and stripe_y_start, big-endian u16, then JFIF.
-        assert struct.unpack(">HH", data[:JPEG_HEADER]) == (r.frame_id % 65536,
-                                                            r.stripe_y_start)
+        assert data[:JPEG_HEADER] == JPEG_HEADERS_FRAME0[r.stripe_y_start]
         assert data[JPEG_HEADER:JPEG_HEADER + 2] == b"\xff\xd8"
         img = decode_jpeg_stripe(data)
         assert img.size == (w, r.stripe_height)
         canvas.paste(img, (0, r.stripe_y_start))
-    quality = psnr(canvas, expected)
-    print(f"PSNR {quality:.1f} dB")
-    assert quality >= 30, f"PSNR {quality:.1f} dB"
+        # What libjpeg (through Pillow) makes of the same rows with the same tables.
+        source = expected.crop((0, r.stripe_y_start, w, r.stripe_y_start + r.stripe_height))
+        reference.paste(jpeg_reference(source, data[JPEG_HEADER:]), (0, r.stripe_y_start))
+    quality, standard = psnr(canvas, expected), psnr(reference, expected)
+    print(f"PSNR {quality:.2f} dB; libjpeg with the same tables {standard:.2f} dB")
+    # Quality 90 is sent with full-resolution chroma (README): on this picture libjpeg reaches
+    # 43.26 dB with those tables and ours measured 43.26 dB. Our encoder is libjpeg-turbo too:
+    # more than 0.5 dB below it means a broken colour conversion or a wrong table.
+    assert quality >= standard - 0.5, f"PSNR {quality:.2f} dB vs {standard:.2f} dB"
 
 
 def first_frame_of(items):
@@ -92,23 +106,34 @@ def test_jpeg_changes_are_sent_and_match(xvfb):
     xvfb.fill((10, 20, 30))
     got = Collector()
     cap = ScreenCapture()
-    cap.start_capture(region_settings(xvfb), StripeCallback(got))
+    # No paint-over refresh within the test: after frame 0 only changes are sent.
+    settings = region_settings(xvfb, paint_over_trigger_frames=1_000_000)
+    cap.start_capture(settings, StripeCallback(got))
     try:
         assert got.wait_for(lambda items: covers(first_frame_of(items), h))
-        time.sleep(0.3)
         with got.lock:
             before = len(got.items)
         # Repaint rows 64..127 of the region (exactly the second 64-row stripe).
         xvfb.fill((200, 40, 90), x, y + 64, w, 64)
-        assert got.wait_for(lambda items: any(r.frame_id > 0 for r in items[before:]))
-        time.sleep(0.3)
+        assert got.wait_for(lambda items: any(r.stripe_y_start == 64 for r in items[before:]))
+        # Then the last stripe, as a marker: stripes arrive in order, so whatever the first
+        # change caused has arrived once the marker has.
+        xvfb.fill((30, 200, 60), x, y + 192, w, h - 192)
+        assert got.wait_for(lambda items: any(r.stripe_y_start == 192 for r in items[before:]))
     finally:
         cap.stop_capture()
-    later = [r for r in got.items[before:]]
-    assert {r.stripe_y_start for r in later} == {64}, [r.stripe_y_start for r in later]
-    img = decode_jpeg_stripe(later[0].data)
-    mean = ImageStat.Stat(img).mean
-    assert all(abs(m - e) <= 4 for m, e in zip(mean, (200, 40, 90))), mean
+    later = got.items[before:]
+    assert [r.stripe_y_start for r in later] == [64, 192], [r.stripe_y_start for r in later]
+    assert 0 < later[0].frame_id < later[1].frame_id
+    for r, colour in zip(later, [(200, 40, 90), (30, 200, 60)]):
+        mean = ImageStat.Stat(decode_jpeg_stripe(r.data)).mean
+        assert all(abs(m - e) <= 4 for m, e in zip(mean, colour)), (r.stripe_y_start, mean)
+
+
+# 1.2.2's H.264 header of frame 0's stripes (128-row stripes of the 320x240 region), written
+# out byte for byte: 0x04, 0x01 (IDR), frame_id 0, stripe_y_start, width 320, height.
+H264_HEADERS_FRAME0 = {0: b"\x04\x01\x00\x00\x00\x00\x01\x40\x00\x80",
+                       128: b"\x04\x01\x00\x00\x00\x80\x01\x40\x00\x70"}
 
 
 @pytest.mark.parametrize("fullcolor", [False, True])
@@ -127,23 +152,61 @@ def test_h264_stripes_decode_to_the_drawn_content(xvfb, fullcolor):
     finally:
         cap.stop_capture()
 
+    stripes = first_frame(got)
+    assert [r.stripe_y_start for r in stripes] == sorted(H264_HEADERS_FRAME0)
     canvas = Image.new("RGB", (w, h))
-    for r in first_frame(got):
+    reference = Image.new("RGB", (w, h))
+    for r in stripes:
         assert r.type == STRIPE_TYPE_H264 == 2
         data = r.data
-        # 1.2.2's H.264 header: 0x04, frame type (0x01 IDR), frame_id, y, width, height.
-        tag, kind, fid, ys, sw, sh = struct.unpack(">BBHHHH", data[:H264_HEADER])
-        assert (tag, kind) == (0x04, 0x01)
-        assert (fid, ys, sw, sh) == (r.frame_id % 65536, r.stripe_y_start, w, r.stripe_height)
+        assert data[:H264_HEADER] == H264_HEADERS_FRAME0[r.stripe_y_start]
         # Annex-B: a start code right after the header.
         payload = data[H264_HEADER:]
         assert payload.startswith(b"\x00\x00\x00\x01") or payload.startswith(b"\x00\x00\x01")
         frames = decode_h264(data[H264_HEADER:], w, r.stripe_height)
         assert len(frames) == 1
         canvas.paste(frames[0], (0, r.stripe_y_start))
-    quality = psnr(canvas, expected)
-    print(f"PSNR {quality:.1f} dB")
-    assert quality >= 30, f"PSNR {quality:.1f} dB"
+        source = expected.crop((0, r.stripe_y_start, w, r.stripe_y_start + r.stripe_height))
+        reference.paste(x264_reference(source, 18, fullcolor), (0, r.stripe_y_start))
+    quality, standard = psnr(canvas, expected), psnr(reference, expected)
+    print(f"PSNR {quality:.2f} dB; ffmpeg's libx264 at the same CRF {standard:.2f} dB")
+    # Measured: 4:2:0 46.55 dB (reference 46.46), 4:4:4 47.59 dB (reference 48.07). Both are
+    # x264 ultrafast at CRF 18 on the same stripes, so another x264 moves both; ffmpeg's own
+    # RGB to YUV conversion differs from ours by a few tenths of a dB. More than 1 dB below the
+    # reference means a broken conversion, profile or rate control.
+    assert quality >= standard - 1.0, f"PSNR {quality:.2f} dB vs {standard:.2f} dB"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect: a refresh IDR (request_idr, a viewer joining) on a still screen comes out "
+    "at 28.8 dB where the first IDR of the same picture reaches 43.3 dB and x264 itself 43 dB "
+    "(CRF 25); remove this mark when fixed"))
+def test_a_refresh_idr_is_as_sharp_as_x264_makes_the_picture(xvfb):
+    picture = pattern_image(640, 480, seed=5)
+    xvfb.draw(picture)
+    got = Collector()
+    cap = ScreenCapture()
+    # One 128-row stripe; no paint-over, so the refresh is the only picture after frame 0.
+    settings = CaptureSettings(display=xvfb.display, capture_width=640, capture_height=128,
+                               output_mode=1, h264_crf=25, target_fps=30.0,
+                               paint_over_trigger_frames=1_000_000)
+    cap.start_capture(settings, StripeCallback(got))
+    try:
+        assert got.wait_for(lambda items: len(items) >= 1), cap.error
+        cap.request_idr()
+        assert got.wait_for(lambda items: len(items) >= 2), cap.error
+    finally:
+        cap.stop_capture()
+    first, refresh = got.items[0], got.items[1]
+    assert (first.frame_id, first.data[1], refresh.data[1]) == (0, 0x01, 0x01)
+    source = picture.crop((0, 0, 640, 128))
+    standard = psnr(x264_reference(source, 25, False), source)
+    for label, r in [("first", first), ("refresh", refresh)]:
+        (frame,) = decode_h264(r.data[H264_HEADER:], 640, 128)
+        quality = psnr(frame, source)
+        print(f"{label} IDR: {quality:.2f} dB; x264 at CRF 25 {standard:.2f} dB")
+        # The same margin as the key frames above: 1 dB below x264's own result.
+        assert quality >= standard - 1.0, f"{label} IDR: {quality:.2f} dB vs {standard:.2f} dB"
 
 
 def test_h264_stream_of_a_stripe_stays_decodable(xvfb):
@@ -163,7 +226,6 @@ def test_h264_stream_of_a_stripe_stays_decodable(xvfb):
                 n = len(got.items)
             xvfb.fill(colour, x, y, w, 64)
             assert got.wait_for(lambda items: any(r.stripe_y_start == 0 for r in items[n:]))
-        time.sleep(0.2)
     finally:
         cap.stop_capture()
     top = [r for r in got.items if r.stripe_y_start == 0]
@@ -201,9 +263,8 @@ def test_a_plain_callable_is_accepted_too():
         cap.stop_capture()
 
 
-def test_memoryview_equals_data_without_copy(xvfb):
+def test_memoryview_reads_the_result_s_own_bytes_without_copy(xvfb):
     xvfb.draw(pattern_image(640, 480))
-    kept = []
 
     def keep(result):
         view = memoryview(result)
@@ -223,12 +284,23 @@ def test_memoryview_equals_data_without_copy(xvfb):
         assert view.tobytes() == data
         with pytest.raises(TypeError):
             view[0] = 0
-        kept.append(view)
-    # Two views of one result share memory; `data` is a new bytes object each time.
-    result = got.items[0][0]
+
+    result, view, _, data = got.items[0]
+    # Zero copy: every view points at the one buffer the result owns, the same address each
+    # time, and not at the bytes of a `data` object (which is a copy, new on each access).
     a, b = memoryview(result), memoryview(result)
     assert a.obj is result and b.obj is result
-    assert result.data == result.data
+    assert buffer_address(a) == buffer_address(b) == buffer_address(view) == buffer_address(result)
+    assert buffer_address(result) != buffer_address(data)
+    assert result.data is not result.data and result.data == data
+    # The view keeps its result, and so the bytes, alive after every other reference is gone.
+    address = buffer_address(view)
+    got.items.clear()
+    del result, a, b
+    import gc
+    gc.collect()
+    assert view.obj is not None and buffer_address(view) == address
+    assert view.tobytes() == data
 
 
 def test_stop_from_inside_the_callback():
@@ -244,13 +316,10 @@ def test_stop_from_inside_the_callback():
 
     cap.start_capture(s, StripeCallback(on_stripe), cap)
     assert wait_until(lambda: not cap.is_running, timeout=10)
-    time.sleep(0.2)
-    n = len(calls)
-    time.sleep(0.3)
-    assert len(calls) == n, "stripes kept coming after stop_capture() in the callback"
+    # Joins the capture thread: every stripe it will ever deliver has been delivered.
+    cap.stop_capture()
     # No callback starts after the stop, not even for the rest of the frame.
     assert calls[3:] == [], calls
-    cap.stop_capture()
     assert cap.error is None
     # The capture can be started again.
     cap.start_capture(s, StripeCallback(lambda r, u: None))
@@ -305,20 +374,55 @@ def test_start_twice_raises_stop_twice_is_fine():
     b.stop_capture()
 
 
+# Run in a child interpreter: if stop_capture() joined with the GIL held, that process would
+# hang with its GIL taken, which no timeout inside it could end; the parent's timeout does.
+PENDING_CALLBACK_STOP = textwrap.dedent('''
+    import sys, time
+    from pixelflux import CaptureSettings, ScreenCapture, StripeCallback
+
+    s = CaptureSettings(capture_width=128, capture_height=128, scene="full",
+                        target_fps=1000.0, stripe_height=16)
+    # The main thread keeps the GIL until it blocks: no switch forced for a minute.
+    sys.setswitchinterval(60.0)
+    for attempt in range(10):
+        calls, during_stop, stopping = [], [], [False]
+
+        def on_stripe(result, user_data):
+            calls.append(result.frame_id)
+            if stopping[0]:
+                during_stop.append(result.frame_id)
+
+        cap = ScreenCapture()
+        cap.start_capture(s, StripeCallback(on_stripe))
+        deadline = time.monotonic() + 20
+        while len(calls) < 10:  # sleeping lets the callbacks run
+            assert time.monotonic() < deadline, "fewer than 10 callbacks in 20 s"
+            time.sleep(0.01)
+        # Hold the GIL (bytecode only, nothing that blocks) while the capture thread, at
+        # 1000 fps with 8 stripes a frame, encodes its next stripe and waits for the GIL.
+        n = len(calls)
+        spin_until = time.monotonic() + 0.2
+        while time.monotonic() < spin_until:
+            pass
+        assert len(calls) == n, "a callback ran while this thread held the GIL"
+        stopping[0] = True
+        cap.stop_capture()
+        assert not cap.is_running
+        # The precondition of the case: a callback was waiting for the GIL when stop began,
+        # and it ran while stop_capture() waited for the thread with the GIL released.
+        assert during_stop, "no callback was pending when stop_capture() ran"
+    print("ok")
+''')
+
+
 def test_stop_capture_does_not_deadlock_with_a_pending_callback():
     """1.2.2 joined its thread holding the GIL while that thread waited for the GIL."""
-    s = CaptureSettings(capture_width=128, capture_height=128, scene="full", target_fps=1000.0,
-                        stripe_height=16)
-    for _ in range(20):
-        calls = []
-        cap = ScreenCapture()
-        cap.start_capture(s, StripeCallback(lambda r, u: calls.append(sum(r.data[:64]))))
-        wait_until(lambda: len(calls) > 10, timeout=5)
-        stopper = threading.Thread(target=cap.stop_capture)
-        stopper.start()
-        stopper.join(timeout=10)
-        assert not stopper.is_alive(), "stop_capture() hung"
-        assert not cap.is_running
+    try:
+        proc = subprocess.run([sys.executable, "-c", PENDING_CALLBACK_STOP],
+                              capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"stop_capture() with a callback waiting for the GIL hung: {e.stderr!r}")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_bad_display_raises_connection_error():
@@ -412,13 +516,19 @@ def test_stream_format_is_what_is_encoded():
 
 def test_dropping_a_running_capture_stops_it():
     s = CaptureSettings(capture_width=64, capture_height=64, scene="full", target_fps=200.0)
-    calls = []
+    calls, threads = [], set()
+
+    def on_stripe(result, user_data):
+        calls.append(result.frame_id)
+        threads.add(threading.get_native_id())
+
     cap = ScreenCapture()
-    cap.start_capture(s, StripeCallback(lambda r, u: calls.append(r.frame_id)))
+    cap.start_capture(s, StripeCallback(on_stripe))
     assert wait_until(lambda: len(calls) > 3)
     del cap
     import gc
     gc.collect()
-    n = len(calls)
-    time.sleep(0.3)
-    assert len(calls) == n, "the capture went on after its ScreenCapture was dropped"
+    # Dropping joined the thread that called back: it is gone from this process (the kernel
+    # may take a moment to remove the entry after the join).
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/self/task/{t}") for t in threads),
+                      timeout=10), "the capture went on after its ScreenCapture was dropped"

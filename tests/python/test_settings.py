@@ -214,8 +214,19 @@ def test_module_constants():
             pixelflux.WATERMARK_TOP_RIGHT, pixelflux.WATERMARK_BOTTOM_LEFT,
             pixelflux.WATERMARK_BOTTOM_RIGHT, pixelflux.WATERMARK_MIDDLE,
             pixelflux.WATERMARK_ANIMATED] == list(range(7))
-    for name in pixelflux.__all__:
-        assert hasattr(pixelflux, name), name
+    # `from pixelflux import *` binds every name of __all__ (an unbound one raises), and the
+    # names of 1.2.2 are among them with 1.2.2's values.
+    star = {}
+    exec("from pixelflux import *", star)
+    assert {n for n in star if n != "__builtins__"} == set(pixelflux.__all__)
+    constants = {"OUTPUT_MODE_JPEG": 0, "OUTPUT_MODE_H264": 1, "STRIPE_TYPE_JPEG": 1,
+                 "STRIPE_TYPE_H264": 2, "WATERMARK_NONE": 0, "WATERMARK_TOP_LEFT": 1,
+                 "WATERMARK_TOP_RIGHT": 2, "WATERMARK_BOTTOM_LEFT": 3,
+                 "WATERMARK_BOTTOM_RIGHT": 4, "WATERMARK_MIDDLE": 5, "WATERMARK_ANIMATED": 6}
+    for name, value in constants.items():
+        assert star[name] == value and type(star[name]) is int, name
+    for name in ["CaptureSettings", "ScreenCapture", "StripeCallback", "StripeEncodeResult"]:
+        assert isinstance(star[name], type) and star[name].__name__ == name, name
 
 
 def test_stripe_callback_rejects_non_callables():

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use nix::time::{clock_gettime, ClockId};
 use pixelflux::ScreenCapture;
 
-use crate::bench::stats::process_cpu_seconds as cpu_seconds;
 use crate::options::CaptureOptions;
 
 #[derive(Debug, Args)]
@@ -88,6 +88,14 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         per_frame(st.deliver)
     );
     Ok(())
+}
+
+/// CPU seconds used by this whole process so far (every thread), at nanosecond resolution:
+/// `/proc/self/stat`'s 10 ms ticks cannot see what a still screen costs.
+fn cpu_seconds() -> f64 {
+    clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+        .unwrap_or(0.0)
 }
 
 /// Sets `flag` on SIGINT/SIGTERM, using tokio's signal handling on a small runtime thread.

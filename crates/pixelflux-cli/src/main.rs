@@ -1,10 +1,11 @@
 //! The `pixelflux` command.
 
-mod bench;
 mod capture_cmd;
-mod options;
 mod serve;
 mod snapshot_cmd;
+
+// `crate::options` for the subcommands; it lives in the library so the bench shares it.
+use pixelflux_cli::options;
 
 use clap::{Parser, Subcommand};
 
@@ -23,8 +24,6 @@ struct Cli {
 enum Command {
     /// Capture and print per-second figures (fps, stripes, kbit/s).
     Capture(capture_cmd::CaptureArgs),
-    /// Benchmark every scene through the pipeline (synthetic and X11; JPEG and H.264).
-    Bench(bench::BenchArgs),
     /// Stream the screen (or a scene) to browsers: open the printed URL.
     Serve(serve::ServeArgs),
     /// Write the first frame of a source as a PPM image.
@@ -32,18 +31,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "pixelflux=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not for log files and pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    pixelflux_cli::init_logging();
     match Cli::parse().command {
         Command::Capture(args) => capture_cmd::run(args),
-        Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Snapshot(args) => snapshot_cmd::run(args),
     }

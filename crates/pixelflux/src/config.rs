@@ -370,7 +370,7 @@ mod tests {
         );
         let f = c.format();
         assert_eq!((f.width, f.height, f.codec), (1364, 766, Codec::H264));
-        assert_eq!(f.stripe_height, DEFAULT_H264_STRIPE_HEIGHT);
+        assert_eq!(f.stripe_height, 128);
         let jpeg = PipelineConfig::new(&CaptureSettings {
             output_mode: Codec::Jpeg,
             ..h264(1365, 767)
@@ -383,10 +383,11 @@ mod tests {
 
     #[test]
     fn stripe_height_zero_picks_per_codec_and_fullframe_is_one_stripe() {
+        // The documented defaults (README, "Settings"): 64 rows for JPEG, 128 for H.264.
         let jpeg = PipelineConfig::new(&CaptureSettings::default()).unwrap();
-        assert_eq!(jpeg.layout().stripe_height, DEFAULT_STRIPE_HEIGHT);
+        assert_eq!(jpeg.layout().stripe_height, 64);
         let h = PipelineConfig::new(&h264(1920, 1080)).unwrap();
-        assert_eq!(h.layout().stripe_height, DEFAULT_H264_STRIPE_HEIGHT);
+        assert_eq!(h.layout().stripe_height, 128);
         let fixed = PipelineConfig::new(&CaptureSettings {
             stripe_height: 32,
             ..h264(1920, 1080)

@@ -56,3 +56,9 @@ pub use settings::{
 };
 pub use source::synthetic::{Scene, UnknownScene};
 pub use source::{Damage, FrameSource, SourceError, SourceSpec};
+
+/// The README's Rust example, compiled by `cargo test --doc` (not run: it needs an X display)
+/// so that it stays in step with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

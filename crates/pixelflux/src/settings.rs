@@ -763,10 +763,23 @@ mod tests {
 
     #[test]
     fn integer_enums_round_trip() {
-        for i in 0..=6 {
-            assert_eq!(WatermarkLocation::from_index(i).unwrap().index(), i);
+        // 1.2.2's numbering, written out: a round trip alone would pass for any permutation.
+        use WatermarkLocation::*;
+        let numbering = [
+            (0, None),
+            (1, TopLeft),
+            (2, TopRight),
+            (3, BottomLeft),
+            (4, BottomRight),
+            (5, Middle),
+            (6, Animated),
+        ];
+        for (i, location) in numbering {
+            assert_eq!(WatermarkLocation::from_index(i), Some(location), "{i}");
+            assert_eq!(location.index(), i);
         }
         assert!(WatermarkLocation::from_index(7).is_none());
+        assert_eq!(Codec::from_index(0), Some(Codec::Jpeg));
         assert_eq!(Codec::from_index(1), Some(Codec::H264));
         assert!(Codec::from_index(2).is_none());
         for codec in Codec::ALL {
@@ -778,6 +791,7 @@ mod tests {
     #[test]
     fn codec_names() {
         assert_eq!(Codec::H264.to_string(), "h264");
+        assert_eq!(Codec::Jpeg.to_string(), "jpeg");
         assert_eq!("JPEG".parse::<Codec>(), Ok(Codec::Jpeg));
         assert_eq!("H.264".parse::<Codec>(), Ok(Codec::H264));
         let err = "vp8".parse::<Codec>().unwrap_err();

@@ -63,33 +63,13 @@ fn write_stream(dir: &Path, stripes: &[&Stripe]) -> std::path::PathBuf {
     path
 }
 
-/// Decodes one stripe position's stream with ffmpeg into BGRA frames of `w` x `h`.
-fn decode(dir: &Path, stripes: &[&Stripe], w: u32, h: u32) -> Vec<OwnedFrame> {
-    let input = write_stream(dir, stripes);
-    let output = input.with_extension("raw");
-    let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "h264", "-i"])
-        .arg(&input)
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra"])
-        .arg(&output)
-        .status()
-        .expect("ffmpeg must be installed (make test installs it)");
-    assert!(status.success(), "ffmpeg failed on {}", input.display());
-    let raw = std::fs::read(&output).unwrap();
-    let size = (w * h * 4) as usize;
-    assert_eq!(
-        raw.len() % size,
-        0,
-        "decoded {} bytes, not whole {w}x{h} frames",
-        raw.len()
-    );
-    raw.chunks_exact(size)
-        .map(|c| OwnedFrame {
-            data: c.to_vec(),
-            width: w,
-            height: h,
-        })
-        .collect()
+/// Decodes one stripe position's stream with ffmpeg into BGRX frames of `w` x `h`.
+fn decode(stripes: &[&Stripe], w: u32, h: u32) -> Vec<OwnedFrame> {
+    let stream: Vec<u8> = stripes
+        .iter()
+        .flat_map(|s| s.payload().iter().copied())
+        .collect();
+    decode_h264(&stream, w, h)
 }
 
 /// `ffprobe`'s view of a stream: `key=value` lines of its first video stream.
@@ -162,11 +142,29 @@ fn stripes_decode_to_the_drawn_picture_and_paint_over_sharpens_them() {
             "stripe {y}: first send and one paint-over"
         );
         assert!(!stripes[0].paint_over && stripes[1].paint_over);
+        // 1.2.2's header of frame 0, byte for byte as the format defines it: 0x04, 0x01 (IDR),
+        // frame 0, y, width 640 (0x0280), height.
+        assert_eq!(
+            stripes[0].data[..10],
+            [
+                0x04,
+                0x01,
+                0x00,
+                0x00,
+                (y >> 8) as u8,
+                y as u8,
+                0x02,
+                0x80,
+                0x00,
+                h as u8
+            ],
+            "stripe {y}: header"
+        );
         for s in stripes {
             assert_eq!(s.h264_frame_type(), Some(H264FrameType::Idr));
             assert_eq!(nals(s), [7, 8, 5], "SPS, PPS, IDR slice");
         }
-        let frames = decode(dir.path(), stripes, 640, h);
+        let frames = decode(stripes, 640, h);
         assert_eq!(
             frames.len(),
             2,
@@ -229,8 +227,7 @@ fn paint_over_after_p_pictures_is_sharp() {
     assert_eq!(paint.h264_frame_type(), Some(H264FrameType::Idr));
     let change = all.iter().rposition(|s| !s.paint_over).unwrap();
     assert_eq!(all[change].h264_frame_type(), Some(H264FrameType::Other));
-    let dir = tempfile::tempdir().unwrap();
-    let frames = decode(dir.path(), &all, 320, 64);
+    let frames = decode(&all, 320, 64);
     assert_eq!(frames.len(), all.len());
     let changed = psnr(&frames[change], &last);
     let painted = psnr(frames.last().unwrap(), &last);
@@ -265,7 +262,7 @@ fn fullcolor_streams_are_high_444() {
         let info = probe(&write_stream(dir.path(), stripes));
         assert_eq!(info["profile"], "High 4:4:4 Predictive", "{info:?}");
         assert_eq!(info["pix_fmt"], "yuv444p");
-        let frames = decode(dir.path(), stripes, 320, 64);
+        let frames = decode(stripes, 320, 64);
         assert_eq!(frames.len(), 1);
         let db = psnr(&frames[0], &crop_rows(&pattern, y, 64));
         assert!(db >= 35.0, "stripe {y}: {db:.1} dB");
@@ -310,8 +307,7 @@ fn request_idr_makes_every_stripe_send_an_idr_with_headers() {
     }
     // The changed stripe's stream (IDR, P, IDR) decodes, with the red block in the end.
     let streams = by_y(&log);
-    let dir = tempfile::tempdir().unwrap();
-    let frames = decode(dir.path(), &streams[&128], 640, 64);
+    let frames = decode(&streams[&128], 640, 64);
     assert_eq!(frames.len(), 3);
     let [b, g, r, _] = frames[2].view().pixel(30, 135 - 128);
     assert!(r > 200 && g < 60 && b < 60, "got {r},{g},{b}");
@@ -344,7 +340,6 @@ fn a_change_in_a_few_rows_sends_only_the_stripes_covering_them() {
         ]
     );
     let streams = by_y(&log);
-    let dir = tempfile::tempdir().unwrap();
     let mut truth = pattern.clone();
     for y in 250..260 {
         for x in 300..320 {
@@ -353,7 +348,7 @@ fn a_change_in_a_few_rows_sends_only_the_stripes_covering_them() {
         }
     }
     for y in [192, 256] {
-        let frames = decode(dir.path(), &streams[&y], 640, 64);
+        let frames = decode(&streams[&y], 640, 64);
         assert_eq!(frames.len(), 2);
         let db = psnr(&frames[1], &crop_rows(&truth, y, 64));
         assert!(db >= 35.0, "stripe {y} after the change: {db:.1} dB");
@@ -385,9 +380,8 @@ fn fullframe_mode_sends_one_stripe_of_full_height() {
     }
     assert_eq!(log[0].h264_frame_type(), Some(H264FrameType::Idr));
     assert_eq!(log[1].h264_frame_type(), Some(H264FrameType::Other));
-    let dir = tempfile::tempdir().unwrap();
     let all: Vec<&Stripe> = log.iter().collect();
-    let frames = decode(dir.path(), &all, 640, 480);
+    let frames = decode(&all, 640, 480);
     assert_eq!(frames.len(), 2);
     let db = psnr(&frames[0], &pattern);
     assert!(db >= 35.0, "{db:.1} dB");
@@ -426,9 +420,8 @@ fn default_stripes_are_128_rows() {
             (256, 128)
         ]
     );
-    let dir = tempfile::tempdir().unwrap();
     let middle: Vec<&Stripe> = log.iter().filter(|s| s.y == 256).collect();
-    let frames = decode(dir.path(), &middle, 640, 128);
+    let frames = decode(&middle, 640, 128);
     let db = psnr(&frames[0], &crop_rows(&pattern, 256, 128));
     assert!(db >= 35.0, "{db:.1} dB");
 }
@@ -451,8 +444,7 @@ fn odd_regions_are_rounded_down_to_even_and_tiny_ones_rejected() {
     assert_eq!(log.len(), 8);
     assert!(log.iter().all(|s| s.width == 640));
     assert_eq!((log[7].y, log[7].height), (448, 32));
-    let dir = tempfile::tempdir().unwrap();
-    let last = decode(dir.path(), &[&log[7]], 640, 32);
+    let last = decode(&[&log[7]], 640, 32);
     let mut truth = OwnedFrame::new(640, 32);
     for y in 0..32 {
         let s = y as usize * truth.stride();
@@ -491,7 +483,6 @@ fn bench_h264_stripe_layouts() {
 
     const FRAMES: usize = 90;
     let (w, h) = (1920u32, 1080u32);
-    let dir = tempfile::tempdir().unwrap();
     // Times: the 10th percentile, as other work on the machine only ever adds time.
     let quantile = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(|a, b| a.total_cmp(b));
@@ -570,24 +561,12 @@ fn bench_h264_stripe_layouts() {
             // Quality: decode every stripe stream and compare whole frames with the source.
             let mut decoded = vec![OwnedFrame::new(w, h); FRAMES];
             for (i, &(y, sh)) in places.iter().enumerate() {
-                let path = dir.path().join(format!("b{i}.h264"));
-                std::fs::write(&path, &streams[i]).unwrap();
-                let raw = path.with_extension("raw");
-                let ok = Command::new("ffmpeg")
-                    .args(["-loglevel", "error", "-y", "-f", "h264", "-i"])
-                    .arg(&path)
-                    .args(["-f", "rawvideo", "-pix_fmt", "bgra"])
-                    .arg(&raw)
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok);
-                let data = std::fs::read(&raw).unwrap();
+                let pictures = decode_h264(&streams[i], w, sh);
+                assert_eq!(pictures.len(), FRAMES);
                 let size = (w * sh * 4) as usize;
-                assert_eq!(data.len(), size * FRAMES);
-                for (k, chunk) in data.chunks_exact(size).enumerate() {
+                for (k, picture) in pictures.iter().enumerate() {
                     let start = (y * w * 4) as usize;
-                    decoded[k].data[start..start + size].copy_from_slice(chunk);
+                    decoded[k].data[start..start + size].copy_from_slice(&picture.data);
                 }
             }
             let mut db: Vec<f64> = decoded

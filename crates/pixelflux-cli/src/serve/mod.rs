@@ -65,7 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if options.scene.is_none() && options.display.is_none() && env_display.is_none() {
         match OwnXvfb::start(args.size.width, args.size.height) {
             Ok(xvfb) => {
-                options.display = Some(xvfb.display.clone());
+                options.display = Some(xvfb.display().to_owned());
                 own_xvfb = Some(xvfb);
             }
             Err(DisplayError::NotInstalled) => {

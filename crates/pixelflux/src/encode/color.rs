@@ -199,6 +199,26 @@ mod tests {
         let mut p = YuvPlanes::new(4, 2, Chroma::I420);
         p.convert(f.view()).unwrap();
         assert_eq!((p.chroma_stride(), p.u.len()), (2, 2));
+        // One chroma sample per 2x2 block: the left block is all red, the right all blue, so
+        // each sample is that colour's Cb/Cr (BT.709 limited range, worked out by hand from the
+        // formula above: red 102/240, blue 240/118), and luma stays per pixel.
+        for (i, rgb) in [(0, [255, 0, 0]), (1, [0, 0, 255])] {
+            let [y, cb, cr] = expected(rgb);
+            assert!(
+                (p.u[i] as f64 - cb).abs() <= 1.0,
+                "Cb[{i}] {} vs {cb:.1}",
+                p.u[i]
+            );
+            assert!(
+                (p.v[i] as f64 - cr).abs() <= 1.0,
+                "Cr[{i}] {} vs {cr:.1}",
+                p.v[i]
+            );
+            for (row, col) in [(0, 2 * i), (0, 2 * i + 1), (1, 2 * i), (1, 2 * i + 1)] {
+                let got = p.y[row * 4 + col] as f64;
+                assert!((got - y).abs() <= 1.0, "Y[{row},{col}] {got} vs {y:.1}");
+            }
+        }
     }
 
     #[test]

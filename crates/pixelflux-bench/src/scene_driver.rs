@@ -5,7 +5,7 @@
 //! Only the rows that changed since the previous frame are sent, as one band when it fits a
 //! single PutImage request (so the server applies a frame atomically and a grab never sees half
 //! of one), else in the largest bands that fit. It runs in a child process of the benchmark
-//! (`pixelflux bench --drive-only`) so its CPU time is not counted as the capture's.
+//! (`pixelflux-bench drive`) so its CPU time is not counted as the capture's.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Args;
 use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::{OwnedFrame, Scene};
-use x11rb::connection::{Connection, RequestConnection};
-use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, ImageFormat};
-use x11rb::rust_connection::RustConnection;
+use pixelflux_cli::options::RegionArg;
+use pixelflux_testkit::Painter;
 
 use super::stats::monotonic_ns;
 
@@ -36,88 +36,6 @@ pub fn changed_rows(prev: Option<&OwnedFrame>, next: &OwnedFrame) -> Option<(u32
     let first = (0..next.height).find(|&y| differs(y))?;
     let last = (first..next.height).rev().find(|&y| differs(y))?;
     Some((first, last + 1))
-}
-
-/// Splits rows `y0 .. y1` into bands of at most `max_rows` rows.
-pub fn bands(y0: u32, y1: u32, max_rows: u32) -> Vec<(u32, u32)> {
-    let max_rows = max_rows.max(1);
-    let mut out = Vec::new();
-    let mut y = y0;
-    while y < y1 {
-        let h = max_rows.min(y1 - y);
-        out.push((y, h));
-        y += h;
-    }
-    out
-}
-
-/// Draws frames into the root window of a display.
-pub struct ScreenPainter {
-    conn: RustConnection,
-    root: u32,
-    gc: u32,
-    depth: u8,
-    max_request_bytes: usize,
-}
-
-impl ScreenPainter {
-    /// Connects to `display` (`None`: `$DISPLAY`).
-    pub fn connect(display: Option<&str>) -> anyhow::Result<Self> {
-        let (conn, screen) = x11rb::connect(display).with_context(|| {
-            format!(
-                "cannot connect to X display {}",
-                display.unwrap_or("$DISPLAY")
-            )
-        })?;
-        let s = conn
-            .setup()
-            .roots
-            .get(screen)
-            .context("the X server has no such screen")?;
-        let (root, depth) = (s.root, s.root_depth);
-        let gc = conn.generate_id()?;
-        conn.create_gc(gc, root, &CreateGCAux::new())?;
-        // BIG-REQUESTS lets a whole 1080p frame go in one request on Xvfb.
-        let max_request_bytes = conn.maximum_request_bytes();
-        Ok(Self {
-            conn,
-            root,
-            gc,
-            depth,
-            max_request_bytes,
-        })
-    }
-
-    /// Rows of `frame`'s width that fit one PutImage request.
-    pub fn rows_per_request(&self, frame: &OwnedFrame) -> u32 {
-        // 24 bytes of PutImage header, 4 more in the BIG-REQUESTS form.
-        ((self.max_request_bytes.saturating_sub(32)) / frame.stride().max(1)).max(1) as u32
-    }
-
-    /// Puts rows `y0 .. y1` of `frame` at the same rows of the root window (x = 0) and waits
-    /// until the server has applied them.
-    pub fn put_rows(&self, frame: &OwnedFrame, y0: u32, y1: u32) -> anyhow::Result<()> {
-        let stride = frame.stride();
-        for (y, h) in bands(y0, y1, self.rows_per_request(frame)) {
-            let start = y as usize * stride;
-            let end = start + h as usize * stride;
-            self.conn.put_image(
-                ImageFormat::Z_PIXMAP,
-                self.root,
-                self.gc,
-                u16::try_from(frame.width)?,
-                u16::try_from(h)?,
-                0,
-                i16::try_from(y)?,
-                0,
-                self.depth,
-                &frame.data[start..end],
-            )?;
-        }
-        // A round trip: every request before it has been processed.
-        self.conn.get_input_focus()?.reply()?;
-        Ok(())
-    }
 }
 
 /// What a driver run did.
@@ -155,7 +73,7 @@ pub fn drive(
     log: Option<&mut dyn Write>,
     mut on_first: impl FnMut(),
 ) -> anyhow::Result<DriverReport> {
-    let painter = ScreenPainter::connect(display)?;
+    let painter = Painter::connect(display)?;
     let mut source = SyntheticSource::new(scene, width, height);
     let mut prev: Option<OwnedFrame> = None;
     let interval = Duration::from_secs_f64(1.0 / fps);
@@ -170,7 +88,7 @@ pub fn drive(
         }
         let frame = source.advance();
         match changed_rows(prev.as_ref(), frame) {
-            Some((y0, y1)) => painter.put_rows(frame, y0, y1)?,
+            Some(rows) => painter.put_rows(frame, 0, 0, rows)?,
             None => report.unchanged += 1,
         }
         if let Some(log) = log.as_deref_mut() {
@@ -195,19 +113,32 @@ pub fn drive(
     Ok(report)
 }
 
-/// Options of `pixelflux bench --drive-only`.
-#[derive(Debug, Clone)]
-pub struct DriveOnly {
+/// `pixelflux-bench drive`.
+#[derive(Debug, Clone, Args)]
+pub struct DriveArgs {
+    /// X display to draw into (default: $DISPLAY); it must be at least --size.
+    #[arg(long)]
     pub display: Option<String>,
+    /// The scene to draw.
+    #[arg(long)]
     pub scene: Scene,
-    pub size: (u32, u32),
+    /// Picture size, WxH (drawn at the top left).
+    #[arg(long, default_value = "1920x1080")]
+    pub size: RegionArg,
+    /// Frames drawn per second.
+    #[arg(long, default_value_t = 60.0)]
     pub fps: f64,
+    /// Append `index monotonic_ns` per drawn frame to this file.
+    #[arg(long)]
     pub log: Option<PathBuf>,
 }
 
-/// `pixelflux bench --drive-only`: drives until stdin closes, printing
-/// `ready` once the first frame is on the screen and a summary line at the end.
-pub fn run_drive_only(opts: DriveOnly) -> anyhow::Result<()> {
+/// `pixelflux-bench drive`: drives until stdin closes, printing `ready` once the first frame is
+/// on the screen and a summary line at the end.
+pub fn run(opts: DriveArgs) -> anyhow::Result<()> {
+    if !(opts.fps.is_finite() && opts.fps > 0.0) {
+        anyhow::bail!("--fps must be positive");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -231,7 +162,7 @@ pub fn run_drive_only(opts: DriveOnly) -> anyhow::Result<()> {
     let report = drive(
         opts.display.as_deref(),
         opts.scene,
-        opts.size,
+        (opts.size.width, opts.size.height),
         opts.fps,
         &stop,
         log_file.as_mut().map(|f| f as &mut dyn Write),
@@ -282,14 +213,6 @@ mod tests {
         b.data[3 * 16 + 5] = 1; // row 3
         b.data[6 * 16] = 9; // row 6
         assert_eq!(changed_rows(Some(&a), &b), Some((3, 7)));
-    }
-
-    #[test]
-    fn bands_cover_the_range_exactly() {
-        assert_eq!(bands(0, 10, 4), vec![(0, 4), (4, 4), (8, 2)]);
-        assert_eq!(bands(5, 6, 100), vec![(5, 1)]);
-        assert!(bands(3, 3, 4).is_empty());
-        assert_eq!(bands(0, 2, 0), vec![(0, 1), (1, 1)]);
     }
 
     #[test]

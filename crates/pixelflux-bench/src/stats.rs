@@ -1,6 +1,7 @@
-//! Pure helpers of the benchmark: percentiles, CPU and monotonic clocks, PSNR.
+//! Pure helpers of the benchmark: percentiles, CPU and monotonic clocks, a PSNR summary.
 
 use nix::time::{clock_gettime, ClockId};
+use pixelflux_testkit::psnr::from_mse as psnr_from_mse;
 
 /// The `p`-th percentile (0–100) of `values` by the nearest-rank method; `None` when empty.
 /// Sorts a copy, so the caller's order is kept.
@@ -57,45 +58,6 @@ pub fn monotonic_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// PSNR in dB over the B, G and R bytes of two equally long BGRX buffers (the fourth byte of
-/// each pixel is ignored); infinite when they are identical, `None` when the lengths differ
-/// or are empty. (The benchmark itself averages MSEs first; see `psnr_summary`.)
-#[cfg(test)]
-pub fn psnr_bgrx(a: &[u8], b: &[u8]) -> Option<f64> {
-    if a.len() != b.len() || a.is_empty() {
-        return None;
-    }
-    let mse = mse_bgrx(a, b);
-    Some(psnr_from_mse(mse))
-}
-
-/// Mean squared error over the B, G and R bytes of two equally long BGRX buffers.
-pub fn mse_bgrx(a: &[u8], b: &[u8]) -> f64 {
-    let mut se = 0u64;
-    let mut n = 0u64;
-    for (pa, pb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
-        for c in 0..3 {
-            let d = pa[c] as i32 - pb[c] as i32;
-            se += (d * d) as u64;
-        }
-        n += 3;
-    }
-    if n == 0 {
-        0.0
-    } else {
-        se as f64 / n as f64
-    }
-}
-
-/// PSNR of an 8-bit signal with this mean squared error.
-pub fn psnr_from_mse(mse: f64) -> f64 {
-    if mse <= 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0 * 255.0 / mse).log10()
-    }
-}
-
 /// Summary of a PSNR series: the mean of the per-sample MSEs turned back into dB (so one
 /// perfect sample does not make the mean infinite), and the worst sample.
 pub fn psnr_summary(mses: &[f64]) -> Option<(f64, f64)> {
@@ -128,22 +90,12 @@ mod tests {
     }
 
     #[test]
-    fn psnr_matches_hand_computed_values() {
-        let a = vec![100u8, 100, 100, 0, 100, 100, 100, 0];
-        assert_eq!(psnr_bgrx(&a, &a), Some(f64::INFINITY));
-        // Every colour byte off by 1: MSE 1, PSNR 20*log10(255) = 48.13 dB. The X byte differs
-        // and must not count.
-        let b = vec![101u8, 99, 101, 255, 99, 101, 99, 7];
-        let p = psnr_bgrx(&a, &b).unwrap();
-        assert!((p - 48.1308).abs() < 1e-3, "{p}");
-        // One byte of six off by 6: MSE 36/6 = 6.
-        let c = vec![106u8, 100, 100, 0, 100, 100, 100, 0];
-        assert!((mse_bgrx(&a, &c) - 6.0).abs() < 1e-12);
-        assert_eq!(psnr_bgrx(&a, &c[..4]), None);
-        assert_eq!(psnr_bgrx(&[], &[]), None);
+    fn psnr_summary_averages_mses_first() {
+        // One perfect sample does not make the mean infinite.
         let (avg, worst) = psnr_summary(&[0.0, 2.0]).unwrap();
         assert!((avg - psnr_from_mse(1.0)).abs() < 1e-12);
         assert!((worst - psnr_from_mse(2.0)).abs() < 1e-12);
+        assert_eq!(psnr_summary(&[]), None);
     }
 
     #[test]

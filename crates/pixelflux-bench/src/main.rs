@@ -1,16 +1,18 @@
-//! `pixelflux bench`: every synthetic scene through the whole pipeline, from the synthetic
+//! `pixelflux-bench`: every synthetic scene through the whole pipeline, from the synthetic
 //! source and from a real X server (a private Xvfb fed by the scene driver), with CPU, rate,
 //! size, quality (PSNR after real decoding), latency and per-stage figures.
 //!
-//! Sub-tools: `--drive-only` (the scene driver alone, for `bench/compare.py`), `bench psnr`
-//! (PSNR of a stripe dump from another capture library), `bench chart` (the comparison SVG).
+//! A developer tool, not part of the `pixelflux` command users install. Sub-tools: `drive`
+//! (the scene driver alone; the benchmark runs it as a child process, and so does
+//! `bench/compare.py`), `psnr` (PSNR of a stripe dump from another capture library), `chart`
+//! (the comparison SVG).
 
-pub mod chart;
-pub mod dump;
-pub mod quality;
-pub mod report;
-pub mod scene_driver;
-pub mod stats;
+mod chart;
+mod dump;
+mod quality;
+mod report;
+mod scene_driver;
+mod stats;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::source::x11::{Region, X11Source};
 use pixelflux::source::Damage;
@@ -27,13 +29,17 @@ use pixelflux::{
     CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Scene, ScreenCapture, SourceError,
     Stripe,
 };
-
-use crate::options::{EncodeOptions, RegionArg};
-use crate::serve::display::OwnXvfb;
+use pixelflux_cli::options::{EncodeOptions, RegionArg};
+use pixelflux_testkit::psnr::mse_bgrx;
+use pixelflux_testkit::xvfb::Xvfb;
 use quality::Received;
 use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
 use stats::{percentile, process_cpu_seconds, process_cpu_seconds_of, psnr_summary};
 
+fn main() -> anyhow::Result<()> {
+    pixelflux_cli::init_logging();
+    run(BenchArgs::parse())
+}
 /// Which sources to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceChoice {
@@ -44,8 +50,13 @@ pub enum SourceChoice {
     Both,
 }
 
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+/// Benchmark every scene through the pipeline (synthetic and X11; JPEG and H.264).
+#[derive(Debug, Parser)]
+#[command(
+    name = "pixelflux-bench",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub tool: Option<Tool>,
@@ -58,7 +69,7 @@ pub struct BenchArgs {
     /// Codecs to run, comma-separated: jpeg, h264 (default: both).
     #[arg(long, value_delimiter = ',')]
     pub codec: Vec<Codec>,
-    /// Scenes to run, comma-separated (default: all). With --drive-only, the one to drive.
+    /// Scenes to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     pub scene: Vec<Scene>,
     /// Sources to run.
@@ -79,42 +90,30 @@ pub struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Only drive --scene into --display until stdin closes, printing
-    /// `ready` once the first frame is up; used by bench/compare.py.
-    #[arg(long)]
-    pub drive_only: bool,
-    /// With --drive-only: append `index monotonic_ns` per drawn frame to this file.
-    #[arg(long)]
-    pub driver_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Tool {
+    /// Draw a scene into an X display until stdin closes (prints `ready` once the first
+    /// frame is up, a summary line at the end).
+    Drive(scene_driver::DriveArgs),
+    /// Run a private Xvfb until stdin closes (prints its display name once it accepts
+    /// connections); bench/compare.py's X server.
+    Xvfb(XvfbArgs),
     /// PSNR of a stripe dump (bench/compare.py) against the scene driver's frames.
     Psnr(dump::PsnrArgs),
     /// Draw the comparison chart (SVG) from the JSON bench/compare.py writes.
     Chart(chart::ChartArgs),
 }
 
-/// Runs `pixelflux bench` with these arguments.
+/// Runs `pixelflux-bench` with these arguments.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.tool {
+        Some(Tool::Drive(a)) => return scene_driver::run(a),
+        Some(Tool::Xvfb(a)) => return run_xvfb(&a),
         Some(Tool::Psnr(a)) => return dump::run(a),
         Some(Tool::Chart(a)) => return chart::run(a),
         None => {}
-    }
-    if args.drive_only {
-        let scene = match args.scene.as_slice() {
-            [scene] => *scene,
-            _ => bail!("--drive-only needs exactly one --scene"),
-        };
-        return scene_driver::run_drive_only(scene_driver::DriveOnly {
-            display: args.display.clone(),
-            scene,
-            size: (args.size.width, args.size.height),
-            fps: args.encode.fps,
-            log: args.driver_log.clone(),
-        });
     }
     let plan = Plan::from_args(&args)?;
     let results = plan.run()?;
@@ -122,7 +121,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let report = BenchReport {
             version: report::JSON_VERSION,
-            tool: "pixelflux bench".into(),
+            tool: "pixelflux-bench".into(),
             machine: Machine::detect(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             results,
@@ -131,6 +130,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// `pixelflux-bench xvfb`.
+#[derive(Debug, clap::Args)]
+pub struct XvfbArgs {
+    /// Screen size, WxH.
+    #[arg(long, default_value = "1920x1080")]
+    pub size: RegionArg,
+}
+
+/// Starts the one Xvfb launcher's server, prints its display and keeps it until stdin closes
+/// (the parent's way to stop it: nothing is left behind if the parent dies).
+fn run_xvfb(args: &XvfbArgs) -> anyhow::Result<()> {
+    let xvfb = Xvfb::start(args.size.width, args.size.height)?;
+    println!("{}", xvfb.display());
+    std::io::stdout().flush()?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+    drop(xvfb);
     Ok(())
 }
 
@@ -212,7 +230,7 @@ impl Plan {
         let needs_x = self.runs.iter().any(|r| r.0 == SourceKind::X11);
         // One X server for every X11 run; each run gets a fresh driver.
         let xvfb = match (&self.display, needs_x) {
-            (None, true) => Some(OwnXvfb::start(
+            (None, true) => Some(Xvfb::start(
                 self.settings.capture_width,
                 self.settings.capture_height,
             )?),
@@ -221,7 +239,7 @@ impl Plan {
         let display = self
             .display
             .clone()
-            .or_else(|| xvfb.as_ref().map(|x| x.display.clone()));
+            .or_else(|| xvfb.as_ref().map(|x| x.display().to_owned()));
         let xserver_pid = xvfb.as_ref().map(|x| x.pid());
         let mut results = Vec::new();
         for (n, &(source, codec, scene)) in self.runs.iter().enumerate() {
@@ -400,7 +418,7 @@ impl Plan {
             canvases
                 .iter()
                 .zip(&samples)
-                .map(|(c, (_, f))| stats::mse_bgrx(&c.data, &f.data))
+                .map(|(c, (_, f))| mse_bgrx(&c.data, &f.data))
                 .collect()
         };
         let psnr = psnr_summary(&mses).map(|(a, b)| (cap_psnr(a), cap_psnr(b)));
@@ -554,8 +572,8 @@ impl FrameSource for Tee {
     }
 }
 
-/// A running scene driver (`pixelflux bench --drive-only` in a child process, so its CPU time
-/// stays out of the capture's).
+/// A running scene driver (`pixelflux-bench drive` in a child process, so its CPU time stays
+/// out of the capture's).
 struct Driver {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -571,7 +589,7 @@ impl Driver {
             _ => std::env::current_exe().context("path of this program")?,
         };
         let mut child = Command::new(exe)
-            .args(["bench", "--drive-only", "--display", display])
+            .args(["drive", "--display", display])
             .args(["--scene", scene.name(), "--size", &format!("{w}x{h}")])
             .args(["--fps", &fps.to_string()])
             .stdin(Stdio::piped())

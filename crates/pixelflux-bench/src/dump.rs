@@ -1,4 +1,4 @@
-//! `pixelflux bench psnr`: quality of another capture's stripes (ours or upstream's, through
+//! `pixelflux-bench psnr`: quality of another capture's stripes (ours or upstream's, through
 //! Python, written by `bench/compare.py`) against the frames the scene driver drew.
 //!
 //! A foreign capture does not tell which driver frame it grabbed, so each sampled picture is
@@ -21,7 +21,9 @@ use pixelflux::{Codec, Scene};
 use serde::Serialize;
 
 use super::quality::{reconstruct, Received};
-use super::stats::{mse_bgrx, percentile, psnr_from_mse, psnr_summary};
+use pixelflux_testkit::psnr::{from_mse as psnr_from_mse, mse_bgrx};
+
+use super::stats::{percentile, psnr_summary};
 
 /// Magic bytes at the start of a dump.
 pub const MAGIC: &[u8; 8] = b"PFXDUMP1";
@@ -341,7 +343,7 @@ pub fn psnr_of_dump(
     })
 }
 
-/// `pixelflux bench psnr`.
+/// `pixelflux-bench psnr`.
 pub fn run(args: PsnrArgs) -> anyhow::Result<()> {
     let dump = read_dump(std::io::BufReader::new(
         std::fs::File::open(&args.dump).with_context(|| format!("open {}", args.dump.display()))?,
@@ -365,19 +367,7 @@ pub fn run(args: PsnrArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use pixelflux::OwnedFrame;
-
-    fn jpeg(frame: &OwnedFrame) -> Vec<u8> {
-        let image = turbojpeg::Image {
-            pixels: frame.data.as_slice(),
-            width: frame.width as usize,
-            pitch: frame.stride(),
-            height: frame.height as usize,
-            format: turbojpeg::PixelFormat::BGRX,
-        };
-        turbojpeg::compress(image, 90, turbojpeg::Subsamp::Sub2x2)
-            .unwrap()
-            .to_vec()
-    }
+    use pixelflux_testkit::reference_jpeg;
 
     #[test]
     fn candidates_cover_the_window_and_the_frame_before_it() {
@@ -412,7 +402,7 @@ mod tests {
                 frame_id: 0,
                 y: 0,
                 height: h,
-                payload: jpeg(&frames[4]),
+                payload: reference_jpeg(&frames[4], 90),
             },
             capture_ns: t,
             callback_ns: t + 5_000_000,

@@ -1,4 +1,4 @@
-//! `pixelflux bench chart`: the ours-vs-upstream SVG chart from `bench/compare.py`'s JSON.
+//! `pixelflux-bench chart`: the ours-vs-upstream SVG chart from `bench/compare.py`'s JSON.
 
 use std::path::PathBuf;
 
@@ -110,7 +110,7 @@ pub fn draw(cmp: &Comparison, out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `pixelflux bench chart`.
+/// `pixelflux-bench chart`.
 pub fn run(args: ChartArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("read {}", args.input.display()))?;
