@@ -177,11 +177,10 @@ def test_h264_stripes_decode_to_the_drawn_content(xvfb, fullcolor):
     assert quality >= standard - 1.0, f"PSNR {quality:.2f} dB vs {standard:.2f} dB"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: a refresh IDR (request_idr, a viewer joining) on a still screen comes out "
-    "at 28.8 dB where the first IDR of the same picture reaches 43.3 dB and x264 itself 43 dB "
-    "(CRF 25); remove this mark when fixed"))
 def test_a_refresh_idr_is_as_sharp_as_x264_makes_the_picture(xvfb):
+    """x264's rate control coded an IDR right after another from its own complexity (28.8 dB
+    here) where the first got QP 22 (43.3 dB); refreshes are now forced to the first's
+    quantizer (docs/h264.md)."""
     picture = pattern_image(640, 480, seed=5)
     xvfb.draw(picture)
     got = Collector()

@@ -3,7 +3,12 @@
 //!
 //! Every call produces one whole access unit behind the 10-byte header of [`crate::wire`]; the
 //! header's frame type is what x264 actually produced. A new encoder starts with an IDR; a
-//! `keyframe` request forces one (SPS/PPS in front).
+//! `keyframe` request forces one (SPS/PPS in front) at the quantizer x264 gave the first
+//! picture ([`x264::Encoder::first_picture_qp`], CRF 25: QP 22). Left to rate control, an IDR
+//! right after another I picture (a refresh of a still screen, where unchanged stripes are not
+//! encoded in between) takes its quantizer from its own complexity, QP 33–35 on detailed
+//! content (about 30 dB instead of 43.6 dB), and one after P pictures takes theirs; see
+//! `docs/h264.md`.
 //!
 //! A `paint_over` request is an IDR at quantizer `min(h264_crf, 10)` for that one picture,
 //! forced per picture (`i_qpplus1`); rate control is untouched, so the next picture is back at
@@ -105,7 +110,17 @@ impl StripeEncoder for H264Encoder {
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
         self.fit(pixels.width, pixels.height)?;
         self.planes.convert(pixels).map_err(EncodeError::Color)?;
-        let qp = request.paint_over.then_some(self.paint_over_qp);
+        // Every key frame after the first is one we ask for (infinite GOP, no scene cuts):
+        // paint-overs at their own quantizer, refreshes at the quantizer x264 gives a stream's
+        // first picture, as rate control would make a refresh after another I picture
+        // far coarser (see the module documentation).
+        let qp = if request.paint_over {
+            Some(self.paint_over_qp)
+        } else if request.keyframe {
+            Some(self.encoder.first_picture_qp())
+        } else {
+            None
+        };
         let force_idr = request.keyframe || request.paint_over;
         wire::write_h264_header(
             out,
@@ -255,6 +270,49 @@ mod tests {
             (0.7..1.4).contains(&ratio),
             "key frame after a paint-over: {ratio:.2}x the size without"
         );
+    }
+
+    #[test]
+    fn a_requested_key_frame_is_coded_like_the_first_picture() {
+        // x264 alone: an IDR right after the first one came out at QP 33–35 instead of 22
+        // (CRF 25), one after P pictures anywhere from 10 to 26 (docs/h264.md).
+        let f = picture(256, 64, 4);
+        for (p_pictures, changing) in [(0, false), (1, false), (5, false), (40, false), (5, true)] {
+            let mut enc = H264Encoder::new(&settings(25, false), 256, 64).unwrap();
+            let (first, _) = run(&mut enc, &f, request(false, false), 0);
+            let first_qp = enc.encoder.last_qp();
+            assert_eq!(
+                first_qp,
+                Some(enc.encoder.first_picture_qp()),
+                "x264's own quantizer for a first picture at CRF 25"
+            );
+            assert_eq!(first_qp, Some(22));
+            for i in 0..p_pictures {
+                let pic = if changing {
+                    picture(256, 64, 9 + i)
+                } else {
+                    f.clone()
+                };
+                let (_, o) = run(&mut enc, &pic, request(false, false), 1 + i as u64);
+                assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Other));
+            }
+            let (refresh, o) = run(&mut enc, &f, request(true, false), 100);
+            assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
+            assert_eq!(
+                enc.encoder.last_qp(),
+                first_qp,
+                "refresh after {p_pictures} P pictures (changing: {changing})"
+            );
+            // Same pixels, same quantizer: the same picture give or take the headers and the
+            // version SEI x264 puts into the very first one only.
+            let ratio = refresh.len() as f64 / first.len() as f64;
+            assert!(
+                (0.9..=1.02).contains(&ratio),
+                "refresh {} bytes vs first {} bytes",
+                refresh.len(),
+                first.len()
+            );
+        }
     }
 
     #[test]

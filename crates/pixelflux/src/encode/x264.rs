@@ -144,6 +144,11 @@ pub struct Encoder {
     log: Box<LogSink>,
     config: Config,
     pts: i64,
+    /// `6·log2(ip_factor)`: how many quantizer steps finer x264 makes an I picture than the
+    /// P pictures around it (x264's `ip_offset`, about 2.9 with the default factor 1.4).
+    ip_offset: f32,
+    /// The quantizer of the last picture produced, as x264 reported it.
+    last_qp: Option<u8>,
 }
 
 // SAFETY: an x264_t is not tied to the thread that opened it; x264's documentation only
@@ -218,6 +223,7 @@ impl Encoder {
         param.vui.i_colorprim = 1;
         param.vui.i_transfer = 1;
         param.vui.i_colmatrix = 1;
+        let ip_offset = 6.0 * param.rc.f_ip_factor.max(f32::MIN_POSITIVE).log2();
         // SAFETY: `param` is valid and the profile name is a NUL-terminated static string.
         let rc =
             unsafe { sys::x264_param_apply_profile(&mut *param, config.chroma.profile().as_ptr()) };
@@ -239,7 +245,26 @@ impl Encoder {
             log,
             config,
             pts: 0,
+            ip_offset,
+            last_qp: None,
         })
+    }
+
+    /// The quantizer x264's CRF rate control gives the very first picture of a stream, an IDR:
+    /// `CRF - 6·log2(ip_factor)` rounded (CRF 25: 22). x264 fixes that picture's quantizer
+    /// from the CRF alone; a later I picture gets its quantizer from the running average of
+    /// the P pictures before it or, when no P picture came between, from its own complexity
+    /// (see `docs/h264.md`), which is why [`crate::encode::h264`] forces this value on key
+    /// frames it asks for.
+    pub fn first_picture_qp(&self) -> u8 {
+        (self.config.crf - self.ip_offset).round().clamp(0.0, 51.0) as u8
+    }
+
+    /// The quantizer of the last picture [`encode`](Self::encode) produced (x264's frame QP),
+    /// `None` before the first.
+    #[cfg(test)]
+    pub fn last_qp(&self) -> Option<u8> {
+        self.last_qp
     }
 
     /// Encodes one picture and appends its access unit (Annex-B NAL units) to `out`.
@@ -335,6 +360,7 @@ impl Encoder {
                 unsafe { std::slice::from_raw_parts(nal.p_payload, nal.i_payload as usize) };
             out.extend_from_slice(bytes);
         }
+        self.last_qp = u8::try_from(pic_out.i_qpplus1 - 1).ok();
         let kind = match pic_out.i_type as u32 {
             sys::X264_TYPE_IDR => PictureType::Idr,
             sys::X264_TYPE_I => PictureType::I,
