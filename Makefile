@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build build-bench lint test-rust test-python test-browser bench compare
+.PHONY: run test deps deps-test build build-bench lint test-rust test-nogpl test-python test-browser bench compare docs-check wheels fuzz soak
 
 deps:
 	@scripts/install-deps.sh run
@@ -27,11 +27,16 @@ lint:
 test-rust:
 	$(CARGO) test --workspace
 
+# The core without GPL code (no libx264; H.264 refused by name): it must build and pass.
+test-nogpl:
+	$(CARGO) clippy -p pixelflux --no-default-features --all-targets -- -D warnings
+	$(CARGO) test -p pixelflux --no-default-features
+
 # Python module tests: a private venv with the test tools, the module built in release mode
 # and installed from this tree (`pip install .`), then pytest under private Xvfb servers.
 PYTHON ?= python3
 PY_VENV := .venv-test
-PY_TEST_TOOLS := "maturin>=1.5,<2" "pytest>=7" "pytest-timeout>=2.1" "pillow>=9" "python-xlib>=0.33" \
+PY_TEST_TOOLS := "maturin>=1.9.4,<2" "pytest>=7" "pytest-timeout>=2.1" "pillow>=9" "python-xlib>=0.33" \
   "websockets>=11"
 
 test-python: deps-test
@@ -57,7 +62,7 @@ test-browser: build
 # time, and the exit status is non-zero if any failed. Each suite also has a hard time limit
 # (scripts/test-all.sh), on top of the per-test limits.
 test: deps-test
-	@scripts/test-all.sh lint test-rust test-python test-browser
+	@scripts/test-all.sh lint test-rust test-nogpl docs-check test-python test-browser
 
 # Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
 # target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
@@ -72,3 +77,36 @@ bench: build-bench
 # target/compare/compare.json and docs/compare.svg. Not part of `make test`.
 compare: build-bench deps-test
 	python3 bench/compare.py $(COMPARE_ARGS)
+
+# The docs match the code: every command shown in README.md, LICENSES.md and docs/*.md is run
+# with --help (or its target, package, test or file looked up), and the list of bundled
+# third-party licences is current.
+docs-check:
+	$(CARGO) test -p pixelflux-cli --test docs_commands
+	python3 scripts/third-party-licenses.py --check
+
+# Python wheels into target/wheels/: abi3 (CPython >= 3.11) and per-version 3.9/3.10, manylinux
+# with libx264 bundled, each tested in a clean venv with the system libx264 hidden (needs root
+# for `unshare -m`). NO_GPL=1 builds them without x264; see scripts/build-wheels.sh.
+wheels: deps-test
+	scripts/build-wheels.sh
+
+# Fuzz every parser of client input in `serve` (fuzz/: WebSocket messages, the WxH+X+Y region,
+# token/Host/Origin checks) with libFuzzer for FUZZ_SECONDS each (needs the nightly toolchain;
+# installs cargo-fuzz once). Not part of `make test`. Crashes land in fuzz/artifacts/. The first
+# build instruments the whole library (about 25 min on 2 busy cores); later ones take a minute.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := client_message region request_checks
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 || exit 1; \
+	done
+
+# Soak: `serve` on full motion (1280x720 @30, JPEG) with a normal and a slow (64 KiB/s) viewer
+# for SOAK_SECONDS (default 10 min); RSS, fds and threads sampled every 5 s must stay flat
+# after the warm-up. Not part of `make test`.
+SOAK_SECONDS ?= 600
+soak: build
+	node scripts/soak.mjs $(SOAK_SECONDS) target/release/pixelflux

@@ -1,7 +1,26 @@
 """Type stubs for the native module behind the `pixelflux` package."""
 
 import os
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union, final
+
+__all__ = [
+    "CaptureSettings",
+    "ScreenCapture",
+    "StripeCallback",
+    "StripeEncodeResult",
+    "OUTPUT_MODE_JPEG",
+    "OUTPUT_MODE_H264",
+    "STRIPE_TYPE_JPEG",
+    "STRIPE_TYPE_H264",
+    "WATERMARK_NONE",
+    "WATERMARK_TOP_LEFT",
+    "WATERMARK_TOP_RIGHT",
+    "WATERMARK_BOTTOM_LEFT",
+    "WATERMARK_BOTTOM_RIGHT",
+    "WATERMARK_MIDDLE",
+    "WATERMARK_ANIMATED",
+    "__version__",
+]
 
 __version__: str
 
@@ -19,6 +38,7 @@ WATERMARK_ANIMATED: int
 
 _PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]", None]
 
+@final
 class CaptureSettings:
     """Settings of a capture, with pixelflux 1.2.2's fields and defaults.
 
@@ -69,7 +89,8 @@ class CaptureSettings:
     vaapi_render_node_index: int
     """Accepted for compatibility; software encoders are always used (default -1)."""
     stripe_height: int
-    """Rows per stripe, even, >= 16 (ours; default 64)."""
+    """Rows per stripe, even, >= 16; 0 picks per codec: 64 for JPEG, 128 for H.264
+    (ours; default 0)."""
     display: Optional[str]
     """X display to capture, such as ":1" (ours; default None = $DISPLAY)."""
     scene: Optional[str]
@@ -78,6 +99,7 @@ class CaptureSettings:
     def __copy__(self) -> "CaptureSettings": ...
     def __deepcopy__(self, memo: Any) -> "CaptureSettings": ...
 
+@final
 class StripeEncodeResult:
     """One encoded stripe. Read-only; supports the buffer protocol (memoryview, no copy)."""
 
@@ -110,6 +132,7 @@ class StripeEncodeResult:
 
 _Callback = Callable[[StripeEncodeResult, Any], object]
 
+@final
 class StripeCallback:
     """Wraps the function called as fn(result, user_data) for every stripe."""
 
@@ -118,6 +141,7 @@ class StripeCallback:
     def function(self) -> _Callback: ...
     def __call__(self, result: StripeEncodeResult, user_data: Any = None) -> object: ...
 
+@final
 class ScreenCapture:
     """Captures a screen region and calls back with each changed, encoded stripe."""
 

@@ -172,6 +172,14 @@ describe('pixelflux serve in Chromium', () => {
       assert.equal(opened, false);
       for (const v of [bad, none, good]) await v.page.close();
     });
+    // The printed URL percent-encodes the token: one with URL syntax in it works as printed.
+    await withServe(['--scene', 'static', '--region', '320x192', '--token', 'a+b&c d'], async (server) => {
+      assert.match(server.url, /\?token=a%2Bb%26c\+d$/);
+      const v = await openViewer(server.url);
+      assert.equal(v.response.status(), 200);
+      await waitForFullPicture(v.page);
+      await v.page.close();
+    });
   });
 
   test('the client reconnects after the server restarts, and follows a new capture size', async () => {

@@ -14,7 +14,8 @@ use crate::options::CaptureOptions;
 pub struct CaptureArgs {
     #[command(flatten)]
     pub options: CaptureOptions,
-    /// Stop after this many seconds (default: until Ctrl-C).
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM; either prints the
+    /// summary and exits with status 0).
     #[arg(long)]
     pub seconds: Option<f64>,
 }
@@ -22,7 +23,7 @@ pub struct CaptureArgs {
 pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
     let (settings, spec) = args.options.resolve()?;
     println!(
-        "capturing {}x{}+{}+{} from {} as {} at {} fps (Ctrl-C stops)",
+        "capturing {}x{}+{}+{} from {} as {} at {} fps (Ctrl-C or SIGTERM stops)",
         settings.capture_width,
         settings.capture_height,
         settings.capture_x,
@@ -31,10 +32,9 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
         settings.output_mode,
         settings.target_fps
     );
-    let capture = ScreenCapture::start(settings, spec, |_| {})?;
     let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    ctrlc_flag(flag);
+    ctrlc_flag(Arc::clone(&interrupted))?;
+    let capture = ScreenCapture::start(settings, spec, |_| {})?;
     let t0 = Instant::now();
     let mut last = capture.stats();
     let mut cpu_last = cpu_seconds();
@@ -98,18 +98,31 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sets `flag` on SIGINT/SIGTERM, using tokio's signal handling on a small runtime thread.
-fn ctrlc_flag(flag: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
-        flag.store(true, Ordering::Relaxed);
-    });
+/// Sets `flag` on the first SIGINT (Ctrl-C) or SIGTERM, using tokio's signal handling on a
+/// small runtime thread; the capture loop then stops and prints its summary. Fails when the
+/// handlers cannot be installed, so a signal never silently kills the process instead.
+fn ctrlc_flag(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Registered here, before the capture runs, so no signal can arrive unhandled.
+    let (mut int, mut term) = rt.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("pixelflux-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            flag.store(true, Ordering::Relaxed);
+        })?;
+    Ok(())
 }

@@ -26,7 +26,7 @@ enum Command {
     Capture(capture_cmd::CaptureArgs),
     /// Stream the screen (or a scene) to browsers: open the printed URL.
     Serve(serve::ServeArgs),
-    /// Write the first frame of a source as a PPM image.
+    /// Write the first frame of a source as a PNG (or PPM) image.
     Snapshot(snapshot_cmd::SnapshotArgs),
 }
 

@@ -124,6 +124,36 @@ impl CaptureOptions {
             output_mode: self.codec,
             ..self.encode.settings()
         };
+        let source = SourceOptions {
+            display: self.display.clone(),
+            region: self.region,
+            scene: self.scene,
+        };
+        let spec = source.resolve(&mut settings)?;
+        Ok((settings, spec))
+    }
+}
+
+/// Where to capture from, without encoding options (`pixelflux snapshot`).
+#[derive(Debug, Clone, Args)]
+pub struct SourceOptions {
+    /// X display to capture (default: $DISPLAY).
+    #[arg(long)]
+    pub display: Option<String>,
+    /// Region to capture, WxH+X+Y (default: the whole screen).
+    #[arg(long)]
+    pub region: Option<RegionArg>,
+    /// Play a built-in synthetic scene instead of capturing a display
+    /// (static, typing, scroll, video, full).
+    #[arg(long)]
+    pub scene: Option<Scene>,
+}
+
+impl SourceOptions {
+    /// The source these options name, with the region written into `settings` (which are then
+    /// validated). With no scene, the display is asked for its size when no region is given;
+    /// with no display at all, the `typing` scene plays.
+    pub fn resolve(&self, settings: &mut CaptureSettings) -> anyhow::Result<SourceSpec> {
         let display = self
             .display
             .clone()
@@ -154,7 +184,7 @@ impl CaptureOptions {
             (None, _) => {}
         }
         settings.validate()?;
-        Ok((settings, spec))
+        Ok(spec)
     }
 }
 

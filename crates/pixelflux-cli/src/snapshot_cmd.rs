@@ -1,37 +1,98 @@
-//! `pixelflux snapshot`: write the first frame a source produces as a PPM image — the
-//! reference picture the browser tests compare the streamed canvas with.
+//! `pixelflux snapshot`: write the first frame a source produces as a PNG (or PPM) image —
+//! the reference picture the browser tests compare the streamed canvas with.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use pixelflux::CaptureSettings;
 
-use crate::options::CaptureOptions;
+use crate::options::SourceOptions;
+
+/// Image formats `pixelflux snapshot` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImageFormat {
+    /// PNG, 8-bit RGB.
+    Png,
+    /// Binary PPM (P6), 8-bit RGB.
+    Ppm,
+}
 
 /// Options of `pixelflux snapshot`.
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     #[command(flatten)]
-    pub options: CaptureOptions,
-    /// Where to write the picture (binary PPM, P6).
+    pub source: SourceOptions,
+    /// Where to write the picture.
     #[arg(long)]
     pub out: PathBuf,
+    /// Image format (default: PPM when the file name ends in .ppm or .pnm, else PNG).
+    #[arg(long, value_enum)]
+    pub format: Option<ImageFormat>,
 }
 
 pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
-    let (settings, spec) = args.options.resolve()?;
+    let mut settings = CaptureSettings::default();
+    let spec = args.source.resolve(&mut settings)?;
     let config = pixelflux::PipelineConfig::new(&settings)?;
     let mut source = spec.open(&config)?;
     let frame = source.grab()?;
     let view = frame.view();
-    let mut ppm = Vec::with_capacity(32 + view.width as usize * view.height as usize * 3);
-    write!(ppm, "P6\n{} {}\n255\n", view.width, view.height)?;
-    for y in 0..view.height {
+    let (width, height) = (view.width, view.height);
+    let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
+    for y in 0..height {
         for px in view.row(y).chunks_exact(4) {
-            ppm.extend_from_slice(&[px[2], px[1], px[0]]);
+            // BGRX in memory.
+            rgb.extend_from_slice(&[px[2], px[1], px[0]]);
         }
     }
-    std::fs::write(&args.out, ppm).with_context(|| format!("cannot write {:?}", args.out))?;
+    let format = args.format.unwrap_or_else(|| format_for(&args.out));
+    let image = match format {
+        ImageFormat::Png => png_bytes(width, height, &rgb)?,
+        ImageFormat::Ppm => {
+            let mut ppm = Vec::with_capacity(32 + rgb.len());
+            write!(ppm, "P6\n{width} {height}\n255\n")?;
+            ppm.extend_from_slice(&rgb);
+            ppm
+        }
+    };
+    std::fs::write(&args.out, image)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     Ok(())
+}
+
+/// The format a file name asks for: PPM for `.ppm`/`.pnm`, PNG otherwise.
+fn format_for(path: &Path) -> ImageFormat {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("ppm") || ext.eq_ignore_ascii_case("pnm") => {
+            ImageFormat::Ppm
+        }
+        _ => ImageFormat::Png,
+    }
+}
+
+/// `rgb` (packed 8-bit RGB, `width` x `height`) as a PNG file.
+fn png_bytes(width: u32, height: u32, rgb: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().context("PNG header")?;
+    writer.write_image_data(rgb).context("PNG data")?;
+    writer.finish().context("PNG end")?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_follows_the_file_name() {
+        assert_eq!(format_for(Path::new("a/frame.ppm")), ImageFormat::Ppm);
+        assert_eq!(format_for(Path::new("frame.PNM")), ImageFormat::Ppm);
+        assert_eq!(format_for(Path::new("frame.png")), ImageFormat::Png);
+        assert_eq!(format_for(Path::new("frame")), ImageFormat::Png);
+    }
 }

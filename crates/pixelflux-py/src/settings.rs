@@ -327,7 +327,8 @@ properties! {
     methods {
         /// `CaptureSettings()` has 1.2.2's defaults; keyword arguments (ours) set fields.
         #[new]
-        #[pyo3(signature = (**fields))]
+        // pyo3 writes no text signature for a bare `**kwargs`; give `inspect` one.
+        #[pyo3(signature = (**fields), text_signature = "(**fields)")]
         fn new(fields: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
             let mut settings = Self {
                 core: CaptureSettings::default(),

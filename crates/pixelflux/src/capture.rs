@@ -825,6 +825,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "x264")] // starts an H.264 capture
     fn format_reports_the_rounded_size() {
         let (s, spec) = small(Scene::Static);
         let s = CaptureSettings {

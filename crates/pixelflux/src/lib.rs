@@ -47,7 +47,9 @@ pub mod wire;
 pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
 pub use config::{Control, ControlError, PipelineConfig, StreamFormat};
 pub use detect::StripeLayout;
-pub use encode::{ColorError, EncodeError, StripeKind, X264Error};
+#[cfg(feature = "x264")]
+pub use encode::{ColorError, X264Error};
+pub use encode::{EncodeError, StripeKind};
 pub use frame::{Frame, FrameRef, OwnedFrame, BYTES_PER_PIXEL};
 pub use overlay::{Overlay, OverlayError};
 pub use pipeline::{Pipeline, TickOutput};

@@ -2,6 +2,7 @@
 //!
 //! Each stripe position (`y`) is its own H.264 stream: the payloads after the 10-byte header,
 //! concatenated in order, are what a browser's per-stripe decoder gets.
+#![cfg(feature = "x264")] // the H.264 encoder is behind the default `x264` feature
 
 mod support;
 

@@ -4,11 +4,56 @@
 
 use std::io::ErrorKind;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
 use pixelflux_xvfb::{terminate, Target, GRACE};
 pub use pixelflux_xvfb::{Xvfb as OwnXvfb, XvfbError as DisplayError};
+
+/// How long [`XHold::connect`] keeps trying while the X server resets.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to the X server held for as long as `serve` runs.
+///
+/// A plain X server (started without `-noreset`) resets when its last client disconnects,
+/// and a connection made during the reset is dropped ("connection reset by peer"). `serve`
+/// opens several connections in turn (the screen size, the capture, size checks, a restarted
+/// capture); with this one open underneath, none of their closes can reset the server.
+pub struct XHold {
+    _conn: x11rb::rust_connection::RustConnection,
+}
+
+impl XHold {
+    /// Connects to `display` and completes a round trip, retrying while the server is in a
+    /// reset (another client, such as a previous `serve`, just left) for up to 5 s.
+    pub fn connect(display: &str) -> Result<Self, String> {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::ConnectionExt as _;
+        let t0 = Instant::now();
+        loop {
+            let attempt = x11rb::connect(Some(display))
+                .map_err(|e| e.to_string())
+                .and_then(|(conn, _)| {
+                    conn.get_input_focus()
+                        .map_err(|e| e.to_string())?
+                        .reply()
+                        .map_err(|e| e.to_string())?;
+                    conn.flush().map_err(|e| e.to_string())?;
+                    Ok(conn)
+                });
+            match attempt {
+                Ok(conn) => return Ok(Self { _conn: conn }),
+                Err(e) if t0.elapsed() >= HOLD_TIMEOUT => return Err(e),
+                Err(e) => {
+                    let name = display;
+                    tracing::debug!("X display {name} not ready ({e}): retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}
 
 /// The user's program, started inside the display.
 #[derive(Debug)]

@@ -1,12 +1,15 @@
 //! The HTTP side of `serve`: the embedded page, the WebSocket stream, the token and origin
 //! checks, and validation of what clients send.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -15,6 +18,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::hub::{epoch_ms, Hub};
+use super::limits::{Limits, PingBudget};
 
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../../../web/client.js");
@@ -31,6 +35,10 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The token a client must present (`?token=`), if one is set.
     pub token: Option<String>,
+    /// The address the server is bound to (a `Host` naming it is accepted without a token).
+    pub listen: SocketAddr,
+    /// Per-connection bounds.
+    pub limits: Limits,
 }
 
 /// Messages a client may send, as JSON objects with a `type` field. New kinds (input events)
@@ -122,12 +130,57 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// The routes: `/` (the page), `/client.js`, `/ws` (the stream).
+/// Whether a `Host` header value names this machine's loopback interface or the listening
+/// address: `localhost`, `127.0.0.0/8`, `[::1]` or the listen IP, with any port. Without a
+/// token this is what stops DNS rebinding: a page on `evil.example` whose name now resolves to
+/// 127.0.0.1 still sends `Host: evil.example`.
+pub fn host_allowed(host: &str, listen: SocketAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, tail)) if tail.is_empty() || tail.starts_with(':') => v6,
+            _ => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => {
+            let ip = ip.to_canonical();
+            ip.is_loopback() || ip == listen.ip().to_canonical()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Without a token, refuses requests whose `Host` is not loopback or the listen address.
+async fn check_host(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if st.token.is_none() {
+        let host = req.headers().get(header::HOST).map(HeaderValue::to_str);
+        if !matches!(host, Some(Ok(h)) if host_allowed(h, st.listen)) {
+            tracing::warn!("refused a request for a foreign Host: {host:?}");
+            return (
+                StatusCode::FORBIDDEN,
+                "this server answers only to localhost without a token\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The routes: `/` (the page), `/client.js`, `/ws` (the stream), behind the `Host` check.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/client.js", get(client_js))
         .route("/ws", get(stream))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            check_host,
+        ))
         .with_state(state)
 }
 
@@ -188,32 +241,116 @@ async fn stream(
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
+        // tungstenite requires it above its 128 KiB write buffer.
+        .max_write_buffer_size(st.limits.max_write_buffer.max(256 << 10))
         .on_upgrade(move |socket| viewer_session(st, socket))
 }
 
-/// One viewer: a writer draining its queue into the socket and a reader validating what the
-/// client sends, until either side ends. A bad message closes this connection only.
+/// Close frame for a failed WebSocket read: 1009 for a message or frame over the size limit,
+/// 1007 for text that is not UTF-8, 1002 for a protocol violation. `None`: the connection
+/// itself failed (reset, closed), there is no one to tell.
+pub fn close_for_read_error(err: axum::Error) -> Option<CloseFrame> {
+    let err = err.into_inner().downcast::<tungstenite::Error>().ok()?;
+    let (code, reason) = match *err {
+        tungstenite::Error::Capacity(e) => (close_code::SIZE, e.to_string()),
+        tungstenite::Error::Utf8(_) => (close_code::INVALID, "text is not UTF-8".to_string()),
+        // The peer is gone: nobody to send a close frame to.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => return None,
+        tungstenite::Error::Protocol(e) => (close_code::PROTOCOL, e.to_string()),
+        _ => return None,
+    };
+    Some(close_frame(code, &reason))
+}
+
+/// A close frame; the reason is cut to fit the 123 bytes a close frame allows.
+fn close_frame(code: u16, reason: &str) -> CloseFrame {
+    let mut cut = reason.len().min(120);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    CloseFrame {
+        code,
+        reason: reason[..cut].to_string().into(),
+    }
+}
+
+/// How long the closing handshake may take once a session ends (the peer may not read).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// One viewer: a writer draining its queue into the socket (and pinging the client), and a
+/// reader validating what the client sends, until either side ends. A bad message closes
+/// this connection only.
 async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
+    let limits = st.limits;
     let viewer = st.hub.join();
     let (mut sink, mut source) = socket.split();
+    let started = Instant::now();
+    // Milliseconds since `started` at which the client last answered a ping.
+    let last_heard = AtomicU64::new(0);
     let writer = async {
-        while let Some(msg) = viewer.next().await {
-            if sink.send(msg).await.is_err() {
-                return None;
+        let mut keepalive = tokio::time::interval_at(
+            tokio::time::Instant::now() + limits.ping_interval,
+            limits.ping_interval,
+        );
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                msg = viewer.next() => match msg {
+                    Some(msg) => msg,
+                    None => return Some(close_frame(close_code::AWAY, "server shutting down")),
+                },
+                _ = keepalive.tick() => {
+                    let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
+                    if started.elapsed().saturating_sub(heard) >= limits.idle_timeout {
+                        tracing::warn!("closing a viewer connection: silent for {:?}", limits.idle_timeout);
+                        return Some(close_frame(close_code::POLICY, "no answer to pings"));
+                    }
+                    Message::Ping(Default::default())
+                }
+            };
+            match tokio::time::timeout(limits.write_timeout, sink.send(msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!("a viewer connection failed: {e}");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "dropping a viewer that read nothing for {:?}",
+                        limits.write_timeout
+                    );
+                    return None;
+                }
             }
         }
-        Some(CloseFrame {
-            code: close_code::AWAY,
-            reason: "server shutting down".into(),
-        })
     };
     let reader = async {
         let mut last_refresh: Option<Instant> = None;
+        let mut pings = PingBudget::new(&limits);
         while let Some(received) = source.next().await {
-            let Ok(msg) = received else {
-                // Over the size limit, or a protocol error: tungstenite has failed the socket.
-                return None;
+            let msg = match received {
+                Ok(msg) => msg,
+                Err(e) => {
+                    let close = close_for_read_error(e);
+                    if let Some(c) = &close {
+                        tracing::warn!("closing a viewer connection ({}): {}", c.code, c.reason);
+                    }
+                    return close;
+                }
             };
+            // Only a pong answers the keepalive: a client that pings or talks but never reads
+            // is not answering.
+            if matches!(msg, Message::Pong(_)) {
+                let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                last_heard.store(now_ms, Ordering::Relaxed);
+            }
+            // tungstenite has queued the pong already; a flood would grow its write buffer.
+            if matches!(msg, Message::Ping(_)) && !pings.take() {
+                tracing::warn!("closing a viewer connection: ping flood");
+                return Some(close_frame(close_code::POLICY, "too many pings"));
+            }
             match parse_client_message(&msg) {
                 Ok(Some(ClientMessage::Refresh)) => {
                     if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL) {
@@ -237,10 +374,7 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
                         BadMessage::Binary => close_code::UNSUPPORTED,
                         BadMessage::Invalid(_) => close_code::POLICY,
                     };
-                    return Some(CloseFrame {
-                        code,
-                        reason: bad.to_string().chars().take(100).collect::<String>().into(),
-                    });
+                    return Some(close_frame(code, &bad.to_string()));
                 }
             }
         }
@@ -250,10 +384,14 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
         close = writer => close,
         close = reader => close,
     };
-    if let Some(frame) = close {
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    }
-    let _ = sink.close().await;
+    // Bounded: a client that does not read would otherwise hold the session forever.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if let Some(frame) = close {
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = sink.close().await;
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -348,6 +486,11 @@ mod tests {
     }
 
     async fn server(token: Option<&str>) -> Server {
+        server_with(token, Limits::default()).await
+    }
+
+    /// A server on port 0 (the bound address read back), served by the real accept loop.
+    async fn server_with(token: Option<&str>, limits: Limits) -> Server {
         let refreshes = Arc::new(AtomicUsize::new(0));
         let r = Arc::clone(&refreshes);
         let hub = Hub::new(HubConfig::default(), move || {
@@ -360,13 +503,21 @@ mod tests {
             fullcolor: false,
             stripe_height: 64,
         });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let state = Arc::new(AppState {
             hub: Arc::clone(&hub),
             token: token.map(str::to_string),
+            listen: addr,
+            limits,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        tokio::spawn(super::super::server::serve(
+            listener,
+            router(state),
+            limits,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
         Server {
             addr,
             hub,
@@ -374,14 +525,29 @@ mod tests {
         }
     }
 
-    /// Status code of a plain GET.
-    async fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    /// Every wait in these tests ends by this deadline (a hang is a failure).
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// Status code of a plain GET with this `Host`; fails on a connection closed without an
+    /// answer or no answer by the deadline.
+    async fn get_status_host(addr: std::net::SocketAddr, path: &str, host: &str) -> u16 {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+        let mut out = Vec::new();
+        tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+            .await
+            .expect("the server answers by the deadline")
+            .expect("the connection is not reset");
+        let out = String::from_utf8_lossy(&out);
+        let status = out.split_whitespace().nth(1);
+        status
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP answer: {out:?}"))
+    }
+
+    async fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+        get_status_host(addr, path, &addr.to_string()).await
     }
 
     type Ws = tokio_tungstenite::WebSocketStream<
@@ -394,18 +560,178 @@ mod tests {
             .map(|(ws, _)| ws)
     }
 
-    async fn recv(ws: &mut Ws) -> Option<tungstenite::Message> {
-        tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .ok()
-            .flatten()
-            .and_then(Result::ok)
+    /// What a client saw next: a message, the end of the connection, or nothing by the deadline.
+    #[derive(Debug)]
+    enum Next {
+        Msg(tungstenite::Message),
+        Ended,
+        Silent,
+    }
+
+    async fn next(ws: &mut Ws) -> Next {
+        match tokio::time::timeout(DEADLINE, ws.next()).await {
+            Err(_) => Next::Silent,
+            Ok(Some(Ok(m))) => Next::Msg(m),
+            Ok(None | Some(Err(_))) => Next::Ended,
+        }
+    }
+
+    async fn recv(ws: &mut Ws) -> tungstenite::Message {
+        match next(ws).await {
+            Next::Msg(m) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes: its close code, or a failure naming what came instead.
+    async fn close_code_of(ws: &mut Ws) -> u16 {
+        loop {
+            match next(ws).await {
+                Next::Msg(tungstenite::Message::Close(Some(frame))) => return frame.code.into(),
+                Next::Msg(tungstenite::Message::Close(None)) => {
+                    panic!("a close frame with no code")
+                }
+                Next::Msg(_) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
     }
 
     fn http_status(err: tungstenite::Error) -> u16 {
         match err {
             tungstenite::Error::Http(resp) => resp.status().as_u16(),
             other => panic!("expected an HTTP refusal, got {other}"),
+        }
+    }
+
+    /// Waits for `cond` with a deadline; false if it never held.
+    async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+        let t0 = Instant::now();
+        while !cond() {
+            if t0.elapsed() > DEADLINE {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// A WebSocket spoken by hand over TCP, for frames a well-behaved client library will not
+    /// send (bad UTF-8, unmasked, reserved opcodes) and for clients that never read.
+    mod raw {
+        use super::*;
+        use tokio::net::TcpStream;
+
+        pub async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = format!(
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            // The response head, byte by byte so no frame bytes are consumed.
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                let n = tokio::time::timeout(DEADLINE, s.read(&mut b))
+                    .await
+                    .expect("an upgrade answer")
+                    .unwrap();
+                assert_eq!(n, 1, "closed during the handshake");
+                head.push(b[0]);
+            }
+            assert!(
+                head.starts_with(b"HTTP/1.1 101"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+            s
+        }
+
+        /// A client frame: FIN set, masked with a fixed key unless `masked` is false.
+        pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+            let mut f = vec![0x80 | opcode];
+            let mask_bit = if masked { 0x80 } else { 0 };
+            match payload.len() {
+                n @ 0..=125 => f.push(mask_bit | n as u8),
+                n @ 126..=65535 => {
+                    f.push(mask_bit | 126);
+                    f.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    f.push(mask_bit | 127);
+                    f.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            let key = [0x12u8, 0x34, 0x56, 0x78];
+            if masked {
+                f.extend_from_slice(&key);
+                f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+            } else {
+                f.extend_from_slice(payload);
+            }
+            f
+        }
+
+        /// How a raw connection ended, as seen by reading everything the server sent.
+        #[derive(Debug, PartialEq, Eq)]
+        pub enum End {
+            /// A close frame with this code.
+            Code(u16),
+            /// A close frame without a code.
+            NoCode,
+            /// EOF or reset with no close frame.
+            Dropped,
+            /// Nothing by the deadline.
+            Silent,
+        }
+
+        /// Reads server frames until the connection ends; also counts pongs (opcode 0xA) and
+        /// pings (0x9) seen on the way.
+        pub async fn read_to_end(s: &mut TcpStream) -> (End, usize, usize) {
+            let (mut pongs, mut pings) = (0, 0);
+            let mut buf = Vec::new();
+            loop {
+                // Parse whole frames out of `buf`.
+                while buf.len() >= 2 {
+                    let (opcode, len7) = (buf[0] & 0x0f, usize::from(buf[1] & 0x7f));
+                    let (hdr, len) = match len7 {
+                        126 if buf.len() >= 4 => {
+                            (4, usize::from(u16::from_be_bytes([buf[2], buf[3]])))
+                        }
+                        127 if buf.len() >= 10 => (
+                            10,
+                            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                        ),
+                        126 | 127 => break,
+                        n => (2, n),
+                    };
+                    if buf.len() < hdr + len {
+                        break;
+                    }
+                    let payload = buf[hdr..hdr + len].to_vec();
+                    buf.drain(..hdr + len);
+                    match opcode {
+                        0x8 if payload.len() >= 2 => {
+                            return (
+                                End::Code(u16::from_be_bytes([payload[0], payload[1]])),
+                                pongs,
+                                pings,
+                            )
+                        }
+                        0x8 => return (End::NoCode, pongs, pings),
+                        0x9 => pings += 1,
+                        0xA => pongs += 1,
+                        _ => {}
+                    }
+                }
+                let mut chunk = [0u8; 65536];
+                match tokio::time::timeout(DEADLINE, s.read(&mut chunk)).await {
+                    Err(_) => return (End::Silent, pongs, pings),
+                    Ok(Ok(0) | Err(_)) => return (End::Dropped, pongs, pings),
+                    Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
         }
     }
 
@@ -422,8 +748,24 @@ mod tests {
             403
         );
         let mut ws = connect(srv.addr, "?token=s3cret").await.unwrap();
-        let hello = recv(&mut ws).await.unwrap();
+        let hello = recv(&mut ws).await;
         assert!(hello.to_text().unwrap().contains("\"hello\""));
+    }
+
+    #[tokio::test]
+    async fn the_printed_url_percent_encodes_the_token() {
+        let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            super::super::url(addr, Some("a+b&c d")),
+            "http://127.0.0.1:8080/?token=a%2Bb%26c+d"
+        );
+        assert_eq!(super::super::url(addr, None), "http://127.0.0.1:8080/");
+        // And the server accepts exactly that URL.
+        let srv = server(Some("a+b&c d")).await;
+        let url = super::super::url(srv.addr, Some("a+b&c d"));
+        let path = url.split_once(&srv.addr.to_string()).unwrap().1;
+        assert_eq!(get_status(srv.addr, path).await, 200);
+        assert_eq!(get_status(srv.addr, "/?token=a+b&c").await, 403);
     }
 
     #[tokio::test]
@@ -445,47 +787,128 @@ mod tests {
         assert!(tokio_tungstenite::connect_async(req).await.is_ok());
     }
 
+    #[test]
+    fn only_loopback_hosts_are_allowed() {
+        let listen: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for good in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.:8080",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:8080",
+            "[::1]",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            assert!(host_allowed(good, listen), "{good}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "localhost.evil.example",
+            "10.0.0.1:8080",
+            "[::2]:8080",
+            "[::1]x",
+            "",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!host_allowed(bad, listen), "{bad}");
+        }
+        // The listen address itself passes even when it is not loopback.
+        let lan: std::net::SocketAddr = "192.168.1.5:8080".parse().unwrap();
+        assert!(host_allowed("192.168.1.5:8080", lan));
+        assert!(!host_allowed("192.168.1.6:8080", lan));
+    }
+
     #[tokio::test]
-    async fn garbage_closes_only_that_connection() {
+    async fn dns_rebinding_is_refused_without_a_token() {
+        let srv = server(None).await;
+        let port = srv.addr.port();
+        let evil = format!("evil.example:{port}");
+        assert_eq!(get_status_host(srv.addr, "/", &evil).await, 403);
+        assert_eq!(get_status_host(srv.addr, "/client.js", &evil).await, 403);
+        assert_eq!(
+            get_status_host(srv.addr, "/", &format!("localhost:{port}")).await,
+            200
+        );
+        assert_eq!(
+            get_status_host(srv.addr, "/", &format!("[::1]:{port}")).await,
+            200
+        );
+        // The upgrade with a matching Origin (what a rebinding page sends) is refused too.
+        let mut req = format!("ws://{}/ws", srv.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert(header::HOST, evil.parse().unwrap());
+        req.headers_mut()
+            .insert(header::ORIGIN, format!("http://{evil}").parse().unwrap());
+        let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+        assert_eq!(http_status(err), 403);
+        // With a token the Host is not checked: a rebinding page cannot know the token.
+        let srv = server(Some("s3cret")).await;
+        let evil = format!("evil.example:{}", srv.addr.port());
+        assert_eq!(
+            get_status_host(srv.addr, "/?token=s3cret", &evil).await,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_messages_close_only_that_connection_with_their_code() {
         let srv = server(None).await;
         let mut good = connect(srv.addr, "").await.unwrap();
-        assert!(recv(&mut good).await.unwrap().is_text()); // hello
-        for (garbage, code) in [
-            (tungstenite::Message::text("not json"), 1008u16),
-            (tungstenite::Message::text(r#"{"type":"nope"}"#), 1008),
-            (tungstenite::Message::binary(vec![0u8; 16]), 1003),
+        assert!(recv(&mut good).await.is_text()); // hello
+        let big_text = raw::frame(0x1, "x".repeat(MAX_CLIENT_MESSAGE + 1).as_bytes(), true);
+        let mut big_fragmented = raw::frame(0x1, &[b'x'; 3000], true);
+        big_fragmented[0] &= 0x7f; // not FIN: a continuation follows
+        big_fragmented.extend(raw::frame(0x0, &[b'x'; 3000], true));
+        for (label, bytes, code) in [
+            ("not JSON", raw::frame(0x1, b"not json", true), 1008u16),
+            (
+                "unknown type",
+                raw::frame(0x1, br#"{"type":"nope"}"#, true),
+                1008,
+            ),
+            ("binary", raw::frame(0x2, &[0u8; 16], true), 1003),
+            (
+                "invalid UTF-8",
+                raw::frame(0x1, &[b'{', 0xff, 0xfe, b'}'], true),
+                1007,
+            ),
+            ("one frame over the limit", big_text, 1009),
+            (
+                "a message over the limit in two frames",
+                big_fragmented,
+                1009,
+            ),
+            (
+                "unmasked",
+                raw::frame(0x1, br#"{"type":"refresh"}"#, false),
+                1002,
+            ),
+            ("reserved opcode", raw::frame(0x3, b"", true), 1002),
+            (
+                "reserved bits",
+                {
+                    let mut f = raw::frame(0x1, br#"{"type":"refresh"}"#, true);
+                    f[0] |= 0x40;
+                    f
+                },
+                1002,
+            ),
         ] {
-            let mut bad = connect(srv.addr, "").await.unwrap();
-            assert!(recv(&mut bad).await.unwrap().is_text()); // hello
-            bad.send(garbage).await.unwrap();
-            match recv(&mut bad).await {
-                Some(tungstenite::Message::Close(Some(frame))) => {
-                    assert_eq!(u16::from(frame.code), code)
-                }
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-            assert!(recv(&mut bad).await.is_none(), "the bad connection ended");
+            let mut bad = raw::upgrade(srv.addr).await;
+            bad.write_all(&bytes).await.unwrap();
+            let (end, _, _) = raw::read_to_end(&mut bad).await;
+            assert_eq!(end, raw::End::Code(code), "{label}");
         }
-        // Oversized: tungstenite refuses it while reading; the connection ends.
-        let mut big = connect(srv.addr, "").await.unwrap();
-        assert!(recv(&mut big).await.unwrap().is_text());
-        let _ = big
-            .send(tungstenite::Message::text(
-                "x".repeat(MAX_CLIENT_MESSAGE + 1),
-            ))
-            .await;
-        loop {
-            match recv(&mut big).await {
-                None | Some(tungstenite::Message::Close(_)) => break,
-                Some(_) => {}
-            }
-        }
-        // The good one still works: a ping is answered, a stripe arrives.
+        // The good one still works: a ping is answered, a refresh is passed on.
         good.send(tungstenite::Message::text(r#"{"type":"ping","t":42}"#))
             .await
             .unwrap();
         let pong: serde_json::Value =
-            serde_json::from_str(recv(&mut good).await.unwrap().to_text().unwrap()).unwrap();
+            serde_json::from_str(recv(&mut good).await.to_text().unwrap()).unwrap();
         assert_eq!(pong["type"], "pong");
         assert_eq!(pong["t"], 42.0);
         assert!(pong["server"].as_f64().unwrap() > 1.6e12);
@@ -493,15 +916,132 @@ mod tests {
         good.send(tungstenite::Message::text(r#"{"type":"refresh"}"#))
             .await
             .unwrap();
-        let t0 = Instant::now();
-        while srv.refreshes.load(Ordering::SeqCst) == before && t0.elapsed().as_secs() < 5 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert!(eventually(|| srv.refreshes.load(Ordering::SeqCst) > before).await);
         assert_eq!(srv.refreshes.load(Ordering::SeqCst), before + 1);
-        let t0 = Instant::now();
-        while srv.hub.viewer_count() != 1 && t0.elapsed().as_secs() < 5 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            eventually(|| srv.hub.viewer_count() == 1).await,
+            "only the good viewer is left: {}",
+            srv.hub.viewer_count()
+        );
+        // And the library client sees the same code for an oversized message.
+        let mut big = connect(srv.addr, "").await.unwrap();
+        assert!(recv(&mut big).await.is_text());
+        big.send(tungstenite::Message::text(
+            "x".repeat(MAX_CLIENT_MESSAGE + 1),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(close_code_of(&mut big).await, 1009);
+    }
+
+    #[tokio::test]
+    async fn a_ping_flood_from_a_client_that_never_reads_is_closed() {
+        let limits = Limits::default();
+        let srv = server_with(None, limits).await;
+        let mut flood = raw::upgrade(srv.addr).await;
+        assert!(eventually(|| srv.hub.viewer_count() == 1).await);
+        // 5,000 pings of 125 bytes, never reading: each would queue a 127-byte pong.
+        let ping = raw::frame(0x9, &[b'p'; 125], true);
+        let mut sent = 0;
+        for _ in 0..5000 {
+            if flood.write_all(&ping).await.is_err() {
+                break; // the server closed it under us
+            }
+            sent += 1;
         }
-        assert_eq!(srv.hub.viewer_count(), 1, "only the good viewer is left");
+        assert!(
+            eventually(|| srv.hub.viewer_count() == 0).await,
+            "the flooding viewer was dropped"
+        );
+        let (end, pongs, _) = raw::read_to_end(&mut flood).await;
+        assert!(
+            matches!(end, raw::End::Code(1008) | raw::End::Dropped),
+            "{end:?} after {sent} pings"
+        );
+        let burst = limits.ping_burst as usize;
+        assert!(pongs <= burst + 1, "{pongs} pongs queued for {sent} pings");
+    }
+
+    #[tokio::test]
+    async fn a_silent_viewer_is_pinged_then_closed_and_an_answering_one_stays() {
+        let limits = Limits {
+            ping_interval: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(1500),
+            ..Limits::default()
+        };
+        let srv = server_with(None, limits).await;
+        // Reads but never answers pings.
+        let mut silent = raw::upgrade(srv.addr).await;
+        let (end, _, pings) = raw::read_to_end(&mut silent).await;
+        assert_eq!(end, raw::End::Code(1008));
+        assert!(pings >= 1, "it was pinged before being closed");
+        // tungstenite answers pings while it reads: still open after several idle timeouts.
+        let mut live = connect(srv.addr, "").await.unwrap();
+        let t0 = Instant::now();
+        let mut pings = 0;
+        while t0.elapsed() < 3 * limits.idle_timeout {
+            match tokio::time::timeout(Duration::from_millis(100), live.next()).await {
+                Err(_) => {}
+                Ok(Some(Ok(tungstenite::Message::Ping(_)))) => pings += 1,
+                Ok(Some(Ok(tungstenite::Message::Close(c)))) => panic!("closed: {c:?}"),
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("ended: {other:?}"),
+            }
+        }
+        assert!(pings >= 2, "pinged {pings} times");
+        assert_eq!(srv.hub.viewer_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_is_closed() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let srv = server_with(None, limits).await;
+        let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await;
+        assert!(
+            read.is_ok(),
+            "still open after {DEADLINE:?}: not closed, silent"
+        );
+        // Closed, perhaps after a 408; never a page.
+        assert!(!String::from_utf8_lossy(&out).contains("200 OK"));
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_get_503_and_slots_come_back() {
+        let limits = Limits {
+            max_connections: 3,
+            ..Limits::default()
+        };
+        let srv = server_with(None, limits).await;
+        // A WebSocket and two idle sockets take the three slots.
+        let mut ws = connect(srv.addr, "").await.unwrap();
+        assert!(recv(&mut ws).await.is_text());
+        let idle1 = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        let _idle2 = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+        // Accepting is asynchronous: wait until the fourth connection is refused.
+        let mut refused = false;
+        let t0 = Instant::now();
+        while !refused && t0.elapsed() < DEADLINE {
+            refused = get_status(srv.addr, "/").await == 503;
+        }
+        assert!(refused, "a fourth connection was not refused");
+        // Closing the WebSocket frees its slot (the permit travels with the upgraded socket).
+        ws.close(None).await.unwrap();
+        drop(ws);
+        drop(idle1);
+        let mut served = false;
+        let t0 = Instant::now();
+        while !served && t0.elapsed() < DEADLINE {
+            served = get_status(srv.addr, "/").await == 200;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(served, "no slot came back after closing two connections");
     }
 }

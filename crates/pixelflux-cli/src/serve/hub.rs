@@ -11,7 +11,7 @@
 //! overflow, size change) a viewer is sent a stripe only once an IDR of that stripe has passed,
 //! so its decoders never see a broken reference chain.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -22,12 +22,16 @@ use pixelflux::{Codec, Stripe};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-/// Limits of one viewer's queue.
+/// Limits of one viewer's queue. Both grow to twice a full frame when the picture is larger
+/// (a 7680x4320 screen at JPEG quality 100 is over 8 MiB), so a full refresh always fits and
+/// a viewer is never caught in a loop of refresh, overflow, refresh.
 #[derive(Debug, Clone, Copy)]
 pub struct HubConfig {
-    /// Bytes of stripes a viewer may have waiting before it is dropped to a resync.
+    /// Bytes of stripes a viewer may have waiting before it is dropped to a resync (at least
+    /// twice the latest full frame).
     pub max_queue_bytes: usize,
-    /// Messages a viewer may have waiting before it is dropped to a resync.
+    /// Messages a viewer may have waiting before it is dropped to a resync (at least twice a
+    /// full frame's stripes and notes).
     pub max_queue_messages: usize,
 }
 
@@ -159,6 +163,17 @@ struct Inner {
     hello: Option<Message>,
     last_frame: Option<u64>,
     next_id: u64,
+    /// Size of the latest stripe at each `y`: together, what a full refresh costs.
+    stripe_bytes: HashMap<u32, usize>,
+    /// Sum of `stripe_bytes`.
+    frame_bytes: usize,
+}
+
+/// The queue bounds in force: the configured ones, or twice a full frame if that is larger.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    bytes: usize,
+    messages: usize,
 }
 
 /// The fan-out point between one capture and its viewers.
@@ -182,6 +197,8 @@ impl Hub {
                 hello: None,
                 last_frame: None,
                 next_id: 0,
+                stripe_bytes: HashMap::new(),
+                frame_bytes: 0,
             }),
             published: AtomicU64::new(0),
         })
@@ -203,6 +220,8 @@ impl Hub {
         let mut inner = self.lock();
         inner.hello = Some(msg.clone());
         inner.last_frame = None;
+        inner.stripe_bytes.clear();
+        inner.frame_bytes = 0;
         for (_, viewer) in &inner.viewers {
             let mut q = viewer.lock();
             q.reset_stream();
@@ -222,6 +241,17 @@ impl Hub {
         let captured_at = stripe.captured_at;
         let msg = Message::Binary(Bytes::from(stripe.data));
         let mut inner = self.lock();
+        let len = message_len(&msg);
+        let old = inner.stripe_bytes.insert(y, len).unwrap_or(0);
+        inner.frame_bytes = inner.frame_bytes - old + len;
+        let budget = Budget {
+            bytes: self.config.max_queue_bytes.max(2 * inner.frame_bytes),
+            // Each stripe, plus one frame note per frame.
+            messages: self
+                .config
+                .max_queue_messages
+                .max(4 * inner.stripe_bytes.len() + 4),
+        };
         let note = if inner.last_frame != Some(frame_id) {
             inner.last_frame = Some(frame_id);
             let text = serde_json::to_string(&FrameMsg {
@@ -237,9 +267,9 @@ impl Hub {
         for (_, viewer) in &inner.viewers {
             let mut q = viewer.lock();
             if let Some(note) = &note {
-                self.offer(&mut q, note.clone(), true, None);
+                Self::offer(budget, &mut q, note.clone(), true, None);
             }
-            if self.offer(&mut q, msg.clone(), key, Some(y)) {
+            if Self::offer(budget, &mut q, msg.clone(), key, Some(y)) {
                 drop(q);
                 viewer.notify.notify_one();
             }
@@ -248,7 +278,7 @@ impl Hub {
 
     /// Queues one message for a viewer unless it is resyncing, waiting for a key picture of
     /// this stripe, or would overflow (then it starts resyncing). Returns whether it queued.
-    fn offer(&self, q: &mut Queue, msg: Message, key: bool, y: Option<u32>) -> bool {
+    fn offer(budget: Budget, q: &mut Queue, msg: Message, key: bool, y: Option<u32>) -> bool {
         if q.closed || q.dropping {
             q.stats.dropped += 1;
             return false;
@@ -262,9 +292,7 @@ impl Hub {
             }
         }
         let len = message_len(&msg);
-        if q.data.len() + 1 > self.config.max_queue_messages
-            || q.bytes + len > self.config.max_queue_bytes
-        {
+        if q.data.len() + 1 > budget.messages || q.bytes + len > budget.bytes {
             q.reset_stream();
             q.stats.dropped += 1;
             q.stats.overflows += 1;
@@ -391,13 +419,14 @@ impl Viewer {
         }
     }
 
-    /// Like [`next`](Self::next), giving up after `timeout`.
+    /// Like [`next`](Self::next), giving up after `timeout`: `Ok(Some)` a message, `Ok(None)`
+    /// the hub closed this viewer, `Err` nothing came (silent, not closed).
     #[cfg(test)]
-    pub async fn next_timeout(&self, timeout: std::time::Duration) -> Option<Message> {
-        tokio::time::timeout(timeout, self.next())
-            .await
-            .ok()
-            .flatten()
+    pub async fn next_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Message>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(timeout, self.next()).await
     }
 
     /// Queues a control reply (a pong) unless too many are pending.
@@ -506,13 +535,16 @@ mod tests {
         (hub, refreshes)
     }
 
-    /// Drains what is queued now (does not wait for more).
+    /// Drains what is queued now (does not wait for more); fails if the viewer was closed.
     async fn drain(v: &Viewer) -> Vec<Message> {
         let mut out = Vec::new();
-        while let Some(m) = v.next_timeout(Duration::from_millis(20)).await {
-            out.push(m);
+        loop {
+            match v.next_timeout(Duration::from_millis(20)).await {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => panic!("the viewer was closed while draining"),
+                Err(_silent) => return out,
+            }
         }
-        out
     }
 
     fn binaries(msgs: &[Message]) -> Vec<Bytes> {
@@ -610,6 +642,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_refresh_larger_than_the_budget_completes_once_and_stops() {
+        // Four 40 kB stripes: a full frame of 160 kB against a 64 kB configured budget.
+        let config = HubConfig {
+            max_queue_bytes: 64 * 1024,
+            max_queue_messages: 3,
+        };
+        let (hub, refreshes) = hub(config);
+        hub.set_format(&Hello {
+            width: 64,
+            height: 256,
+            codec: Codec::Jpeg,
+            fullcolor: false,
+            stripe_height: 64,
+        });
+        let v = hub.join();
+        assert_eq!(
+            refreshes.load(Ordering::SeqCst),
+            1,
+            "joining asks for a refresh"
+        );
+        // The capture answers with every stripe at once, faster than any socket drains.
+        for y in [0, 64, 128, 192] {
+            hub.publish(jpeg(1, y, 40_000));
+        }
+        let got = binaries(&drain(&v).await);
+        let ys: Vec<u16> = got
+            .iter()
+            .map(|b| u16::from_be_bytes([b[4], b[5]]))
+            .collect();
+        assert_eq!(ys, [0, 64, 128, 192], "the whole refresh arrived");
+        assert_eq!(v.stats().overflows, 0);
+        // Nothing more is asked for: a still screen now sends nothing.
+        assert_eq!(refreshes.load(Ordering::SeqCst), 1, "no refresh loop");
+        assert!(v.next_timeout(Duration::from_millis(50)).await.is_err());
+        // The scaled budget still bounds a viewer that never reads: twice the frame.
+        for frame in 2..50u64 {
+            for y in [0, 64, 128, 192] {
+                hub.publish(jpeg(frame, y, 40_000));
+            }
+            assert!(v.queued_bytes() <= 2 * 160_000, "{}", v.queued_bytes());
+        }
+        assert!(v.stats().overflows >= 1);
+    }
+
+    #[tokio::test]
     async fn h264_stripes_wait_for_an_idr_after_a_gap() {
         let (hub, _) = hub(HubConfig::default());
         let v = hub.join();
@@ -662,9 +739,18 @@ mod tests {
         let b = hub.join();
         drop(b);
         assert_eq!(hub.viewer_count(), 1);
+        // Before closing: the hello is queued, then silence (not a close).
+        assert!(matches!(
+            a.next_timeout(Duration::from_millis(50)).await,
+            Ok(Some(Message::Text(_)))
+        ));
+        assert!(a.next_timeout(Duration::from_millis(50)).await.is_err());
         hub.close_all();
-        let _ = a.next_timeout(Duration::from_millis(50)).await;
-        assert!(a.next_timeout(Duration::from_millis(50)).await.is_none());
+        // Closed: `next` ends at once (a timeout here would mean close_all did nothing).
+        assert!(matches!(
+            a.next_timeout(Duration::from_secs(5)).await,
+            Ok(None)
+        ));
         drop(a);
         assert_eq!(hub.viewer_count(), 0);
     }
@@ -673,10 +759,19 @@ mod tests {
     async fn pongs_are_capped() {
         let (hub, _) = hub(HubConfig::default());
         let v = hub.join();
+        assert_eq!(texts(&drain(&v).await)[0]["type"], "hello");
         for _ in 0..100 {
             v.reply(Message::Text("{\"type\":\"pong\"}".into()));
         }
-        let msgs = drain(&v).await;
-        assert!(msgs.len() <= MAX_CONTROL, "{}", msgs.len());
+        let msgs = texts(&drain(&v).await);
+        assert_eq!(
+            msgs.len(),
+            MAX_CONTROL,
+            "the first {MAX_CONTROL} pongs are sent"
+        );
+        assert!(msgs.iter().all(|m| m["type"] == "pong"));
+        // Once they are out, new ones are answered again.
+        v.reply(Message::Text("{\"type\":\"pong\"}".into()));
+        assert_eq!(drain(&v).await.len(), 1);
     }
 }

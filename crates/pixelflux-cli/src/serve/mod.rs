@@ -10,8 +10,9 @@
 pub mod display;
 pub mod http;
 pub mod hub;
+pub mod limits;
+pub mod server;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use pixelflux::{
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::options::{CaptureOptions, RegionArg};
-use display::{AppChild, DisplayError, OwnXvfb};
+use display::{AppChild, DisplayError, OwnXvfb, XHold};
 use hub::{Hello, Hub, HubConfig};
 
 /// Options of `pixelflux serve`.
@@ -84,6 +85,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let display = options.display.clone().or(env_display);
+    // Held until serving ends, so our own connections closing cannot reset the X server.
+    let _x_hold = match (&display, options.scene) {
+        (Some(d), None) => XHold::connect(d)
+            .map_err(|e| tracing::debug!("cannot hold a connection to {d}: {e}"))
+            .ok(),
+        _ => None,
+    };
     let mut app = None;
     if !args.command.is_empty() {
         let Some(display) = display.as_deref().filter(|_| options.scene.is_none()) else {
@@ -158,9 +166,13 @@ async fn stop_capture(capture: Arc<ScreenCapture>) -> Option<String> {
         .unwrap_or_else(|e| Some(format!("stopping the capture: {e}")))
 }
 
+/// The URL to open; the token is percent-encoded (`a+b&c` → `a%2Bb%26c`).
 fn url(addr: SocketAddr, token: Option<&str>) -> String {
     match token {
-        Some(t) => format!("http://{addr}/?token={t}"),
+        Some(t) => {
+            let t: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
+            format!("http://{addr}/?token={t}")
+        }
         None => format!("http://{addr}/"),
     }
 }
@@ -192,18 +204,23 @@ async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     println!("open {}", url(addr, token.as_deref()));
+    let limits = limits::Limits::for_this_process();
     let state = Arc::new(http::AppState {
         hub: Arc::clone(&hub),
         token,
+        listen: addr,
+        limits,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(server::serve(
+        listener,
+        http::router(state),
+        limits,
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(3),
+    ));
 
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -270,11 +287,11 @@ async fn serve(
     hub.close_all();
     tracing::info!("{} stripes published", hub.published());
     let _ = stop_tx.send(());
-    if tokio::time::timeout(Duration::from_secs(3), server)
+    if tokio::time::timeout(Duration::from_secs(4), server)
         .await
         .is_err()
     {
-        tracing::warn!("connections did not close within 3 s");
+        tracing::warn!("connections did not close within 4 s");
     }
     if let Some(e) = stop_capture(capture).await {
         if outcome.is_ok() {

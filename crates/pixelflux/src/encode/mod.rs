@@ -4,16 +4,21 @@
 //! [`new_encoder`] makes the encoder a capture would use for a stripe. The codecs' internals
 //! (colour conversion, the x264 wrapper) are the crate's own.
 
+#[cfg(feature = "x264")]
 pub(crate) mod color;
+#[cfg(feature = "x264")]
 pub(crate) mod h264;
 pub(crate) mod jpeg;
+#[cfg(feature = "x264")]
 pub(crate) mod x264;
 
 use crate::config::EncoderConfig;
 use crate::frame::FrameRef;
 use crate::settings::Codec;
 use crate::wire::H264FrameType;
+#[cfg(feature = "x264")]
 pub use color::ColorError;
+#[cfg(feature = "x264")]
 pub use x264::X264Error;
 
 /// What a stripe carries: a JPEG image, or an H.264 access unit of a given picture type
@@ -87,8 +92,12 @@ pub enum EncodeError {
     #[error("JPEG encoder: {0}")]
     Jpeg(turbojpeg::Error),
     /// libx264 refused the parameters, could not be opened or failed to encode.
+    #[cfg(feature = "x264")]
     #[error("H.264 encoder: {0}")]
     H264(X264Error),
+    /// H.264 was asked of a build without the `x264` feature (no GPL code linked).
+    #[error("this build has no H.264 encoder (built without the `x264` feature)")]
+    NoH264,
     /// An H.264 stripe with an odd width or height (4:2:0 chroma covers 2x2 pixels).
     #[error(
         "H.264 encoder: a {width}x{height} stripe; H.264 stripes need an even width and height"
@@ -100,6 +109,7 @@ pub enum EncodeError {
         height: u32,
     },
     /// The conversion to YUV for H.264 failed.
+    #[cfg(feature = "x264")]
     #[error("H.264 encoder: {0}")]
     Color(ColorError),
 }
@@ -126,7 +136,8 @@ pub trait StripeEncoder: Send {
 /// # Errors
 /// [`EncodeError::OddSize`] for an H.264 stripe with an odd width or height;
 /// [`EncodeError::Jpeg`] or [`EncodeError::H264`] when libjpeg-turbo or x264 cannot be set up
-/// (x264's reason kept).
+/// (x264's reason kept); [`EncodeError::NoH264`] for H.264 in a build without the `x264`
+/// feature.
 pub fn new_encoder(
     config: &EncoderConfig,
     width: u32,
@@ -134,6 +145,35 @@ pub fn new_encoder(
 ) -> Result<Box<dyn StripeEncoder>, EncodeError> {
     match config {
         EncoderConfig::Jpeg(jpeg) => Ok(Box::new(jpeg::JpegEncoder::new(jpeg.wire_format)?)),
+        #[cfg(feature = "x264")]
         EncoderConfig::H264(h264) => Ok(Box::new(h264::H264Encoder::new(h264, width, height)?)),
+        #[cfg(not(feature = "x264"))]
+        EncoderConfig::H264(_) => {
+            let _ = (width, height);
+            Err(EncodeError::NoH264)
+        }
+    }
+}
+
+#[cfg(all(test, not(feature = "x264")))]
+mod tests {
+    use super::*;
+    use crate::config::PipelineConfig;
+    use crate::settings::{CaptureSettings, Codec};
+
+    #[test]
+    fn h264_without_the_x264_feature_is_refused_by_name() {
+        let settings = CaptureSettings {
+            output_mode: Codec::H264,
+            ..Default::default()
+        };
+        let config = PipelineConfig::new(&settings).expect("valid settings");
+        let err = new_encoder(config.encoder(), 64, 64)
+            .err()
+            .expect("no H.264 encoder");
+        assert!(matches!(err, EncodeError::NoH264), "{err}");
+        assert!(err.to_string().contains("`x264` feature"), "{err}");
+        let jpeg = PipelineConfig::new(&CaptureSettings::default()).expect("valid settings");
+        assert!(new_encoder(jpeg.encoder(), 64, 64).is_ok());
     }
 }

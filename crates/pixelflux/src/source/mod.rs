@@ -140,11 +140,6 @@ pub enum SourceError {
     Other(String),
 }
 
-/// A display name as users write it: `:1`, or `$DISPLAY` when none was given.
-pub(crate) fn display_name(display: Option<&str>) -> &str {
-    display.unwrap_or("$DISPLAY")
-}
-
 /// Which source a capture reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -156,6 +151,23 @@ pub enum SourceSpec {
     },
     /// A synthetic scene of the region's size.
     Synthetic(synthetic::Scene),
+}
+
+/// A display name as a person writes it: `:1`, or `$DISPLAY` for the default.
+pub(crate) fn display_name(display: Option<&str>) -> &str {
+    display.unwrap_or("$DISPLAY")
+}
+
+/// `X11 display :1`, `X11 display $DISPLAY`, `scene typing`.
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::X11 { display } => {
+                write!(f, "X11 display {}", display_name(display.as_deref()))
+            }
+            SourceSpec::Synthetic(scene) => write!(f, "scene {scene}"),
+        }
+    }
 }
 
 impl SourceSpec {
@@ -187,14 +199,32 @@ impl SourceSpec {
     }
 }
 
-/// `X display :1` (or `$DISPLAY`), `synthetic scene typing`.
-impl std::fmt::Display for SourceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::X11 { display } => {
-                write!(f, "X display {}", display_name(display.as_deref()))
-            }
-            Self::Synthetic(scene) => write!(f, "synthetic scene {}", scene.name()),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_print_as_written() {
+        let err = SourceError::Connect {
+            display: Some(":77".into()),
+            reason: "refused".into(),
+        };
+        assert_eq!(err.to_string(), "cannot connect to X display :77: refused");
+        let err = SourceError::Connect {
+            display: None,
+            reason: "unset".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to X display $DISPLAY: unset"
+        );
+        let spec = SourceSpec::X11 {
+            display: Some(":5".into()),
+        };
+        assert_eq!(spec.to_string(), "X11 display :5");
+        assert_eq!(
+            SourceSpec::Synthetic(synthetic::Scene::Typing).to_string(),
+            "scene typing"
+        );
     }
 }
