@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps deps-test build build-bench lint test-rust test-nogpl test-python test-browser bench compare docs-check wheels fuzz soak
+.PHONY: run test deps deps-test build build-bench lint test-rust test-nogpl test-python test-browser test-selkies bench compare docs-check wheels fuzz soak
 
 deps:
 	@scripts/install-deps.sh run
@@ -45,6 +45,25 @@ test-python: deps-test
 	PATH="$(CURDIR)/$(PY_VENV)/bin:$$PATH" $(PY_VENV)/bin/python -m pip install -q \
 	  --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps .
 	$(PY_VENV)/bin/python -m pytest tests/python -q -rxX
+
+# Selkies 2.1.0 (PyPI, --no-deps: it pins pixelflux==2.2.1) on our module, its web client in
+# headless Chromium (tests/selkies). Not part of `make test`: it installs from PyPI.
+SELKIES_VENV := .venv-selkies
+SELKIES_DEPS := prometheus_client msgpack psutil watchdog Pillow pcmflux==2.2.0 pulsectl-asyncio \
+  "dnspython>=2.6.1" cffi "cryptography>=50" google-crc32c "pyee>=13" "pylibsrtp>=0.10" \
+  "pyopenssl>=26" "aiohttp>=3.14.1" "aiofiles>=25.1" uvloop nvidia-ml-py
+
+test-selkies: test-python
+	@[ -x $(SELKIES_VENV)/bin/python ] || $(PYTHON) -m venv $(SELKIES_VENV)
+	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check $(SELKIES_DEPS)
+	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps selkies==2.1.0
+	rm -rf target/selkies-wheel
+	$(PY_VENV)/bin/maturin build -q --release --auditwheel skip -o target/selkies-wheel \
+	  -i $(SELKIES_VENV)/bin/python
+	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+	  --force-reinstall target/selkies-wheel/*.whl
+	cd tests/browser && npm ci --no-audit --no-fund
+	SELKIES_PYTHON=$(CURDIR)/$(SELKIES_VENV)/bin/python $(PY_VENV)/bin/python -m pytest tests/selkies -q -s
 
 # Browser tests of `pixelflux serve` in headless Chromium (Debian's /usr/bin/chromium, driven
 # by playwright-core; nothing downloads a browser). Each test has 3 minutes; a skipped test

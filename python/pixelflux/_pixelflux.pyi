@@ -1,7 +1,7 @@
 """Type stubs for the native module behind the `pixelflux` package."""
 
 import os
-from typing import Any, Callable, Dict, Optional, Union, final
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final, overload
 
 __all__ = [
     "CaptureSettings",
@@ -20,6 +20,17 @@ __all__ = [
     "WATERMARK_MIDDLE",
     "WATERMARK_ANIMATED",
     "__version__",
+    "StripeFrame",
+    "stripe_frame_from_buffer",
+    "SOFTWARE_ENCODERS",
+    "SOFTWARE_FORMATS",
+    "SOFTWARE_FULLCOLOR",
+    "hardware_encoders",
+    "hardware_formats",
+    "hardware_fullcolor",
+    "ensure_wayland_display",
+    "get_wayland_display_name",
+    "probe_wayland_gpu",
 ]
 
 __version__: str
@@ -96,6 +107,54 @@ class CaptureSettings:
     scene: Optional[str]
     """Capture a synthetic scene ("static", "typing", "scroll", "video", "full") instead
     of the X display (ours; default None)."""
+    # pixelflux 2.x names (2.2.1's defaults). `codec`, `video_crf`, `video_fullcolor` and
+    # `video_fullframe` are the same values as `output_mode`, `h264_crf`, `h264_fullcolor`,
+    # `h264_fullframe`; the others are stored, and what each does here is in docs/python.md.
+    # A name neither API has raises AttributeError.
+    codec: str
+    """"jpeg" or "h264" (the same value as output_mode; default "jpeg")."""
+    video_crf: int
+    """The same value as h264_crf."""
+    video_fullcolor: bool
+    """The same value as h264_fullcolor."""
+    video_fullframe: bool
+    """The same value as h264_fullframe."""
+    use_cpu: bool
+    """Software encoding; False (2.x's default) falls back to software with one warning."""
+    cpu_encode_threading: bool
+    video_paintover_crf: int
+    video_paintover_burst_frames: int
+    video_streaming_mode: bool
+    video_cbr_mode: bool
+    """Stored; this build has no constant-bitrate mode (H.264 is CRF-controlled)."""
+    video_bitrate_kbps: int
+    keyframe_interval_s: float
+    video_min_qp: int
+    video_max_qp: int
+    video_bit_depth: int
+    """8 or 10; 10 falls back to 8 with one warning."""
+    video_reference_frames: int
+    video_vbv_multiplier: float
+    cursor_size: int
+    cursor_size_cap: int
+    scale: float
+    display_id: int
+    omit_stripe_headers: bool
+    """2.x callbacks get the bare payload, without the stripe header."""
+    acknowledge_references: bool
+    auto_adjust_screen_capture_size: bool
+    recording_socket: Optional[str]
+    auto_gpu: Optional[str]
+    encode_node_index: int
+    """-2 auto, -1 software; a node that does not exist is a FileNotFoundError at start."""
+    encode_node_path: Optional[str]
+    """A device that does not exist is a FileNotFoundError at start."""
+    render_node_path: Optional[str]
+    """A device that does not exist is a FileNotFoundError at start."""
+    use_wayland: Optional[bool]
+    wayland_host_display: Optional[str]
+    debug_logging: bool
+    def __getattr__(self, name: str) -> Any: ...
     def __copy__(self) -> "CaptureSettings": ...
     def __deepcopy__(self, memo: Any) -> "CaptureSettings": ...
 
@@ -130,6 +189,66 @@ class StripeEncodeResult:
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@final
+class StripeFrame:
+    """One encoded stripe for a pixelflux 2.x callback, in 2.2.1's wire layout. Owns its
+    bytes: memoryview(frame)/bytes(frame) stay valid after the callback returns."""
+
+    def __init__(
+        self,
+        data: Union[bytes, bytearray, memoryview],
+        data_type: int = 0,
+        stripe_y_start: int = 0,
+        stripe_height: int = 0,
+        frame_id: int = 0,
+    ) -> None: ...
+    @property
+    def data_type(self) -> int:
+        """0 JPEG, 1 H.264."""
+    @property
+    def stripe_y_start(self) -> int: ...
+    @property
+    def stripe_height(self) -> int: ...
+    @property
+    def frame_id(self) -> int: ...
+    @property
+    def reference_frame_id(self) -> int:
+        """The frame this one predicts from; -1 key frame, -2 not tracked (JPEG)."""
+    @property
+    def capture_ns(self) -> int:
+        """Grab time, time.monotonic_ns() clock."""
+    @property
+    def encode_start_ns(self) -> int:
+        """0: not stamped by this build."""
+    @property
+    def encode_end_ns(self) -> int: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+def stripe_frame_from_buffer(
+    data: Union[bytes, bytearray, memoryview],
+    data_type: int = 0,
+    stripe_y_start: int = 0,
+    stripe_height: int = 0,
+    frame_id: int = 0,
+) -> StripeFrame: ...
+
+SOFTWARE_ENCODERS: Dict[str, str]
+SOFTWARE_FORMATS: Dict[str, List[str]]
+SOFTWARE_FULLCOLOR: List[str]
+
+def hardware_encoders(encode_node_index: int = -2, auto_gpu: str = "") -> Dict[str, str]: ...
+def hardware_formats(encode_node_index: int = -2, auto_gpu: str = "") -> Dict[str, List[str]]: ...
+def hardware_fullcolor(encode_node_index: int = -2, auto_gpu: str = "") -> List[str]: ...
+def get_wayland_display_name() -> Optional[str]: ...
+def probe_wayland_gpu(render_node: str = "", auto_gpu: str = "") -> Dict[str, Any]: ...
+def ensure_wayland_display(
+    width: int = 0, height: int = 0, render_node: str = "", auto_gpu: str = "",
+    cursor_size: int = 0,
+) -> str: ...
+
+_FrameCallback = Callable[[StripeFrame], object]
+
 _Callback = Callable[[StripeEncodeResult, Any], object]
 
 @final
@@ -146,14 +265,19 @@ class ScreenCapture:
     """Captures a screen region and calls back with each changed, encoded stripe."""
 
     def __init__(self) -> None: ...
+    @overload
     def start_capture(
         self,
         settings: CaptureSettings,
         callback: Union[StripeCallback, _Callback],
         user_data: Any = None,
     ) -> None:
-        """Start capturing; RuntimeError if already capturing, ValueError for bad settings,
-        ConnectionError if the display cannot be opened."""
+        """pixelflux 1.2.2's shape. Start capturing; RuntimeError if already capturing,
+        ValueError for bad settings, ConnectionError if the display cannot be opened."""
+    @overload
+    def start_capture(self, settings: _FrameCallback, callback: CaptureSettings) -> None:
+        """pixelflux 2.x's shape, start_capture(callback, settings): callback(frame) per
+        stripe. FileNotFoundError for a named device that does not exist."""
     def stop_capture(self) -> None:
         """Stop and wait for the capture thread (GIL released). Idempotent; safe from the
         callback. An error that ended the capture is logged to logger "pixelflux"."""
@@ -170,5 +294,41 @@ class ScreenCapture:
         """What the current (or last) capture encodes: width and height after H.264's
         rounding down to even sizes, codec ("jpeg" or "h264"), stripe_height, h264_fullcolor;
         None before the first start (ours)."""
+
+    # pixelflux 2.x
+    @property
+    def is_capturing(self) -> bool: ...
+    def request_idr_frame(self) -> None: ...
+    def update_framerate(self, fps: float) -> None: ...
+    def update_tunables(self, settings: CaptureSettings) -> None:
+        """Live: jpeg_quality, paint_over_jpeg_quality, video_crf, target_fps."""
+    def update_video_bitrate(self, kbps: int) -> None:
+        """Stored, not applied (no constant-bitrate mode in this build)."""
+    def update_vbv_multiplier(self, multiplier: float) -> None: ...
+    def update_link_rate(self, kbps: int) -> None: ...
+    def rate_hints(self) -> Dict[str, Union[int, float]]:
+        """The stored bitrate, link rate and VBV multiplier (ours)."""
+    def update_capture_region(self, x: int, y: int, width: int, height: int) -> None:
+        """New region; the next frame is complete (H.264 IDRs). A size <= 0 reaches the root
+        edge; ValueError for a region off the screen."""
+    def set_cursor_callback(
+        self, callback: Optional[Callable[[str, bytes, int, int], object]]
+    ) -> None:
+        """While capturing: callback("png", png_bytes, hotspot_x, hotspot_y) with the X cursor
+        and each change, from a background thread; None withdraws it."""
+    def clear_cursor_callback(self) -> None: ...
+    def stream_info(self) -> Optional[Dict[str, Any]]: ...
+    def stream_stats(self) -> Optional[Dict[str, int]]: ...
+    def active_codec(self) -> Optional[str]: ...
+    def capture_state(self, display_id: int = 0) -> Tuple[str, Optional[str]]: ...
+    def create_output(
+        self, id: int, width: int, height: int, x: int = 0, y: int = 0, scale: float = 1.0
+    ) -> bool: ...
+    def destroy_output(self, id: int) -> bool: ...
+    def reposition_output(self, id: int, x: int, y: int) -> bool: ...
+    def resize_output(self, id: int, width: int, height: int, scale: float = 1.0) -> bool: ...
+    def output_capacity(self) -> int: ...
+    def get_realized_geometry(self, display_id: int = 0) -> Optional[Tuple[int, int, float]]: ...
+    def list_outputs(self) -> List[Tuple[int, int, int, int, int, float, bool]]: ...
 
 def _stop_all() -> None: ...

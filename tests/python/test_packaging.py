@@ -66,7 +66,8 @@ def test_stub_exports_match_the_module():
 def test_stub_classes_are_final_because_the_classes_are():
     classes = [n for n in _stub().body if isinstance(n, ast.ClassDef)]
     assert {c.name for c in classes} == {
-        "CaptureSettings", "StripeEncodeResult", "StripeCallback", "ScreenCapture"}
+        "CaptureSettings", "StripeEncodeResult", "StripeCallback", "ScreenCapture",
+        "StripeFrame"}
     for c in classes:
         assert any(getattr(d, "id", None) == "final" for d in c.decorator_list), c.name
         with pytest.raises(TypeError):

@@ -2,7 +2,10 @@
 //! (`CaptureSettings`, `ScreenCapture`, `StripeCallback`, `StripeEncodeResult`) over the Rust
 //! core. The package `python/pixelflux` re-exports it as `pixelflux`.
 
+mod api2;
 mod capture;
+mod cursor;
+mod frame;
 mod result;
 mod settings;
 
@@ -16,6 +19,9 @@ fn _pixelflux(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<capture::PyScreenCapture>()?;
     m.add_class::<capture::PyStripeCallback>()?;
     m.add_class::<result::PyStripeEncodeResult>()?;
+    m.add_class::<frame::PyStripeFrame>()?;
+    m.add_function(wrap_pyfunction!(frame::stripe_frame_from_buffer, m)?)?;
+    api2::register(m)?;
     m.add_function(wrap_pyfunction!(capture::_stop_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // 1.2.2's integer constants, their values from the core's enums.

@@ -162,6 +162,8 @@ pub(crate) struct PyCaptureSettings {
     pub(crate) display: Option<String>,
     /// Capture a built-in synthetic scene instead of the X display (for tests and demos).
     pub(crate) scene: Option<Scene>,
+    /// The pixelflux 2.x settings without a 1.2.2 counterpart (see `api2`).
+    pub(crate) extra: crate::api2::Extra,
 }
 
 impl PyCaptureSettings {
@@ -206,14 +208,14 @@ impl PyCaptureSettings {
             }
             _ => {}
         }
+        if !python_fields().contains(&field) {
+            // 2.x names; AttributeError for a name neither API has.
+            return crate::api2::assign(self, field, value);
+        }
         let core_field = core_name(field);
-        let kind = python_fields()
-            .contains(&field)
-            .then(|| CaptureSettings::field_kind(core_field))
-            .flatten()
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
-            })?;
+        let kind = CaptureSettings::field_kind(core_field).ok_or_else(|| {
+            PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
+        })?;
         let parsed = match kind {
             FieldKind::Int => FieldValue::Int(int_value(field, value)?),
             FieldKind::Float => FieldValue::Float(float_value(field, value)?),
@@ -268,19 +270,18 @@ impl PyCaptureSettings {
         }
     }
 
-    fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
         match field {
             "display" => return Ok(self.display.clone().into_pyobject(py)?.into_any()),
             "scene" => return Ok(self.scene.map(|s| s.name()).into_pyobject(py)?.into_any()),
             _ => {}
         }
-        let value = python_fields()
-            .contains(&field)
-            .then(|| self.core.field(core_name(field)))
-            .flatten()
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
-            })?;
+        if !python_fields().contains(&field) {
+            return crate::api2::value(self, py, field);
+        }
+        let value = self.core.field(core_name(field)).ok_or_else(|| {
+            PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
+        })?;
         Ok(match value {
             FieldValue::Int(v) => v.into_pyobject(py)?.into_any(),
             FieldValue::Float(v) => v.into_pyobject(py)?.into_any(),
@@ -334,11 +335,14 @@ properties! {
                 core: CaptureSettings::default(),
                 display: None,
                 scene: None,
+                extra: crate::api2::Extra::default(),
             };
             if let Some(fields) = fields {
                 for (name, value) in fields.iter() {
                     let name: String = name.extract()?;
-                    if !python_fields().contains(&name.as_str()) {
+                    if !python_fields().contains(&name.as_str())
+                        && !crate::api2::v2_names().contains(&name.as_str())
+                    {
                         return Err(PyTypeError::new_err(format!(
                             "CaptureSettings() got an unexpected keyword argument {name:?}"
                         )));
@@ -364,9 +368,22 @@ properties! {
                     self.core == other.core
                         && self.display == other.display
                         && self.scene == other.scene
+                        && self.extra == other.extra
                 }
                 Err(_) => false,
             }
+        }
+
+        /// Reads a pixelflux 2.x name (`video_crf`, `codec`, `use_cpu`, ...); AttributeError
+        /// for a name neither API has.
+        fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+            crate::api2::value(self, py, name)
+        }
+
+        /// Every assignment, 1.2.2 and 2.x names alike, is checked by `assign`;
+        /// AttributeError for a name neither API has.
+        fn __setattr__(&mut self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.assign(name, value)
         }
 
         fn __copy__(&self) -> Self {
