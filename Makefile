@@ -16,7 +16,8 @@ deps-test:
 build: deps
 	$(CARGO) build --release -p pixelflux-cli
 
-# Streams $DISPLAY (or a private Xvfb, or a demo scene) to browsers; prints the URL to open.
+# Streams $DISPLAY (or a private Xvfb with a terminal, or a demo scene) to browsers; prints the
+# URL to open.
 run: build
 	target/release/pixelflux serve
 
@@ -83,13 +84,17 @@ test-browser: build
 test: deps-test
 	@scripts/test-all.sh lint test-rust test-nogpl docs-check test-python test-browser
 
-# Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264: a table on stdout and
-# target/bench.json. Arguments through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 2".
+# Every scene, synthetic and X11 (a private Xvfb), JPEG and H.264, and the real applications
+# (xterm scrolling a log, xclock, ffplay playing a clip; X11 only): a table on stdout and
+# target/bench.json. Arguments through BENCH_ARGS, which replace the default list, e.g.
+# make bench BENCH_ARGS="--seconds 2 --app terminal".
+BENCH_ARGS ?= --scene static,typing,scroll,video,full --app terminal,clock,video
 # The benchmark is its own dev-only binary (crates/pixelflux-bench), not part of `pixelflux`.
 build-bench: deps
 	$(CARGO) build --release -p pixelflux-bench
 
 bench: build-bench
+	@scripts/install-deps.sh bench
 	target/release/pixelflux-bench --json target/bench.json $(BENCH_ARGS)
 
 # Ours vs PyPI pixelflux 2.2.1 through Python on the same screens (downloads from PyPI; slow):

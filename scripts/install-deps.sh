@@ -2,14 +2,17 @@
 # Installs the system packages pixelflux needs that are missing, and nothing else.
 #   scripts/install-deps.sh run    what `make run` needs (build + a virtual display)
 #   scripts/install-deps.sh test   what `make test` needs on top (decoders, browser, Python)
+#   scripts/install-deps.sh bench  what `make bench`'s real applications need on top
 # On Debian/Ubuntu it uses apt-get (as root, or through sudo); elsewhere it prints the list.
 set -euo pipefail
 
 mode=${1:-run}
-run_pkgs=(build-essential pkg-config cmake nasm libclang-dev libx264-dev xvfb x11-utils)
-test_pkgs=(ffmpeg chromium python3-dev python3-venv nodejs x11-xserver-utils)
+run_pkgs=(build-essential pkg-config cmake nasm libclang-dev libx264-dev xvfb x11-utils xterm)
+test_pkgs=(ffmpeg chromium python3-dev python3-venv nodejs x11-xserver-utils xclip x11-apps)
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
+# The benchmark's real applications: xterm, xclock (x11-apps), ffplay and ffmpeg (ffmpeg).
+[ "$mode" = bench ] && pkgs+=(ffmpeg xterm x11-apps)
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust from https://rustup.rs first" >&2

@@ -3,14 +3,13 @@
 // Server → client: JSON text ({"type":"hello"|"frame"|"pong", ...}) and binary stripes:
 //   JPEG  0x03 0x00 frame_id:u16 y:u16 <JFIF>
 //   H.264 0x04 type frame_id:u16 y:u16 width:u16 height:u16 <Annex-B access unit>  (type 1 = IDR)
-// Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}.
+// Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}; input.js sends input events.
 'use strict';
 
 (() => {
   const canvas = document.getElementById('screen');
   const ctx = canvas.getContext('2d', { alpha: false });
   const overlay = document.getElementById('overlay');
-  overlay.addEventListener('click', () => overlay.classList.toggle('hidden'));
 
   const token = new URLSearchParams(location.search).get('token');
   const RECONNECT_MIN_MS = 250;
@@ -31,6 +30,8 @@
     clockOffset: 0, // server clock minus ours, in ms, from the best ping
     bestRtt: Infinity,
     live: { fps: 0, kbps: 0, latency: null, latencyMax: null },
+    notice: null, // a problem to show in the overlay above the figures
+    connected: false, // the WebSocket is open
   };
   window.pixelflux = state;
 
@@ -51,6 +52,9 @@
   function send(obj) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
   }
+  // For input.js: send a message; onMessage gets every text message this file does not handle.
+  state.send = send;
+  state.onMessage = null;
 
   let lastRefresh = 0;
   function requestRefresh() {
@@ -147,7 +151,12 @@
 
   function onH264(buf) {
     if (typeof VideoDecoder === 'undefined') {
-      overlay.textContent = 'this browser has no WebCodecs VideoDecoder: use --codec jpeg';
+      // WebCodecs exists only in secure contexts (https:, or http: on localhost).
+      state.notice = window.isSecureContext
+        ? 'this browser has no WebCodecs VideoDecoder: use --codec jpeg'
+        : 'H.264 needs a secure context (WebCodecs): open this page over https:// ' +
+          '(serve --tls-self-signed or --tls-cert), or on localhost, or serve --codec jpeg';
+      overlay.textContent = state.notice;
       return;
     }
     const key = buf[1] === 0x01;
@@ -199,6 +208,8 @@
         state.bestRtt = rtt;
         state.clockOffset = msg.server - (msg.t + rtt / 2);
       }
+    } else if (state.onMessage) {
+      state.onMessage(msg);
     }
   }
 
@@ -213,11 +224,15 @@
   function connect() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const query = token ? `?token=${encodeURIComponent(token)}` : '';
-    const socket = new WebSocket(`${proto}//${location.host}/ws${query}`);
+    // Relative to the page, so it also works behind a reverse proxy at a sub-path.
+    const url = new URL(`ws${query}`, location.href);
+    url.protocol = proto;
+    const socket = new WebSocket(url.href);
     socket.binaryType = 'arraybuffer';
     ws = socket;
     socket.onopen = () => {
       state.connects++;
+      state.connected = true;
       state.bestRtt = Infinity;
       send({ type: 'ping', t: now() });
       pingTimer = setInterval(() => send({ type: 'ping', t: now() }), PING_EVERY_MS);
@@ -227,14 +242,25 @@
       else onBinary(new Uint8Array(ev.data));
     };
     socket.onclose = () => {
+      if (ws === socket) state.connected = false;
       clearInterval(pingTimer);
       closeDecoders();
       if (ws !== socket) return;
       ws = null;
       const wait = backoff;
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-      overlay.textContent = `disconnected: reconnecting in ${(wait / 1000).toFixed(1)} s`;
-      setTimeout(connect, wait);
+      // A countdown until the next try.
+      const at = performance.now() + wait;
+      const show = () => {
+        const left = Math.max(0, at - performance.now()) / 1000;
+        overlay.textContent = `disconnected: reconnecting in ${left.toFixed(1)} s`;
+      };
+      show();
+      const countdown = setInterval(show, 100);
+      setTimeout(() => {
+        clearInterval(countdown);
+        connect();
+      }, wait);
     };
   }
 
@@ -254,7 +280,8 @@
     const h = state.hello;
     const lat = state.live.latency === null ? '–'
       : `${state.live.latency.toFixed(0)} ms (max ${state.live.latencyMax.toFixed(0)})`;
-    overlay.textContent = `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
+    overlay.textContent = (state.notice ? `${state.notice}\n` : '') +
+      `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
       `${state.live.kbps} kbit/s  capture→paint ${lat}`;
   }, 1000);
 

@@ -191,6 +191,9 @@ describe('pixelflux serve in Chromium', () => {
       await assertMatches(v.page, snapshot(['--scene', 'static', '--region', REGION]), 'before restart');
       await first.stop();
       await v.page.waitForFunction(() => /reconnecting/.test(document.getElementById('overlay').textContent));
+      // The disconnected state shows: the picture greys out, the countdown is visible.
+      await v.page.waitForFunction(() => document.getElementById('screen').classList.contains('disconnected') &&
+        !document.getElementById('overlay').classList.contains('hidden'));
       const second = await startServe([...listen, '--scene', 'static', '--region', '480x272']);
       try {
         await v.page.waitForFunction(() => window.pixelflux.hello && window.pixelflux.hello.width === 480,
@@ -198,6 +201,7 @@ describe('pixelflux serve in Chromium', () => {
         await assertMatches(v.page, snapshot(['--scene', 'static', '--region', '480x272']), 'after restart');
         const connects = await v.page.evaluate(() => window.pixelflux.connects);
         assert.ok(connects >= 2);
+        assert.equal(await v.page.evaluate(() => document.getElementById('screen').classList.contains('disconnected')), false);
       } finally {
         await second.stop();
       }

@@ -30,13 +30,18 @@ export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) 
     get stderr() { return stderr.replace(/\x1b\[[0-9;]*m/g, ''); },
     get stdout() { return stdout; },
     url: null,
-    /** Resolves once stderr matches `re`; fails after `timeoutMs`, showing what came. */
+    /**
+     * Resolves with the match once stderr matches `re`; fails after `timeoutMs`, showing what
+     * came.
+     */
     async waitForStderr(re, timeoutMs = 10000) {
       const deadline = Date.now() + timeoutMs;
-      while (!re.test(this.stderr)) {
+      let m;
+      while (!(m = this.stderr.match(re))) {
         if (Date.now() > deadline) throw new Error(`no ${re} in stderr within ${timeoutMs} ms:\n${this.stderr}`);
         await sleep(20);
       }
+      return m;
     },
     /** SIGTERM, then waits for the exit; returns { code, signal }. */
     async stop() {
@@ -54,7 +59,7 @@ export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) 
     }, timeoutMs);
     proc.stdout.on('data', (d) => {
       stdout += d;
-      const m = stdout.match(/^open (http:\/\/\S+)$/m);
+      const m = stdout.match(/^open (https?:\/\/\S+)$/m);
       if (m && !server.url) {
         server.url = m[1];
         clearTimeout(timer);
@@ -94,8 +99,11 @@ function readPpm(buf) {
   return { width: +m[1], height: +m[2], rgb: buf.subarray(m[0].length) };
 }
 
-/** Headless Chromium with a fresh profile; `close()` removes the profile too. */
-export async function launchBrowser() {
+/**
+ * Headless Chromium with a fresh profile; `close()` removes the profile too. `options` go to
+ * Playwright (e.g. `ignoreHTTPSErrors` for a self-signed certificate).
+ */
+export async function launchBrowser(options = {}) {
   const profile = mkdtempSync(path.join(tmpdir(), 'pixelflux-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -104,6 +112,7 @@ export async function launchBrowser() {
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
+    ...options,
   });
   return {
     context,

@@ -7,6 +7,7 @@
 //! `bench/compare.py`), `psnr` (PSNR of a stripe dump from another capture library), `chart`
 //! (the comparison SVG).
 
+mod apps;
 mod chart;
 mod dump;
 mod quality;
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use apps::{App, AppRun};
 use clap::{Parser, Subcommand, ValueEnum};
 use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::source::x11::{Region, X11Source};
@@ -69,9 +71,13 @@ pub struct BenchArgs {
     /// Codecs to run, comma-separated: jpeg, h264 (default: both).
     #[arg(long, value_delimiter = ',')]
     pub codec: Vec<Codec>,
-    /// Scenes to run, comma-separated (default: all).
+    /// Scenes to run, comma-separated (default: all, unless --app is given).
     #[arg(long, value_delimiter = ',')]
     pub scene: Vec<Scene>,
+    /// Real applications to run on the X display, comma-separated (x11 source only; no PSNR):
+    /// terminal (xterm scrolling a log), clock (xclock), video (ffplay of a clip).
+    #[arg(long, value_delimiter = ',')]
+    pub app: Vec<App>,
     /// Sources to run.
     #[arg(long, value_enum, default_value = "both")]
     pub source: SourceChoice,
@@ -168,9 +174,31 @@ impl SourceKind {
     }
 }
 
+/// What is on the screen during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Scene(Scene),
+    App(App),
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Scene(s) => s.name(),
+            Self::App(a) => a.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Everything to run, in order.
 struct Plan {
-    runs: Vec<(SourceKind, Codec, Scene)>,
+    runs: Vec<(SourceKind, Codec, Workload)>,
     settings: CaptureSettings,
     seconds: f64,
     warmup: f64,
@@ -187,11 +215,14 @@ impl Plan {
         {
             bail!("--seconds must be positive and --warmup not negative");
         }
-        let scenes = if args.scene.is_empty() {
+        let scenes = if args.scene.is_empty() && args.app.is_empty() {
             Scene::ALL.to_vec()
         } else {
             args.scene.clone()
         };
+        if !args.app.is_empty() && args.source == SourceChoice::Synthetic {
+            bail!("--app needs the x11 source");
+        }
         let codecs = if args.codec.is_empty() {
             Codec::ALL.to_vec()
         } else {
@@ -206,7 +237,12 @@ impl Plan {
         for &source in &sources {
             for &codec in &codecs {
                 for &scene in &scenes {
-                    runs.push((source, codec, scene));
+                    runs.push((source, codec, Workload::Scene(scene)));
+                }
+                if source == SourceKind::X11 {
+                    for &app in &args.app {
+                        runs.push((source, codec, Workload::App(app)));
+                    }
                 }
             }
         }
@@ -259,8 +295,10 @@ impl Plan {
                 .run_one(source, codec, scene, &env, &label)
                 .with_context(|| label.clone())?;
             eprintln!(
-                "{label}: {:.1} fps, {:.3} cores, {:.0} kbit/s, PSNR {}",
+                "{label}: {:.1} fps ({} late, {} overlapped), {:.3} cores, {:.0} kbit/s, PSNR {}",
                 result.capture_fps,
+                result.late_ticks,
+                result.overlapped,
                 result.cpu_cores,
                 result.kbit_per_s,
                 result
@@ -277,7 +315,7 @@ impl Plan {
         &self,
         source_kind: SourceKind,
         codec: Codec,
-        scene: Scene,
+        workload: Workload,
         env: &Env<'_>,
         label: &str,
     ) -> anyhow::Result<SceneResult> {
@@ -289,11 +327,21 @@ impl Plan {
         let region = pixelflux::PipelineConfig::new(&settings)?.region();
         let (w, h) = (region.width, region.height);
         let mut driver = None;
-        let inner: Box<dyn FrameSource> = match source_kind {
-            SourceKind::Synthetic => Box::new(SyntheticSource::new(scene, w, h)),
-            SourceKind::X11 => {
+        let mut app_run = None;
+        let inner: Box<dyn FrameSource> = match (source_kind, workload) {
+            (SourceKind::Synthetic, Workload::Scene(scene)) => {
+                Box::new(SyntheticSource::new(scene, w, h))
+            }
+            (SourceKind::Synthetic, Workload::App(_)) => bail!("an application needs X11"),
+            (SourceKind::X11, _) => {
                 let display = env.display.context("no X display")?;
-                driver = Some(Driver::spawn(display, scene, (w, h), settings.target_fps)?);
+                match workload {
+                    Workload::Scene(scene) => {
+                        driver = Some(Driver::spawn(display, scene, (w, h), settings.target_fps)?);
+                    }
+                    // No reference frames for an application: no PSNR.
+                    Workload::App(app) => app_run = Some(AppRun::start(app, display, (w, h))?),
+                }
                 Box::new(X11Source::open(
                     Some(display),
                     Region {
@@ -307,9 +355,14 @@ impl Plan {
         };
         let warmup_frames = (self.warmup * settings.target_fps).round() as u64;
         let measured_frames = (self.seconds * settings.target_fps).max(1.0) as u64;
+        let psnr_samples = if app_run.is_some() {
+            0
+        } else {
+            self.psnr_samples
+        };
         let tee = Tee::new(
             inner,
-            sample_ticks(warmup_frames, measured_frames, self.psnr_samples),
+            sample_ticks(warmup_frames, measured_frames, psnr_samples),
         );
         let samples = Arc::clone(&tee.samples);
         let copy_ns = Arc::clone(&tee.copy_ns);
@@ -359,6 +412,7 @@ impl Plan {
             Some(d) => Some(d.finish()?),
             None => None,
         };
+        drop(app_run);
 
         let frames = stats1.frames - stats0.frames;
         let per_frame = |ns: u64| ns as f64 / 1e6 / frames.max(1) as f64;
@@ -425,7 +479,7 @@ impl Plan {
 
         let bytes = stats1.bytes - stats0.bytes;
         Ok(SceneResult {
-            scene: scene.name().into(),
+            scene: workload.name().into(),
             codec: codec.name().into(),
             source: source_kind.name().into(),
             width: w,
@@ -450,6 +504,7 @@ impl Plan {
             callback_latency_ms: lat(&callback_lat),
             stage_ms_per_frame: st,
             late_ticks: stats1.late_ticks - stats0.late_ticks,
+            overlapped: stats1.overlapped - stats0.overlapped,
             driver_fps: driver_report.map(|r| r.fps()),
         })
     }

@@ -27,7 +27,8 @@ pub struct LatencyMs {
 /// Everything measured for one scene, codec and source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SceneResult {
-    /// `static`, `typing`, `scroll`, `video` or `full`.
+    /// `static`, `typing`, `scroll`, `video` or `full`; or a real application: `app-terminal`,
+    /// `app-clock`, `app-video`.
     pub scene: String,
     /// `jpeg` or `h264`.
     pub codec: String,
@@ -68,6 +69,9 @@ pub struct SceneResult {
     pub stage_ms_per_frame: StageMs,
     /// Ticks the capture fell behind its deadline.
     pub late_ticks: u64,
+    /// Frames grabbed while the one before was still encoding (the capture pipelining).
+    #[serde(default)]
+    pub overlapped: u64,
     /// Frames the scene driver drew per second (x11 only).
     pub driver_fps: Option<f64>,
 }
@@ -125,12 +129,13 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn table(results: &[SceneResult]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<7} {:<4} {:<9} {:>6} {:>6} {:>6} {:>9} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {}\n",
+        "{:<12} {:<4} {:<9} {:>6} {:>6} {:>6} {:>6} {:>9} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7}  {}\n",
         "scene",
         "cod",
         "source",
         "fps",
         "d.fps",
+        "sent",
         "str/f",
         "kbit/s",
         "cpu ms/f",
@@ -144,12 +149,13 @@ pub fn table(results: &[SceneResult]) -> String {
     for r in results {
         let s = r.stage_ms_per_frame;
         out.push_str(&format!(
-            "{:<7} {:<4} {:<9} {:>6.1} {:>6.1} {:>6.2} {:>9.0} {:>8.3} {:>6.3} {:>6} {:>6.2} {:>7.2} {:>7}  {:.2}/{:.2}/{:.2}/{:.2}/{:.2}\n",
+            "{:<12} {:<4} {:<9} {:>6.1} {:>6.1} {:>6} {:>6.2} {:>9.0} {:>8.3} {:>6.3} {:>6} {:>6.2} {:>7.2} {:>7}  {:.2}/{:.2}/{:.2}/{:.2}/{:.2}\n",
             r.scene,
             r.codec,
             r.source,
             r.capture_fps,
             r.delivered_fps,
+            r.frames_sent,
             r.stripes_per_frame,
             r.kbit_per_s,
             r.cpu_ms_per_frame,
@@ -203,6 +209,7 @@ mod tests {
             },
             stage_ms_per_frame: StageMs::default(),
             late_ticks: 0,
+            overlapped: 0,
             driver_fps: Some(59.9),
         }
     }
@@ -253,7 +260,11 @@ mod tests {
     fn table_has_a_row_per_result() {
         let t = table(&[sample(), sample()]);
         assert_eq!(t.lines().count(), 3);
-        assert!(t.lines().nth(1).unwrap().starts_with("typing  jpeg x11"));
+        assert!(t
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("typing       jpeg x11"));
         assert!(t.contains("inf"));
     }
 }

@@ -123,3 +123,47 @@ fn xvfb_tool_serves_a_display_until_stdin_closes() {
     // Gone, or another server's socket under the freed number.
     assert!(std::fs::metadata(&socket).map_or(true, |m| m.ino() != inode));
 }
+
+/// The real applications (xterm, xclock from `scripts/install-deps.sh test`) run on the
+/// bench's Xvfb and are measured like the scenes, without PSNR (no reference picture).
+#[test]
+fn bench_runs_real_applications() {
+    let dir = std::env::temp_dir().join(format!("pixelflux-bench-apps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"));
+    cmd.args(["--size", "320x240", "--seconds", "1", "--warmup", "0.3"])
+        .args([
+            "--app",
+            "terminal,clock",
+            "--codec",
+            "jpeg",
+            "--source",
+            "x11",
+        ])
+        .arg("--json")
+        .arg(&json);
+    let out = output_within(&mut cmd, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let results = v["results"].as_array().unwrap();
+    let scenes: Vec<&str> = results
+        .iter()
+        .map(|r| r["scene"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenes, ["app-terminal", "app-clock"]);
+    for r in results {
+        let name = &r["scene"];
+        assert!(r["frames"].as_u64().unwrap() > 0, "{name}: no frames");
+        assert!(r["psnr_db"].is_null(), "{name}: PSNR without a reference");
+        assert!(r["driver_fps"].is_null(), "{name}");
+    }
+    // xterm prints a log in a loop: the screen scrolls all the time.
+    assert!(
+        results[0]["frames_sent"].as_u64().unwrap() > 0,
+        "terminal sent nothing"
+    );
+}

@@ -42,9 +42,24 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitSt
     None
 }
 
+/// Opens a WebSocket to `/ws` at `addr` (the upgrade only; nothing is read afterwards).
+fn watch(addr: &str) -> Option<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    head.starts_with(b"HTTP/1.1 101").then_some(s)
+}
+
 #[test]
 fn sigterm_ends_serve_within_seconds_when_the_x_server_hangs() {
-    // No DISPLAY: serve starts an Xvfb of its own (its only child).
+    // No DISPLAY: serve starts an Xvfb of its own (and a terminal in it).
     let mut serve = Command::new(env!("CARGO_BIN_EXE_pixelflux"))
         .args(["serve", "--listen", "127.0.0.1:0", "--size", "320x240"])
         .env_remove("DISPLAY")
@@ -68,10 +83,23 @@ fn sigterm_ends_serve_within_seconds_when_the_x_server_hangs() {
             .collect::<Vec<_>>()
             .join("\n")
     });
-    let serving = rx
+    let url = rx
         .recv_timeout(Duration::from_secs(30))
-        .is_ok_and(|l| l.starts_with("open "));
-    let xvfb = children(serve.id());
+        .ok()
+        .and_then(|l| l.strip_prefix("open http://").map(str::to_string));
+    let serving = url.is_some();
+    // A viewer, so the capture runs (with no one watching it idles and never waits on X).
+    let addr = url
+        .as_deref()
+        .and_then(|u| u.split('/').next())
+        .unwrap_or("");
+    let viewer = watch(addr);
+    let xvfb: Vec<u32> = children(serve.id())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "Xvfb")
+        })
+        .collect();
     let stopped: Vec<u32> = xvfb
         .iter()
         .copied()
@@ -91,6 +119,7 @@ fn sigterm_ends_serve_within_seconds_when_the_x_server_hangs() {
     }
     let log = log.join().unwrap_or_default();
     assert!(serving, "serve did not start: {log}");
+    assert!(viewer.is_some(), "no WebSocket viewer: {log}");
     assert_eq!(stopped.len(), 1, "serve's Xvfb: {xvfb:?}");
     assert!(
         exited.is_some(),

@@ -15,13 +15,15 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::hub::{epoch_ms, Hub};
+use super::input::{InputEvent, KeyEvent, PointerEvent, WheelEvent};
 use super::limits::{Limits, PingBudget};
+use super::remote::{Remote, Role};
 
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../../../web/client.js");
+const INPUT_JS: &str = include_str!("../../../../web/input.js");
 
 /// Largest message a client may send; anything bigger closes its connection.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -33,8 +35,10 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 pub struct AppState {
     /// The fan-out point.
     pub hub: Arc<Hub>,
-    /// The token a client must present (`?token=`), if one is set.
+    /// Whether a token is needed at all (any of `remote`'s tokens), for the `Host` check.
     pub token: Option<String>,
+    /// Tokens and roles, input, clipboard and pointer shape.
+    pub remote: Remote,
     /// The address the server is bound to (a `Host` naming it is accepted without a token).
     pub listen: SocketAddr,
     /// Per-connection bounds.
@@ -53,6 +57,35 @@ pub enum ClientMessage {
         /// The client's clock when it sent the ping, echoed back.
         t: f64,
     },
+    /// A key pressed or released (applied only for a viewer with control).
+    Key(KeyEvent),
+    /// Pointer moved or buttons changed.
+    Pointer(PointerEvent),
+    /// Wheel clicks.
+    Wheel(WheelEvent),
+    /// The page was hidden (a background tab) or shown again; while no page is visible the
+    /// capture idles.
+    Visibility {
+        /// `document.hidden`.
+        hidden: bool,
+    },
+    /// Text pasted into the page, for the X clipboard (applied only with control).
+    Clipboard {
+        /// UTF-8 text.
+        text: String,
+    },
+}
+
+impl ClientMessage {
+    /// The input event this message carries, if it is one.
+    pub fn into_input(self) -> Result<InputEvent, Self> {
+        match self {
+            ClientMessage::Key(k) => Ok(InputEvent::Key(k)),
+            ClientMessage::Pointer(p) => Ok(InputEvent::Pointer(p)),
+            ClientMessage::Wheel(w) => Ok(InputEvent::Wheel(w)),
+            other => Err(other),
+        }
+    }
 }
 
 /// Why a client message was refused (the connection is then closed).
@@ -83,26 +116,25 @@ pub fn parse_client_message(msg: &Message) -> Result<Option<ClientMessage>, BadM
             if !value.is_object() {
                 return Err(BadMessage::Invalid("not a JSON object".into()));
             }
-            serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| BadMessage::Invalid(e.to_string()))
+            let msg: ClientMessage =
+                serde_json::from_value(value).map_err(|e| BadMessage::Invalid(e.to_string()))?;
+            match msg.into_input() {
+                Ok(input) => {
+                    input.validate().map_err(BadMessage::Invalid)?;
+                    Ok(Some(match input {
+                        InputEvent::Key(k) => ClientMessage::Key(k),
+                        InputEvent::Pointer(p) => ClientMessage::Pointer(p),
+                        InputEvent::Wheel(w) => ClientMessage::Wheel(w),
+                    }))
+                }
+                Err(msg) => Ok(Some(msg)),
+            }
         }
         Message::Binary(data) if data.len() > MAX_CLIENT_MESSAGE => {
             Err(BadMessage::TooLarge(data.len()))
         }
         Message::Binary(_) => Err(BadMessage::Binary),
         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(None),
-    }
-}
-
-/// Whether `given` is the expected token, compared in constant time (for equal lengths).
-/// With no token configured every request passes.
-pub fn token_matches(expected: Option<&str>, given: Option<&str>) -> bool {
-    match expected {
-        None => true,
-        Some(expected) => {
-            given.is_some_and(|given| bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
-        }
     }
 }
 
@@ -176,6 +208,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/client.js", get(client_js))
+        .route("/input.js", get(input_js))
         .route("/ws", get(stream))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -189,7 +222,7 @@ fn forbidden() -> Response {
 }
 
 async fn index(State(st): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> Response {
-    if !token_matches(st.token.as_deref(), q.token.as_deref()) {
+    if st.remote.role(q.token.as_deref()).is_none() {
         return forbidden();
     }
     (
@@ -201,7 +234,9 @@ async fn index(State(st): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> 
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                // `data:` images: the pointer's shape (a CSS cursor) and the favicon.
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                 frame-ancestors 'none'",
             ),
         ],
         INDEX_HTML,
@@ -210,13 +245,21 @@ async fn index(State(st): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> 
 }
 
 async fn client_js() -> Response {
+    script(CLIENT_JS)
+}
+
+async fn input_js() -> Response {
+    script(INPUT_JS)
+}
+
+fn script(body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        CLIENT_JS,
+        body,
     )
         .into_response()
 }
@@ -227,10 +270,10 @@ async fn stream(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !token_matches(st.token.as_deref(), q.token.as_deref()) {
+    let Some(role) = st.remote.role(q.token.as_deref()) else {
         tracing::warn!("refused a WebSocket with a missing or wrong token");
         return forbidden();
-    }
+    };
     if !origin_matches(&headers) {
         tracing::warn!(
             "refused a WebSocket from a foreign origin: {:?}",
@@ -243,7 +286,7 @@ async fn stream(
         .max_frame_size(MAX_CLIENT_MESSAGE)
         // tungstenite requires it above its 128 KiB write buffer.
         .max_write_buffer_size(st.limits.max_write_buffer.max(256 << 10))
-        .on_upgrade(move |socket| viewer_session(st, socket))
+        .on_upgrade(move |socket| viewer_session(st, socket, role))
 }
 
 /// Close frame for a failed WebSocket read: 1009 for a message or frame over the size limit,
@@ -282,9 +325,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// One viewer: a writer draining its queue into the socket (and pinging the client), and a
 /// reader validating what the client sends, until either side ends. A bad message closes
 /// this connection only.
-async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
+async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
     let limits = st.limits;
     let viewer = st.hub.join();
+    let session = st.remote.session_id();
+    let mut watcher = st.remote.watch();
+    viewer.reply(Message::Text(st.remote.role_message(role).into()));
     let (mut sink, mut source) = socket.split();
     let started = Instant::now();
     // Milliseconds since `started` at which the client last answered a ping.
@@ -366,6 +412,24 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
                     });
                     viewer.reply(Message::Text(pong.to_string().into()));
                 }
+                Ok(Some(ClientMessage::Visibility { hidden })) => {
+                    // Back in view: a full picture at once (within the refresh rate limit).
+                    if watcher.set_visible(!hidden)
+                        && !hidden
+                        && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_INTERVAL)
+                    {
+                        last_refresh = Some(Instant::now());
+                        viewer.request_refresh();
+                    }
+                }
+                Ok(Some(ClientMessage::Clipboard { text })) => {
+                    st.remote.paste(role, &text);
+                }
+                Ok(Some(msg)) => {
+                    if let Ok(input) = msg.into_input() {
+                        st.remote.input(session, role, input);
+                    }
+                }
                 Ok(None) => {}
                 Err(bad) => {
                     tracing::warn!("closing a viewer connection: {bad}");
@@ -380,10 +444,15 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket) {
         }
         None
     };
+    let updates = st.remote.forward_updates(role, |msg| {
+        viewer.reply(Message::Text(msg.into()));
+    });
     let close = tokio::select! {
         close = writer => close,
         close = reader => close,
+        () = updates => None,
     };
+    st.remote.leave(session);
     // Bounded: a client that does not read would otherwise hold the session forever.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if let Some(frame) = close {
@@ -401,22 +470,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(token_matches(None, None));
-        assert!(token_matches(None, Some("anything")));
-        assert!(token_matches(Some("s3cret"), Some("s3cret")));
-        for bad in [
-            None,
-            Some(""),
-            Some("s3cre"),
-            Some("s3cret!"),
-            Some("S3cret"),
-        ] {
-            assert!(!token_matches(Some("s3cret"), bad), "{bad:?}");
-        }
-    }
 
     #[test]
     fn messages_are_validated() {
@@ -437,6 +490,9 @@ mod tests {
             r#"{"type":"ping","t":"x"}"#,
             r#"{"type":"format_disk"}"#,
             r#"["refresh"]"#,
+            r#"{"type":"key","key":"","down":true}"#,
+            r#"{"type":"key","key":"a","down":true,"extra":1}"#,
+            r#"{"type":"pointer","x":1e300,"y":0}"#,
         ] {
             assert!(
                 matches!(
@@ -508,6 +564,10 @@ mod tests {
         let state = Arc::new(AppState {
             hub: Arc::clone(&hub),
             token: token.map(str::to_string),
+            remote: Remote {
+                control_token: token.map(str::to_string),
+                ..Default::default()
+            },
             listen: addr,
             limits,
         });
@@ -756,13 +816,16 @@ mod tests {
     async fn the_printed_url_percent_encodes_the_token() {
         let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(
-            super::super::url(addr, Some("a+b&c d")),
+            super::super::url("http", addr, Some("a+b&c d")),
             "http://127.0.0.1:8080/?token=a%2Bb%26c+d"
         );
-        assert_eq!(super::super::url(addr, None), "http://127.0.0.1:8080/");
+        assert_eq!(
+            super::super::url("http", addr, None),
+            "http://127.0.0.1:8080/"
+        );
         // And the server accepts exactly that URL.
         let srv = server(Some("a+b&c d")).await;
-        let url = super::super::url(srv.addr, Some("a+b&c d"));
+        let url = super::super::url("http", srv.addr, Some("a+b&c d"));
         let path = url.split_once(&srv.addr.to_string()).unwrap().1;
         assert_eq!(get_status(srv.addr, path).await, 200);
         assert_eq!(get_status(srv.addr, "/?token=a+b&c").await, 403);
@@ -859,6 +922,8 @@ mod tests {
         let srv = server(None).await;
         let mut good = connect(srv.addr, "").await.unwrap();
         assert!(recv(&mut good).await.is_text()); // hello
+        let role = recv(&mut good).await;
+        assert!(role.to_text().unwrap().contains("\"role\""), "{role:?}");
         let big_text = raw::frame(0x1, "x".repeat(MAX_CLIENT_MESSAGE + 1).as_bytes(), true);
         let mut big_fragmented = raw::frame(0x1, &[b'x'; 3000], true);
         big_fragmented[0] &= 0x7f; // not FIN: a continuation follows
@@ -871,6 +936,21 @@ mod tests {
                 1008,
             ),
             ("binary", raw::frame(0x2, &[0u8; 16], true), 1003),
+            (
+                "input out of range",
+                raw::frame(0x1, br#"{"type":"pointer","x":-5,"y":0}"#, true),
+                1008,
+            ),
+            (
+                "too many wheel clicks",
+                raw::frame(0x1, br#"{"type":"wheel","x":0,"y":0,"dy":1000}"#, true),
+                1008,
+            ),
+            (
+                "a key without down",
+                raw::frame(0x1, br#"{"type":"key","key":"a"}"#, true),
+                1008,
+            ),
             (
                 "invalid UTF-8",
                 raw::frame(0x1, &[b'{', 0xff, 0xfe, b'}'], true),

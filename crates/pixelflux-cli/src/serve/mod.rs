@@ -7,11 +7,16 @@
 //! screen changes size and stops everything on Ctrl-C, SIGTERM, capture failure or the end
 //! of the user's command.
 
+pub mod clipboard;
+pub mod cursor;
 pub mod display;
 pub mod http;
 pub mod hub;
+pub mod input;
 pub mod limits;
+pub mod remote;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -36,24 +41,49 @@ pub struct ServeArgs {
     /// Address and port to listen on. Anything but loopback needs a token.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Token the page must present (`?token=`); required off loopback.
+    /// Token the page must present (`?token=`) to watch and control; required off loopback.
     #[arg(long, env = "PIXELFLUX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A second token that lets a page watch but not send input.
+    #[arg(long, env = "PIXELFLUX_VIEW_TOKEN", hide_env_values = true)]
+    pub view_token: Option<String>,
+    /// Nobody may send input (keyboard, mouse, clipboard): every viewer only watches.
+    #[arg(long)]
+    pub view_only: bool,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve HTTPS with a certificate made at start (its SHA-256 fingerprint is printed, to
+    /// compare with the browser's warning page).
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Run the command after `--` in a new private Xvfb even though $DISPLAY is set.
+    #[arg(long)]
+    pub new_display: bool,
     /// Screen size of the Xvfb started when there is no X display, WxH.
     #[arg(long, default_value = "1280x720")]
     pub size: RegionArg,
     /// Command to run inside the display (after `--`), e.g. `pixelflux serve -- xterm`.
-    /// Serving stops when it exits.
+    /// Serving stops when it exits, and `serve` exits with its status. Without one, a
+    /// private Xvfb gets a terminal (xterm) when one is installed.
     #[arg(last = true)]
     pub command: Vec<String>,
 }
+
+/// Frame rate while no page is visible: one tick an hour, i.e. no capture work.
+const IDLE_FPS: f64 = 1.0 / 3600.0;
 
 /// How often the supervisor checks the capture, the screen size and the child.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let token = args.token.clone().filter(|t| !t.is_empty());
-    if !args.listen.ip().is_loopback() && token.is_none() {
+    let nonempty = |t: &Option<String>| t.clone().filter(|t| !t.is_empty());
+    let token = nonempty(&args.token);
+    let view_token = nonempty(&args.view_token);
+    if !args.listen.ip().is_loopback() && token.is_none() && view_token.is_none() {
         bail!(
             "listening on {} (not loopback) needs a token: pass --token or set PIXELFLUX_TOKEN",
             args.listen
@@ -61,9 +91,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut options = args.options.clone();
     let env_display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
+    let use_env = options.scene.is_none() && options.display.is_none() && env_display.is_some();
+    if use_env && !args.command.is_empty() && !args.new_display {
+        bail!(
+            "$DISPLAY is set ({}): the command after `--` would open on that screen. Pass \
+             --new-display to run it in a new private display, or --display to pick one",
+            env_display.as_deref().unwrap_or_default()
+        );
+    }
     // Dropped (Xvfb stopped) after everything that uses it.
     let mut own_xvfb = None;
-    if options.scene.is_none() && options.display.is_none() && env_display.is_none() {
+    if options.scene.is_none()
+        && options.display.is_none()
+        && (env_display.is_none() || args.new_display)
+    {
         match OwnXvfb::start(args.size.width, args.size.height) {
             Ok(xvfb) => {
                 options.display = Some(xvfb.display().to_owned());
@@ -92,14 +133,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .ok(),
         _ => None,
     };
+    let mut command = args.command.clone();
+    if command.is_empty() && own_xvfb.is_some() {
+        // A private screen with nothing on it is of no use: give it a terminal.
+        match terminal_command() {
+            Some(terminal) => command = terminal,
+            None => tracing::warn!(
+                "xterm is not installed: the private display stays empty (install xterm, or \
+                 give a command after `--`)"
+            ),
+        }
+    }
     let mut app = None;
-    if !args.command.is_empty() {
+    if !command.is_empty() {
         let Some(display) = display.as_deref().filter(|_| options.scene.is_none()) else {
             bail!("a command to run needs an X display, not a synthetic scene");
         };
         app = Some(
-            AppChild::spawn(&args.command, display)
-                .with_context(|| format!("cannot run {:?}", args.command[0]))?,
+            AppChild::spawn(&command, display)
+                .with_context(|| format!("cannot run {:?}", command[0]))?,
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -107,13 +159,56 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(args.listen, token, &options, &mut app));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::from_files(cert, key)?),
+        _ if args.tls_self_signed => Some(tls::self_signed(&openable(args.listen))?),
+        _ => None,
+    };
+    let access = Access {
+        token,
+        view_token,
+        view_only: args.view_only,
+        tls,
+    };
+    let result = runtime.block_on(serve(args.listen, access, &options, &mut app));
     // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
     // an X server that stopped answering never returns, so bound the wait.
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(app);
     drop(own_xvfb);
-    result
+    // `serve -- cmd` exits with the command's status (128 + signal when it was killed).
+    if let Ok(Some(status)) = &result {
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1);
+        if code != 0 {
+            std::process::exit(code);
+        }
+    }
+    result.map(|_| ())
+}
+
+/// The terminal a private display gets when no command is given: xterm filling the screen,
+/// or `None` when xterm is not installed.
+fn terminal_command() -> Option<Vec<String>> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .any(|dir| dir.join("xterm").is_file())
+        .then(|| {
+            ["xterm", "-maximized", "-fa", "Monospace", "-fs", "11"]
+                .map(String::from)
+                .to_vec()
+        })
+}
+
+/// Who may connect and control, from the options.
+struct Access {
+    token: Option<String>,
+    view_token: Option<String>,
+    view_only: bool,
+    tls: Option<tls::Tls>,
 }
 
 /// The capture now running, for the hub's refresh requests (weak: the supervisor owns it).
@@ -166,23 +261,55 @@ async fn stop_capture(capture: Arc<ScreenCapture>) -> Option<String> {
         .unwrap_or_else(|e| Some(format!("stopping the capture: {e}")))
 }
 
-/// The URL to open; the token is percent-encoded (`a+b&c` → `a%2Bb%26c`).
-fn url(addr: SocketAddr, token: Option<&str>) -> String {
+/// The page's URL at `addr`; the token is percent-encoded (`a+b&c` → `a%2Bb%26c`).
+fn url(scheme: &str, addr: SocketAddr, token: Option<&str>) -> String {
     match token {
         Some(t) => {
             let t: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
-            format!("http://{addr}/?token={t}")
+            format!("{scheme}://{addr}/?token={t}")
         }
-        None => format!("http://{addr}/"),
+        None => format!("{scheme}://{addr}/"),
     }
 }
 
+/// Addresses a person can open for a listening address: itself, or for `0.0.0.0`/`::`
+/// loopback first and then this machine's other addresses.
+fn openable(addr: SocketAddr) -> Vec<SocketAddr> {
+    if !addr.ip().is_unspecified() {
+        return vec![addr];
+    }
+    let loopback = if addr.is_ipv4() {
+        std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+    };
+    let mut out = vec![SocketAddr::new(loopback, addr.port())];
+    if let Ok(ifaces) = nix::ifaddrs::getifaddrs() {
+        for iface in ifaces {
+            let Some(a) = iface.address else { continue };
+            let ip = match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Some(v4), _) if addr.is_ipv4() => std::net::IpAddr::from(v4.ip()),
+                (_, Some(v6)) if addr.is_ipv6() && !v6.ip().is_unicast_link_local() => {
+                    std::net::IpAddr::from(v6.ip())
+                }
+                _ => continue,
+            };
+            if !ip.is_loopback() && !out.iter().any(|o| o.ip() == ip) {
+                out.push(SocketAddr::new(ip, addr.port()));
+            }
+        }
+    }
+    out
+}
+
+/// Serves until a signal, a capture failure or the end of `app`; returns `app`'s exit
+/// status when that is what ended it.
 async fn serve(
     listen: SocketAddr,
-    token: Option<String>,
+    access: Access,
     options: &CaptureOptions,
     app: &mut Option<AppChild>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
     let (mut settings, spec) = options.resolve()?;
     settings.wire_format = WireFormat::Tagged;
     let follow_screen = options.region.is_none();
@@ -198,33 +325,134 @@ async fn serve(
         }
     });
     let mut capture = start_capture(&hub, &settings, &spec, &current)?;
+    let region_of = |s: &CaptureSettings| input::Region {
+        x: s.capture_x,
+        y: s.capture_y,
+        width: s.capture_width,
+        height: s.capture_height,
+    };
+    let injector = match (&spec, access.view_only) {
+        (SourceSpec::X11 { display }, false) => {
+            match input::Injector::start(display.as_deref(), region_of(&settings)) {
+                Ok(injector) => Some(injector),
+                Err(e) => {
+                    tracing::warn!("no input (view only): {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let clipboard = match (&spec, access.view_only) {
+        (SourceSpec::X11 { display }, false) => {
+            match clipboard::Clipboard::start(display.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("no clipboard: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    // The browser draws the pointer unless it is burnt into the picture.
+    let cursor = match &spec {
+        SourceSpec::X11 { display } if !options.cursor => {
+            match cursor::follow(display.as_deref()) {
+                Ok(rx) => Some(rx),
+                Err(e) => {
+                    tracing::warn!("the page cannot draw the pointer: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    println!("open {}", url(addr, token.as_deref()));
+    let scheme = if access.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for (i, a) in openable(addr).into_iter().enumerate() {
+        let label = if i == 0 { "open" } else { "  or" };
+        match (&access.token, &access.view_token) {
+            (Some(t), Some(v)) => {
+                println!("{label} {}", url(scheme, a, Some(t)));
+                println!("  view only: {}", url(scheme, a, Some(v)));
+            }
+            (t, v) => println!("{label} {}", url(scheme, a, t.as_deref().or(v.as_deref()))),
+        }
+    }
+    if let Some(tls) = &access.tls {
+        println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
+    }
+    if access.view_only || injector.is_none() {
+        println!("(view only: input from the page is not applied)");
+    }
     let limits = limits::Limits::for_this_process();
     let state = Arc::new(http::AppState {
         hub: Arc::clone(&hub),
-        token,
+        // Any token configured means requests must carry one (so no `Host` check).
+        token: access.token.clone().or_else(|| access.view_token.clone()),
+        remote: remote::Remote {
+            control_token: access.token,
+            view_token: access.view_token,
+            view_only: access.view_only,
+            injector,
+            clipboard,
+            cursor,
+            display: match &spec {
+                SourceSpec::X11 { display } => display.clone(),
+                // A synthetic scene (or any source without an X display).
+                _ => None,
+            },
+            ..Default::default()
+        },
         listen: addr,
         limits,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(
-        listener,
-        http::router(state),
-        limits,
-        async {
-            let _ = stop_rx.await;
-        },
-        Duration::from_secs(3),
-    ));
+    let server = match access.tls {
+        None => tokio::spawn(server::serve(
+            listener,
+            http::router(Arc::clone(&state)),
+            limits,
+            async {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(3),
+        )),
+        // HTTPS through axum-server (rustls); without the plain server's accept limits.
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+            });
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls.config)?
+                .handle(handle)
+                .serve(http::router(Arc::clone(&state)).into_make_service());
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::warn!("HTTPS server: {e}");
+                }
+            })
+        }
+    };
 
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    let mut exit_status = None;
+    // Whether the capture runs at full rate (it starts so; paused when no one watches).
+    let mut capturing = true;
+    let mut last_resume: Option<std::time::Instant> = None;
     let mut size_query: Option<tokio::task::JoinHandle<_>> = None;
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
@@ -237,10 +465,39 @@ async fn serve(
                 break Ok(());
             }
             _ = tick.tick() => {}
+            () = state.remote.watchers_changed.notified() => {}
+        }
+        // No capture work while no page is visible; back to full rate (and a full picture)
+        // as soon as one is.
+        let watched = state.remote.watching() > 0;
+        if watched != capturing {
+            let fps = if watched {
+                settings.target_fps
+            } else {
+                IDLE_FPS
+            };
+            match capture.control(pixelflux::Control::SetFps(fps)) {
+                Ok(()) => {
+                    if watched {
+                        // A page flipping between hidden and shown cannot make the capture
+                        // re-encode everything more than four times a second.
+                        if last_resume.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
+                            capture.request_refresh();
+                        }
+                        last_resume = Some(std::time::Instant::now());
+                        tracing::info!("a viewer is watching: capture resumed");
+                    } else {
+                        tracing::info!("no one is watching: capture paused");
+                    }
+                    capturing = watched;
+                }
+                Err(e) => tracing::warn!("cannot change the frame rate: {e}"),
+            }
         }
         if let Some(child) = app.as_mut() {
             if let Some(status) = child.exited() {
                 tracing::info!("{} exited ({status}): stopping", child.name());
+                exit_status = Some(status);
                 break Ok(());
             }
         }
@@ -273,7 +530,13 @@ async fn serve(
                     settings.capture_width = w;
                     settings.capture_height = h;
                     match start_capture(&hub, &settings, &spec, &current) {
-                        Ok(c) => capture = c,
+                        Ok(c) => {
+                            capture = c;
+                            capturing = true;
+                            if let Some(injector) = &state.remote.injector {
+                                injector.set_region(region_of(&settings));
+                            }
+                        }
                         Err(e) => {
                             hub.close_all();
                             let _ = stop_tx.send(());
@@ -286,6 +549,13 @@ async fn serve(
     };
     hub.close_all();
     tracing::info!("{} stripes published", hub.published());
+    let refused = state
+        .remote
+        .refused
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if refused > 0 {
+        tracing::info!("{refused} input messages refused from viewers without control");
+    }
     let _ = stop_tx.send(());
     if tokio::time::timeout(Duration::from_secs(4), server)
         .await
@@ -298,7 +568,7 @@ async fn serve(
             bail!("capture failed: {e}");
         }
     }
-    outcome
+    outcome.map(|()| exit_status)
 }
 
 #[cfg(test)]

@@ -1,0 +1,156 @@
+//! Real applications as workloads, beside the synthetic scenes: a terminal scrolling a log
+//! (xterm), an idle desktop with a clock (xclock), a video playing in a window (ffplay of a clip
+//! ffmpeg makes from its `testsrc2` pattern). Each runs on the benchmark's X display; there is
+//! no reference picture, so these runs have no PSNR. Install them with
+//! `scripts/install-deps.sh bench` (Debian: xterm, x11-apps, ffmpeg).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+
+/// A real application to capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum App {
+    /// xterm filling the region, printing a build log in a loop (scrolls every frame).
+    Terminal,
+    /// xclock (digital, seconds) in a corner of an otherwise still screen.
+    Clock,
+    /// ffplay playing a 1280x720 30 fps clip in a window in the middle of the region.
+    Video,
+}
+
+impl App {
+    /// The name in the results (`app-` and the option's value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Terminal => "app-terminal",
+            Self::Clock => "app-clock",
+            Self::Video => "app-video",
+        }
+    }
+}
+
+/// How long an application gets to put its first picture up.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// A running application; killed (and reaped) when dropped.
+pub struct AppRun {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl AppRun {
+    /// Starts `app` on `display` for a `w`x`h` region at the screen's top left, and waits
+    /// [`SETTLE`] for it to come up; fails when it exits in that time or is not installed.
+    pub fn start(app: App, display: &str, (w, h): (u32, u32)) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "pixelflux-bench-{}-{}",
+            app.name(),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let mut cmd = match app {
+            App::Terminal => {
+                let log = dir.join("build.log");
+                write_build_log(&log)?;
+                // The default font is 6x13: fill the region.
+                let mut c = Command::new("xterm");
+                c.args(["-geometry", &format!("{}x{}+0+0", w / 6, h / 13)])
+                    .args(["-e", "sh", "-c", "while :; do cat \"$0\"; done"])
+                    .arg(&log);
+                c
+            }
+            App::Clock => {
+                let mut c = Command::new("xclock");
+                c.args(["-digital", "-update", "1"])
+                    .args(["-geometry", &format!("+{}+0", w.saturating_sub(300))]);
+                c
+            }
+            App::Video => {
+                let clip = dir.join("clip.mp4");
+                make_clip(&clip)?;
+                let (vw, vh) = (1280.min(w), 720.min(h));
+                let mut c = Command::new("ffplay");
+                c.args(["-loglevel", "error", "-loop", "0", "-an", "-noborder"])
+                    .args(["-x", &vw.to_string(), "-y", &vh.to_string()])
+                    .args(["-left", &((w - vw) / 2).to_string()])
+                    .args(["-top", &((h - vh) / 2).to_string()])
+                    .arg(&clip)
+                    .env("SDL_VIDEODRIVER", "x11");
+                c
+            }
+        };
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd
+            .env("DISPLAY", display)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!("start {program} (install it: scripts/install-deps.sh bench)")
+            })?;
+        let mut run = Self { child, dir };
+        let t0 = Instant::now();
+        while t0.elapsed() < SETTLE {
+            if let Some(status) = run.child.try_wait()? {
+                bail!("{program} exited at start ({status})");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(run)
+    }
+}
+
+impl Drop for AppRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A log like a build's: lines of varied length, so a scroll moves real text.
+fn write_build_log(path: &Path) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for i in 0..4000u32 {
+        let line = match i % 5 {
+            0 => format!(
+                "   Compiling crate-{i} v0.{}.{} (/src/crates/crate-{i})",
+                i % 7,
+                i % 13
+            ),
+            1 => format!(
+                "warning: unused variable `x{i}` --> src/module_{}.rs:{}:9",
+                i % 31,
+                i % 400
+            ),
+            2 => format!("    Checking dependency-{} v1.{}.0", i * 7 % 97, i % 11),
+            3 => format!("test tests::case_{i} ... ok"),
+            _ => format!("{:>8} {}", i, "=".repeat((i % 60) as usize)),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+/// A 10 s 1280x720 30 fps clip of ffmpeg's moving test pattern (MPEG-4 part 2: every ffmpeg
+/// build has that encoder).
+fn make_clip(path: &Path) -> anyhow::Result<()> {
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=1280x720:rate=30", "-t", "10"])
+        .args(["-c:v", "mpeg4", "-q:v", "4"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .context("run ffmpeg (install it: scripts/install-deps.sh bench)")?;
+    if !status.success() {
+        bail!("ffmpeg could not make the clip ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,437 @@
+// `pixelflux serve` as a remote desktop: headless Chromium drives the real page against a
+// private Xvfb, and what arrives at the X server is checked by real X clients: a shell in an
+// xterm (its effect on disk) and xev (the events it records).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { launchBrowser, runBin, sleep, startServe, waitForFullPicture } from './support.mjs';
+
+let browser;
+let dir;
+before(async () => {
+  browser = await launchBrowser();
+  dir = mkdtempSync(path.join(tmpdir(), 'pixelflux-remote-'));
+});
+after(async () => {
+  await browser?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The environment of a machine with no display (so serve starts its own Xvfb). */
+function headless() {
+  const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
+  delete env.DISPLAY;
+  return env;
+}
+
+async function withServe(args, fn) {
+  const server = await startServe(['--listen', '127.0.0.1:0', ...args], { env: headless() });
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** A page at a viewport whose shape differs from the capture's, so the picture is letterboxed. */
+async function openPage(url) {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await waitForFullPicture(page);
+  return { page, errors };
+}
+
+/** Page coordinates of capture pixel (x, y), through the page's scaling and letterboxing. */
+async function pageXY(page, x, y) {
+  return page.evaluate(([x, y]) => {
+    const h = window.pixelflux.hello;
+    const r = document.getElementById('screen').getBoundingClientRect();
+    const s = Math.min(r.width / h.width, r.height / h.height);
+    return {
+      x: r.left + (r.width - h.width * s) / 2 + (x + 0.5) * s,
+      y: r.top + (r.height - h.height * s) / 2 + (y + 0.5) * s,
+    };
+  }, [x, y]);
+}
+
+/** Waits (with a deadline) until `file` exists and `check(text)` is true; returns the text. */
+async function waitForFile(file, check, what, timeoutMs = 15000) {
+  const t0 = Date.now();
+  let text = '';
+  while (Date.now() - t0 < timeoutMs) {
+    if (existsSync(file)) {
+      text = readFileSync(file, 'utf8');
+      if (check(text)) return text;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${what}: not seen within ${timeoutMs} ms; ${file} has:\n${text.slice(-3000)}`);
+}
+
+/**
+ * Presses and releases a key that produces `ch` on a layout Playwright does not know (it only
+ * knows US keys), through the DevTools protocol, as a Russian or French keyboard would.
+ */
+async function pressChar(page, ch) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Input.dispatchKeyEvent', { type: 'keyDown', key: ch, text: ch, unmodifiedText: ch });
+  await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: ch });
+  await cdp.detach();
+}
+
+/** Waits until xev's (white) window shows on the canvas, so events have a window to go to. */
+async function waitForWindow(page) {
+  await page.waitForFunction(() => {
+    const c = document.getElementById('screen');
+    const [r, g, b] = c.getContext('2d').getImageData(320, 180, 1, 1).data;
+    return r > 200 && g > 200 && b > 200;
+  }, null, { timeout: 15000, polling: 100 });
+}
+
+/** xev's ButtonPress/ButtonRelease records: [{ kind, button, x, y, state }]. */
+function buttons(log) {
+  const out = [];
+  const re = /(ButtonPress|ButtonRelease) event,[^\n]*\n[^\n]*\((-?\d+),(-?\d+)\), root:\((-?\d+),(-?\d+)\),\n\s*state (0x[0-9a-f]+), button (\d+)/g;
+  for (const m of log.matchAll(re)) {
+    out.push({ kind: m[1], x: +m[4], y: +m[5], state: parseInt(m[6], 16), button: +m[7] });
+  }
+  return out;
+}
+
+/** xev's MotionNotify records: [{ x, y, state }]. */
+function motions(log) {
+  const re = /MotionNotify event,[^\n]*\n[^\n]*root:\((-?\d+),(-?\d+)\),\n\s*state (0x[0-9a-f]+)/g;
+  return [...log.matchAll(re)].map((m) => ({ x: +m[1], y: +m[2], state: parseInt(m[3], 16) }));
+}
+
+const xevCommand = (log) => ['--', 'sh', '-c', `exec xev -geometry 640x360+0+0 -event mouse -event button -event keyboard > ${log}`];
+
+describe('pixelflux serve: input from the page reaches the X server', () => {
+  test('keys typed into the page run a shell command in an xterm, Unicode included', async () => {
+    const out = path.join(dir, 'typed.txt');
+    await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '80x20+0+0', '-e', 'sh'], async (server) => {
+      const { page, errors } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      assert.match(await page.title(), /^:\d+ 640x360 · pixelflux$/, 'the title names the display');
+      // xterm gets keys when the pointer is over it (no window manager: PointerRoot focus).
+      const at = await pageXY(page, 100, 100);
+      await page.mouse.move(at.x, at.y);
+      await page.mouse.click(at.x, at.y);
+      // '>' and the capitals need Shift on a US map, and Playwright sends them without:
+      // they arrive through a spare keycode. 'ж' and 'é' have no keycode on a US map at all.
+      await page.keyboard.type(`echo Typed-OK `);
+      await pressChar(page, 'ж');
+      await pressChar(page, 'é');
+      await page.keyboard.type(` > ${out}`);
+      await page.keyboard.press('Enter');
+      const text = await waitForFile(out, (t) => t.endsWith('\n'), 'the typed command');
+      assert.equal(text, 'Typed-OK жé\n');
+      // A held modifier: Ctrl+U (kill line) then a new command.
+      await page.keyboard.type('echo never');
+      await page.keyboard.down('Control');
+      await page.keyboard.press('u');
+      await page.keyboard.up('Control');
+      await page.keyboard.type(`echo second >> ${out}`);
+      await page.keyboard.press('Enter');
+      const both = await waitForFile(out, (t) => t.split('\n').length >= 3, 'the second command');
+      assert.equal(both, 'Typed-OK жé\nsecond\n');
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+  });
+
+  test('clicks, drags and wheels land at the right place with the right buttons (xev)', async () => {
+    const log = path.join(dir, 'xev-mouse.log');
+    await withServe(['--size', '640x360', ...xevCommand(log)], async (server) => {
+      const { page, errors } = await openPage(server.url);
+      await waitForWindow(page);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      const p = async (x, y) => pageXY(page, x, y);
+      // Left click at (100, 50).
+      let a = await p(100, 50);
+      await page.mouse.click(a.x, a.y);
+      let text = await waitForFile(log, (t) => buttons(t).some((b) => b.kind === 'ButtonRelease' && b.button === 1), 'left click');
+      let bs = buttons(text);
+      assert.deepEqual(bs.map((b) => [b.kind, b.button, b.x, b.y]),
+        [['ButtonPress', 1, 100, 50], ['ButtonRelease', 1, 100, 50]]);
+      // Right and middle clicks.
+      a = await p(200, 120);
+      await page.mouse.click(a.x, a.y, { button: 'right' });
+      await page.mouse.click(a.x, a.y, { button: 'middle' });
+      text = await waitForFile(log, (t) => buttons(t).length >= 6, 'right and middle clicks');
+      assert.deepEqual(buttons(text).slice(2).map((b) => [b.kind, b.button, b.x, b.y]), [
+        ['ButtonPress', 3, 200, 120], ['ButtonRelease', 3, 200, 120],
+        ['ButtonPress', 2, 200, 120], ['ButtonRelease', 2, 200, 120],
+      ]);
+      // A drag from (300, 60) to (500, 300): motion with Button1 held, release at the end.
+      const from = await p(300, 60);
+      const to = await p(500, 300);
+      await page.mouse.move(from.x, from.y);
+      await page.mouse.down();
+      await page.mouse.move(to.x, to.y, { steps: 10 });
+      await page.mouse.up();
+      text = await waitForFile(log, (t) => buttons(t).length >= 8, 'drag');
+      bs = buttons(text).slice(6);
+      assert.deepEqual(bs.map((b) => [b.kind, b.button, b.x, b.y]),
+        [['ButtonPress', 1, 300, 60], ['ButtonRelease', 1, 500, 300]]);
+      const dragged = motions(text).filter((m) => m.state & 0x100);
+      assert.ok(dragged.length >= 5, `motion with Button1 held: ${dragged.length}`);
+      assert.deepEqual(dragged.at(-1), { x: 500, y: 300, state: 0x100 });
+      // Wheel: one notch each way on both axes, then smooth deltas that add up to a click.
+      a = await p(320, 180);
+      await page.mouse.move(a.x, a.y);
+      for (const [dx, dy] of [[0, 100], [0, -100], [100, 0], [-100, 0], [0, 30], [0, 30], [0, 30], [0, 30]]) {
+        await page.mouse.wheel(dx, dy);
+        await sleep(50);
+      }
+      text = await waitForFile(log, (t) => buttons(t).length >= 18, 'wheel clicks');
+      const wheel = buttons(text).slice(8).filter((b) => b.kind === 'ButtonPress').map((b) => b.button);
+      assert.deepEqual(wheel, [5, 4, 7, 6, 5], 'down, up, right, left, then 4 × 30 px = one click down');
+      assert.ok(buttons(text).slice(8).every((b) => b.x === 320 && b.y === 180));
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+  });
+
+  test('a view token watches but its input is refused and counted; the control token controls', async () => {
+    const log = path.join(dir, 'xev-roles.log');
+    const server = await withServe(['--size', '640x360', '--token', 'ctl-tok', '--view-token', 'see/tok&',
+      ...xevCommand(log)], async (server) => {
+      // Both URLs printed, the view token percent-encoded.
+      const t0 = Date.now();
+      while (!/view only: /.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
+      assert.match(server.stdout, /view only: http:\/\/127\.0\.0\.1:\d+\/\?token=see%2Ftok%26/);
+      const viewUrl = server.stdout.match(/view only: (\S+)/)[1];
+      const viewer = await openPage(viewUrl);
+      await waitForWindow(viewer.page);
+      await viewer.page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control === false &&
+        window.pixelflux.connects > 0);
+      // The page itself sends nothing without control: force messages through its socket.
+      await viewer.page.evaluate(() => {
+        const s = window.pixelflux;
+        s.send({ type: 'pointer', x: 10, y: 10, buttons: 1 });
+        s.send({ type: 'pointer', x: 10, y: 10, buttons: 0 });
+        s.send({ type: 'key', key: 'q', code: 'KeyQ', down: true });
+        s.send({ type: 'key', key: 'q', code: 'KeyQ', down: false });
+      });
+      await sleep(500);
+      const ctl = await openPage(server.url);
+      await ctl.page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      const a = await pageXY(ctl.page, 60, 70);
+      await ctl.page.mouse.click(a.x, a.y);
+      const text = await waitForFile(log, (t) => buttons(t).length >= 2, 'the controller\'s click');
+      // Only the controller's click arrived (the viewer's came first, so it would show first).
+      assert.deepEqual(buttons(text).map((b) => [b.kind, b.button, b.x, b.y]),
+        [['ButtonPress', 1, 60, 70], ['ButtonRelease', 1, 60, 70]]);
+      assert.doesNotMatch(text, /KeyPress event/);
+      await viewer.page.close();
+      await ctl.page.close();
+      return server;
+    });
+    // The four refusals were counted.
+    await server.waitForStderr(/4 input messages refused from viewers without control/);
+  });
+
+  test('clipboard text goes both ways between the page and the X clipboard', async () => {
+    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const env = { ...headless(), DISPLAY: (await server.waitForStderr(/started Xvfb (:\d+)/))[1] };
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      // X → page: xclip takes the CLIPBOARD (it stays in the background to serve it).
+      const fromX = `copied in X: ünïcødé ✓ ${Date.now()}`;
+      const put = spawnSync('xclip', ['-selection', 'clipboard', '-i'], { input: fromX, env, stdio: ['pipe', 'ignore', 'ignore'], timeout: 10000 });
+      assert.equal(put.status, 0);
+      await page.waitForFunction((t) => window.pixelflux.input.clipboard === t, fromX, { timeout: 10000 });
+      // Page → X: text on the browser's clipboard, pasted with Ctrl+V into the canvas.
+      await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+      const fromPage = `pasted in the page: жé ✓ ${Date.now()}`;
+      await page.evaluate((t) => navigator.clipboard.writeText(t), fromPage);
+      await page.focus('#screen');
+      await page.keyboard.press('Control+V');
+      const t0 = Date.now();
+      let got = '';
+      while (Date.now() - t0 < 10000) {
+        got = spawnSync('xclip', ['-o', '-selection', 'clipboard'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
+        if (got === fromPage) break;
+        await sleep(100);
+      }
+      assert.equal(got, fromPage, 'the X clipboard holds the pasted text');
+      const primary = spawnSync('xclip', ['-o', '-selection', 'primary'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
+      assert.equal(primary, fromPage, 'and so does PRIMARY (middle-click paste)');
+      await page.close();
+    });
+  });
+
+  test('the browser draws the X pointer: its shape follows the window under it; --cursor burns it in instead', async () => {
+    await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '40x10+0+0'], async (server) => {
+      const { page, errors } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control &&
+        window.pixelflux.input.cursor);
+      const root = await page.evaluate(() => window.pixelflux.input.cursor);
+      assert.match(await page.evaluate(() => document.getElementById('screen').style.cursor),
+        /^url\("?data:image\/png;base64,[A-Za-z0-9+/=]+"?\) \d+ \d+, default$/);
+      // Over the xterm the X server shows xterm's text cursor: a new shape arrives.
+      const at = await pageXY(page, 30, 30);
+      await page.mouse.move(at.x, at.y);
+      await page.waitForFunction((css) => window.pixelflux.input.cursor.css !== css, root.css, { timeout: 10000 });
+      // And back over the root window, the root's shape again.
+      const out = await pageXY(page, 600, 300);
+      await page.mouse.move(out.x, out.y);
+      await page.waitForFunction((css) => window.pixelflux.input.cursor.css === css, root.css, { timeout: 10000 });
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+    await withServe(['--size', '320x240', '--cursor', '--', 'sleep', '60'], async (server) => {
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      await sleep(500);
+      assert.equal(await page.evaluate(() => window.pixelflux.input.cursor), null);
+      await page.close();
+    });
+  });
+
+  test('--view-only: no page gets control', async () => {
+    await withServe(['--size', '320x240', '--view-only', '--', 'sleep', '60'], async (server) => {
+      assert.match(server.stdout, /view only/);
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.connects > 0);
+      await sleep(300);
+      assert.equal(await page.evaluate(() => window.pixelflux.input.control), false);
+      await page.close();
+    });
+  });
+});
+
+describe('pixelflux serve: displays and commands', () => {
+  test('no capture work while no page is visible; a full picture when one shows again', async () => {
+    await withServe(['--scene', 'typing', '--region', '320x192', '--fps', '30'], async (server) => {
+      await server.waitForStderr(/no one is watching: capture paused/);
+      const { page } = await openPage(server.url);
+      await server.waitForStderr(/capture paused[\s\S]*a viewer is watching: capture resumed/);
+      const stripes = () => page.evaluate(() => window.pixelflux.stripes);
+      const a = await stripes();
+      await sleep(500);
+      assert.ok(await stripes() > a, 'the typing scene streams while the tab is visible');
+      const setHidden = (hidden) => page.evaluate((h) => {
+        Object.defineProperty(document, 'hidden', { value: h, configurable: true });
+        Object.defineProperty(document, 'visibilityState', { value: h ? 'hidden' : 'visible', configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+      await setHidden(true);
+      await server.waitForStderr(/capture resumed[\s\S]*no one is watching: capture paused/);
+      await sleep(300);
+      const b = await stripes();
+      await sleep(1500);
+      assert.equal(await stripes(), b, 'nothing is captured or sent while the only tab is hidden');
+      await setHidden(false);
+      await server.waitForStderr(/capture paused[\s\S]*capture resumed[\s\S]*capture paused[\s\S]*capture resumed/);
+      await page.waitForFunction((n) => window.pixelflux.stripes > n, b, { timeout: 10000 });
+      await page.close();
+    });
+  });
+
+  test('`serve -- cmd` exits with the command\'s status', () => {
+    const r = runBin(['serve', '--listen', '127.0.0.1:0', '--size', '320x240', '--', 'sh', '-c', 'sleep 1; exit 7'],
+      { env: headless() });
+    assert.equal(r.status, 7, r.stderr);
+  });
+
+  test('with $DISPLAY set, a command is refused unless --new-display gives it a private one', () => {
+    const env = { ...headless(), DISPLAY: ':4242' };
+    const refused = runBin(['serve', '--listen', '127.0.0.1:0', '--', 'sh', '-c', 'exit 0'], { env });
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /\$DISPLAY is set \(:4242\).*--new-display/s);
+    const own = runBin(['serve', '--listen', '127.0.0.1:0', '--size', '320x240', '--new-display', '--',
+      'sh', '-c', 'test "$DISPLAY" != :4242 && xdpyinfo >/dev/null && exit 5'], { env });
+    assert.equal(own.status, 5, own.stderr);
+    assert.match(own.stderr, /started Xvfb :\d+/);
+  });
+
+  test('with no display and no command, the private display gets a terminal', async () => {
+    await withServe(['--size', '640x360'], async (server) => {
+      await server.waitForStderr(/started "xterm"/);
+      const { page } = await openPage(server.url);
+      // The terminal paints something other than black.
+      await page.waitForFunction(() => {
+        const c = document.getElementById('screen');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 128 && d[i + 1] > 128 && d[i + 2] > 128) return true;
+        return false;
+      }, null, { timeout: 15000, polling: 200 });
+      await page.close();
+    });
+  });
+});
+
+/** An IPv4 address of this machine that is not loopback, or null. */
+function nonLoopbackIPv4() {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return null;
+}
+
+/** The SHA-256 fingerprint of the certificate a TLS server presents. */
+function peerFingerprint(host, port) {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host, port, rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate().fingerprint256);
+      s.end();
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('pixelflux serve over TLS', () => {
+  test('https with a self-signed certificate decodes H.264 off loopback; over http the page says why not', async () => {
+    const ip = nonLoopbackIPv4();
+    // 127.0.0.2 is a secure context in Chromium even over http, so only the https half applies.
+    const host = ip ?? '127.0.0.2';
+    if (!ip) console.log('no non-loopback address here: testing https on 127.0.0.2 only');
+    const scene = ['--scene', 'static', '--region', '320x192', '--codec', 'h264', '--token', 'tls tok'];
+    const tlsBrowser = await launchBrowser({ ignoreHTTPSErrors: true });
+    const server = await startServe(['--listen', `${host}:0`, '--tls-self-signed', ...scene]);
+    try {
+      assert.match(server.url, new RegExp(`^https://${host.replace(/\./g, '\\.')}:\\d+/\\?token=tls\\+tok$`));
+      // stdout may come in pieces: wait for the line after the URL.
+      const t0 = Date.now();
+      while (!/fingerprint: [0-9A-F:]{95}/.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
+      const fp = server.stdout.match(/fingerprint: ([0-9A-F:]{95})/)[1];
+      const { hostname, port } = new URL(server.url);
+      assert.equal(await peerFingerprint(hostname, +port), fp, 'the printed fingerprint is the served certificate\'s');
+      const page = await tlsBrowser.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(server.url);
+      await waitForFullPicture(page);
+      const st = await page.evaluate(() => ({
+        secure: window.isSecureContext, codec: window.pixelflux.codec, errors: window.pixelflux.errors,
+        proto: location.protocol,
+      }));
+      assert.deepEqual(st, { secure: true, codec: st.codec, errors: 0, proto: 'https:' });
+      assert.match(st.codec, /^avc1\./);
+      assert.deepEqual(errors, []);
+    } finally {
+      await server.stop();
+      await tlsBrowser.close();
+    }
+    if (!ip) return;
+    const plain = await startServe(['--listen', `${ip}:0`, ...scene]);
+    try {
+      const page = await browser.newPage();
+      await page.goto(plain.url);
+      await page.waitForFunction(() => /H\.264 needs a secure context/.test(document.getElementById('overlay').textContent),
+        null, { timeout: 15000 });
+      assert.equal(await page.evaluate(() => window.isSecureContext), false);
+      await page.close();
+    } finally {
+      await plain.stop();
+    }
+  });
+});

@@ -1,0 +1,229 @@
+// pixelflux input: keyboard, pointer, wheel and touch from the page to the X server.
+//
+// Loaded after client.js; uses window.pixelflux.send and .onMessage. Sends only when the
+// server said this page has control ({"type":"role","control":true}).
+//   {"type":"key","key":KeyboardEvent.key,"code":KeyboardEvent.code,"down":bool}
+//   {"type":"pointer","x":px,"y":px,"buttons":MouseEvent.buttons}   (capture pixels)
+//   {"type":"wheel","x":px,"y":px,"dx":clicks,"dy":clicks}
+//   {"type":"clipboard","text":str}   (pasted into the page: becomes the X clipboard)
+// Server → page: {"type":"clipboard","text":str} when the X clipboard changes;
+//   {"type":"cursor","w","h","x","y","rgba":base64} when the X pointer's shape changes
+//   (drawn by the browser as the canvas's CSS cursor, hotspot x,y).
+// Keys go out only while the canvas has focus (it takes focus when clicked or touched).
+'use strict';
+
+(() => {
+  const px = window.pixelflux;
+  const canvas = document.getElementById('screen');
+  canvas.tabIndex = 0;
+  canvas.style.outline = 'none';
+  canvas.style.touchAction = 'none';
+
+  const MAX_KEY_NAME = 32;
+  const MAX_CLICKS = 32;
+  // Browser shortcuts left to the browser: fullscreen and developer tools.
+  const PASS_THROUGH = new Set(['F11', 'F12']);
+
+  const MAX_MESSAGE = 4096; // the server closes a connection that sends more
+  const input = {
+    control: false, sent: 0, held: new Map(), clipboard: null, pasteTooLarge: 0,
+    cursor: null, // { w, h, x, y, css } of the X pointer, once the server sent one
+  };
+
+  function applyCursor() {
+    canvas.style.cursor = input.cursor ? input.cursor.css : (input.control ? '' : 'default');
+  }
+
+  function onCursor(msg) {
+    const w = msg.w | 0;
+    const h = msg.h | 0;
+    if (w <= 0 || h <= 0 || w > 128 || h > 128) return;
+    const bytes = Uint8ClampedArray.from(atob(msg.rgba), (c) => c.charCodeAt(0));
+    if (bytes.length !== w * h * 4) return;
+    const c = document.createElement('canvas');
+    c.width = w;
+    c.height = h;
+    c.getContext('2d').putImageData(new ImageData(bytes, w, h), 0, 0);
+    input.cursor = { w, h, x: msg.x | 0, y: msg.y | 0, css: `url(${c.toDataURL()}) ${msg.x | 0} ${msg.y | 0}, default` };
+    applyCursor();
+  }
+  px.input = input;
+
+  function send(obj) {
+    if (!input.control) return;
+    input.sent++;
+    px.send(obj);
+  }
+
+  const overlay = document.getElementById('overlay');
+  let hideTimer = null;
+  const prevOnMessage = px.onMessage;
+  px.onMessage = (msg) => {
+    if (msg.type === 'role') {
+      input.control = !!msg.control;
+      const size = px.hello ? ` ${px.hello.width}x${px.hello.height}` : '';
+      document.title = msg.display ? `${msg.display}${size} · pixelflux` : `pixelflux${size}`;
+      canvas.classList.remove('disconnected');
+      // The figures step aside a few seconds after connecting, unless something is wrong.
+      clearTimeout(hideTimer);
+      overlay.classList.remove('hidden');
+      hideTimer = setTimeout(() => { if (!px.notice) overlay.classList.add('hidden'); }, 5000);
+      if (document.hidden) px.send({ type: 'visibility', hidden: true });
+      input.held.clear();
+      applyCursor();
+    } else if (msg.type === 'cursor') {
+      onCursor(msg);
+    } else if (msg.type === 'clipboard' && typeof msg.text === 'string') {
+      // X → page: kept here, and put on the system clipboard where the browser allows it.
+      input.clipboard = msg.text;
+      if (navigator.clipboard && document.hasFocus()) navigator.clipboard.writeText(msg.text).catch(() => {});
+    }
+    if (prevOnMessage) prevOnMessage(msg);
+  };
+
+  // Page coordinates → capture pixels, through the letterboxing of `object-fit: contain`.
+  function toCapture(ev) {
+    const h = px.hello;
+    if (!h) return null;
+    const r = canvas.getBoundingClientRect();
+    const scale = Math.min(r.width / h.width, r.height / h.height);
+    if (!(scale > 0)) return null;
+    const left = r.left + (r.width - h.width * scale) / 2;
+    const top = r.top + (r.height - h.height * scale) / 2;
+    const clamp = (v, max) => Math.min(Math.max(v, 0), max);
+    return {
+      x: clamp(Math.floor((ev.clientX - left) / scale), h.width - 1),
+      y: clamp(Math.floor((ev.clientY - top) / scale), h.height - 1),
+    };
+  }
+
+  // Paste: Ctrl+V / Shift+Insert are left to the browser so it fires a `paste` event with
+  // the text; key messages wait (at most PASTE_WAIT_MS) so the X clipboard holds the text
+  // before the application sees the keys.
+  const PASTE_WAIT_MS = 200;
+  let deferred = null;
+  function sendKey(msg) {
+    if (deferred) deferred.push(msg);
+    else send(msg);
+  }
+  function flushKeys() {
+    const q = deferred;
+    deferred = null;
+    if (q) for (const m of q) send(m);
+  }
+  function sendClipboard(text) {
+    const msg = { type: 'clipboard', text };
+    if (new TextEncoder().encode(JSON.stringify(msg)).length > MAX_MESSAGE) {
+      input.pasteTooLarge++;
+      console.warn(`pixelflux: pasted text over ${MAX_MESSAGE} bytes not sent`);
+      return;
+    }
+    send(msg);
+  }
+  document.addEventListener('paste', (ev) => {
+    if (!input.control) return;
+    ev.preventDefault();
+    const text = ev.clipboardData ? ev.clipboardData.getData('text/plain') : '';
+    if (text) sendClipboard(text);
+    flushKeys();
+  });
+  const isPaste = (ev) => ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === 'v') ||
+    (ev.shiftKey && ev.key === 'Insert');
+
+  // Keyboard: only events aimed at the focused canvas arrive here.
+  canvas.addEventListener('keydown', (ev) => {
+    if (!input.control || PASS_THROUGH.has(ev.key) || ev.isComposing) return;
+    if (ev.key.length > MAX_KEY_NAME || ev.code.length > MAX_KEY_NAME) return;
+    if (isPaste(ev) && !ev.repeat) {
+      if (!deferred) {
+        deferred = [];
+        setTimeout(flushKeys, PASTE_WAIT_MS);
+      }
+    } else {
+      ev.preventDefault();
+    }
+    const id = ev.code || ev.key;
+    input.held.set(id, { key: ev.key, code: ev.code });
+    sendKey({ type: 'key', key: ev.key, code: ev.code, down: true });
+  });
+  canvas.addEventListener('keyup', (ev) => {
+    if (!input.control) return;
+    const id = ev.code || ev.key;
+    const down = input.held.get(id);
+    if (!down) return;
+    ev.preventDefault();
+    input.held.delete(id);
+    sendKey({ type: 'key', key: down.key, code: down.code, down: false });
+  });
+  // Focus gone (another window, a tab switch): let go of everything still held.
+  canvas.addEventListener('blur', () => {
+    for (const { key, code } of input.held.values()) send({ type: 'key', key, code, down: false });
+    input.held.clear();
+  });
+
+  // Pointer (mouse, pen, touch: a touch is the left button held).
+  function pointer(ev) {
+    const at = toCapture(ev);
+    if (!at) return;
+    let buttons = ev.buttons;
+    if (ev.pointerType === 'touch') buttons = ev.type === 'pointerup' || ev.type === 'pointercancel' ? 0 : 1;
+    send({ type: 'pointer', x: at.x, y: at.y, buttons: buttons & 31 });
+  }
+  canvas.addEventListener('pointerdown', (ev) => {
+    canvas.focus({ preventScroll: true });
+    if (!input.control) return;
+    ev.preventDefault();
+    canvas.setPointerCapture(ev.pointerId);
+    pointer(ev);
+  });
+  canvas.addEventListener('pointermove', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('pointerup', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('pointercancel', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('contextmenu', (ev) => { if (input.control) ev.preventDefault(); });
+
+  // Wheel: smooth (pixel) deltas add up to whole clicks of 100 px, lines 3 to a click.
+  const acc = { x: 0, y: 0 };
+  canvas.addEventListener('wheel', (ev) => {
+    if (!input.control) return;
+    ev.preventDefault();
+    const unit = ev.deltaMode === 1 ? 1 / 3 : ev.deltaMode === 2 ? 1 : 1 / 100;
+    acc.x += ev.deltaX * unit;
+    acc.y += ev.deltaY * unit;
+    const dx = Math.trunc(acc.x);
+    const dy = Math.trunc(acc.y);
+    if (!dx && !dy) return;
+    acc.x -= dx;
+    acc.y -= dy;
+    const at = toCapture(ev);
+    if (!at) return;
+    const cap = (v) => Math.max(-MAX_CLICKS, Math.min(MAX_CLICKS, v));
+    send({ type: 'wheel', x: at.x, y: at.y, dx: cap(dx), dy: cap(dy) });
+  }, { passive: false });
+
+  // A hidden tab stops the capture when it was the only one watching.
+  document.addEventListener('visibilitychange', () => px.send({ type: 'visibility', hidden: document.hidden }));
+
+  document.getElementById('stats')?.addEventListener('click', () => {
+    clearTimeout(hideTimer);
+    overlay.classList.toggle('hidden');
+    canvas.focus({ preventScroll: true });
+  });
+  // A dropped connection shows: the picture greys out until the next role message.
+  setInterval(() => {
+    if (!px.connected && px.connects > 0) {
+      canvas.classList.add('disconnected');
+      overlay.classList.remove('hidden');
+    }
+  }, 250);
+
+  const fullscreen = document.getElementById('fullscreen');
+  if (fullscreen) {
+    fullscreen.addEventListener('click', () => {
+      if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+      else document.documentElement.requestFullscreen().catch(() => {});
+      canvas.focus({ preventScroll: true });
+    });
+  }
+
+  canvas.focus({ preventScroll: true });
+})();
