@@ -67,7 +67,7 @@ class CaptureSettings:
     capture_y: int
     """Top edge of the region on the screen, >= 0 (default 0)."""
     target_fps: float
-    """Frames per second, in (0, 1000] (default 60.0)."""
+    """Frames per second, 0.01..1000 (default 60.0)."""
     capture_cursor: bool
     """Draw the pointer into the frames (default False)."""
     output_mode: int
@@ -85,7 +85,7 @@ class CaptureSettings:
     damage_block_duration: int
     """Frames a damaged stripe is sent without hashing (default 30)."""
     h264_crf: int
-    """H.264 constant rate factor, 0..51, lower is better (default 25)."""
+    """H.264 constant rate factor, 0..51, lower is better (default 25); 0 needs h264_fullcolor."""
     h264_fullcolor: bool
     """H.264 in 4:4:4 (High 4:4:4) instead of 4:2:0 (default False)."""
     h264_fullframe: bool

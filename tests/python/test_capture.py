@@ -450,6 +450,16 @@ def test_missing_watermark_file_raises(xvfb, tmp_path):
         cap.start_capture(s, StripeCallback(lambda r, u: None))
 
 
+def test_watermark_path_that_is_a_directory_says_so(xvfb, tmp_path):
+    s = region_settings(xvfb)
+    s.watermark_path = str(tmp_path)
+    s.watermark_location_enum = 4
+    cap = ScreenCapture()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        cap.start_capture(s, StripeCallback(lambda r, u: None))
+    assert not cap.is_running
+
+
 def test_server_gone_is_logged_and_stop_returns(xvfb, caplog):
     got = Collector(keep=lambda r: r.frame_id)
     cap = ScreenCapture()

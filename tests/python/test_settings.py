@@ -137,7 +137,7 @@ VALUE_ERRORS = [
     ("capture_height", 0), ("capture_height", 20000),
     ("capture_x", -1), ("capture_y", -5), ("capture_x", 2**40), ("capture_y", 2**70),
     ("target_fps", 0), ("target_fps", -30.0), ("target_fps", 1000.5),
-    ("target_fps", float("nan")), ("target_fps", float("inf")),
+    ("target_fps", float("nan")), ("target_fps", float("inf")), ("target_fps", 1e-20),
     ("output_mode", 2), ("output_mode", -1),
     ("jpeg_quality", 101), ("jpeg_quality", -1),
     ("paint_over_jpeg_quality", 101), ("paint_over_jpeg_quality", -3),
@@ -194,6 +194,20 @@ def test_start_capture_validates_the_whole_set():
     with pytest.raises(ValueError, match="watermark_path"):
         cap.start_capture(s, StripeCallback(lambda r, u: None))
     assert not cap.is_running
+    cap.stop_capture()
+
+
+def test_lossless_h264_in_4_2_0_is_refused_before_starting():
+    # CRF 0 is lossless, which x264 has only in High 4:4:4 (h264_fullcolor).
+    s = CaptureSettings(capture_width=64, capture_height=64, scene="static")
+    s.output_mode = 1
+    s.h264_crf = 0
+    cap = ScreenCapture()
+    with pytest.raises(ValueError, match="h264_crf"):
+        cap.start_capture(s, StripeCallback(lambda r, u: None))
+    assert not cap.is_running
+    s.h264_fullcolor = True
+    cap.start_capture(s, StripeCallback(lambda r, u: None))
     cap.stop_capture()
 
 

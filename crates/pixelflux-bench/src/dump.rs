@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use pixelflux::source::synthetic::SyntheticSource;
-use pixelflux::{Scene, StripeKind};
+use pixelflux::{Codec, Scene};
 use serde::Serialize;
 
 use super::quality::{reconstruct, Received};
@@ -84,10 +84,10 @@ pub fn read_dump(mut r: impl Read) -> anyhow::Result<Dump> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e.into()),
         };
-        let kind = match kind {
-            1 => StripeKind::Jpeg,
-            2 => StripeKind::H264,
-            3 => StripeKind::Still,
+        // 1.2.2's stripe type codes.
+        let codec = match kind {
+            1 => Codec::Jpeg,
+            2 => Codec::H264,
             k => bail!("unknown stripe kind {k} in dump"),
         };
         let frame_id = u64::from_le_bytes(take(&mut r)?);
@@ -100,7 +100,7 @@ pub fn read_dump(mut r: impl Read) -> anyhow::Result<Dump> {
         r.read_exact(&mut payload).context("truncated dump")?;
         stripes.push(DumpStripe {
             stripe: Received {
-                kind,
+                codec,
                 frame_id,
                 y,
                 height: h,
@@ -124,7 +124,10 @@ pub fn write_dump(out: &mut Vec<u8>, width: u32, height: u32, stripes: &[DumpStr
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&height.to_le_bytes());
     for s in stripes {
-        out.push(s.stripe.kind.code());
+        out.push(match s.stripe.codec {
+            Codec::H264 => 2,
+            _ => 1,
+        });
         out.extend_from_slice(&s.stripe.frame_id.to_le_bytes());
         out.extend_from_slice(&s.stripe.y.to_le_bytes());
         out.extend_from_slice(&s.stripe.height.to_le_bytes());
@@ -395,7 +398,7 @@ mod tests {
         let t = log[4].1 + 1_000_000;
         let stripes = vec![DumpStripe {
             stripe: Received {
-                kind: StripeKind::Jpeg,
+                codec: Codec::Jpeg,
                 frame_id: 0,
                 y: 0,
                 height: h,

@@ -28,7 +28,7 @@ use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::source::x11::{Region, X11Source};
 use pixelflux::source::Damage;
 use pixelflux::{
-    CaptureSettings, Frame, FrameSource, OutputMode, OwnedFrame, Scene, ScreenCapture, SourceError,
+    CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Scene, ScreenCapture, SourceError,
     Stripe,
 };
 use pixelflux_cli::options::{EncodeOptions, RegionArg};
@@ -42,15 +42,6 @@ fn main() -> anyhow::Result<()> {
     pixelflux_cli::init_logging();
     run(BenchArgs::parse())
 }
-
-/// Which codecs to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CodecChoice {
-    Jpeg,
-    H264,
-    Both,
-}
-
 /// Which sources to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceChoice {
@@ -77,9 +68,9 @@ pub struct BenchArgs {
     /// Seconds run before measuring (first full frame, encoder start-up).
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
-    /// Codecs to run.
-    #[arg(long, value_enum, default_value = "both")]
-    pub codec: CodecChoice,
+    /// Codecs to run, comma-separated: jpeg, h264 (default: both).
+    #[arg(long, value_delimiter = ',')]
+    pub codec: Vec<Codec>,
     /// Scenes to run, comma-separated (default: all, unless --app is given).
     #[arg(long, value_delimiter = ',')]
     pub scene: Vec<Scene>,
@@ -183,13 +174,6 @@ impl SourceKind {
     }
 }
 
-fn codec_name(mode: OutputMode) -> &'static str {
-    match mode {
-        OutputMode::Jpeg => "jpeg",
-        OutputMode::H264 => "h264",
-    }
-}
-
 /// What is on the screen during a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
@@ -214,7 +198,7 @@ impl std::fmt::Display for Workload {
 
 /// Everything to run, in order.
 struct Plan {
-    runs: Vec<(SourceKind, OutputMode, Workload)>,
+    runs: Vec<(SourceKind, Codec, Workload)>,
     settings: CaptureSettings,
     seconds: f64,
     warmup: f64,
@@ -239,10 +223,10 @@ impl Plan {
         if !args.app.is_empty() && args.source == SourceChoice::Synthetic {
             bail!("--app needs the x11 source");
         }
-        let codecs = match args.codec {
-            CodecChoice::Jpeg => vec![OutputMode::Jpeg],
-            CodecChoice::H264 => vec![OutputMode::H264],
-            CodecChoice::Both => vec![OutputMode::Jpeg, OutputMode::H264],
+        let codecs = if args.codec.is_empty() {
+            Codec::ALL.to_vec()
+        } else {
+            args.codec.clone()
         };
         let sources = match args.source {
             SourceChoice::Synthetic => vec![SourceKind::Synthetic],
@@ -299,7 +283,7 @@ impl Plan {
                 "[{}/{}] {scene} {} {}",
                 n + 1,
                 self.runs.len(),
-                codec_name(codec),
+                codec.name(),
                 source.name()
             );
             eprintln!("{label}: starting");
@@ -330,7 +314,7 @@ impl Plan {
     fn run_one(
         &self,
         source_kind: SourceKind,
-        codec: OutputMode,
+        codec: Codec,
         workload: Workload,
         env: &Env<'_>,
         label: &str,
@@ -472,12 +456,15 @@ impl Plan {
         samples.retain(|(tick, _)| *tick < delivered);
         let received: Vec<Received> = log
             .into_iter()
-            .map(|(s, _)| Received {
-                kind: s.kind,
-                frame_id: s.frame_id,
-                y: s.y,
-                height: s.height,
-                payload: s.data[s.header_len..].to_vec(),
+            // Lossless stills (never on in the bench) have no codec to decode with.
+            .filter_map(|(s, _)| {
+                Some(Received {
+                    codec: s.kind.codec()?,
+                    frame_id: s.frame_id,
+                    y: s.y,
+                    height: s.height,
+                    payload: s.data[s.header_len..].to_vec(),
+                })
             })
             .collect();
         let ticks: Vec<u64> = samples.iter().map(|(k, _)| *k).collect();
@@ -496,7 +483,7 @@ impl Plan {
         let bytes = stats1.bytes - stats0.bytes;
         Ok(SceneResult {
             scene: workload.name().into(),
-            codec: codec_name(codec).into(),
+            codec: codec.name().into(),
             source: source_kind.name().into(),
             width: w,
             height: h,

@@ -40,7 +40,7 @@ fn bench_runs_every_path_and_writes_sound_json() {
             "--scene",
             "static,typing,full",
             "--codec",
-            "both",
+            "jpeg,h264",
             "--source",
             "both",
         ])

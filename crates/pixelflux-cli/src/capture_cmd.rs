@@ -23,7 +23,7 @@ pub struct CaptureArgs {
 pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
     let (settings, spec) = args.options.resolve()?;
     println!(
-        "capturing {}x{}+{}+{} from {} as {:?} at {} fps (Ctrl-C or SIGTERM stops)",
+        "capturing {}x{}+{}+{} from {} as {} at {} fps (Ctrl-C or SIGTERM stops)",
         settings.capture_width,
         settings.capture_height,
         settings.capture_x,

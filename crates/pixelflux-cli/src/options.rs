@@ -1,8 +1,9 @@
 //! Command-line options shared by the subcommands: where to capture from and how to encode.
 
-use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
-use pixelflux::{CaptureSettings, JpegSubsampling, OutputMode, Scene, SourceSpec};
+use anyhow::Context;
+use clap::Args;
+use pixelflux::settings::MAX_DIMENSION;
+use pixelflux::{CaptureSettings, Codec, JpegSubsampling, Scene, SourceSpec};
 
 /// A region `WxH+X+Y` (or `WxH`, at 0,0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,23 +30,32 @@ impl std::str::FromStr for RegionArg {
                 .context("region must look like WxH+X+Y, e.g. 1280x720+0+0")?,
             None => ("0", "0"),
         };
-        let region = Self {
-            width: w.parse().context("region width")?,
-            height: h.parse().context("region height")?,
-            x: x.parse().context("region x")?,
-            y: y.parse().context("region y")?,
-        };
-        if region.width == 0 || region.height == 0 {
-            bail!("region must not be empty");
+        // Each part names its range when it is out of it (or not a number at all).
+        fn part<T: std::str::FromStr + TryFrom<i64>>(
+            name: &str,
+            text: &str,
+            min: i64,
+            max: i64,
+        ) -> anyhow::Result<T> {
+            text.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .and_then(|v| T::try_from(v).ok())
+                .with_context(|| {
+                    format!("region {name} must be an integer in {min}..={max}, got {text:?}")
+                })
         }
+        let max_dim = i64::from(MAX_DIMENSION);
+        let max_pos = i64::from(i32::MAX);
+        let region = Self {
+            width: part("width", w, 1, max_dim)?,
+            height: part("height", h, 1, max_dim)?,
+            x: part("x", x, 0, max_pos)?,
+            y: part("y", y, 0, max_pos)?,
+        };
         Ok(region)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Codec {
-    Jpeg,
-    H264,
 }
 
 /// Rate and quality options, shared by `capture`, `serve`, `snapshot` and `bench`.
@@ -96,8 +106,8 @@ pub struct CaptureOptions {
     /// (static, typing, scroll, video, full, desktop).
     #[arg(long)]
     pub scene: Option<Scene>,
-    /// Codec of the stripes.
-    #[arg(long, value_enum, default_value = "jpeg")]
+    /// Codec of the stripes: jpeg or h264.
+    #[arg(long, default_value_t = Codec::Jpeg)]
     pub codec: Codec,
     #[command(flatten)]
     pub encode: EncodeOptions,
@@ -116,10 +126,7 @@ impl CaptureOptions {
         let mut settings = CaptureSettings {
             capture_cursor: self.cursor,
             h264_fullcolor: self.h264_fullcolor,
-            output_mode: match self.codec {
-                Codec::Jpeg => OutputMode::Jpeg,
-                Codec::H264 => OutputMode::H264,
-            },
+            output_mode: self.codec,
             ..self.encode.settings()
         };
         let source = SourceOptions {
@@ -178,7 +185,8 @@ impl SourceOptions {
                 settings.capture_width = w;
                 settings.capture_height = h;
             }
-            (None, SourceSpec::Synthetic(_)) => {}
+            // A synthetic scene plays at the settings' size.
+            (None, _) => {}
         }
         settings.validate()?;
         Ok(spec)
@@ -189,6 +197,33 @@ impl SourceOptions {
 mod tests {
     use super::*;
 
+    /// `--fps 1e-20` once passed and then panicked (exit 101); `--crf 0` with 4:2:0 passed and
+    /// x264 refused it at start. Both are refused while resolving, naming the setting.
+    #[test]
+    fn options_the_capture_cannot_run_are_refused_naming_the_setting() {
+        let options = |fps: f64, crf: u8, codec: Codec| CaptureOptions {
+            display: None,
+            region: Some("64x32".parse().unwrap()),
+            scene: Some(Scene::Static),
+            codec,
+            encode: EncodeOptions {
+                fps,
+                quality: 85,
+                crf,
+                stripe_height: 0,
+                jpeg_subsampling: JpegSubsampling::Auto,
+            },
+            cursor: false,
+            h264_fullcolor: false,
+        };
+        let err = options(1e-20, 25, Codec::Jpeg).resolve().unwrap_err();
+        assert!(err.to_string().contains("target_fps"), "{err}");
+        let err = options(30.0, 0, Codec::H264).resolve().unwrap_err();
+        assert!(err.to_string().contains("h264_crf"), "{err}");
+        options(30.0, 0, Codec::Jpeg).resolve().unwrap();
+        assert_eq!("h264".parse::<Codec>(), Ok(Codec::H264));
+    }
+
     #[test]
     fn regions_parse() {
         let r: RegionArg = "1280x720+10+20".parse().unwrap();
@@ -198,5 +233,17 @@ mod tests {
         for bad in ["", "x", "10x", "0x10", "10x10+1", "axb"] {
             assert!(bad.parse::<RegionArg>().is_err(), "{bad}");
         }
+        let err = "10x10+99999999999+0".parse::<RegionArg>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "region x must be an integer in 0..=2147483647, got \"99999999999\""
+        );
+        let err = "16385x10".parse::<RegionArg>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "region width must be an integer in 1..=16384, got \"16385\""
+        );
+        let err = "10x10+-4+0".parse::<RegionArg>().unwrap_err();
+        assert!(err.to_string().contains("region x"), "{err}");
     }
 }

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pixelflux::{
-    CaptureError, CaptureSettings, Control, ControlError, OutputMode, PipelineConfig,
-    ScreenCapture, SourceError, SourceSpec, Stripe,
+    CaptureError, CaptureSettings, Codec, Control, ControlError, PipelineConfig, ScreenCapture,
+    SourceError, SourceSpec, Stripe,
 };
 use pyo3::exceptions::{
-    PyConnectionError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+    PyConnectionError, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyRuntimeError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -404,10 +405,17 @@ impl PyScreenCapture {
         let config =
             PipelineConfig::new(&core).map_err(|e| PyValueError::new_err(e.to_string()))?;
         if let Some(watermark) = &config.overlays().watermark {
-            if !watermark.path.is_file() {
+            let path = &watermark.path;
+            if path.is_dir() {
+                return Err(PyIsADirectoryError::new_err(format!(
+                    "watermark_path: {} is a directory, not a PNG file",
+                    path.display()
+                )));
+            }
+            if !path.exists() {
                 return Err(PyFileNotFoundError::new_err(format!(
                     "watermark_path: no such file: {}",
-                    watermark.path.display()
+                    path.display()
                 )));
             }
         }
@@ -493,11 +501,7 @@ impl PyScreenCapture {
         let dict = PyDict::new(py);
         dict.set_item("width", format.width)?;
         dict.set_item("height", format.height)?;
-        let codec = match format.codec {
-            OutputMode::Jpeg => "jpeg",
-            OutputMode::H264 => "h264",
-        };
-        dict.set_item("codec", codec)?;
+        dict.set_item("codec", format.codec.name())?;
         dict.set_item("stripe_height", format.stripe_height)?;
         dict.set_item("h264_fullcolor", format.h264_fullcolor)?;
         Ok(Some(dict))
@@ -544,7 +548,7 @@ impl PyScreenCapture {
             controls.push(Control::SetFps(wanted.target_fps));
         }
         match running.output_mode {
-            OutputMode::Jpeg => {
+            Codec::Jpeg => {
                 if wanted.jpeg_quality != running.jpeg_quality {
                     controls.push(Control::SetJpegQuality(wanted.jpeg_quality));
                 }
@@ -554,11 +558,12 @@ impl PyScreenCapture {
                     ));
                 }
             }
-            OutputMode::H264 => {
-                if wanted.h264_crf != running.h264_crf {
-                    controls.push(Control::SetCrf(wanted.h264_crf));
-                }
+            Codec::H264 if wanted.h264_crf != running.h264_crf => {
+                controls.push(Control::SetCrf(wanted.h264_crf));
             }
+            // H.264 with the same CRF; a codec this binding does not know has no live
+            // controls of its own.
+            _ => {}
         }
         for control in controls {
             match active.capture.control(control) {
@@ -776,10 +781,7 @@ impl PyScreenCapture {
 
     /// The codec being streamed (`"jpeg"`, `"h264"`), or None without a running capture.
     fn active_codec(&self) -> Option<&'static str> {
-        self.live().map(|a| match a.capture.format().codec {
-            OutputMode::Jpeg => "jpeg",
-            OutputMode::H264 => "h264",
-        })
+        self.live().map(|a| a.capture.format().codec.name())
     }
 
     /// `(state, last_error)`: `"running"`, `"failed"` (with the error) or `"idle"`.

@@ -312,7 +312,7 @@ impl FrameState {
                 -2,
                 vec![0x05, 0x01, fid16[0], fid16[1], y16[0], y16[1]],
             ),
-            StripeKind::H264 => {
+            StripeKind::H264(_) => {
                 let previous = inner.last_sent.insert(stripe.y, frame_id);
                 let (reference, wire_ref) = match (key, previous) {
                     (false, Some(prev)) => (prev as i64, prev),
@@ -340,6 +340,12 @@ impl FrameState {
                     ],
                 )
             }
+            // JPEG (`StripeKind` is non-exhaustive; the core makes no other kind today).
+            _ => (
+                DATA_TYPE_JPEG,
+                -2,
+                vec![0x03, 0x00, fid16[0], fid16[1], y16[0], y16[1]],
+            ),
         };
         let mut data = stripe.data;
         let old_header = stripe.header_len.min(data.len());

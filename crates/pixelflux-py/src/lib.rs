@@ -9,6 +9,7 @@ mod frame;
 mod result;
 mod settings;
 
+use pixelflux::{Codec, WatermarkLocation};
 use pyo3::prelude::*;
 
 /// Native module behind the `pixelflux` package.
@@ -23,20 +24,22 @@ fn _pixelflux(m: &Bound<'_, PyModule>) -> PyResult<()> {
     api2::register(m)?;
     m.add_function(wrap_pyfunction!(capture::_stop_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    for (name, value) in [
-        ("OUTPUT_MODE_JPEG", 0),
-        ("OUTPUT_MODE_H264", 1),
-        ("STRIPE_TYPE_JPEG", 1),
-        ("STRIPE_TYPE_H264", 2),
-        ("WATERMARK_NONE", 0),
-        ("WATERMARK_TOP_LEFT", 1),
-        ("WATERMARK_TOP_RIGHT", 2),
-        ("WATERMARK_BOTTOM_LEFT", 3),
-        ("WATERMARK_BOTTOM_RIGHT", 4),
-        ("WATERMARK_MIDDLE", 5),
-        ("WATERMARK_ANIMATED", 6),
+    // 1.2.2's integer constants, their values from the core's enums.
+    for codec in Codec::ALL {
+        let name = codec.name().to_ascii_uppercase();
+        m.add(format!("OUTPUT_MODE_{name}"), codec.index())?;
+        m.add(format!("STRIPE_TYPE_{name}"), codec.stripe_type())?;
+    }
+    for (name, location) in [
+        ("WATERMARK_NONE", WatermarkLocation::None),
+        ("WATERMARK_TOP_LEFT", WatermarkLocation::TopLeft),
+        ("WATERMARK_TOP_RIGHT", WatermarkLocation::TopRight),
+        ("WATERMARK_BOTTOM_LEFT", WatermarkLocation::BottomLeft),
+        ("WATERMARK_BOTTOM_RIGHT", WatermarkLocation::BottomRight),
+        ("WATERMARK_MIDDLE", WatermarkLocation::Middle),
+        ("WATERMARK_ANIMATED", WatermarkLocation::Animated),
     ] {
-        m.add(name, value)?;
+        m.add(name, location.index())?;
     }
     Ok(())
 }

@@ -6,39 +6,39 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
-use pixelflux::settings::MAX_DIMENSION;
-use pixelflux::{CaptureSettings, OutputMode, Scene, SourceSpec, WatermarkLocation, WireFormat};
+use pixelflux::settings::{FieldKind, FieldValue};
+use pixelflux::{CaptureSettings, Scene, SourceSpec, WireFormat};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
 
-/// Every settable field, in 1.2.2's order, then ours.
-pub(crate) const FIELDS: [&str; 23] = [
-    "capture_width",
-    "capture_height",
-    "capture_x",
-    "capture_y",
-    "target_fps",
-    "capture_cursor",
-    "output_mode",
-    "jpeg_quality",
-    "paint_over_jpeg_quality",
-    "use_paint_over_quality",
-    "paint_over_trigger_frames",
-    "damage_block_threshold",
-    "damage_block_duration",
-    "h264_crf",
-    "h264_fullcolor",
-    "h264_fullframe",
-    "watermark_path",
-    "watermark_location_enum",
-    "vaapi_render_node_index",
-    "stripe_height",
-    "display",
-    "scene",
-    "jpeg_subsampling",
-];
+/// The fields Python sees: the core's table in its order (1.2.2's, then ours) with 1.2.2's
+/// spelling of the watermark location, less `wire_format` (Python always speaks 1.2.2's) and `paint_over_lossless` (stills need
+/// the tagged wire format), plus
+/// `display` and `scene`.
+pub(crate) fn python_fields() -> &'static [&'static str] {
+    static FIELDS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        CaptureSettings::field_names()
+            .filter(|&f| f != "wire_format" && f != "paint_over_lossless")
+            .map(|f| match f {
+                "watermark_location" => "watermark_location_enum",
+                other => other,
+            })
+            .chain(["display", "scene"])
+            .collect()
+    })
+}
+
+/// The core's name for a Python field (1.2.2 spelled the watermark location with `_enum`).
+fn core_name(field: &str) -> &str {
+    match field {
+        "watermark_location_enum" => "watermark_location",
+        other => other,
+    }
+}
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -48,29 +48,40 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// An integer in `min..=max`. Accepts `int` and objects with `__index__`, not `bool`/`float`.
-fn int_in(field: &str, value: &Bound<'_, PyAny>, min: i64, max: i64) -> PyResult<i64> {
+/// An integer: `int` and objects with `__index__`, not `bool`/`float`. Its range is the
+/// core's to check ([`CaptureSettings::set_field`]); one that does not fit in 64 bits is out of
+/// every field's range.
+fn int_value(field: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
     let wrong_type =
         || PyTypeError::new_err(format!("{field} must be an int, not {}", type_name(value)));
     if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyFloat>() {
         return Err(wrong_type());
     }
-    let number = match value.extract::<i64>() {
-        Ok(n) => n,
-        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => return Err(wrong_type()),
-        // Did not fit in 64 bits: certainly out of range.
-        Err(_) => i64::MAX,
-    };
-    if !(min..=max).contains(&number) {
-        let shown = value
-            .str()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|_| number.to_string());
-        return Err(PyValueError::new_err(format!(
-            "{field} must be in {min}..={max}, got {shown}"
-        )));
+    match value.extract::<i64>() {
+        Ok(n) => Ok(n),
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Err(wrong_type()),
+        Err(_) => Err(PyValueError::new_err(format!(
+            "invalid setting `{field}`: {} is out of range",
+            value
+                .str()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| "?".into())
+        ))),
     }
-    Ok(number)
+}
+
+/// A number (`float` or `int`, not `bool`).
+fn float_value(field: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let wrong_type = || {
+        PyTypeError::new_err(format!(
+            "{field} must be a number, not {}",
+            type_name(value)
+        ))
+    };
+    if value.is_instance_of::<PyBool>() {
+        return Err(wrong_type());
+    }
+    value.extract().map_err(|_| wrong_type())
 }
 
 /// A flag: `True`/`False`, or the integers 0 and 1 (C-style code written for 1.2.2).
@@ -157,78 +168,12 @@ pub(crate) struct PyCaptureSettings {
 }
 
 impl PyCaptureSettings {
-    /// Checks and stores one field; the single place where values are accepted.
+    /// Checks and stores one field; the single place where values are accepted. The Python
+    /// types are checked here; the values by the core's field table (`set_field`), whose
+    /// error becomes a `ValueError` naming the field.
     pub(crate) fn assign(&mut self, field: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let c = &mut self.core;
-        let max_dim = i64::from(MAX_DIMENSION);
-        let max_i32 = i64::from(i32::MAX);
-        let max_u32 = i64::from(u32::MAX);
-        // The ranges match the core's `validate()`; the casts below cannot truncate.
         match field {
-            "capture_width" => c.capture_width = int_in(field, value, 1, max_dim)? as u32,
-            "capture_height" => c.capture_height = int_in(field, value, 1, max_dim)? as u32,
-            "capture_x" => c.capture_x = int_in(field, value, 0, max_i32)? as i32,
-            "capture_y" => c.capture_y = int_in(field, value, 0, max_i32)? as i32,
-            "target_fps" => {
-                if value.is_instance_of::<PyBool>() {
-                    return Err(PyTypeError::new_err(
-                        "target_fps must be a number, not bool",
-                    ));
-                }
-                let fps: f64 = value.extract().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "target_fps must be a number, not {}",
-                        type_name(value)
-                    ))
-                })?;
-                if !fps.is_finite() || fps <= 0.0 || fps > 1000.0 {
-                    return Err(PyValueError::new_err(format!(
-                        "target_fps must be in (0, 1000], got {fps}"
-                    )));
-                }
-                c.target_fps = fps;
-            }
-            "capture_cursor" => c.capture_cursor = flag(field, value)?,
-            "output_mode" => {
-                let mode = int_in(field, value, 0, 1)?;
-                c.output_mode = OutputMode::from_index(mode).unwrap_or_default();
-            }
-            // 0 is accepted as in 1.2.2, where libjpeg clamps it to 1.
-            "jpeg_quality" => c.jpeg_quality = int_in(field, value, 0, 100)? as u8,
-            "paint_over_jpeg_quality" => {
-                c.paint_over_jpeg_quality = int_in(field, value, 0, 100)? as u8
-            }
-            "use_paint_over_quality" => c.use_paint_over_quality = flag(field, value)?,
-            "paint_over_trigger_frames" => {
-                c.paint_over_trigger_frames = int_in(field, value, 1, max_u32)? as u32
-            }
-            "damage_block_threshold" => {
-                c.damage_block_threshold = int_in(field, value, 0, max_u32)? as u32
-            }
-            "damage_block_duration" => {
-                c.damage_block_duration = int_in(field, value, 0, max_u32)? as u32
-            }
-            "h264_crf" => c.h264_crf = int_in(field, value, 0, 51)? as u8,
-            "h264_fullcolor" => c.h264_fullcolor = flag(field, value)?,
-            "h264_fullframe" => c.h264_fullframe = flag(field, value)?,
-            "watermark_path" => c.watermark_path = path_or_none(field, value)?,
-            "watermark_location_enum" => {
-                let index = int_in(field, value, 0, 6)?;
-                c.watermark_location = WatermarkLocation::from_index(index).unwrap_or_default();
-            }
-            "vaapi_render_node_index" => {
-                c.vaapi_render_node_index =
-                    int_in(field, value, i64::from(i32::MIN), max_i32)? as i32
-            }
-            "stripe_height" => {
-                let rows = int_in(field, value, 0, max_dim)?;
-                if rows != 0 && (rows < 16 || rows % 2 != 0) {
-                    return Err(PyValueError::new_err(format!(
-                        "stripe_height must be 0 (per codec) or even and at least 16, got {rows}"
-                    )));
-                }
-                c.stripe_height = rows as u32;
-            }
+            // A name in Python (the core's table keeps its index).
             "jpeg_subsampling" => {
                 let name = value.cast::<PyString>().map_err(|_| {
                     PyTypeError::new_err(format!(
@@ -236,10 +181,11 @@ impl PyCaptureSettings {
                         type_name(value)
                     ))
                 })?;
-                c.jpeg_subsampling = name
+                self.core.jpeg_subsampling = name
                     .to_str()?
                     .parse()
                     .map_err(|e: pixelflux::SettingsError| PyValueError::new_err(e.to_string()))?;
+                return Ok(());
             }
             "display" => {
                 self.display = if value.is_none() {
@@ -253,6 +199,7 @@ impl PyCaptureSettings {
                     })?;
                     Some(name.to_str()?.to_owned())
                 };
+                return Ok(());
             }
             "scene" => {
                 self.scene = if value.is_none() {
@@ -272,9 +219,46 @@ impl PyCaptureSettings {
                         ))
                     })?)
                 };
+                return Ok(());
             }
+            _ => {}
+        }
+        if !python_fields().contains(&field) {
             // 2.x names; AttributeError for a name neither API has.
-            _ => return crate::api2::assign(self, field, value),
+            return crate::api2::assign(self, field, value);
+        }
+        let core_field = core_name(field);
+        let kind = CaptureSettings::field_kind(core_field).ok_or_else(|| {
+            PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
+        })?;
+        let parsed = match kind {
+            FieldKind::Int => FieldValue::Int(int_value(field, value)?),
+            FieldKind::Float => FieldValue::Float(float_value(field, value)?),
+            FieldKind::Bool => FieldValue::Bool(flag(field, value)?),
+            FieldKind::Path => FieldValue::Path(path_or_none(field, value)?),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "CaptureSettings field {field:?} has a type Python cannot set"
+                )))
+            }
+        };
+        // 1.2.2 accepted JPEG quality 0 (libjpeg clamps it to 1): kept as 0, checked as 1,
+        // sent to the core as 1 by `to_core`.
+        let zero_quality = matches!(core_field, "jpeg_quality" | "paint_over_jpeg_quality")
+            && parsed == FieldValue::Int(0);
+        let checked = if zero_quality {
+            FieldValue::Int(1)
+        } else {
+            parsed
+        };
+        self.core
+            .set_field(core_field, checked)
+            .map_err(|e| PyValueError::new_err(e.to_string().replace(core_field, field)))?;
+        if zero_quality {
+            match core_field {
+                "jpeg_quality" => self.core.jpeg_quality = 0,
+                _ => self.core.paint_over_jpeg_quality = 0,
+            }
         }
         Ok(())
     }
@@ -302,43 +286,40 @@ impl PyCaptureSettings {
     }
 
     pub(crate) fn value<'py>(&self, py: Python<'py>, field: &str) -> PyResult<Bound<'py, PyAny>> {
-        let c = &self.core;
-        Ok(match field {
-            "capture_width" => c.capture_width.into_pyobject(py)?.into_any(),
-            "capture_height" => c.capture_height.into_pyobject(py)?.into_any(),
-            "capture_x" => c.capture_x.into_pyobject(py)?.into_any(),
-            "capture_y" => c.capture_y.into_pyobject(py)?.into_any(),
-            "target_fps" => c.target_fps.into_pyobject(py)?.into_any(),
-            "capture_cursor" => PyBool::new(py, c.capture_cursor).to_owned().into_any(),
-            "output_mode" => c.output_mode.index().into_pyobject(py)?.into_any(),
-            "jpeg_quality" => c.jpeg_quality.into_pyobject(py)?.into_any(),
-            "paint_over_jpeg_quality" => c.paint_over_jpeg_quality.into_pyobject(py)?.into_any(),
-            "use_paint_over_quality" => PyBool::new(py, c.use_paint_over_quality)
-                .to_owned()
-                .into_any(),
-            "paint_over_trigger_frames" => {
-                c.paint_over_trigger_frames.into_pyobject(py)?.into_any()
+        match field {
+            "display" => return Ok(self.display.clone().into_pyobject(py)?.into_any()),
+            "scene" => return Ok(self.scene.map(|s| s.name()).into_pyobject(py)?.into_any()),
+            "jpeg_subsampling" => {
+                return Ok(self
+                    .core
+                    .jpeg_subsampling
+                    .name()
+                    .into_pyobject(py)?
+                    .into_any())
             }
-            "damage_block_threshold" => c.damage_block_threshold.into_pyobject(py)?.into_any(),
-            "damage_block_duration" => c.damage_block_duration.into_pyobject(py)?.into_any(),
-            "h264_crf" => c.h264_crf.into_pyobject(py)?.into_any(),
-            "h264_fullcolor" => PyBool::new(py, c.h264_fullcolor).to_owned().into_any(),
-            "h264_fullframe" => PyBool::new(py, c.h264_fullframe).to_owned().into_any(),
-            "watermark_path" => match &c.watermark_path {
-                None => py.None().into_bound(py),
-                Some(path) => {
-                    use std::os::unix::ffi::OsStrExt;
-                    let raw = PyBytes::new(py, path.as_os_str().as_bytes());
-                    py.import("os")?.getattr("fsdecode")?.call1((raw,))?
-                }
-            },
-            "watermark_location_enum" => c.watermark_location.index().into_pyobject(py)?.into_any(),
-            "vaapi_render_node_index" => c.vaapi_render_node_index.into_pyobject(py)?.into_any(),
-            "stripe_height" => c.stripe_height.into_pyobject(py)?.into_any(),
-            "jpeg_subsampling" => c.jpeg_subsampling.name().into_pyobject(py)?.into_any(),
-            "display" => self.display.clone().into_pyobject(py)?.into_any(),
-            "scene" => self.scene.map(|s| s.name()).into_pyobject(py)?.into_any(),
-            _ => return crate::api2::value(self, py, field),
+            _ => {}
+        }
+        if !python_fields().contains(&field) {
+            return crate::api2::value(self, py, field);
+        }
+        let value = self.core.field(core_name(field)).ok_or_else(|| {
+            PyTypeError::new_err(format!("CaptureSettings has no field {field:?}"))
+        })?;
+        Ok(match value {
+            FieldValue::Int(v) => v.into_pyobject(py)?.into_any(),
+            FieldValue::Float(v) => v.into_pyobject(py)?.into_any(),
+            FieldValue::Bool(v) => PyBool::new(py, v).to_owned().into_any(),
+            FieldValue::Path(None) => py.None().into_bound(py),
+            FieldValue::Path(Some(path)) => {
+                use std::os::unix::ffi::OsStrExt;
+                let raw = PyBytes::new(py, path.as_os_str().as_bytes());
+                py.import("os")?.getattr("fsdecode")?.call1((raw,))?
+            }
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "CaptureSettings field {field:?} has a type Python cannot read"
+                )))
+            }
         })
     }
 }
@@ -382,7 +363,7 @@ properties! {
             if let Some(fields) = fields {
                 for (name, value) in fields.iter() {
                     let name: String = name.extract()?;
-                    if !FIELDS.contains(&name.as_str())
+                    if !python_fields().contains(&name.as_str())
                         && !crate::api2::v2_names().contains(&name.as_str())
                     {
                         return Err(PyTypeError::new_err(format!(
@@ -396,8 +377,8 @@ properties! {
         }
 
         fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-            let mut parts = Vec::with_capacity(FIELDS.len());
-            for field in FIELDS {
+            let mut parts = Vec::with_capacity(python_fields().len());
+            for field in python_fields() {
                 parts.push(format!("{field}={}", self.value(py, field)?.repr()?));
             }
             Ok(format!("CaptureSettings({})", parts.join(", ")))
@@ -440,7 +421,7 @@ properties! {
     capture_height => get_capture_height, set_capture_height, "Height of the captured region in pixels, 1..=16384 (default 1080).";
     capture_x => get_capture_x, set_capture_x, "Left edge of the region on the screen, >= 0 (default 0).";
     capture_y => get_capture_y, set_capture_y, "Top edge of the region on the screen, >= 0 (default 0).";
-    target_fps => get_target_fps, set_target_fps, "Frames per second to aim for, in (0, 1000] (default 60.0).";
+    target_fps => get_target_fps, set_target_fps, "Frames per second to aim for, 0.01..=1000 (default 60.0).";
     capture_cursor => get_capture_cursor, set_capture_cursor, "Draw the pointer into the frames (default False).";
     output_mode => get_output_mode, set_output_mode, "0 JPEG, 1 H.264 (default 0).";
     jpeg_quality => get_jpeg_quality, set_jpeg_quality, "JPEG quality of changing stripes, 0..=100; 0 acts as 1 (default 85).";
@@ -449,7 +430,7 @@ properties! {
     paint_over_trigger_frames => get_paint_over_trigger_frames, set_paint_over_trigger_frames, "Static frames before a paint-over, >= 1 (default 10).";
     damage_block_threshold => get_damage_block_threshold, set_damage_block_threshold, "Consecutive changed frames that make a stripe \"damaged\" (default 15).";
     damage_block_duration => get_damage_block_duration, set_damage_block_duration, "Frames a damaged stripe is sent without hashing (default 30).";
-    h264_crf => get_h264_crf, set_h264_crf, "H.264 constant rate factor, 0..=51, lower is better (default 25).";
+    h264_crf => get_h264_crf, set_h264_crf, "H.264 constant rate factor, 0..=51, lower is better (default 25); 0 needs h264_fullcolor.";
     h264_fullcolor => get_h264_fullcolor, set_h264_fullcolor, "H.264 in 4:4:4 (High 4:4:4) instead of 4:2:0 (default False).";
     h264_fullframe => get_h264_fullframe, set_h264_fullframe, "H.264 of whole frames instead of stripes (default False).";
     watermark_path => get_watermark_path, set_watermark_path, "PNG burnt into every frame: str, bytes, os.PathLike or None (default None).";

@@ -12,7 +12,7 @@
 //!
 //! Stopping: once a stop is asked no new callback starts (a callback in flight finishes). A
 //! capture thread stuck waiting for a server that stopped answering is unblocked after
-//! [`STOP_GRACE`] by shutting its connections down, so `stop` is bounded whatever the X server
+//! `STOP_GRACE` (2 s) by shutting its connections down, so `stop` is bounded whatever the X server
 //! does.
 
 use std::panic::AssertUnwindSafe;
@@ -32,7 +32,7 @@ use crate::wire::H264FrameType;
 /// One encoded stripe, as handed to the callback.
 #[derive(Debug, Clone)]
 pub struct Stripe {
-    /// JPEG or H.264.
+    /// JPEG, or H.264 with the picture type x264 produced.
     pub kind: StripeKind,
     /// Frame counter of the capture (the header carries it modulo 65536).
     pub frame_id: u64,
@@ -46,8 +46,6 @@ pub struct Stripe {
     pub data: Vec<u8>,
     /// Length of the header at the start of `data`.
     pub header_len: usize,
-    /// For H.264, the picture type x264 produced.
-    pub h264_frame_type: Option<H264FrameType>,
     /// Sent as a paint-over refresh of a static stripe.
     pub paint_over: bool,
     /// When the frame was grabbed.
@@ -67,14 +65,20 @@ impl Stripe {
     pub fn is_keyframe(&self) -> bool {
         match self.kind {
             StripeKind::Jpeg => true,
-            StripeKind::H264 => self.h264_frame_type == Some(H264FrameType::Idr),
+            StripeKind::H264(frame_type) => frame_type == H264FrameType::Idr,
             StripeKind::Still => false,
         }
+    }
+
+    /// For H.264, the picture type x264 produced (as in the header); `None` for JPEG.
+    pub fn h264_frame_type(&self) -> Option<H264FrameType> {
+        self.kind.h264_frame_type()
     }
 }
 
 /// Why a capture could not start, or why it ended.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaptureError {
     /// A setting is invalid.
     #[error(transparent)]
@@ -109,6 +113,7 @@ pub enum CaptureError {
 
 /// Where a capture stands.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CaptureStatus {
     /// Capturing.
     Running,
@@ -159,7 +164,7 @@ pub struct StageTimes {
 /// How long a stop waits for a capture thread busy with its source (not in the callback)
 /// before deciding the server stopped answering and shutting its connections down; and again
 /// after that, before leaving the thread behind.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Counters {
@@ -267,8 +272,8 @@ impl Shared {
     }
 
     /// After a stop was asked, waits for the thread to end: as long as a callback in flight
-    /// takes, but at most [`STOP_GRACE`] for the pipeline (a server that stopped answering),
-    /// then shuts the source's connections down and waits [`STOP_GRACE`] more. Returns whether
+    /// takes, but at most `STOP_GRACE` (2 s) for the pipeline (a server that stopped answering),
+    /// then shuts the source's connections down and waits `STOP_GRACE` (2 s) more. Returns whether
     /// the thread ended.
     fn wait_ended(&self) -> bool {
         let asked = Instant::now();
@@ -414,8 +419,8 @@ impl ScreenCapture {
     /// no new callback starts; one in flight finishes first. Called from inside the callback
     /// it only asks the thread to end after the callback returns; a later call from elsewhere
     /// joins it. Bounded whatever the X server does: a capture thread stuck waiting for a
-    /// server that stopped answering is unblocked after [`STOP_GRACE`] (the capture then ends
-    /// with [`CaptureError::NotAnswering`]), and left behind after [`STOP_GRACE`] more.
+    /// server that stopped answering is unblocked after `STOP_GRACE` (2 s) (the capture then ends
+    /// with [`CaptureError::NotAnswering`]), and left behind after `STOP_GRACE` (2 s) more.
     /// Returns the error that ended the capture, if any.
     pub fn stop(&self) -> Option<Arc<CaptureError>> {
         self.shared.request_stop();
@@ -944,7 +949,7 @@ mod tests {
     fn format_reports_the_rounded_size() {
         let (s, spec) = small(Scene::Static);
         let s = CaptureSettings {
-            output_mode: crate::settings::OutputMode::H264,
+            output_mode: crate::settings::Codec::H264,
             capture_width: 255,
             capture_height: 191,
             ..s

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::detect::{DetectConfig, StripeLayout};
 use crate::encode::EncodeError;
 use crate::settings::{
-    CaptureSettings, JpegSubsampling, OutputMode, SettingsError, WatermarkLocation, WireFormat,
+    CaptureSettings, Codec, JpegSubsampling, SettingsError, WatermarkLocation, WireFormat,
     DEFAULT_H264_STRIPE_HEIGHT, DEFAULT_STRIPE_HEIGHT,
 };
 use crate::source::x11::Region;
@@ -60,10 +60,10 @@ pub enum EncoderConfig {
 
 impl EncoderConfig {
     /// The codec this encoder produces.
-    pub fn codec(&self) -> OutputMode {
+    pub fn codec(&self) -> Codec {
         match self {
-            EncoderConfig::Jpeg(_) => OutputMode::Jpeg,
-            EncoderConfig::H264(_) => OutputMode::H264,
+            EncoderConfig::Jpeg(_) => Codec::Jpeg,
+            EncoderConfig::H264(_) => Codec::H264,
         }
     }
 
@@ -106,7 +106,7 @@ pub struct StreamFormat {
     /// Picture height in rows (H.264: even).
     pub height: u32,
     /// JPEG or H.264.
-    pub codec: OutputMode,
+    pub codec: Codec,
     /// Rows per stripe (the last may be shorter); the full height in H.264 full-frame mode.
     pub stripe_height: u32,
     /// H.264 in 4:4:4.
@@ -145,8 +145,8 @@ impl PipelineConfig {
         // here, the source, the encoders and the stream format all agree on what is captured.
         // 4:2:0 chroma covers 2x2 pixels, and x264 and browser decoders need even sizes.
         let (width, height) = match codec {
-            OutputMode::H264 => (settings.capture_width & !1, settings.capture_height & !1),
-            OutputMode::Jpeg => (settings.capture_width, settings.capture_height),
+            Codec::H264 => (settings.capture_width & !1, settings.capture_height & !1),
+            Codec::Jpeg => (settings.capture_width, settings.capture_height),
         };
         let settings = CaptureSettings {
             capture_width: width,
@@ -154,11 +154,11 @@ impl PipelineConfig {
             ..settings.clone()
         };
         // The one place that decides full-frame mode.
-        let fullframe = codec == OutputMode::H264 && settings.h264_fullframe;
+        let fullframe = codec == Codec::H264 && settings.h264_fullframe;
         let rows = match (settings.stripe_height, codec) {
             _ if fullframe => height,
-            (0, OutputMode::Jpeg) => DEFAULT_STRIPE_HEIGHT,
-            (0, OutputMode::H264) => DEFAULT_H264_STRIPE_HEIGHT,
+            (0, Codec::Jpeg) => DEFAULT_STRIPE_HEIGHT,
+            (0, Codec::H264) => DEFAULT_H264_STRIPE_HEIGHT,
             (rows, _) => rows,
         };
         let layout = StripeLayout {
@@ -167,12 +167,12 @@ impl PipelineConfig {
         };
         let lossless_stills = settings.use_paint_over_quality && settings.paint_over_lossless;
         let encoder = match codec {
-            OutputMode::Jpeg => EncoderConfig::Jpeg(JpegConfig {
+            Codec::Jpeg => EncoderConfig::Jpeg(JpegConfig {
                 wire_format: settings.wire_format,
                 subsampling: settings.jpeg_subsampling,
                 lossless_stills,
             }),
-            OutputMode::H264 => EncoderConfig::H264(H264Config {
+            Codec::H264 => EncoderConfig::H264(H264Config {
                 crf: settings.h264_crf,
                 fullcolor: settings.h264_fullcolor,
                 threads: if fullframe {
@@ -231,7 +231,7 @@ impl PipelineConfig {
     }
 
     /// The knobs of change detection.
-    pub fn detect(&self) -> &DetectConfig {
+    pub(crate) fn detect(&self) -> &DetectConfig {
         &self.detect
     }
 
@@ -271,7 +271,7 @@ impl PipelineConfig {
     pub fn with(&self, control: &Control) -> Result<Self, ControlError> {
         let mut s = self.settings.clone();
         let codec = self.encoder.codec();
-        let needs = |wanted: OutputMode, field: &'static str| {
+        let needs = |wanted: Codec, field: &'static str| {
             if codec == wanted {
                 Ok(())
             } else {
@@ -281,15 +281,15 @@ impl PipelineConfig {
         match *control {
             Control::SetFps(fps) => s.target_fps = fps,
             Control::SetJpegQuality(q) => {
-                needs(OutputMode::Jpeg, "jpeg_quality")?;
+                needs(Codec::Jpeg, "jpeg_quality")?;
                 s.jpeg_quality = q;
             }
             Control::SetPaintOverJpegQuality(q) => {
-                needs(OutputMode::Jpeg, "paint_over_jpeg_quality")?;
+                needs(Codec::Jpeg, "paint_over_jpeg_quality")?;
                 s.paint_over_jpeg_quality = q;
             }
             Control::SetCrf(crf) => {
-                needs(OutputMode::H264, "h264_crf")?;
+                needs(Codec::H264, "h264_crf")?;
                 s.h264_crf = crf;
             }
             Control::Refresh => {}
@@ -350,12 +350,12 @@ pub enum ControlError {
         reason: &'static str,
     },
     /// The setting belongs to the other codec.
-    #[error("`{field}` does not apply to a {codec:?} capture")]
+    #[error("`{field}` does not apply to a {codec} capture")]
     NotApplicable {
         /// The setting.
         field: &'static str,
         /// The capture's codec.
-        codec: OutputMode,
+        codec: Codec,
     },
     /// The capture has ended.
     #[error("the capture has ended")]
@@ -371,7 +371,7 @@ mod tests {
 
     fn h264(width: u32, height: u32) -> CaptureSettings {
         CaptureSettings {
-            output_mode: OutputMode::H264,
+            output_mode: Codec::H264,
             capture_width: width,
             capture_height: height,
             ..Default::default()
@@ -387,10 +387,10 @@ mod tests {
             (1364, 766)
         );
         let f = c.format();
-        assert_eq!((f.width, f.height, f.codec), (1364, 766, OutputMode::H264));
+        assert_eq!((f.width, f.height, f.codec), (1364, 766, Codec::H264));
         assert_eq!(f.stripe_height, 128);
         let jpeg = PipelineConfig::new(&CaptureSettings {
-            output_mode: OutputMode::Jpeg,
+            output_mode: Codec::Jpeg,
             ..h264(1365, 767)
         })
         .unwrap();

@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::encode::EncodeRequest;
 use crate::frame::FrameRef;
-use crate::settings::{CaptureSettings, OutputMode};
+use crate::settings::{CaptureSettings, Codec};
 
 /// How the region is cut into horizontal stripes (decided by [`crate::config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl DetectConfig {
             paint_over_trigger: settings.paint_over_trigger_frames,
             damage_threshold: settings.damage_block_threshold,
             damage_duration: settings.damage_block_duration,
-            jpeg: settings.output_mode == OutputMode::Jpeg,
+            jpeg: settings.output_mode == Codec::Jpeg,
             lossless,
         }
     }
@@ -320,7 +320,7 @@ mod tests {
     fn lossless_stills_fire_after_the_trigger_and_again_after_a_refresh() {
         let cfg = DetectConfig::new(&CaptureSettings {
             paint_over_lossless: true,
-            output_mode: OutputMode::H264,
+            output_mode: Codec::H264,
             ..settings()
         });
         let mut s = StripeState::default();

@@ -2,10 +2,12 @@
 //! encode only those — in parallel, to JPEG or H.264 — and hand each encoded stripe to a
 //! callback.
 //!
-//! The modules follow the pipeline: [`config`] (settings validated once and split per stage)
-//! → [`source`] (capture) → [`overlay`] (cursor, watermark) → [`detect`] (change detection) →
-//! [`encode`], stepped one frame at a time by [`pipeline`]; [`capture`] is the thread that
-//! paces it, applies live changes and delivers stripes. [`wire`] documents the stripe headers.
+//! The pipeline: a [`source`] (an X11 screen region, a synthetic [`Scene`], or a
+//! [`FrameSource`] of your own) → [`overlay`]s (cursor, watermark) → change detection →
+//! [`encode`] (one encoder per stripe), stepped one frame at a time by a [`Pipeline`];
+//! [`ScreenCapture`] is the thread that paces it, applies live changes ([`Control`]) and hands
+//! each [`Stripe`] to a callback. [`settings`] holds [`CaptureSettings`], which [`config`]
+//! validates once into per-stage parts; [`wire`] documents the stripe headers.
 //! docs/ARCHITECTURE.md has the whole picture.
 //!
 //! ```no_run
@@ -22,11 +24,20 @@
 //! # Ok::<(), pixelflux::CaptureError>(())
 //! ```
 
-pub mod capture;
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_errors_doc
+)]
+
+// The public API is what a user of the capture needs; the stages inside it (change detection,
+// colour conversion, x264, blending) are the crate's own.
+mod capture;
 pub mod config;
-pub mod detect;
+pub(crate) mod detect;
 pub mod encode;
-pub mod frame;
+mod frame;
 pub mod overlay;
 pub mod pipeline;
 pub mod settings;
@@ -35,14 +46,19 @@ pub mod wire;
 
 pub use capture::{CaptureError, CaptureStats, CaptureStatus, ScreenCapture, StageTimes, Stripe};
 pub use config::{Control, ControlError, PipelineConfig, StreamFormat};
-pub use encode::StripeKind;
-pub use frame::{Frame, FrameRef, OwnedFrame};
+pub use detect::StripeLayout;
+#[cfg(feature = "x264")]
+pub use encode::{ColorError, X264Error};
+pub use encode::{EncodeError, StripeKind};
+pub use frame::{Frame, FrameRef, OwnedFrame, BYTES_PER_PIXEL};
+pub use overlay::{Overlay, OverlayError};
 pub use pipeline::{Pipeline, TickOutput};
 pub use settings::{
-    CaptureSettings, JpegSubsampling, OutputMode, SettingsError, WatermarkLocation, WireFormat,
+    CaptureSettings, Codec, JpegSubsampling, OutputMode, SettingsError, UnknownCodec,
+    WatermarkLocation, WireFormat,
 };
-pub use source::synthetic::Scene;
-pub use source::{FrameSource, SourceError, SourceSpec};
+pub use source::synthetic::{Scene, UnknownScene};
+pub use source::{Damage, FrameSource, SourceError, SourceSpec};
 
 /// The README's Rust example, compiled by `cargo test --doc` (not run: it needs an X display)
 /// so that it stays in step with the API.

@@ -4,7 +4,7 @@
 //! is the thread around it (pacing, stop, delivery, stats), and tests step it frame by frame
 //! with [`Pipeline::tick`].
 //!
-//! Ownership: the pipeline owns the source, the overlays and one [`StripeSlot`] per stripe
+//! Ownership: the pipeline owns the source, the overlays and one `StripeSlot` per stripe
 //! (its change-detection state and its encoder), so no state is shared between stripes and
 //! nothing is locked per stripe.
 
@@ -691,7 +691,6 @@ impl StripeSlot {
                 height: self.height,
                 data,
                 header_len: outcome.header_len,
-                h264_frame_type: outcome.h264_frame_type,
                 paint_over: request.paint_over,
                 captured_at,
                 encoded_at,

@@ -3,9 +3,14 @@
 
 use std::path::PathBuf;
 
-/// What the encoded stripes are: JPEG images or H.264 access units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputMode {
+/// A codec: what the stripes are encoded as, JPEG images or H.264 access units.
+///
+/// The one name for a codec everywhere: settings (`output_mode`, 1.2.2's integers through
+/// [`from_index`](Self::from_index)/[`index`](Self::index)), the command line and the stream's
+/// hello (`jpeg`, `h264` through [`FromStr`](std::str::FromStr) and [`Display`](std::fmt::Display)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Codec {
     /// One JPEG image per changed stripe (1.2.2's `output_mode = 0`).
     #[default]
     Jpeg,
@@ -13,7 +18,13 @@ pub enum OutputMode {
     H264,
 }
 
-impl OutputMode {
+/// 1.2.2's name for [`Codec`] (its setting is `output_mode`).
+pub type OutputMode = Codec;
+
+impl Codec {
+    /// Every codec, in index order.
+    pub const ALL: [Codec; 2] = [Codec::Jpeg, Codec::H264];
+
     /// Maps 1.2.2's integer (`0` JPEG, `1` H.264).
     pub fn from_index(index: i64) -> Option<Self> {
         match index {
@@ -23,17 +34,58 @@ impl OutputMode {
         }
     }
 
-    /// The integer 1.2.2 uses for this mode.
+    /// The integer 1.2.2 uses for this codec.
     pub fn index(self) -> i64 {
         match self {
             Self::Jpeg => 0,
             Self::H264 => 1,
         }
     }
+
+    /// 1.2.2's `StripeEncodeResult.type` of this codec's stripes (`1` JPEG, `2` H.264).
+    pub fn stripe_type(self) -> u8 {
+        match self {
+            Self::Jpeg => 1,
+            Self::H264 => 2,
+        }
+    }
+
+    /// The name used on the command line and in the stream's hello: `jpeg` or `h264`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpeg",
+            Self::H264 => "h264",
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A codec name that is not `jpeg` or `h264`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown codec {0:?} (expected jpeg or h264)")]
+pub struct UnknownCodec(pub String);
+
+impl std::str::FromStr for Codec {
+    type Err = UnknownCodec;
+
+    /// `jpeg` or `h264`, any case (`h.264` too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "jpeg" => Ok(Self::Jpeg),
+            "h264" | "h.264" => Ok(Self::H264),
+            _ => Err(UnknownCodec(s.to_string())),
+        }
+    }
 }
 
 /// Where the watermark PNG is drawn (1.2.2's `watermark_location_enum`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WatermarkLocation {
     /// No watermark (0).
     #[default]
@@ -83,6 +135,7 @@ impl WatermarkLocation {
 
 /// Which stripe header goes in front of each payload (see `wire`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WireFormat {
     /// Byte-compatible with pixelflux 1.2.2: JPEG stripes carry a 4-byte untagged header.
     #[default]
@@ -94,6 +147,7 @@ pub enum WireFormat {
 
 /// Chroma resolution of JPEG stripes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum JpegSubsampling {
     /// 4:4:4 from quality 90 up; below, per stripe: 4:4:4 where the stripe's fine detail is
     /// largely colour (coloured text and UI), 4:2:0 where it is brightness (grey text, photos).
@@ -107,6 +161,25 @@ pub enum JpegSubsampling {
 }
 
 impl JpegSubsampling {
+    /// From its index in the settings field table (0 auto, 1 4:2:0, 2 4:4:4).
+    fn from_index(index: i64) -> Option<Self> {
+        match index {
+            0 => Some(Self::Auto),
+            1 => Some(Self::S420),
+            2 => Some(Self::S444),
+            _ => None,
+        }
+    }
+
+    /// Its index in the settings field table.
+    fn index(self) -> i64 {
+        match self {
+            Self::Auto => 0,
+            Self::S420 => 1,
+            Self::S444 => 2,
+        }
+    }
+
     /// The name `FromStr` accepts: `auto`, `420` or `444`.
     pub fn name(self) -> &'static str {
         match self {
@@ -156,7 +229,7 @@ pub struct CaptureSettings {
     /// Blend the pointer into the frames.
     pub capture_cursor: bool,
     /// JPEG or H.264.
-    pub output_mode: OutputMode,
+    pub output_mode: Codec,
     /// JPEG quality (1–100) that changing stripes settle at.
     pub jpeg_quality: u8,
     /// JPEG quality (1–100) for paint-over refreshes and for the first send of a change.
@@ -204,7 +277,7 @@ impl Default for CaptureSettings {
             capture_y: 0,
             target_fps: 60.0,
             capture_cursor: false,
-            output_mode: OutputMode::Jpeg,
+            output_mode: Codec::Jpeg,
             jpeg_quality: 85,
             paint_over_jpeg_quality: 95,
             jpeg_subsampling: JpegSubsampling::Auto,
@@ -259,54 +332,272 @@ impl SettingsError {
     }
 }
 
+/// Lowest `target_fps`: one frame every 100 s. Slower rates are refused rather than turned
+/// into intervals that no clock can add (1e-20 fps is 3e12 years).
+pub const MIN_TARGET_FPS: f64 = 0.01;
+
+/// Highest `target_fps`.
+pub const MAX_TARGET_FPS: f64 = 1000.0;
+
+/// A value for [`CaptureSettings::set_field`], as a binding (Python) or a config file has it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FieldValue {
+    /// An integer field, or an enum by its 1.2.2 index (`output_mode`, `watermark_location`).
+    Int(i64),
+    /// `target_fps`.
+    Float(f64),
+    /// A flag.
+    Bool(bool),
+    /// `watermark_path` (`None`: no watermark).
+    Path(Option<PathBuf>),
+}
+
+/// The type of a settings field, for bindings that parse values before handing them to
+/// [`CaptureSettings::set_field`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldKind {
+    /// Takes [`FieldValue::Int`].
+    Int,
+    /// Takes [`FieldValue::Float`].
+    Float,
+    /// Takes [`FieldValue::Bool`].
+    Bool,
+    /// Takes [`FieldValue::Path`].
+    Path,
+}
+
+/// A field's name, kind and, for integers, the range it accepts on its own (inclusive).
+type FieldEntry = (&'static str, FieldKind, Option<(i64, i64)>);
+
+/// Every field of [`CaptureSettings`] by name, with its kind and, for integers, the range that
+/// field accepts on its own. The one table that [`CaptureSettings::validate`] and
+/// [`CaptureSettings::set_field`] (and through it the Python settings) check against.
+const FIELDS: [FieldEntry; 23] = {
+    use FieldKind::*;
+    let dim = Some((1, MAX_DIMENSION as i64));
+    let quality = Some((1, 100));
+    let position = Some((0, i32::MAX as i64));
+    [
+        ("capture_width", Int, dim),
+        ("capture_height", Int, dim),
+        ("capture_x", Int, position),
+        ("capture_y", Int, position),
+        ("target_fps", Float, None),
+        ("capture_cursor", Bool, None),
+        ("output_mode", Int, Some((0, 1))),
+        ("jpeg_quality", Int, quality),
+        ("paint_over_jpeg_quality", Int, quality),
+        ("use_paint_over_quality", Bool, None),
+        ("paint_over_trigger_frames", Int, Some((1, u32::MAX as i64))),
+        ("damage_block_threshold", Int, Some((0, u32::MAX as i64))),
+        ("damage_block_duration", Int, Some((0, u32::MAX as i64))),
+        ("h264_crf", Int, Some((0, 51))),
+        ("h264_fullcolor", Bool, None),
+        ("h264_fullframe", Bool, None),
+        ("watermark_path", Path, None),
+        ("watermark_location", Int, Some((0, 6))),
+        (
+            "vaapi_render_node_index",
+            Int,
+            Some((i32::MIN as i64, i32::MAX as i64)),
+        ),
+        ("stripe_height", Int, Some((0, MAX_DIMENSION as i64))),
+        ("wire_format", Int, Some((0, 1))),
+        ("jpeg_subsampling", Int, Some((0, 2))),
+        ("paint_over_lossless", Bool, None),
+    ]
+};
+
+fn field_entry(field: &str) -> Option<FieldEntry> {
+    FIELDS.iter().copied().find(|(name, _, _)| *name == field)
+}
+
+impl WireFormat {
+    fn from_index(index: i64) -> Option<Self> {
+        match index {
+            0 => Some(Self::Compat),
+            1 => Some(Self::Tagged),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> i64 {
+        match self {
+            Self::Compat => 0,
+            Self::Tagged => 1,
+        }
+    }
+}
+
 impl CaptureSettings {
-    /// Checks every field; the first bad one is named in the error.
+    /// The fields' names, in declaration order (1.2.2's order, then ours).
+    pub fn field_names() -> impl Iterator<Item = &'static str> {
+        FIELDS.iter().map(|(name, _, _)| *name)
+    }
+
+    /// The type of value `field` takes; `None` for a name that is not a field.
+    pub fn field_kind(field: &str) -> Option<FieldKind> {
+        field_entry(field).map(|(_, kind, _)| kind)
+    }
+
+    /// One field's value by name; `None` for a name that is not a field.
+    pub fn field(&self, field: &str) -> Option<FieldValue> {
+        let (name, kind, _) = field_entry(field)?;
+        Some(match kind {
+            FieldKind::Int => FieldValue::Int(self.int(name)?),
+            FieldKind::Float => FieldValue::Float(self.target_fps),
+            FieldKind::Bool => FieldValue::Bool(match name {
+                "capture_cursor" => self.capture_cursor,
+                "use_paint_over_quality" => self.use_paint_over_quality,
+                "h264_fullcolor" => self.h264_fullcolor,
+                "paint_over_lossless" => self.paint_over_lossless,
+                _ => self.h264_fullframe,
+            }),
+            FieldKind::Path => FieldValue::Path(self.watermark_path.clone()),
+        })
+    }
+
+    /// Sets one field, checking the value as far as it can be checked on its own (ranges; the
+    /// rules that tie fields together are checked by [`validate`](Self::validate)). On error
+    /// the settings are unchanged.
+    ///
+    /// # Errors
+    /// A [`SettingsError`] naming the field: an unknown field, a value of the wrong kind, or a
+    /// value out of the field's range.
+    pub fn set_field(&mut self, field: &str, value: FieldValue) -> Result<(), SettingsError> {
+        let Some((name, kind, range)) = field_entry(field) else {
+            return Err(SettingsError::new("field", format!("no field {field:?}")));
+        };
+        let mut next = self.clone();
+        match (kind, value) {
+            (FieldKind::Int, FieldValue::Int(v)) => {
+                if let Some((min, max)) = range {
+                    if !(min..=max).contains(&v) {
+                        return Err(SettingsError::new(
+                            name,
+                            format!("{v} is outside {min}..={max}"),
+                        ));
+                    }
+                }
+                next.set_int(name, v);
+            }
+            (FieldKind::Float, FieldValue::Float(v)) => next.target_fps = v,
+            (FieldKind::Bool, FieldValue::Bool(v)) => match name {
+                "capture_cursor" => next.capture_cursor = v,
+                "use_paint_over_quality" => next.use_paint_over_quality = v,
+                "h264_fullcolor" => next.h264_fullcolor = v,
+                "paint_over_lossless" => next.paint_over_lossless = v,
+                _ => next.h264_fullframe = v,
+            },
+            (FieldKind::Path, FieldValue::Path(v)) => next.watermark_path = v,
+            (kind, value) => {
+                return Err(SettingsError::new(
+                    name,
+                    format!("takes a {kind:?} value, not {value:?}"),
+                ))
+            }
+        }
+        next.check_field(name)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// Stores an integer already checked against the field's range (so the casts are exact).
+    fn set_int(&mut self, field: &str, v: i64) {
+        match field {
+            "capture_width" => self.capture_width = v as u32,
+            "capture_height" => self.capture_height = v as u32,
+            "capture_x" => self.capture_x = v as i32,
+            "capture_y" => self.capture_y = v as i32,
+            "output_mode" => self.output_mode = Codec::from_index(v).unwrap_or_default(),
+            "jpeg_quality" => self.jpeg_quality = v as u8,
+            "paint_over_jpeg_quality" => self.paint_over_jpeg_quality = v as u8,
+            "paint_over_trigger_frames" => self.paint_over_trigger_frames = v as u32,
+            "damage_block_threshold" => self.damage_block_threshold = v as u32,
+            "damage_block_duration" => self.damage_block_duration = v as u32,
+            "h264_crf" => self.h264_crf = v as u8,
+            "watermark_location" => {
+                self.watermark_location = WatermarkLocation::from_index(v).unwrap_or_default()
+            }
+            "vaapi_render_node_index" => self.vaapi_render_node_index = v as i32,
+            "stripe_height" => self.stripe_height = v as u32,
+            "wire_format" => self.wire_format = WireFormat::from_index(v).unwrap_or_default(),
+            "jpeg_subsampling" => {
+                self.jpeg_subsampling = JpegSubsampling::from_index(v).unwrap_or_default()
+            }
+            _ => {}
+        }
+    }
+
+    /// An integer field's value, widened.
+    fn int(&self, field: &str) -> Option<i64> {
+        Some(match field {
+            "capture_width" => self.capture_width.into(),
+            "capture_height" => self.capture_height.into(),
+            "capture_x" => self.capture_x.into(),
+            "capture_y" => self.capture_y.into(),
+            "output_mode" => self.output_mode.index(),
+            "jpeg_quality" => self.jpeg_quality.into(),
+            "paint_over_jpeg_quality" => self.paint_over_jpeg_quality.into(),
+            "paint_over_trigger_frames" => self.paint_over_trigger_frames.into(),
+            "damage_block_threshold" => self.damage_block_threshold.into(),
+            "damage_block_duration" => self.damage_block_duration.into(),
+            "h264_crf" => self.h264_crf.into(),
+            "watermark_location" => self.watermark_location.index(),
+            "vaapi_render_node_index" => self.vaapi_render_node_index.into(),
+            "stripe_height" => self.stripe_height.into(),
+            "wire_format" => self.wire_format.index(),
+            "jpeg_subsampling" => self.jpeg_subsampling.index(),
+            _ => return None,
+        })
+    }
+
+    /// Checks one field on its own.
+    fn check_field(&self, field: &'static str) -> Result<(), SettingsError> {
+        if let Some((_, _, Some((min, max)))) = field_entry(field) {
+            if let Some(v) = self.int(field) {
+                if !(min..=max).contains(&v) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{v} is outside {min}..={max}"),
+                    ));
+                }
+            }
+        }
+        match field {
+            "target_fps" => {
+                let fps = self.target_fps;
+                if !(MIN_TARGET_FPS..=MAX_TARGET_FPS).contains(&fps) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{fps} is outside {MIN_TARGET_FPS}..={MAX_TARGET_FPS}"),
+                    ));
+                }
+            }
+            "stripe_height" => {
+                let rows = self.stripe_height;
+                if rows != 0 && (rows < 16 || !rows.is_multiple_of(2)) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!("{rows} must be 0 (per codec) or even and at least 16"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks every field, then the rules between fields; the first bad field is named in the
+    /// error. Settings that pass start a capture (on a source where the region fits).
+    ///
+    /// # Errors
+    /// A [`SettingsError`] naming the field and saying what is wrong with its value.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for (field, value) in [
-            ("capture_width", self.capture_width),
-            ("capture_height", self.capture_height),
-        ] {
-            if value == 0 || value > MAX_DIMENSION {
-                return Err(SettingsError::new(
-                    field,
-                    format!("{value} is outside 1..={MAX_DIMENSION}"),
-                ));
-            }
-        }
-        if self.capture_x < 0 {
-            return Err(SettingsError::new(
-                "capture_x",
-                format!("{} is negative", self.capture_x),
-            ));
-        }
-        if self.capture_y < 0 {
-            return Err(SettingsError::new(
-                "capture_y",
-                format!("{} is negative", self.capture_y),
-            ));
-        }
-        if !self.target_fps.is_finite() || self.target_fps <= 0.0 || self.target_fps > 1000.0 {
-            return Err(SettingsError::new(
-                "target_fps",
-                format!("{} is not in (0, 1000]", self.target_fps),
-            ));
-        }
-        for (field, value) in [
-            ("jpeg_quality", self.jpeg_quality),
-            ("paint_over_jpeg_quality", self.paint_over_jpeg_quality),
-        ] {
-            if !(1..=100).contains(&value) {
-                return Err(SettingsError::new(
-                    field,
-                    format!("{value} is outside 1..=100"),
-                ));
-            }
-        }
-        if self.paint_over_trigger_frames == 0 {
-            return Err(SettingsError::new(
-                "paint_over_trigger_frames",
-                "must be at least 1",
-            ));
+        for (field, _, _) in FIELDS {
+            self.check_field(field)?;
         }
         if self.paint_over_lossless && self.wire_format != WireFormat::Tagged {
             return Err(SettingsError::new(
@@ -314,13 +605,7 @@ impl CaptureSettings {
                 "lossless stills need the tagged wire format",
             ));
         }
-        if self.h264_crf > 51 {
-            return Err(SettingsError::new(
-                "h264_crf",
-                format!("{} is outside 0..=51", self.h264_crf),
-            ));
-        }
-        if self.output_mode == OutputMode::H264 {
+        if self.output_mode == Codec::H264 {
             for (field, value) in [
                 ("capture_width", self.capture_width),
                 ("capture_height", self.capture_height),
@@ -332,17 +617,13 @@ impl CaptureSettings {
                     ));
                 }
             }
-        }
-        if self.stripe_height != 0
-            && (self.stripe_height < 16 || !self.stripe_height.is_multiple_of(2))
-        {
-            return Err(SettingsError::new(
-                "stripe_height",
-                format!(
-                    "{} must be 0 (per codec) or even and at least 16",
-                    self.stripe_height
-                ),
-            ));
+            // x264's 4:2:0 profile (baseline) has no lossless mode, which CRF 0 asks for.
+            if self.h264_crf == 0 && !self.h264_fullcolor {
+                return Err(SettingsError::new(
+                    "h264_crf",
+                    "0 (lossless) needs h264_fullcolor (High 4:4:4); 4:2:0 takes 1..=51",
+                ));
+            }
         }
         if self.watermark_location != WatermarkLocation::None && self.watermark_path.is_none() {
             return Err(SettingsError::new(
@@ -484,6 +765,105 @@ mod tests {
     }
 
     #[test]
+    fn frame_rates_too_slow_for_a_clock_are_refused() {
+        for fps in [1e-20, 0.009, -1.0, f64::INFINITY, 1000.5] {
+            let s = CaptureSettings {
+                target_fps: fps,
+                ..Default::default()
+            };
+            let err = s.validate().unwrap_err();
+            assert_eq!(err.field, "target_fps", "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!("invalid setting `target_fps`: {fps} is outside 0.01..=1000")
+            );
+        }
+        let slowest = CaptureSettings {
+            target_fps: MIN_TARGET_FPS,
+            ..Default::default()
+        };
+        slowest.validate().unwrap();
+        let config = crate::config::PipelineConfig::new(&slowest).unwrap();
+        assert_eq!(config.frame_interval().as_secs(), 100);
+    }
+
+    #[test]
+    fn lossless_h264_needs_full_colour() {
+        let mut s = CaptureSettings {
+            output_mode: Codec::H264,
+            h264_crf: 0,
+            ..Default::default()
+        };
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.field, "h264_crf", "{err}");
+        assert!(err.to_string().contains("h264_fullcolor"), "{err}");
+        s.h264_fullcolor = true;
+        s.validate().unwrap();
+        // JPEG does not use the CRF.
+        s.h264_fullcolor = false;
+        s.output_mode = Codec::Jpeg;
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn set_field_checks_against_the_one_table() {
+        let mut s = CaptureSettings::default();
+        s.set_field("capture_width", FieldValue::Int(640)).unwrap();
+        assert_eq!(s.capture_width, 640);
+        let err = s
+            .set_field("capture_width", FieldValue::Int(-1))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting `capture_width`: -1 is outside 1..=16384"
+        );
+        assert_eq!(s.capture_width, 640, "unchanged on error");
+        let err = s
+            .set_field("target_fps", FieldValue::Float(1e-20))
+            .unwrap_err();
+        assert_eq!(err.field, "target_fps");
+        let err = s
+            .set_field("stripe_height", FieldValue::Int(17))
+            .unwrap_err();
+        assert_eq!(err.field, "stripe_height");
+        let err = s.set_field("h264_crf", FieldValue::Bool(true)).unwrap_err();
+        assert_eq!(err.field, "h264_crf");
+        assert!(s.set_field("nope", FieldValue::Int(1)).is_err());
+        s.set_field("output_mode", FieldValue::Int(1)).unwrap();
+        assert_eq!(s.output_mode, Codec::H264);
+        s.set_field("watermark_location", FieldValue::Int(6))
+            .unwrap();
+        assert_eq!(s.watermark_location, WatermarkLocation::Animated);
+        // Every field in the table reads back as the kind it takes, and setting a field to
+        // its own value changes nothing.
+        let d = CaptureSettings {
+            capture_cursor: true,
+            h264_fullframe: true,
+            watermark_path: Some("/tmp/w.png".into()),
+            ..Default::default()
+        };
+        for field in CaptureSettings::field_names() {
+            let value = d.field(field).unwrap();
+            let kind = match value {
+                FieldValue::Int(_) => FieldKind::Int,
+                FieldValue::Float(_) => FieldKind::Float,
+                FieldValue::Bool(_) => FieldKind::Bool,
+                FieldValue::Path(_) => FieldKind::Path,
+            };
+            assert_eq!(CaptureSettings::field_kind(field), Some(kind), "{field}");
+            let mut copy = d.clone();
+            copy.set_field(field, value).unwrap();
+            assert_eq!(copy, d, "{field}");
+        }
+        assert_eq!(d.field("capture_cursor"), Some(FieldValue::Bool(true)));
+        assert_eq!(
+            d.field("use_paint_over_quality"),
+            Some(FieldValue::Bool(false))
+        );
+        assert_eq!(d.field("nope"), None);
+    }
+
+    #[test]
     fn integer_enums_round_trip() {
         // 1.2.2's numbering, written out: a round trip alone would pass for any permutation.
         use WatermarkLocation::*;
@@ -501,8 +881,25 @@ mod tests {
             assert_eq!(location.index(), i);
         }
         assert!(WatermarkLocation::from_index(7).is_none());
-        assert_eq!(OutputMode::from_index(0), Some(OutputMode::Jpeg));
-        assert_eq!(OutputMode::from_index(1), Some(OutputMode::H264));
-        assert!(OutputMode::from_index(2).is_none());
+        assert_eq!(Codec::from_index(0), Some(Codec::Jpeg));
+        assert_eq!(Codec::from_index(1), Some(Codec::H264));
+        assert!(Codec::from_index(2).is_none());
+        for codec in Codec::ALL {
+            assert_eq!(Codec::from_index(codec.index()), Some(codec));
+            assert_eq!(codec.to_string().parse::<Codec>(), Ok(codec));
+        }
+    }
+
+    #[test]
+    fn codec_names() {
+        assert_eq!(Codec::H264.to_string(), "h264");
+        assert_eq!(Codec::Jpeg.to_string(), "jpeg");
+        assert_eq!("JPEG".parse::<Codec>(), Ok(Codec::Jpeg));
+        assert_eq!("H.264".parse::<Codec>(), Ok(Codec::H264));
+        let err = "vp8".parse::<Codec>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown codec \"vp8\" (expected jpeg or h264)"
+        );
     }
 }

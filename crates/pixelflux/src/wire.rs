@@ -44,6 +44,7 @@ pub fn write_still_header(out: &mut Vec<u8>, format: StillFormat, frame_id: u32,
 
 /// What kind of picture an H.264 stripe carries (byte 1 of its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum H264FrameType {
     /// Neither IDR nor I (`0x00`).
     Other = 0x00,
@@ -84,6 +85,24 @@ pub fn write_h264_header(
     for v in [frame_id, y, width, height] {
         out.extend_from_slice(&(v as u16).to_be_bytes());
     }
+}
+
+/// NAL unit types in an Annex-B byte stream (an H.264 stripe's payload), in order: 7 SPS,
+/// 8 PPS, 5 IDR slice, 1 non-IDR slice, 6 SEI.
+pub fn nal_types(stream: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut i = 0;
+    while i + 3 <= stream.len() {
+        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
+            if let Some(&header) = stream.get(i + 3) {
+                types.push(header & 0x1f);
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    types
 }
 
 #[cfg(test)]

@@ -10,11 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use pixelflux::encode::x264::nal_types;
-use pixelflux::wire::H264FrameType;
+use pixelflux::wire::{nal_types, H264FrameType};
 use pixelflux::{
-    CaptureError, CaptureSettings, OutputMode, OwnedFrame, ScreenCapture, SourceSpec, Stripe,
-    StripeKind,
+    CaptureError, CaptureSettings, Codec, OwnedFrame, ScreenCapture, SourceSpec, Stripe,
 };
 use support::*;
 
@@ -25,7 +23,7 @@ fn h264(w: u32, h: u32) -> CaptureSettings {
         capture_width: w,
         capture_height: h,
         target_fps: 30.0,
-        output_mode: OutputMode::H264,
+        output_mode: Codec::H264,
         h264_crf: 25,
         stripe_height: 64,
         ..Default::default()
@@ -43,12 +41,12 @@ fn by_y(stripes: &[Stripe]) -> BTreeMap<u32, Vec<&Stripe>> {
 
 /// Checks the 10-byte header against the stripe's fields.
 fn check_header(s: &Stripe) {
-    assert_eq!(s.kind, StripeKind::H264);
+    assert_eq!(s.kind.codec(), Some(Codec::H264));
     assert_eq!(s.header_len, 10);
     let d = &s.data;
     let be = |i: usize| u16::from_be_bytes([d[i], d[i + 1]]) as u64;
     assert_eq!(d[0], 0x04, "H.264 tag");
-    assert_eq!(Some(d[1]), s.h264_frame_type.map(|t| t as u8));
+    assert_eq!(Some(d[1]), s.h264_frame_type().map(|t| t as u8));
     assert_eq!(be(2), s.frame_id % 65536);
     assert_eq!(be(4), s.y as u64);
     assert_eq!(be(6), s.width as u64);
@@ -164,7 +162,7 @@ fn stripes_decode_to_the_drawn_picture_and_paint_over_sharpens_them() {
             "stripe {y}: header"
         );
         for s in stripes {
-            assert_eq!(s.h264_frame_type, Some(H264FrameType::Idr));
+            assert_eq!(s.h264_frame_type(), Some(H264FrameType::Idr));
             assert_eq!(nals(s), [7, 8, 5], "SPS, PPS, IDR slice");
         }
         let frames = decode(stripes, 640, h);
@@ -227,9 +225,9 @@ fn paint_over_after_p_pictures_is_sharp() {
     let all: Vec<&Stripe> = log.iter().collect();
     let paint = all.last().unwrap();
     assert!(paint.paint_over, "ends with a paint-over");
-    assert_eq!(paint.h264_frame_type, Some(H264FrameType::Idr));
+    assert_eq!(paint.h264_frame_type(), Some(H264FrameType::Idr));
     let change = all.iter().rposition(|s| !s.paint_over).unwrap();
-    assert_eq!(all[change].h264_frame_type, Some(H264FrameType::Other));
+    assert_eq!(all[change].h264_frame_type(), Some(H264FrameType::Other));
     let frames = decode(&all, 320, 64);
     assert_eq!(frames.len(), all.len());
     let changed = psnr(&frames[change], &last);
@@ -293,7 +291,7 @@ fn request_idr_makes_every_stripe_send_an_idr_with_headers() {
     );
     let change = &log[8];
     assert_eq!(change.y, 128);
-    assert_eq!(change.h264_frame_type, Some(H264FrameType::Other));
+    assert_eq!(change.h264_frame_type(), Some(H264FrameType::Other));
     assert_eq!(change.data[1], 0x00);
     assert_eq!(nals(change), [1], "a P slice, no SPS/PPS");
     let refreshed = &log[before..];
@@ -343,7 +341,7 @@ fn a_refresh_idr_is_as_sharp_as_the_first_one() {
     assert_eq!(streams.keys().copied().collect::<Vec<_>>(), [0, 64]);
     for (&y, stripes) in &streams {
         let idrs: Vec<usize> = (0..stripes.len())
-            .filter(|&i| stripes[i].h264_frame_type == Some(H264FrameType::Idr))
+            .filter(|&i| stripes[i].h264_frame_type() == Some(H264FrameType::Idr))
             .collect();
         assert_eq!(idrs.len(), 3, "stripe {y}: first, two refreshes");
         assert_eq!(
@@ -402,7 +400,7 @@ fn a_change_in_a_few_rows_sends_only_the_stripes_covering_them() {
     let log = log.lock().unwrap();
     let later: Vec<(u32, Option<H264FrameType>)> = log[before..]
         .iter()
-        .map(|s| (s.y, s.h264_frame_type))
+        .map(|s| (s.y, s.h264_frame_type()))
         .collect();
     assert_eq!(
         later,
@@ -450,8 +448,8 @@ fn fullframe_mode_sends_one_stripe_of_full_height() {
         check_header(s);
         assert_eq!((s.y, s.width, s.height), (0, 640, 480));
     }
-    assert_eq!(log[0].h264_frame_type, Some(H264FrameType::Idr));
-    assert_eq!(log[1].h264_frame_type, Some(H264FrameType::Other));
+    assert_eq!(log[0].h264_frame_type(), Some(H264FrameType::Idr));
+    assert_eq!(log[1].h264_frame_type(), Some(H264FrameType::Other));
     let all: Vec<&Stripe> = log.iter().collect();
     let frames = decode(&all, 640, 480);
     assert_eq!(frames.len(), 2);
@@ -560,30 +558,6 @@ fn bench_h264_stripe_layouts() {
         v.sort_by(|a, b| a.total_cmp(b));
         v[((v.len() - 1) as f64 * q) as usize]
     };
-    {
-        // Colour conversion alone, 1920x64 BGRX.
-        use pixelflux::encode::color::YuvPlanes;
-        use pixelflux::encode::x264::Chroma;
-        let stripe = crop_rows(
-            &SyntheticSource::new(Scene::Static, w, 64).advance().clone(),
-            0,
-            64,
-        );
-        for chroma in [Chroma::I420, Chroma::I444] {
-            let mut planes = YuvPlanes::new(w, 64, chroma);
-            let mut times: Vec<f64> = (0..500)
-                .map(|_| {
-                    let t = Instant::now();
-                    planes.convert(stripe.view()).unwrap();
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            println!(
-                "BGRX -> {chroma:?}, 1920x64: {:.3} ms",
-                quantile(&mut times, 0.1)
-            );
-        }
-    }
     println!(
         "| scene | chroma | stripe rows | stripes | ms/frame (P) | ms per full stripe (P) \
          | ms per full stripe (IDR) | KB/frame (P) | PSNR dB (median) |"

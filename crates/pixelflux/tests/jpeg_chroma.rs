@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Instant;
 
-use pixelflux::encode::jpeg::chroma_detail;
+use pixelflux::encode::chroma_detail;
 use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::{CaptureSettings, JpegSubsampling, OwnedFrame, Scene};
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
@@ -50,8 +50,8 @@ fn encode_stripes(
         let t = Instant::now();
         let chosen = subsamp.unwrap_or_else(|| {
             let view = frame.view().rows(y, h);
-            if quality >= pixelflux::encode::jpeg::FULL_CHROMA_MIN_QUALITY as i32
-                || chroma_detail(view) >= pixelflux::encode::jpeg::AUTO_FULL_CHROMA_DETAIL
+            if quality >= pixelflux::encode::FULL_CHROMA_MIN_QUALITY as i32
+                || chroma_detail(view) >= pixelflux::encode::AUTO_FULL_CHROMA_DETAIL
             {
                 Subsamp::None
             } else {
@@ -204,7 +204,7 @@ fn default_chroma_matches_upstream_on_the_desktop_scene() {
 #[test]
 #[ignore = "measurement: prints the still format table"]
 fn bench_still_formats() {
-    use pixelflux::encode::still::encode_png;
+    use pixelflux::encode::encode_png;
     use std::process::Command;
     let frame = scene_frame(Scene::Desktop, 0);
     let keep = std::env::var_os("STILL_OUT").map(std::path::PathBuf::from);

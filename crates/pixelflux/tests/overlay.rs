@@ -691,8 +691,12 @@ fn watermark_errors_name_the_file_and_what_is_wrong() {
     let truncated = dir.path().join("truncated.png");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
 
+    let folder = dir.path().join("folder.png");
+    std::fs::create_dir(&folder).unwrap();
+
     let cases = [
         (&missing, (256, 128), "cannot open"),
+        (&folder, (256, 128), "is a directory"),
         (&text, (256, 128), "not a readable PNG"),
         (&truncated, (256, 128), "corrupt PNG"),
         (&good, (47, 128), "does not fit"),

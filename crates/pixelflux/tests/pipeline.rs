@@ -10,7 +10,7 @@ mod support;
 use pixelflux::config::Control;
 use pixelflux::wire::H264FrameType;
 use pixelflux::{
-    CaptureSettings, Frame, FrameSource, OutputMode, OwnedFrame, Pipeline, PipelineConfig, Scene,
+    CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig, Scene,
     SourceError, SourceSpec, Stripe,
 };
 use support::*;
@@ -277,7 +277,7 @@ fn live_jpeg_quality_applies_between_ticks_and_resends_once() {
 #[cfg(feature = "x264")] // H.264 stripes
 fn h264_refreshes_and_a_new_crf_send_idrs_for_every_stripe() {
     let config = PipelineConfig::new(&CaptureSettings {
-        output_mode: OutputMode::H264,
+        output_mode: Codec::H264,
         capture_width: 128,
         capture_height: 192,
         stripe_height: 64,
@@ -286,7 +286,7 @@ fn h264_refreshes_and_a_new_crf_send_idrs_for_every_stripe() {
     .unwrap();
     let mut p = Pipeline::open(config, &SourceSpec::Synthetic(Scene::Static)).unwrap();
     let types = |stripes: &[Stripe]| -> Vec<(u32, Option<H264FrameType>)> {
-        stripes.iter().map(|s| (s.y, s.h264_frame_type)).collect()
+        stripes.iter().map(|s| (s.y, s.h264_frame_type())).collect()
     };
     let idrs = [
         (0, Some(H264FrameType::Idr)),
@@ -312,7 +312,7 @@ fn h264_refreshes_and_a_new_crf_send_idrs_for_every_stripe() {
 #[cfg(feature = "x264")] // H.264 stripes
 fn the_format_is_what_is_encoded() {
     let config = PipelineConfig::new(&CaptureSettings {
-        output_mode: OutputMode::H264,
+        output_mode: Codec::H264,
         capture_width: 131,
         capture_height: 97,
         ..Default::default()

@@ -555,7 +555,7 @@ mod tests {
         hub.set_format(&Hello {
             width: 64,
             height: 64,
-            codec: "jpeg",
+            codec: pixelflux::Codec::Jpeg,
             fullcolor: false,
             stripe_height: 64,
         });

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
-use pixelflux::Stripe;
+use pixelflux::{Codec, Stripe};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -52,8 +52,9 @@ pub struct Hello {
     pub width: u32,
     /// Picture height in pixels.
     pub height: u32,
-    /// `"jpeg"` or `"h264"`.
-    pub codec: &'static str,
+    /// Sent as its name, `"jpeg"` or `"h264"`.
+    #[serde(serialize_with = "serde_display")]
+    pub codec: Codec,
     /// H.264 in 4:4:4 (High 4:4:4 profile) rather than 4:2:0 (baseline).
     pub fullcolor: bool,
     /// Rows per stripe (the last one may be shorter).
@@ -65,6 +66,14 @@ struct HelloMsg<'a> {
     r#type: &'static str,
     #[serde(flatten)]
     hello: &'a Hello,
+}
+
+/// Serializes a value as its `Display` string.
+fn serde_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[derive(Serialize)]
@@ -475,7 +484,6 @@ mod tests {
             height: 64,
             data,
             header_len: 6,
-            h264_frame_type: None,
             paint_over: false,
             captured_at: now,
             encoded_at: now,
@@ -484,14 +492,31 @@ mod tests {
 
     fn h264(frame_id: u64, y: u32, idr: bool) -> Stripe {
         let mut s = jpeg(frame_id, y, 100);
-        s.kind = StripeKind::H264;
-        s.data[0] = 0x04;
-        s.h264_frame_type = Some(if idr {
+        s.kind = StripeKind::H264(if idr {
             H264FrameType::Idr
         } else {
             H264FrameType::Other
         });
+        s.data[0] = 0x04;
         s
+    }
+
+    #[test]
+    fn the_hello_names_the_codec_as_the_command_line_does() {
+        let hello = Hello {
+            width: 64,
+            height: 32,
+            codec: Codec::H264,
+            fullcolor: false,
+            stripe_height: 32,
+        };
+        let json = serde_json::to_value(HelloMsg {
+            r#type: "hello",
+            hello: &hello,
+        })
+        .unwrap();
+        assert_eq!(json["codec"], "h264");
+        assert_eq!(json["codec"].as_str().unwrap().parse(), Ok(Codec::H264));
     }
 
     fn hub(config: HubConfig) -> (Arc<Hub>, Arc<AtomicUsize>) {
@@ -503,7 +528,7 @@ mod tests {
         hub.set_format(&Hello {
             width: 64,
             height: 128,
-            codec: "jpeg",
+            codec: Codec::Jpeg,
             fullcolor: false,
             stripe_height: 64,
         });
@@ -627,7 +652,7 @@ mod tests {
         hub.set_format(&Hello {
             width: 64,
             height: 256,
-            codec: "jpeg",
+            codec: Codec::Jpeg,
             fullcolor: false,
             stripe_height: 64,
         });
@@ -693,7 +718,7 @@ mod tests {
         hub.set_format(&Hello {
             width: 32,
             height: 64,
-            codec: "jpeg",
+            codec: Codec::Jpeg,
             fullcolor: false,
             stripe_height: 64,
         });

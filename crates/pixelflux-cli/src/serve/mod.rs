@@ -25,8 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use pixelflux::{
-    CaptureSettings, OutputMode, PipelineConfig, Scene, ScreenCapture, SourceSpec, StreamFormat,
-    WireFormat,
+    CaptureSettings, PipelineConfig, Scene, ScreenCapture, SourceSpec, StreamFormat, WireFormat,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -231,10 +230,7 @@ fn hello_for(format: &StreamFormat) -> Hello {
     Hello {
         width: format.width,
         height: format.height,
-        codec: match format.codec {
-            OutputMode::Jpeg => "jpeg",
-            OutputMode::H264 => "h264",
-        },
+        codec: format.codec,
         fullcolor: format.h264_fullcolor,
         stripe_height: format.stripe_height,
     }
@@ -258,7 +254,7 @@ fn start_capture(
     *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&capture);
     let format = capture.format();
     tracing::info!(
-        "capturing {}x{}+{}+{} from {spec} as {:?} at {} fps",
+        "capturing {}x{}+{}+{} from {spec} as {} at {} fps",
         format.width,
         format.height,
         settings.capture_x,
@@ -426,7 +422,8 @@ async fn serve(
             cursor,
             display: match &spec {
                 SourceSpec::X11 { display } => display.clone(),
-                SourceSpec::Synthetic(_) => None,
+                // A synthetic scene (or any source without an X display).
+                _ => None,
             },
             ..Default::default()
         },
@@ -596,7 +593,7 @@ mod tests {
     fn the_hello_announces_the_size_encoded_not_the_size_asked() {
         // H.264 rounds odd sizes down to even: the page must get the stripes' size.
         let settings = CaptureSettings {
-            output_mode: OutputMode::H264,
+            output_mode: pixelflux::Codec::H264,
             capture_width: 1365,
             capture_height: 767,
             ..Default::default()
@@ -605,7 +602,7 @@ mod tests {
         let hello = hello_for(&format);
         assert_eq!(
             (hello.width, hello.height, hello.codec),
-            (1364, 766, "h264")
+            (1364, 766, pixelflux::Codec::H264)
         );
         assert_eq!(
             hello.stripe_height,

@@ -247,4 +247,32 @@ mod tests {
         let mut wrong = YuvPlanes::new(4, 2, Chroma::I420);
         assert!(wrong.convert(band).is_err());
     }
+
+    /// Colour conversion alone, 1920x64 BGRX, 10th percentile of 500 runs (docs/h264.md):
+    /// `cargo test --release -p pixelflux --lib -- --ignored --nocapture bench_color`
+    #[test]
+    #[ignore = "benchmark: run in release with --ignored --nocapture"]
+    fn bench_color_conversion() {
+        use crate::source::synthetic::{Scene, SyntheticSource};
+        use crate::source::FrameSource as _;
+        use std::time::Instant;
+        let w = 1920;
+        let mut source = SyntheticSource::new(Scene::Static, w, 64);
+        let stripe = OwnedFrame::from_view(source.grab().unwrap().view());
+        for chroma in [Chroma::I420, Chroma::I444] {
+            let mut planes = YuvPlanes::new(w, 64, chroma);
+            let mut times: Vec<f64> = (0..500)
+                .map(|_| {
+                    let t = Instant::now();
+                    planes.convert(stripe.view()).unwrap();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            times.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "BGRX -> {chroma:?}, 1920x64: {:.3} ms",
+                times[(times.len() - 1) / 10]
+            );
+        }
+    }
 }

@@ -43,10 +43,6 @@ pub struct H264Encoder {
     fps: f64,
 }
 
-fn h264_err(e: impl std::fmt::Display) -> EncodeError {
-    EncodeError::H264(e.to_string())
-}
-
 impl H264Encoder {
     /// An encoder for `width` x `height` stripes as `config` asks (CRF, chroma, x264's own
     /// threads).
@@ -57,9 +53,7 @@ impl H264Encoder {
             Chroma::I420
         };
         if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
-            return Err(EncodeError::H264(format!(
-                "stripe {width}x{height}: H.264 stripes need an even width and height"
-            )));
+            return Err(EncodeError::OddSize { width, height });
         }
         let threads = config.threads;
         let crf = config.crf as f32;
@@ -90,7 +84,7 @@ impl H264Encoder {
             threads,
             fps,
         })
-        .map_err(h264_err)
+        .map_err(EncodeError::H264)
     }
 
     /// Reopens the encoder when the stripe's size changed (the next picture is then an IDR).
@@ -115,7 +109,7 @@ impl StripeEncoder for H264Encoder {
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
         self.fit(pixels.width, pixels.height)?;
-        self.planes.convert(pixels).map_err(h264_err)?;
+        self.planes.convert(pixels).map_err(EncodeError::Color)?;
         // Every key frame after the first is one we ask for (infinite GOP, no scene cuts):
         // paint-overs at their own quantizer, refreshes at the quantizer x264 gives a stream's
         // first picture, as rate control would make a refresh after another I picture
@@ -140,7 +134,7 @@ impl StripeEncoder for H264Encoder {
         let produced = self
             .encoder
             .encode_at(self.planes.planes(), force_idr, qp, out)
-            .map_err(h264_err)?;
+            .map_err(EncodeError::H264)?;
         let Some(picture) = produced else {
             out.clear();
             return Ok(None);
@@ -152,8 +146,7 @@ impl StripeEncoder for H264Encoder {
         };
         out[1] = frame_type as u8;
         Ok(Some(EncodeOutcome {
-            kind: StripeKind::H264,
-            h264_frame_type: Some(frame_type),
+            kind: StripeKind::H264(frame_type),
             header_len,
         }))
     }
@@ -222,7 +215,7 @@ mod tests {
         let mut enc = H264Encoder::new(&settings(25, false), 128, 32).unwrap();
         let (first, o) = run(&mut enc, &f, request(false, false), 7);
         assert_eq!(
-            o.h264_frame_type,
+            o.kind.h264_frame_type(),
             Some(H264FrameType::Idr),
             "a new encoder starts with an IDR"
         );
@@ -230,12 +223,12 @@ mod tests {
         assert_eq!(&first[..10], &[4, 1, 0, 7, 0, 64, 0, 128, 0, 32]);
         assert_eq!(vcl_and_headers(&first[10..]), [7, 8, 5]);
         let (second, o) = run(&mut enc, &picture(128, 32, 1), request(false, false), 8);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Other));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Other));
         assert_eq!(second[1], 0);
-        assert!(!x264::nal_types(&second[10..]).contains(&7));
+        assert!(!crate::wire::nal_types(&second[10..]).contains(&7));
         let (third, o) = run(&mut enc, &f, request(true, false), 9);
         assert_eq!(
-            o.h264_frame_type,
+            o.kind.h264_frame_type(),
             Some(H264FrameType::Idr),
             "keyframe forces an IDR"
         );
@@ -258,11 +251,11 @@ mod tests {
         // P pictures first: the case where changing the CRF alone did not help.
         for i in 0..3 {
             let ((_, o), _) = both(&picture(256, 64, 5 + i), false, false, 1 + i as u64);
-            assert_eq!(o.h264_frame_type, Some(H264FrameType::Other));
+            assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Other));
         }
         both(&f, false, false, 4);
         let ((paint, o), (normal_idr, _)) = both(&f, true, true, 5);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         assert_eq!(vcl_and_headers(&paint[10..]), [7, 8, 5]);
         // Same pixels, both IDRs: the paint-over spends far more bits (QP 10 vs CRF 35).
         assert!(
@@ -302,10 +295,10 @@ mod tests {
                     f.clone()
                 };
                 let (_, o) = run(&mut enc, &pic, request(false, false), 1 + i as u64);
-                assert_eq!(o.h264_frame_type, Some(H264FrameType::Other));
+                assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Other));
             }
             let (refresh, o) = run(&mut enc, &f, request(true, false), 100);
-            assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+            assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
             assert_eq!(
                 enc.encoder.last_qp(),
                 first_qp,
@@ -326,10 +319,20 @@ mod tests {
     #[test]
     fn odd_sizes_and_fullcolor() {
         let err = H264Encoder::new(&settings(25, false), 101, 64).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EncodeError::OddSize {
+                    width: 101,
+                    height: 64
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("even"), "{err}");
         let mut enc = H264Encoder::new(&settings(25, true), 64, 16).unwrap();
         let (out, o) = run(&mut enc, &picture(64, 16, 3), request(false, false), 0);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         // SPS profile_idc (first byte after the SPS NAL header) is 244: High 4:4:4 Predictive.
         let sps = out[10..]
             .windows(4)
@@ -343,7 +346,7 @@ mod tests {
         let mut enc = H264Encoder::new(&settings(25, false), 64, 16).unwrap();
         run(&mut enc, &picture(64, 16, 0), request(false, false), 0);
         let (out, o) = run(&mut enc, &picture(64, 32, 0), request(false, false), 1);
-        assert_eq!(o.h264_frame_type, Some(H264FrameType::Idr));
+        assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         assert_eq!(&out[8..10], &[0, 32]);
     }
 }

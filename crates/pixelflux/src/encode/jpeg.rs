@@ -36,7 +36,7 @@ pub struct JpegEncoder {
 }
 
 fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
-    EncodeError::Jpeg(e.to_string())
+    EncodeError::Jpeg(e)
 }
 
 /// How much of a stripe's fine detail is colour rather than brightness, in percent: the
@@ -143,7 +143,6 @@ impl StripeEncoder for JpegEncoder {
         out.extend_from_slice(&jpeg);
         Ok(Some(EncodeOutcome {
             kind: StripeKind::Jpeg,
-            h264_frame_type: None,
             header_len,
         }))
     }

@@ -1,37 +1,69 @@
 //! Stripe encoders: one instance per stripe, kept across frames, owned by that stripe's slot.
+//!
+//! Public for encoding stripes outside a capture (benchmarks, a pipeline of one's own):
+//! [`new_encoder`] makes the encoder a capture would use for a stripe. The codecs' internals
+//! (colour conversion, the x264 wrapper) are the crate's own.
 
 #[cfg(feature = "x264")]
-pub mod color;
+pub(crate) mod color;
 #[cfg(feature = "x264")]
-pub mod h264;
-pub mod jpeg;
-pub mod still;
+pub(crate) mod h264;
+pub(crate) mod jpeg;
+pub(crate) mod still;
+
+// The measurements behind the JPEG chroma choice and the still format (tests/jpeg_chroma.rs,
+// docs/PERFORMANCE.md) use these directly, like `new_encoder`.
+pub use jpeg::{chroma_detail, AUTO_FULL_CHROMA_DETAIL, FULL_CHROMA_MIN_QUALITY};
+pub use still::encode_png;
 #[cfg(feature = "x264")]
-pub mod x264;
+pub(crate) mod x264;
 
 use crate::config::EncoderConfig;
 use crate::frame::FrameRef;
+use crate::settings::Codec;
 use crate::wire::H264FrameType;
+#[cfg(feature = "x264")]
+pub use color::ColorError;
+#[cfg(feature = "x264")]
+pub use x264::X264Error;
 
-/// What kind of payload a stripe carries (the `type` of 1.2.2's `StripeEncodeResult`).
+/// What a stripe carries: a JPEG image, an H.264 access unit of a given picture type (the
+/// `type` of 1.2.2's `StripeEncodeResult`, plus the frame type of the H.264 header), or a
+/// lossless still.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StripeKind {
     /// A JPEG image (type 1).
     Jpeg,
-    /// An H.264 access unit (type 2).
-    H264,
+    /// An H.264 access unit (type 2) whose picture x264 produced as this type.
+    H264(H264FrameType),
     /// A lossless still (PNG) refreshing a stripe that stopped changing, with
     /// `paint_over_lossless` only (tagged wire format; never on the 1.2.2 path).
     Still,
 }
 
 impl StripeKind {
-    /// 1.2.2's integer for this kind.
+    /// 1.2.2's integer for this kind (1 JPEG, 2 H.264: [`Codec::stripe_type`]); 3 for a still,
+    /// which only the tagged wire format carries.
     pub fn code(self) -> u8 {
+        self.codec().map_or(3, Codec::stripe_type)
+    }
+
+    /// The codec of the payload; `None` for a lossless still (PNG), which refreshes a stripe
+    /// of either codec's stream.
+    pub fn codec(self) -> Option<Codec> {
         match self {
-            StripeKind::Jpeg => 1,
-            StripeKind::H264 => 2,
-            StripeKind::Still => 3,
+            StripeKind::Jpeg => Some(Codec::Jpeg),
+            StripeKind::H264(_) => Some(Codec::H264),
+            StripeKind::Still => None,
+        }
+    }
+
+    /// For H.264, the picture type; `None` for JPEG and stills.
+    pub fn h264_frame_type(self) -> Option<H264FrameType> {
+        match self {
+            StripeKind::Jpeg | StripeKind::Still => None,
+            StripeKind::H264(t) => Some(t),
         }
     }
 }
@@ -59,32 +91,53 @@ pub struct StripePlace {
 /// What an encoder produced, besides the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOutcome {
-    /// JPEG or H.264.
+    /// JPEG, or H.264 with the picture type the encoder actually produced.
     pub kind: StripeKind,
-    /// For H.264, the picture type the encoder actually produced.
-    pub h264_frame_type: Option<H264FrameType>,
     /// Length of the header at the start of the output.
     pub header_len: usize,
 }
 
-/// An encoder failed.
+/// An encoder failed. The libraries' own errors are kept (and included in the message).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// libjpeg-turbo reported an error.
     #[error("JPEG encoder: {0}")]
-    Jpeg(String),
-    /// libx264 reported an error or could not be opened.
+    Jpeg(turbojpeg::Error),
+    /// libx264 refused the parameters, could not be opened or failed to encode.
+    #[cfg(feature = "x264")]
     #[error("H.264 encoder: {0}")]
-    H264(String),
+    H264(X264Error),
     /// The PNG encoder of a lossless still failed.
     #[error("still encoder: {0}")]
-    Still(String),
+    Still(png::EncodingError),
+    /// H.264 was asked of a build without the `x264` feature (no GPL code linked).
+    #[error("this build has no H.264 encoder (built without the `x264` feature)")]
+    NoH264,
+    /// An H.264 stripe with an odd width or height (4:2:0 chroma covers 2x2 pixels).
+    #[error(
+        "H.264 encoder: a {width}x{height} stripe; H.264 stripes need an even width and height"
+    )]
+    OddSize {
+        /// Stripe width in pixels.
+        width: u32,
+        /// Stripe height in rows.
+        height: u32,
+    },
+    /// The conversion to YUV for H.264 failed.
+    #[cfg(feature = "x264")]
+    #[error("H.264 encoder: {0}")]
+    Color(ColorError),
 }
 
 /// Encodes one stripe's pixels; keeps whatever state it needs between frames.
 pub trait StripeEncoder: Send {
     /// Appends header and payload for `pixels` to `out` (which is empty). Returns `None` when
     /// the encoder produced nothing for this frame.
+    ///
+    /// # Errors
+    /// The codec library's error ([`EncodeError`]); the stripe's decoder state is then unknown,
+    /// so the next request should be a keyframe.
     fn encode(
         &mut self,
         pixels: FrameRef<'_>,
@@ -94,12 +147,13 @@ pub trait StripeEncoder: Send {
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
 }
 
-/// Makes the encoder `config` names for a stripe of `width` x `height`. H.264 stripes must
-/// have an even width and height (see `h264`).
+/// Makes the encoder `config` names for a stripe of `width` x `height`.
 ///
 /// # Errors
-/// [`EncodeError`] when the encoder cannot be opened; for H.264 also when the crate was built
-/// without its `x264` feature.
+/// [`EncodeError::OddSize`] for an H.264 stripe with an odd width or height;
+/// [`EncodeError::Jpeg`] or [`EncodeError::H264`] when libjpeg-turbo or x264 cannot be set up
+/// (x264's reason kept); [`EncodeError::NoH264`] for H.264 in a build without the `x264`
+/// feature.
 pub fn new_encoder(
     config: &EncoderConfig,
     width: u32,
@@ -114,9 +168,7 @@ pub fn new_encoder(
         #[cfg(not(feature = "x264"))]
         EncoderConfig::H264(_) => {
             let _ = (width, height);
-            return Err(EncodeError::H264(
-                "this build has no H.264 encoder (built without the `x264` feature)".into(),
-            ));
+            return Err(EncodeError::NoH264);
         }
     };
     if config.lossless_stills() {
@@ -129,18 +181,19 @@ pub fn new_encoder(
 mod tests {
     use super::*;
     use crate::config::PipelineConfig;
-    use crate::settings::{CaptureSettings, OutputMode};
+    use crate::settings::{CaptureSettings, Codec};
 
     #[test]
     fn h264_without_the_x264_feature_is_refused_by_name() {
         let settings = CaptureSettings {
-            output_mode: OutputMode::H264,
+            output_mode: Codec::H264,
             ..Default::default()
         };
         let config = PipelineConfig::new(&settings).expect("valid settings");
         let err = new_encoder(config.encoder(), 64, 64)
             .err()
             .expect("no H.264 encoder");
+        assert!(matches!(err, EncodeError::NoH264), "{err}");
         assert!(err.to_string().contains("`x264` feature"), "{err}");
         let jpeg = PipelineConfig::new(&CaptureSettings::default()).expect("valid settings");
         assert!(new_encoder(jpeg.encoder(), 64, 64).is_ok());

@@ -34,7 +34,11 @@ impl StillEncoder {
     }
 }
 
-/// Encodes BGRX `pixels` as an 8-bit RGB PNG, appended to `out`.
+/// Encodes BGRX `pixels` as an 8-bit RGB PNG (default compression), appended to `out`;
+/// `rgb` is scratch space kept between calls.
+///
+/// # Errors
+/// [`EncodeError::Still`] when the PNG encoder fails.
 pub fn encode_png(
     pixels: FrameRef<'_>,
     rgb: &mut Vec<u8>,
@@ -48,7 +52,7 @@ pub fn encode_png(
             rgb.extend_from_slice(&[px[2], px[1], px[0]]);
         }
     }
-    let png_err = |e: png::EncodingError| EncodeError::Still(e.to_string());
+    let png_err = EncodeError::Still;
     let mut encoder = png::Encoder::new(&mut *out, pixels.width, pixels.height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
@@ -75,7 +79,6 @@ impl StripeEncoder for StillEncoder {
         encode_png(pixels, &mut self.rgb, out)?;
         Ok(Some(EncodeOutcome {
             kind: StripeKind::Still,
-            h264_frame_type: None,
             header_len,
         }))
     }
@@ -98,7 +101,6 @@ mod tests {
             out.push(0xAA);
             Ok(Some(EncodeOutcome {
                 kind: StripeKind::Jpeg,
-                h264_frame_type: None,
                 header_len: 0,
             }))
         }

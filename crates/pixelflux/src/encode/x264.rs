@@ -79,6 +79,7 @@ pub enum PictureType {
 
 /// libx264 refused or failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum X264Error {
     /// The parameters were rejected by x264 (the message is x264's own when it gave one).
     #[error("x264 rejected the parameters: {0}")]
@@ -261,18 +262,15 @@ impl Encoder {
 
     /// The quantizer of the last picture [`encode`](Self::encode) produced (x264's frame QP),
     /// `None` before the first.
+    #[cfg(test)]
     pub fn last_qp(&self) -> Option<u8> {
         self.last_qp
-    }
-
-    /// What the encoder was opened with.
-    pub fn config(&self) -> Config {
-        self.config
     }
 
     /// Encodes one picture and appends its access unit (Annex-B NAL units) to `out`.
     /// `force_idr` makes it an IDR with SPS/PPS in front. Returns the picture type x264
     /// produced, or `None` when it produced no bytes.
+    #[cfg(test)]
     pub fn encode(
         &mut self,
         planes: Planes<'_>,
@@ -468,32 +466,17 @@ unsafe extern "C" fn log_callback(
     }
 }
 
-/// NAL unit types in an Annex-B byte stream, in order (helper for checks and tests).
-pub fn nal_types(stream: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut i = 0;
-    while i + 3 <= stream.len() {
-        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
-            if let Some(&header) = stream.get(i + 3) {
-                types.push(header & 0x1f);
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    types
-}
-
 /// NAL types without SEI (x264 puts its version SEI into the first IDR only).
 #[cfg(test)]
 pub(crate) fn vcl_and_headers(stream: &[u8]) -> Vec<u8> {
+    use crate::wire::nal_types;
     nal_types(stream).into_iter().filter(|&t| t != 6).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::nal_types;
 
     fn grey(w: usize, h: usize, chroma: Chroma) -> (Vec<u8>, Vec<u8>, usize) {
         let (cw, ch) = chroma.plane_size(w as u32, h as u32);

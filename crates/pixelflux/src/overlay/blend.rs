@@ -86,6 +86,7 @@ impl PremultipliedImage {
     }
 
     /// The premultiplied pixel at (x, y) as `[b, g, r, a]`.
+    #[cfg(test)]
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 4] {
         let i = (y as usize * self.width as usize + x as usize) * BYTES_PER_PIXEL;
         [

@@ -16,10 +16,12 @@ use x11rb::protocol::xproto::{ConnectionExt as _, Window};
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
+use x11rb::errors::{ConnectionError, ReplyError};
+
 use super::blend::PremultipliedImage;
 use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
-use crate::source::Interrupter;
+use crate::source::{x11, Interrupter, SourceError};
 
 /// The cursor image and its hotspot (the pixel that sits at the pointer position).
 #[derive(Debug, Clone)]
@@ -55,42 +57,40 @@ impl std::fmt::Debug for CursorOverlay {
     }
 }
 
-fn x_err(what: &str, e: impl std::fmt::Display) -> OverlayError {
-    OverlayError::Cursor(format!("{what}: {e}"))
+/// The cursor connection broke: the server went away.
+fn gone(e: ConnectionError) -> OverlayError {
+    OverlayError::X(x11::gone(e))
+}
+
+/// A cursor request failed: the server gone, or its error for `request`.
+fn reply_err(request: &'static str) -> impl Fn(ReplyError) -> OverlayError {
+    move |e| OverlayError::X(x11::reply_err(request)(e))
 }
 
 impl CursorOverlay {
     /// Connects to `display` (`None`: `$DISPLAY`), checks for XFixes and subscribes to cursor
     /// changes. `origin_x`/`origin_y` is the capture region's corner on the screen.
+    ///
+    /// # Errors
+    /// [`OverlayError::X`] when the display cannot be reached, has no such screen or lacks
+    /// XFixes, or a request fails; [`OverlayError::Cursor`] when XFixes is older than 2.0.
     pub fn open(display: Option<&str>, origin_x: i32, origin_y: i32) -> Result<Self, OverlayError> {
-        let (conn, screen) = x11rb::connect(display).map_err(|e| {
-            OverlayError::Cursor(format!(
-                "cannot connect to X display {}: {e}",
-                crate::source::display_name(display)
-            ))
-        })?;
-        let root = conn
-            .setup()
-            .roots
-            .get(screen)
-            .map(|s| s.root)
-            .ok_or_else(|| OverlayError::Cursor(format!("the display has no screen {screen}")))?;
+        let (conn, screen) = x11::connect(display).map_err(OverlayError::X)?;
+        let root = x11::screen_of(&conn, screen).map_err(OverlayError::X)?.root;
         if conn
             .extension_information(xfixes::X11_EXTENSION_NAME)
-            .map_err(|e| x_err("extension query", e))?
+            .map_err(gone)?
             .is_none()
         {
-            return Err(OverlayError::Cursor(
-                "the X server lacks the XFIXES extension".into(),
-            ));
+            return Err(OverlayError::X(SourceError::MissingExtension("XFIXES")));
         }
         // XFixes requires the version handshake before any other request; 2.0 is the
         // version that has cursor images and CursorNotify.
         let version = conn
             .xfixes_query_version(5, 0)
-            .map_err(|e| x_err("XFixes QueryVersion", e))?
+            .map_err(gone)?
             .reply()
-            .map_err(|e| x_err("XFixes QueryVersion", e))?;
+            .map_err(reply_err("XFixesQueryVersion"))?;
         if version.major_version < 2 {
             return Err(OverlayError::Cursor(format!(
                 "XFixes {}.{} is too old (need 2.0)",
@@ -98,9 +98,9 @@ impl CursorOverlay {
             )));
         }
         conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)
-            .map_err(|e| x_err("XFixes SelectCursorInput", e))?
+            .map_err(gone)?
             .check()
-            .map_err(|e| x_err("XFixes SelectCursorInput", e))?;
+            .map_err(reply_err("XFixesSelectCursorInput"))?;
         Ok(Self {
             conn,
             root,
@@ -116,10 +116,7 @@ impl CursorOverlay {
 /// Whether the server reported a cursor change among the events that arrived so far.
 fn cursor_changed(conn: &RustConnection) -> Result<bool, OverlayError> {
     let mut changed = false;
-    while let Some(event) = conn
-        .poll_for_event()
-        .map_err(|e| x_err("X connection lost", e))?
-    {
+    while let Some(event) = conn.poll_for_event().map_err(gone)? {
         match event {
             Event::XfixesCursorNotify(_) => changed = true,
             Event::Error(e) => tracing::debug!("X error on the cursor connection: {e:?}"),
@@ -165,25 +162,16 @@ impl Overlay for CursorOverlay {
         frame_index: u64,
     ) -> Result<Option<Vec<Range<u32>>>, OverlayError> {
         // Both requests go out before either reply is awaited: one round trip per frame.
-        let pointer = self
-            .conn
-            .query_pointer(self.root)
-            .map_err(|e| x_err("QueryPointer", e))?;
+        let pointer = self.conn.query_pointer(self.root).map_err(gone)?;
         self.stale |= cursor_changed(&self.conn)?;
         let image = if self.stale {
-            Some(
-                self.conn
-                    .xfixes_get_cursor_image()
-                    .map_err(|e| x_err("XFixes GetCursorImage", e))?,
-            )
+            Some(self.conn.xfixes_get_cursor_image().map_err(gone)?)
         } else {
             None
         };
-        let pointer = pointer.reply().map_err(|e| x_err("QueryPointer", e))?;
+        let pointer = pointer.reply().map_err(reply_err("QueryPointer"))?;
         if let Some(image) = image {
-            let reply = image
-                .reply()
-                .map_err(|e| x_err("XFixes GetCursorImage", e))?;
+            let reply = image.reply().map_err(reply_err("XFixesGetCursorImage"))?;
             self.image = cursor_image(reply);
             self.stale = false;
         }

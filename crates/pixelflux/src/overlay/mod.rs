@@ -2,7 +2,7 @@
 //! watermark. Drawing before hashing means an unchanged overlay costs no re-encode, and a
 //! moving one dirties only the stripes it crosses (old and new position).
 //!
-//! [`build`] makes the overlays a capture's [`OverlayConfig`] names:
+//! `build` makes the overlays a capture's [`OverlayConfig`] names:
 //! - a [`Watermark`] when `watermark_path` is set and `watermark_location` is not `None`
 //!   (a path with location `None` draws nothing, as in 1.2.2);
 //! - a [`CursorOverlay`] when `capture_cursor` is set and the source is an X11 display. A
@@ -11,10 +11,9 @@
 //! The watermark is drawn first, the pointer on top of it.
 
 mod blend;
-pub mod cursor;
-pub mod watermark;
+mod cursor;
+mod watermark;
 
-pub use blend::PremultipliedImage;
 pub use cursor::CursorOverlay;
 pub use watermark::Watermark;
 
@@ -23,7 +22,7 @@ use std::ops::Range;
 use crate::config::OverlayConfig;
 use crate::frame::Frame;
 use crate::source::x11::Region;
-use crate::source::{Interrupter, SourceSpec};
+use crate::source::{Interrupter, SourceError, SourceSpec};
 
 /// Draws into captured frames.
 pub trait Overlay: Send {
@@ -32,6 +31,10 @@ pub trait Overlay: Send {
     /// the rows it covered then and covers now if it moved or changed, none if it will draw
     /// exactly the same, `None` if it cannot tell. Called once per frame, before `apply`.
     /// This lets a capture with overlays keep skipping grabs on a still screen.
+    ///
+    /// # Errors
+    /// An [`OverlayError`] when what it draws cannot be read (the pointer's X connection
+    /// broke); it ends the capture.
     fn prepare(
         &mut self,
         width: u32,
@@ -40,6 +43,9 @@ pub trait Overlay: Send {
     ) -> Result<Option<Vec<Range<u32>>>, OverlayError>;
 
     /// Draws into `frame`, the `frame_index`-th frame of the capture, as prepared.
+    ///
+    /// # Errors
+    /// An [`OverlayError`]; it ends the capture.
     fn apply(&mut self, frame: &mut Frame<'_>, frame_index: u64) -> Result<(), OverlayError>;
 
     /// For an overlay that waits on a server (the pointer), a handle that makes a blocked
@@ -110,6 +116,7 @@ mod tests {
 
 /// An overlay could not be set up or drawn.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OverlayError {
     /// The watermark file is missing, unreadable, not a PNG, or does not fit.
     #[error("watermark {path}: {reason}")]
@@ -119,7 +126,11 @@ pub enum OverlayError {
         /// What is wrong.
         reason: String,
     },
-    /// The cursor could not be read from the X server.
+    /// The pointer's X connection failed: no server, no XFixes, the server gone, or a request
+    /// refused (the X error kept).
+    #[error("cursor: {0}")]
+    X(SourceError),
+    /// The server's XFixes cannot report cursors (older than 2.0).
     #[error("cursor: {0}")]
     Cursor(String),
 }
@@ -129,7 +140,7 @@ pub enum OverlayError {
 ///
 /// # Errors
 /// [`OverlayError`] when the watermark file cannot be used or the pointer cannot be read.
-pub fn build(
+pub(crate) fn build(
     config: &OverlayConfig,
     region: Region,
     source: &SourceSpec,

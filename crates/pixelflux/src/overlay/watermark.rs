@@ -26,6 +26,10 @@ pub struct Watermark {
 impl Watermark {
     /// Loads the PNG at `path` for a `region_width` x `region_height` capture. Palette,
     /// grey and 16-bit images are converted; the image must fit inside the region.
+    ///
+    /// # Errors
+    /// [`OverlayError::Watermark`] naming the file: missing or a directory, not a PNG, corrupt,
+    /// or larger than the region.
     pub fn load(
         path: &Path,
         location: WatermarkLocation,
@@ -37,7 +41,8 @@ impl Watermark {
     }
 
     /// The decoded image.
-    pub fn image(&self) -> &PremultipliedImage {
+    #[cfg(test)]
+    pub(crate) fn image(&self) -> &PremultipliedImage {
         &self.image
     }
 
@@ -136,6 +141,9 @@ fn decode_png(
         path: path.display().to_string(),
         reason,
     };
+    if path.is_dir() {
+        return Err(fail("is a directory, not a PNG file".into()));
+    }
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     // Palette and low-bit-depth images become 8-bit, tRNS becomes alpha, 16-bit becomes 8-bit.

@@ -17,11 +17,18 @@ pub trait FrameSource: Send {
 
     /// Grabs the current pixels. The frame stays valid until the next call; overlays may draw
     /// into it.
+    ///
+    /// # Errors
+    /// A [`SourceError`], which ends the capture: for X11, [`SourceError::ServerGone`],
+    /// [`SourceError::Refused`], or [`SourceError::RegionNoLongerFits`] after the screen shrank.
     fn grab(&mut self) -> Result<Frame<'_>, SourceError>;
 
     /// What changed since the previous call, when the source can tell without grabbing
     /// (X11 DAMAGE). The capture then skips the grab when nothing changed, and hashes only the
     /// stripes under changed rows.
+    ///
+    /// # Errors
+    /// A [`SourceError`] as for [`grab`](Self::grab); the default never fails.
     fn damage(&mut self) -> Result<Damage, SourceError> {
         Ok(Damage::Unknown)
     }
@@ -38,6 +45,7 @@ pub trait FrameSource: Send {
 
 /// What a source knows about changes since its last report.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Damage {
     /// Anything may have changed.
     Unknown,
@@ -61,6 +69,7 @@ impl Damage {
 
 /// Why a source could not start or could not deliver a frame.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// No X server at that display (or none named at all).
     #[error("cannot connect to X display {}: {reason}", display_name(display.as_deref()))]
@@ -69,6 +78,14 @@ pub enum SourceError {
         display: Option<String>,
         /// What the connection attempt said.
         reason: String,
+    },
+    /// The server's setup does not list the screen the display name asks for.
+    #[error("the X server has no screen {screen} (it has {screens})")]
+    NoScreen {
+        /// The screen number from the display name (`:0.N`).
+        screen: usize,
+        /// How many screens the server has.
+        screens: usize,
     },
     /// The region does not fit on the screen.
     #[error(
@@ -88,6 +105,14 @@ pub enum SourceError {
         /// Screen height.
         screen_height: u32,
     },
+    /// The screen shrank (RandR) while capturing, and the fixed region is now partly off it.
+    #[error("the region no longer fits the screen ({screen_width}x{screen_height})")]
+    RegionNoLongerFits {
+        /// The screen's width now.
+        screen_width: u32,
+        /// The screen's height now.
+        screen_height: u32,
+    },
     /// The screen's pixel format is not 32-bit BGRX.
     #[error("unsupported screen format: {0}")]
     UnsupportedFormat(String),
@@ -97,13 +122,27 @@ pub enum SourceError {
     /// Shared memory could not be set up.
     #[error("shared memory: {0}")]
     SharedMemory(String),
-    /// The connection broke (the server went away) or a request failed.
-    #[error("X server connection lost: {0}")]
-    Disconnected(String),
+    /// The connection to the X server broke: the server went away (or the socket failed).
+    #[error("the X server went away: {0}")]
+    ServerGone(String),
+    /// The X server answered a request with an error.
+    #[error("the X server refused {request}: {kind} error (code {code})")]
+    Refused {
+        /// The request, such as `ShmGetImage`.
+        request: &'static str,
+        /// The X error's name, such as `Match` (X11's `BadMatch`).
+        kind: String,
+        /// The X error code (8 for `BadMatch`).
+        code: u8,
+    },
+    /// A source of the caller's own failed.
+    #[error("frame source: {0}")]
+    Other(String),
 }
 
 /// Which source a capture reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SourceSpec {
     /// An X11 display (`None`: the `DISPLAY` environment variable).
     X11 {

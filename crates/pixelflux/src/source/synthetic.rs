@@ -10,6 +10,7 @@ use crate::frame::{Frame, OwnedFrame};
 
 /// What changes from frame to frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Scene {
     /// Nothing changes after the first frame.
     Static,

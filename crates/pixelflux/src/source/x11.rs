@@ -2,12 +2,14 @@
 //! server cannot share memory with us (a remote display).
 
 use x11rb::connection::{Connection, RequestConnection as _};
+use x11rb::errors::{ConnectionError, ReplyError, ReplyOrIdError};
 use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
 use x11rb::protocol::shm::ConnectionExt as _;
 use x11rb::protocol::xfixes::{self, ConnectionExt as _};
-use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Window};
-use x11rb::protocol::Event;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Screen, Window};
+use x11rb::protocol::{ErrorKind, Event};
 use x11rb::rust_connection::RustConnection;
+use x11rb::x11_utils::X11Error;
 use x11rb::NONE;
 
 use std::os::fd::AsFd as _;
@@ -66,44 +68,87 @@ impl std::fmt::Debug for X11Source {
     }
 }
 
-fn lost(e: impl std::fmt::Display) -> SourceError {
-    SourceError::Disconnected(e.to_string())
+/// The connection broke: the server went away.
+pub(crate) fn gone(e: ConnectionError) -> SourceError {
+    SourceError::ServerGone(e.to_string())
 }
 
-/// Connects to `display` and returns the size of its first screen.
+/// The server answered `request` with an error.
+fn refused(request: &'static str, e: &X11Error) -> SourceError {
+    SourceError::Refused {
+        request,
+        kind: format!("{:?}", e.error_kind),
+        code: e.error_code,
+    }
+}
+
+/// Maps a failed request: the server gone, or its error for `request`.
+pub(crate) fn reply_err(request: &'static str) -> impl Fn(ReplyError) -> SourceError {
+    move |e| match e {
+        ReplyError::ConnectionError(e) => gone(e),
+        ReplyError::X11Error(e) => refused(request, &e),
+    }
+}
+
+/// Maps a failed id allocation (XC-MISC asks the server for more ids).
+fn id_err(e: ReplyOrIdError) -> SourceError {
+    match e {
+        ReplyOrIdError::ConnectionError(e) => gone(e),
+        ReplyOrIdError::X11Error(e) => refused("XCMiscGetXIDRange", &e),
+        ReplyOrIdError::IdsExhausted => SourceError::Refused {
+            request: "XCMiscGetXIDRange",
+            kind: "IdsExhausted".into(),
+            code: 0,
+        },
+    }
+}
+
+/// Connects to `display` (`None`: `$DISPLAY`) and returns the size of its screen (the one the
+/// display name names, `:0.N`; the first by default).
+///
+/// # Errors
+/// [`SourceError::Connect`] when no X server answers there; [`SourceError::NoScreen`] when the
+/// server has no such screen.
 pub fn screen_size(display: Option<&str>) -> Result<(u32, u32), SourceError> {
     let (conn, screen) = connect(display)?;
-    let s = &conn.setup().roots[screen];
+    let s = screen_of(&conn, screen)?;
     Ok((s.width_in_pixels as u32, s.height_in_pixels as u32))
 }
 
-fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError> {
+pub(crate) fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError> {
     x11rb::connect(display).map_err(|e| SourceError::Connect {
         display: display.map(str::to_string),
         reason: e.to_string(),
     })
 }
 
+/// The screen the display name asked for, from the server's setup (which the server sends,
+/// so its list may be shorter than the name assumes).
+pub(crate) fn screen_of(conn: &RustConnection, screen: usize) -> Result<&Screen, SourceError> {
+    let roots = &conn.setup().roots;
+    roots.get(screen).ok_or(SourceError::NoScreen {
+        screen,
+        screens: roots.len(),
+    })
+}
+
 impl X11Source {
-    /// Connects, checks the region and the pixel format, and sets up shared memory.
+    /// Connects, checks the region and the pixel format, and sets up shared memory (falling
+    /// back to GetImage without it) and DAMAGE (every frame grabbed without it).
+    ///
+    /// # Errors
+    /// [`SourceError::Connect`] when no X server answers; [`SourceError::NoScreen`];
+    /// [`SourceError::RegionOutsideScreen`]; [`SourceError::UnsupportedFormat`] for a screen
+    /// that is not 32-bit little-endian BGRX.
     pub fn open(display: Option<&str>, region: Region) -> Result<Self, SourceError> {
         let (conn, screen_num) = connect(display)?;
         let setup = conn.setup();
-        let screen = setup
-            .roots
-            .get(screen_num)
-            .ok_or_else(|| SourceError::UnsupportedFormat(format!("no screen {screen_num}")))?;
+        let screen = screen_of(&conn, screen_num)?;
         let (sw, sh) = (
             screen.width_in_pixels as u32,
             screen.height_in_pixels as u32,
         );
-        let fits = region.x >= 0
-            && region.y >= 0
-            && region.width > 0
-            && region.height > 0
-            && region.x as u64 + region.width as u64 <= sw as u64
-            && region.y as u64 + region.height as u64 <= sh as u64;
-        if !fits {
+        if !fits(region, sw, sh) {
             return Err(SourceError::RegionOutsideScreen {
                 x: region.x,
                 y: region.y,
@@ -120,8 +165,11 @@ impl X11Source {
             .find(|f| f.depth == depth)
             .map(|f| f.bits_per_pixel);
         if !(depth == 24 || depth == 32) || bpp != Some(32) {
+            let bpp = bpp.map_or("no pixmap format".to_string(), |b| {
+                format!("{b} bits per pixel")
+            });
             return Err(SourceError::UnsupportedFormat(format!(
-                "root depth {depth} with {bpp:?} bits per pixel (need 24/32 at 32 bpp)"
+                "root depth {depth} with {bpp} (need depth 24 or 32 at 32 bits per pixel)"
             )));
         }
         if setup.image_byte_order != ImageOrder::LSB_FIRST {
@@ -158,7 +206,7 @@ impl X11Source {
     /// each time we read it.
     fn setup_damage(conn: &RustConnection, root: Window) -> Result<DamageTracker, SourceError> {
         for name in [damage::X11_EXTENSION_NAME, xfixes::X11_EXTENSION_NAME] {
-            if conn.extension_information(name).map_err(lost)?.is_none() {
+            if conn.extension_information(name).map_err(gone)?.is_none() {
                 return Err(SourceError::MissingExtension(
                     if name == damage::X11_EXTENSION_NAME {
                         "DAMAGE"
@@ -169,32 +217,32 @@ impl X11Source {
             }
         }
         conn.xfixes_query_version(5, 0)
-            .map_err(lost)?
+            .map_err(gone)?
             .reply()
-            .map_err(lost)?;
+            .map_err(reply_err("XFixesQueryVersion"))?;
         conn.damage_query_version(1, 1)
-            .map_err(lost)?
+            .map_err(gone)?
             .reply()
-            .map_err(lost)?;
-        let parts = conn.generate_id().map_err(lost)?;
-        conn.xfixes_create_region(parts, &[]).map_err(lost)?;
-        let damage = conn.generate_id().map_err(lost)?;
+            .map_err(reply_err("DamageQueryVersion"))?;
+        let parts = conn.generate_id().map_err(id_err)?;
+        conn.xfixes_create_region(parts, &[]).map_err(gone)?;
+        let damage = conn.generate_id().map_err(id_err)?;
         conn.damage_create(damage, root, ReportLevel::NON_EMPTY)
-            .map_err(lost)?
+            .map_err(gone)?
             .check()
-            .map_err(lost)?;
+            .map_err(reply_err("DamageCreate"))?;
         Ok(DamageTracker { damage, parts })
     }
 
     fn setup_shm(conn: &RustConnection, region: Region) -> Result<Transport, SourceError> {
         conn.extension_information(x11rb::protocol::shm::X11_EXTENSION_NAME)
-            .map_err(lost)?
+            .map_err(gone)?
             .ok_or(SourceError::MissingExtension("MIT-SHM"))?;
         let len = region.width as usize * region.height as usize * 4;
         let segment = ShmSegment::new(len)?;
-        let seg_id = conn.generate_id().map_err(lost)?;
+        let seg_id = conn.generate_id().map_err(id_err)?;
         conn.shm_attach(seg_id, segment.id(), false)
-            .map_err(lost)?
+            .map_err(gone)?
             .check()
             .map_err(|e| SourceError::SharedMemory(format!("ShmAttach refused: {e}")))?;
         segment.mark_removed();
@@ -221,7 +269,7 @@ impl FrameSource for X11Source {
             return Ok(Damage::Unknown);
         };
         let mut notified = false;
-        while let Some(event) = self.conn.poll_for_event().map_err(lost)? {
+        while let Some(event) = self.conn.poll_for_event().map_err(gone)? {
             notified |= matches!(event, Event::DamageNotify(_));
         }
         if !notified {
@@ -231,13 +279,13 @@ impl FrameSource for X11Source {
         // read its rectangles. Drawing after this is reported by the next event.
         self.conn
             .damage_subtract(tracker.damage, NONE, tracker.parts)
-            .map_err(lost)?;
+            .map_err(gone)?;
         let reply = self
             .conn
             .xfixes_fetch_region(tracker.parts)
-            .map_err(lost)?
+            .map_err(gone)?
             .reply()
-            .map_err(lost)?;
+            .map_err(reply_err("XFixesFetchRegion"))?;
         let Region {
             x,
             y,
@@ -285,43 +333,49 @@ impl FrameSource for X11Source {
             width,
             height,
         } = self.region;
+        let got = match &mut self.transport {
+            Transport::Shm { seg_id, .. } => self
+                .conn
+                .shm_get_image(
+                    self.root,
+                    x as i16,
+                    y as i16,
+                    width as u16,
+                    height as u16,
+                    !0,
+                    ImageFormat::Z_PIXMAP.into(),
+                    *seg_id,
+                    0,
+                )
+                .map_err(gone)?
+                .reply()
+                .map(drop),
+            Transport::Plain { buffer } => self
+                .conn
+                .get_image(
+                    ImageFormat::Z_PIXMAP,
+                    self.root,
+                    x as i16,
+                    y as i16,
+                    width as u16,
+                    height as u16,
+                    !0,
+                )
+                .map_err(gone)?
+                .reply()
+                .map(|reply| *buffer = reply.data),
+        };
+        if let Err(e) = got {
+            return Err(self.grab_error(e));
+        }
         let data: &mut [u8] = match &mut self.transport {
-            Transport::Shm { segment, seg_id } => {
-                self.conn
-                    .shm_get_image(
-                        self.root,
-                        x as i16,
-                        y as i16,
-                        width as u16,
-                        height as u16,
-                        !0,
-                        ImageFormat::Z_PIXMAP.into(),
-                        *seg_id,
-                        0,
-                    )
-                    .map_err(lost)?
-                    .reply()
-                    .map_err(lost)?;
-                segment.as_mut_slice()
-            }
+            Transport::Shm { segment, .. } => segment.as_mut_slice(),
             Transport::Plain { buffer } => {
-                let reply = self
-                    .conn
-                    .get_image(
-                        ImageFormat::Z_PIXMAP,
-                        self.root,
-                        x as i16,
-                        y as i16,
-                        width as u16,
-                        height as u16,
-                        !0,
-                    )
-                    .map_err(lost)?
-                    .reply()
-                    .map_err(lost)?;
-                *buffer = reply.data;
                 if buffer.len() < width as usize * height as usize * 4 {
-                    return Err(lost("short GetImage reply"));
+                    return Err(SourceError::Other(format!(
+                        "GetImage returned {} bytes for a {width}x{height} region",
+                        buffer.len()
+                    )));
                 }
                 buffer.as_mut_slice()
             }
@@ -333,6 +387,51 @@ impl FrameSource for X11Source {
             stride: width as usize * 4,
         })
     }
+}
+
+impl X11Source {
+    /// Why a grab failed. An image request answers `BadMatch` when the region is not wholly on
+    /// the screen, which after a successful start means the screen shrank (RandR): then the
+    /// root window's size now says so.
+    fn grab_error(&self, e: ReplyError) -> SourceError {
+        let request = match self.transport {
+            Transport::Shm { .. } => "ShmGetImage",
+            Transport::Plain { .. } => "GetImage",
+        };
+        let ReplyError::X11Error(x11) = e else {
+            return reply_err(request)(e);
+        };
+        if x11.error_kind == ErrorKind::Match {
+            let geometry = self
+                .conn
+                .get_geometry(self.root)
+                .map_err(gone)
+                .and_then(|c| c.reply().map_err(reply_err("GetGeometry")));
+            match geometry {
+                Ok(g) => {
+                    let (sw, sh) = (u32::from(g.width), u32::from(g.height));
+                    if !fits(self.region, sw, sh) {
+                        return SourceError::RegionNoLongerFits {
+                            screen_width: sw,
+                            screen_height: sh,
+                        };
+                    }
+                }
+                Err(e) => return e,
+            }
+        }
+        refused(request, &x11)
+    }
+}
+
+/// Whether `region` lies wholly on a `sw` x `sh` screen.
+fn fits(region: Region, sw: u32, sh: u32) -> bool {
+    region.x >= 0
+        && region.y >= 0
+        && region.width > 0
+        && region.height > 0
+        && region.x as u64 + region.width as u64 <= sw as u64
+        && region.y as u64 + region.height as u64 <= sh as u64
 }
 
 impl Drop for X11Source {
