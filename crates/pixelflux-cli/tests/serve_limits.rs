@@ -29,6 +29,8 @@ impl Serve {
             .kill_on_drop(true)
             .spawn()
             .expect("the binary runs");
+        // Only the first line is read and the pipe then closed: `serve` must go on with its
+        // stdout gone (it once panicked printing its second line).
         let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
         let line = tokio::time::timeout(DEADLINE, lines.next_line())
             .await

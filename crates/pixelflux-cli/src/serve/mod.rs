@@ -77,8 +77,19 @@ pub struct ServeArgs {
     pub command: Vec<String>,
 }
 
-/// Frame rate while no page is visible: one tick an hour, i.e. no capture work.
-const IDLE_FPS: f64 = 1.0 / 3600.0;
+/// Prints a line for the person who started `serve`. A stdout nobody reads any more (`serve |
+/// head -1`, a test that took the URL and closed the pipe) must not end the server, as
+/// `println!` would with a panic: write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Frame rate while no page is visible: the slowest rate settings accept (one tick every
+/// 100 s), i.e. next to no capture work; a viewer coming back wakes the capture at once.
+const IDLE_FPS: f64 = pixelflux::settings::MIN_TARGET_FPS;
 
 /// How often the supervisor checks the capture, the screen size and the child.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
@@ -396,17 +407,17 @@ async fn serve(
         let label = if i == 0 { "open" } else { "  or" };
         match (&access.token, &access.view_token) {
             (Some(t), Some(v)) => {
-                println!("{label} {}", url(scheme, a, Some(t)));
-                println!("  view only: {}", url(scheme, a, Some(v)));
+                say!("{label} {}", url(scheme, a, Some(t)));
+                say!("  view only: {}", url(scheme, a, Some(v)));
             }
-            (t, v) => println!("{label} {}", url(scheme, a, t.as_deref().or(v.as_deref()))),
+            (t, v) => say!("{label} {}", url(scheme, a, t.as_deref().or(v.as_deref()))),
         }
     }
     if let Some(tls) = &access.tls {
-        println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
+        say!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
     }
     if access.view_only || injector.is_none() {
-        println!("(view only: input from the page is not applied)");
+        say!("(view only: input from the page is not applied)");
     }
     let limits = limits::Limits::for_this_process();
     let state = Arc::new(http::AppState {
