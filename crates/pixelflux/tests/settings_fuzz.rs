@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pixelflux::{CaptureSettings, Codec, Scene, ScreenCapture, SourceSpec, WatermarkLocation};
 use proptest::prelude::*;
-use proptest::test_runner::{TestCaseError, TestRunner};
+use proptest::test_runner::{RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 /// A 3x2 RGBA PNG (fits in every region of at least that size), written once per run.
 fn small_png() -> PathBuf {
@@ -142,14 +142,15 @@ fn check(settings: CaptureSettings) -> Result<Outcome, TestCaseError> {
             |_| {},
         );
         let capture = match started {
-            // A build without x264 refuses H.264 by name when the encoders are made.
-            Err(e) if settings.output_mode == Codec::H264 && !cfg!(feature = "x264") => {
-                prop_assert!(e.to_string().contains("`x264` feature"), "{e}");
-                return Ok(Outcome::Refused);
-            }
             Ok(capture) => capture,
             Err(e) if wants_mark && !mark_fits => {
                 prop_assert!(e.to_string().contains("does not fit"), "{e}");
+                return Ok(Outcome::Refused);
+            }
+            // A build without x264 refuses H.264 by name when the encoders are made (after
+            // the watermark file, which is read first).
+            Err(e) if settings.output_mode == Codec::H264 && !cfg!(feature = "x264") => {
+                prop_assert!(e.to_string().contains("`x264` feature"), "{e}");
                 return Ok(Outcome::Refused);
             }
             Err(e) => {
@@ -180,11 +181,22 @@ fn check(settings: CaptureSettings) -> Result<Outcome, TestCaseError> {
 #[test]
 fn settings_that_validate_start_and_run() {
     const CASES: u32 = 120;
-    let mut runner = TestRunner::new(ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    // A fixed seed: `make test` must give the same answer every run (a random seed once
+    // surfaced a case only the build without x264 meets). PROPTEST_SEED=<u64> explores others.
+    let seed = std::env::var("PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x5eed_f1e1d5);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        ProptestConfig {
+            cases: CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
     let ran = AtomicU32::new(0);
     let refused = AtomicU32::new(0);
     let result = runner.run(&settings(), |s| {
