@@ -15,13 +15,12 @@
 //! With `omit_stripe_headers` the bytes are the payload alone.
 
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pixelflux::{Stripe, StripeKind};
-use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -143,31 +142,9 @@ impl PyStripeFrame {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        if view.is_null() {
-            return Err(PyBufferError::new_err("no buffer view to fill"));
-        }
-        let data = &slf.get().data;
-        let len = ffi::Py_ssize_t::try_from(data.len())
-            .map_err(|_| PyBufferError::new_err("stripe too large for a buffer"))?;
-        // SAFETY: `view` is non-null and is the Py_buffer Python asked us to fill. Pointer and
-        // length describe `data`, owned by this frozen object and never mutated;
-        // PyBuffer_FillInfo stores a new reference to the object in `view.obj`, so the Vec
-        // outlives the view. readonly=1 refuses PyBUF_WRITABLE requests.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                data.as_ptr() as *mut c_void,
-                len,
-                1,
-                flags,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(PyErr::fetch(slf.py()))
-        }
+        // SAFETY: `view` is what Python handed `__getbuffer__`; `data` belongs to this frozen
+        // object.
+        unsafe { crate::result::fill_readonly_buffer(slf.as_any(), &slf.get().data, view, flags) }
     }
 }
 

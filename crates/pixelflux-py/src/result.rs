@@ -110,30 +110,46 @@ impl PyStripeEncodeResult {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        if view.is_null() {
-            return Err(PyBufferError::new_err("no buffer view to fill"));
-        }
-        let data = &slf.get().data;
-        let len = ffi::Py_ssize_t::try_from(data.len())
-            .map_err(|_| PyBufferError::new_err("stripe too large for a buffer"))?;
-        // SAFETY: `view` is non-null and points to the Py_buffer Python asked us to fill. The
-        // pointer and length describe `data`, which this frozen object owns and never mutates;
-        // PyBuffer_FillInfo stores a new reference to the object in `view.obj`, so the Vec
-        // outlives the view. readonly=1 makes it refuse PyBUF_WRITABLE requests.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                data.as_ptr() as *mut c_void,
-                len,
-                1,
-                flags,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(PyErr::fetch(slf.py()))
-        }
+        // SAFETY: `view` is what Python handed `__getbuffer__`; `data` belongs to this frozen
+        // object.
+        unsafe { fill_readonly_buffer(slf.as_any(), &slf.get().data, view, flags) }
+    }
+}
+
+/// Fills `view` with a read-only view of `data`, which `owner` (a frozen pyclass) owns: the
+/// body of every `__getbuffer__` here (`StripeEncodeResult`, 2.x's `StripeFrame`).
+///
+/// # Safety
+/// `view` must be the (possibly null) `Py_buffer` that Python passed to `owner`'s
+/// `__getbuffer__`, and `data` must be owned by `owner` and never mutated while it lives.
+pub(crate) unsafe fn fill_readonly_buffer(
+    owner: &Bound<'_, PyAny>,
+    data: &[u8],
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+) -> PyResult<()> {
+    if view.is_null() {
+        return Err(PyBufferError::new_err("no buffer view to fill"));
+    }
+    let len = ffi::Py_ssize_t::try_from(data.len())
+        .map_err(|_| PyBufferError::new_err("stripe too large for a buffer"))?;
+    // SAFETY: `view` is non-null and points to the Py_buffer Python asked us to fill. The
+    // pointer and length describe `data`, which `owner` owns and never mutates;
+    // PyBuffer_FillInfo stores a new reference to `owner` in `view.obj`, so the bytes outlive
+    // the view. readonly=1 makes it refuse PyBUF_WRITABLE requests.
+    let rc = unsafe {
+        ffi::PyBuffer_FillInfo(
+            view,
+            owner.as_ptr(),
+            data.as_ptr() as *mut c_void,
+            len,
+            1,
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(owner.py()))
     }
 }
