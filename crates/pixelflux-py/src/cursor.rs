@@ -54,18 +54,8 @@ impl CursorMonitor {
         cap: u32,
         callback: Py<PyAny>,
     ) -> Result<Self, String> {
-        let (conn, screen) =
-            RustConnection::connect(display).map_err(|e| format!("cursor monitor: {e}"))?;
-        let root = conn
-            .setup()
-            .roots
-            .get(screen)
-            .map(|s| s.root)
-            .ok_or("no screen")?;
-        conn.xfixes_query_version(4, 0)
-            .map_err(|e| e.to_string())?
-            .reply()
-            .map_err(|e| format!("cursor monitor: no XFixes: {e}"))?;
+        let (conn, root, _) = pixelflux::source::x11::connect_xfixes(display)
+            .map_err(|e| format!("cursor monitor: {e}"))?;
         conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)
             .map_err(|e| e.to_string())?;
         conn.flush().map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use x11rb::connection::{Connection, RequestConnection};
+use x11rb::connection::Connection;
 use x11rb::protocol::xfixes::{ConnectionExt as _, SelectionEventMask};
 use x11rb::protocol::xproto::{
     self, AtomEnum, ConnectionExt as _, CreateWindowAux, EventMask, PropMode, SelectionNotifyEvent,
@@ -24,10 +24,8 @@ pub const MAX_CLIPBOARD: usize = 64 * 1024;
 /// Why the clipboard bridge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClipboardError {
-    #[error("cannot connect to the X display: {0}")]
-    Connect(#[from] x11rb::errors::ConnectError),
-    #[error("the X server has no XFIXES extension")]
-    NoXfixes,
+    #[error("{0}")]
+    X(#[from] pixelflux::SourceError),
     #[error("X connection: {0}")]
     Connection(#[from] x11rb::errors::ConnectionError),
     #[error("X request: {0}")]
@@ -59,20 +57,7 @@ pub struct Clipboard {
 impl Clipboard {
     /// Connects to `display` and starts watching its CLIPBOARD selection.
     pub fn start(display: Option<&str>) -> Result<Self, ClipboardError> {
-        let (conn, screen) = x11rb::connect(display)?;
-        if conn
-            .extension_information(x11rb::protocol::xfixes::X11_EXTENSION_NAME)?
-            .is_none()
-        {
-            return Err(ClipboardError::NoXfixes);
-        }
-        conn.xfixes_query_version(5, 0)?.reply()?;
-        let root = conn
-            .setup()
-            .roots
-            .get(screen)
-            .map(|s| s.root)
-            .ok_or(ClipboardError::NoXfixes)?;
+        let (conn, root, _) = pixelflux::source::x11::connect_xfixes(display)?;
         let intern = |name: &[u8]| -> Result<xproto::Atom, ClipboardError> {
             Ok(conn.intern_atom(false, name)?.reply()?.atom)
         };

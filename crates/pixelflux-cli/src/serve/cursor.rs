@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use x11rb::connection::{Connection, RequestConnection};
+use x11rb::connection::Connection;
 use x11rb::protocol::xfixes::{ConnectionExt as _, CursorNotifyMask};
 use x11rb::protocol::Event;
 
@@ -16,10 +16,8 @@ pub const MAX_CURSOR: u16 = 128;
 /// Why cursor shapes cannot be followed.
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {
-    #[error("cannot connect to the X display: {0}")]
-    Connect(#[from] x11rb::errors::ConnectError),
-    #[error("the X server has no XFIXES extension")]
-    NoXfixes,
+    #[error("{0}")]
+    X(#[from] pixelflux::SourceError),
     #[error("X connection: {0}")]
     Connection(#[from] x11rb::errors::ConnectionError),
     #[error("X request: {0}")]
@@ -32,20 +30,7 @@ pub type CursorMessages = tokio::sync::watch::Receiver<Option<Arc<str>>>;
 
 /// Starts following the cursor of `display`; the receiver always holds the current shape.
 pub fn follow(display: Option<&str>) -> Result<CursorMessages, CursorError> {
-    let (conn, screen) = x11rb::connect(display)?;
-    if conn
-        .extension_information(x11rb::protocol::xfixes::X11_EXTENSION_NAME)?
-        .is_none()
-    {
-        return Err(CursorError::NoXfixes);
-    }
-    conn.xfixes_query_version(5, 0)?.reply()?;
-    let root = conn
-        .setup()
-        .roots
-        .get(screen)
-        .map(|s| s.root)
-        .ok_or(CursorError::NoXfixes)?;
+    let (conn, root, _) = pixelflux::source::x11::connect_xfixes(display)?;
     conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)?;
     conn.flush()?;
     let (tx, rx) = tokio::sync::watch::channel(None);

@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::os::fd::AsFd as _;
 
-use x11rb::connection::{Connection, RequestConnection as _};
+use x11rb::connection::Connection;
 use x11rb::protocol::xfixes::{self, ConnectionExt as _, CursorNotifyMask};
 use x11rb::protocol::xproto::{ConnectionExt as _, Window};
 use x11rb::protocol::Event;
@@ -21,7 +21,7 @@ use x11rb::errors::{ConnectionError, ReplyError};
 use super::blend::PremultipliedImage;
 use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
-use crate::source::{x11, Interrupter, SourceError};
+use crate::source::{x11, Interrupter};
 
 /// The cursor image and its hotspot (the pixel that sits at the pointer position).
 #[derive(Debug, Clone)]
@@ -75,26 +75,11 @@ impl CursorOverlay {
     /// [`OverlayError::X`] when the display cannot be reached, has no such screen or lacks
     /// XFixes, or a request fails; [`OverlayError::Cursor`] when XFixes is older than 2.0.
     pub fn open(display: Option<&str>, origin_x: i32, origin_y: i32) -> Result<Self, OverlayError> {
-        let (conn, screen) = x11::connect(display).map_err(OverlayError::X)?;
-        let root = x11::screen_of(&conn, screen).map_err(OverlayError::X)?.root;
-        if conn
-            .extension_information(xfixes::X11_EXTENSION_NAME)
-            .map_err(gone)?
-            .is_none()
-        {
-            return Err(OverlayError::X(SourceError::MissingExtension("XFIXES")));
-        }
-        // XFixes requires the version handshake before any other request; 2.0 is the
-        // version that has cursor images and CursorNotify.
-        let version = conn
-            .xfixes_query_version(5, 0)
-            .map_err(gone)?
-            .reply()
-            .map_err(reply_err("XFixesQueryVersion"))?;
-        if version.major_version < 2 {
+        let (conn, root, major) = x11::connect_xfixes(display).map_err(OverlayError::X)?;
+        // 2.0 is the version that has cursor images and CursorNotify.
+        if major < 2 {
             return Err(OverlayError::Cursor(format!(
-                "XFixes {}.{} is too old (need 2.0)",
-                version.major_version, version.minor_version
+                "XFixes {major} is too old (need 2.0)"
             )));
         }
         conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)

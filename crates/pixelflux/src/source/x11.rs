@@ -122,6 +122,33 @@ pub(crate) fn connect(display: Option<&str>) -> Result<(RustConnection, usize), 
     })
 }
 
+/// Opens a connection of its own to `display` (`None`: `$DISPLAY`) for an XFixes client
+/// (cursor images, selection owners): connects, picks the display's screen and does the
+/// XFixes version handshake that must precede any other XFixes request. Returns the
+/// connection, the screen's root window and the XFixes version the server speaks.
+///
+/// # Errors
+/// [`SourceError::Connect`] when no X server answers, [`SourceError::NoScreen`] for a screen
+/// the server lacks, [`SourceError::MissingExtension`] without XFixes, or the server gone or
+/// refusing the handshake.
+pub fn connect_xfixes(display: Option<&str>) -> Result<(RustConnection, Window, u32), SourceError> {
+    let (conn, screen) = connect(display)?;
+    let root = screen_of(&conn, screen)?.root;
+    if conn
+        .extension_information(xfixes::X11_EXTENSION_NAME)
+        .map_err(gone)?
+        .is_none()
+    {
+        return Err(SourceError::MissingExtension("XFIXES"));
+    }
+    let version = conn
+        .xfixes_query_version(5, 0)
+        .map_err(gone)?
+        .reply()
+        .map_err(reply_err("XFixesQueryVersion"))?;
+    Ok((conn, root, version.major_version))
+}
+
 /// The screen the display name asked for, from the server's setup (which the server sends,
 /// so its list may be shorter than the name assumes).
 pub(crate) fn screen_of(conn: &RustConnection, screen: usize) -> Result<&Screen, SourceError> {
