@@ -575,6 +575,7 @@ mod tests {
             listener,
             router(state),
             limits,
+            None,
             std::future::pending(),
             Duration::from_secs(1),
         ));

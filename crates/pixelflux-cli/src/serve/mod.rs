@@ -442,34 +442,16 @@ async fn serve(
         limits,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = match access.tls {
-        None => tokio::spawn(server::serve(
-            listener,
-            http::router(Arc::clone(&state)),
-            limits,
-            async {
-                let _ = stop_rx.await;
-            },
-            Duration::from_secs(3),
-        )),
-        // HTTPS through axum-server (rustls); without the plain server's accept limits.
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(2)));
-            });
-            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls.config)?
-                .handle(handle)
-                .serve(http::router(Arc::clone(&state)).into_make_service());
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::warn!("HTTPS server: {e}");
-                }
-            })
-        }
-    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        http::router(Arc::clone(&state)),
+        limits,
+        access.tls.map(|tls| tls.config),
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(3),
+    ));
 
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
