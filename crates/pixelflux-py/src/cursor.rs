@@ -27,6 +27,7 @@ pub(crate) struct CursorMonitor {
 
 /// The size of `display`'s root window (None: `$DISPLAY`), for 2.2.1's "to the root edge".
 pub(crate) fn root_size(display: Option<&str>) -> Result<(u32, u32), String> {
+    pixelflux::source::x11::check_display_name(display).map_err(|e| e.to_string())?;
     let (conn, screen) = RustConnection::connect(display).map_err(|e| e.to_string())?;
     let root = conn.setup().roots.get(screen).ok_or("no screen")?;
     Ok((

@@ -141,6 +141,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let display = options.display.clone().or(env_display);
+    if options.scene.is_none() {
+        // A bad `$DISPLAY` is refused here like a bad --display (clap's check).
+        pixelflux::source::x11::check_display_name(display.as_deref())?;
+    }
     // Held until serving ends, so our own connections closing cannot reset the X server.
     let _x_hold = match (&display, options.scene) {
         (Some(d), None) => XHold::connect(d)

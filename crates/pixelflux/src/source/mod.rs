@@ -79,6 +79,14 @@ pub enum SourceError {
         /// What the connection attempt said.
         reason: String,
     },
+    /// A display name that cannot name an X display (its number is out of range).
+    #[error("display name {display}: {reason}")]
+    BadDisplayName {
+        /// The display name as given (or as `$DISPLAY` holds it).
+        display: String,
+        /// What is wrong with it, naming the valid range.
+        reason: String,
+    },
     /// The server's setup does not list the screen the display name asks for.
     #[error("the X server has no screen {screen} (it has {screens})")]
     NoScreen {

@@ -115,7 +115,50 @@ pub fn screen_size(display: Option<&str>) -> Result<(u32, u32), SourceError> {
     Ok((s.width_in_pixels as u32, s.height_in_pixels as u32))
 }
 
+/// The largest X display number: a display listens on TCP port 6000 + N, which must fit in 16
+/// bits (x11rb computes that port for every name and overflows past it).
+pub const MAX_DISPLAY_NUMBER: u32 = u16::MAX as u32 - 6000;
+
+/// Checks the display number in a display name (`None`: `$DISPLAY`) before anything connects:
+/// `[protocol/][host]:N[.screen]` needs `N` in `0..=`[`MAX_DISPLAY_NUMBER`]. Names this cannot
+/// read (socket paths, `unix:` names, anything malformed) are left to the connection to judge.
+///
+/// # Errors
+/// [`SourceError::BadDisplayName`] naming the valid range.
+pub fn check_display_name(display: Option<&str>) -> Result<(), SourceError> {
+    let env;
+    let name = match display {
+        Some(name) => name,
+        None => {
+            env = std::env::var("DISPLAY").unwrap_or_default();
+            env.as_str()
+        }
+    };
+    if name.starts_with('/') || name.starts_with("unix:") {
+        return Ok(());
+    }
+    let after_protocol = name.rsplit_once('/').map_or(name, |(_, rest)| rest);
+    let Some((_, number)) = after_protocol.rsplit_once(':') else {
+        return Ok(());
+    };
+    let number = number.split_once('.').map_or(number, |(n, _)| n);
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    match number.parse::<u64>() {
+        Ok(n) if n <= u64::from(MAX_DISPLAY_NUMBER) => Ok(()),
+        _ => Err(SourceError::BadDisplayName {
+            display: name.to_string(),
+            reason: format!(
+                "display number {number} is out of range (X display numbers go from 0 to \
+                 {MAX_DISPLAY_NUMBER})"
+            ),
+        }),
+    }
+}
+
 pub(crate) fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError> {
+    check_display_name(display)?;
     x11rb::connect(display).map_err(|e| SourceError::Connect {
         display: display.map(str::to_string),
         reason: e.to_string(),
@@ -472,5 +515,43 @@ impl Drop for X11Source {
             let _ = self.conn.xfixes_destroy_region(tracker.parts);
         }
         let _ = self.conn.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_numbers_past_the_tcp_port_range_are_refused_naming_the_range() {
+        for ok in [
+            ":0",
+            ":59535",
+            "localhost:12.1",
+            "tcp/host:7",
+            "unix:0",
+            "/tmp/x",
+            "junk",
+        ] {
+            assert!(check_display_name(Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            ":59536",
+            ":65535",
+            ":70000",
+            "host:60000.0",
+            "tcp/[::1]:99999999999999999999",
+        ] {
+            let err = check_display_name(Some(bad)).unwrap_err();
+            assert!(matches!(err, SourceError::BadDisplayName { .. }), "{bad}");
+            let text = err.to_string();
+            assert!(text.contains(bad) && text.contains("0 to 59535"), "{text}");
+        }
+        // Connecting checks first: in a debug build x11rb would panic on 6000 + 60000.
+        let err = screen_size(Some(":60000")).unwrap_err();
+        assert!(matches!(err, SourceError::BadDisplayName { .. }), "{err}");
+        // The largest valid number gets as far as connecting (no server there).
+        let err = screen_size(Some(":59535")).unwrap_err();
+        assert!(matches!(err, SourceError::Connect { .. }), "{err}");
     }
 }
