@@ -6,6 +6,15 @@
 //! for every frame. The image goes at pointer position minus hotspot (pixelflux 1.2.2 drew it
 //! at the pointer position, so every cursor appeared shifted down and to the right), in
 //! region coordinates, clipped to the frame.
+//!
+//! What the screen shows is drawn, as far as X tells: an application that hides the pointer
+//! by defining an invisible cursor (a blank pixmap, the usual way) gets a fully transparent
+//! image from XFixes, which draws nothing and re-sends no stripes when the pointer moves. An
+//! application that calls XFixes `HideCursor` instead is not visible to other clients: the
+//! server keeps reporting the cursor it hides (xserver's `xfixes/cursor.c` tracks the current
+//! cursor whether or not it is shown, and no event or request says it is hidden), so that
+//! pointer is still drawn. The first frame has the pointer where it is, moved or not: the
+//! image and the position are asked for before it is drawn.
 
 use std::ops::Range;
 use std::os::fd::AsFd as _;
@@ -30,6 +39,8 @@ struct CursorImage {
     xhot: i64,
     yhot: i64,
     serial: u32,
+    /// Whether any pixel is not fully transparent (an invisible cursor draws nothing).
+    visible: bool,
 }
 
 /// Draws the X pointer into frames; holds a connection of its own to the captured display.
@@ -42,7 +53,7 @@ pub struct CursorOverlay {
     /// Whether the server told us the cursor changed since we last fetched it.
     stale: bool,
     /// Where `prepare` placed the image for this frame (region coordinates), `None` when
-    /// the pointer is on another screen or there is no image.
+    /// the pointer is on another screen, there is no image or it is fully transparent.
     placed: Option<(i64, i64)>,
     /// Where the previous frame's pointer was drawn.
     drawn: Option<Placement>,
@@ -132,6 +143,7 @@ fn cursor_image(reply: xfixes::GetCursorImageReply) -> Option<CursorImage> {
         xhot: reply.xhot as i64,
         yhot: reply.yhot as i64,
         serial: reply.cursor_serial,
+        visible: reply.cursor_image.iter().any(|p| p >> 24 != 0),
     })
 }
 
@@ -162,7 +174,7 @@ impl Overlay for CursorOverlay {
         }
         // A pointer on another screen of a multi-screen display is not drawn.
         self.placed = match &self.image {
-            Some(cursor) if pointer.same_screen => Some((
+            Some(cursor) if pointer.same_screen && cursor.visible => Some((
                 pointer.root_x as i64 - self.origin.0 - cursor.xhot,
                 pointer.root_y as i64 - self.origin.1 - cursor.yhot,
             )),
