@@ -193,6 +193,12 @@ impl SourceOptions {
     }
 }
 
+/// A `--display` value, refused at parse time when its number is out of X's range.
+fn display_name(name: &str) -> Result<String, String> {
+    pixelflux::source::x11::check_display_name(Some(name)).map_err(|e| e.to_string())?;
+    Ok(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,10 +252,4 @@ mod tests {
         let err = "10x10+-4+0".parse::<RegionArg>().unwrap_err();
         assert!(err.to_string().contains("region x"), "{err}");
     }
-}
-
-/// A `--display` value, refused at parse time when its number is out of X's range.
-fn display_name(name: &str) -> Result<String, String> {
-    pixelflux::source::x11::check_display_name(Some(name)).map_err(|e| e.to_string())?;
-    Ok(name.to_string())
 }
