@@ -41,6 +41,7 @@
     notice: null, // a problem to show in the overlay above the figures
     connected: false, // the WebSocket is open
     record: null, // set to an array (tests) to keep a copy of every binary stripe received
+    scale: 1, // device pixels per capture pixel on screen (see fitCanvas)
   };
   window.pixelflux = state;
 
@@ -95,9 +96,44 @@
       canvas.height = h.height;
       ctx.fillStyle = '#000';
       ctx.fillRect(0, 0, h.width, h.height);
+      fitCanvas();
     }
     backoff = RECONNECT_MIN_MS;
   }
+
+  // The canvas's backing store is the capture (one canvas pixel per capture pixel); its CSS
+  // size decides how many device pixels show each one. One capture pixel per device pixel
+  // when that fits the window (crisp text on HiDPI screens), else the largest whole number
+  // of device pixels per capture pixel that fits (pixelated: still sharp), and only when
+  // even 1:1 is too big, fitted to the window with smooth scaling. Centred, on whole device
+  // pixels. input.js maps pointer positions through the canvas's box, so any size works.
+  function fitCanvas() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.width;
+    const h = canvas.height;
+    const room = Math.min((window.innerWidth * dpr) / w, (window.innerHeight * dpr) / h);
+    // Device pixels per capture pixel.
+    const scale = room >= 1 ? Math.floor(room + 1e-9) : room;
+    const cssW = (w * scale) / dpr;
+    const cssH = (h * scale) / dpr;
+    const snap = (v) => Math.round(v * dpr) / dpr;
+    const st = canvas.style;
+    st.width = `${cssW}px`;
+    st.height = `${cssH}px`;
+    st.left = `${snap((window.innerWidth - cssW) / 2)}px`;
+    st.top = `${snap((window.innerHeight - cssH) / 2)}px`;
+    st.imageRendering = scale >= 2 ? 'pixelated' : 'auto';
+    state.scale = scale;
+  }
+  // A window resize, full screen, or the page moving to a screen of another density.
+  window.addEventListener('resize', fitCanvas);
+  (function watchDensity() {
+    const mq = window.matchMedia(`(resolution: ${window.devicePixelRatio || 1}dppx)`);
+    mq.addEventListener('change', () => {
+      fitCanvas();
+      watchDensity();
+    }, { once: true });
+  })();
 
   function painted(frameId, y) {
     state.painted++;
