@@ -14,7 +14,7 @@ mod blend;
 mod cursor;
 mod watermark;
 
-pub use cursor::CursorOverlay;
+pub use cursor::{CursorOverlay, CursorShape, CursorWatcher};
 pub use watermark::Watermark;
 
 use std::ops::Range;
