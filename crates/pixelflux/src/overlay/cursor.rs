@@ -21,6 +21,7 @@ use x11rb::errors::{ConnectionError, ReplyError};
 use super::blend::PremultipliedImage;
 use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
+use crate::source::x11::Region;
 use crate::source::{x11, Interrupter};
 
 /// The cursor image and its hotspot (the pixel that sits at the pointer position).
@@ -138,6 +139,12 @@ fn cursor_image(reply: xfixes::GetCursorImageReply) -> Option<CursorImage> {
 impl Overlay for CursorOverlay {
     fn interrupter(&self) -> Option<Interrupter> {
         Interrupter::for_socket(self.conn.stream().as_fd()).ok()
+    }
+
+    fn set_region(&mut self, region: Region) {
+        self.origin = (region.x as i64, region.y as i64);
+        // Nothing of the old frame is kept: the next one is drawn afresh.
+        self.drawn = None;
     }
 
     fn prepare(
