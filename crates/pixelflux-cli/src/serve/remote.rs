@@ -284,4 +284,27 @@ mod tests {
         assert!(!r.input(0, Role::Control, ev));
         assert_eq!(r.refused.load(Ordering::Relaxed), 2);
     }
+
+    #[test]
+    fn only_a_viewer_with_control_resizes_a_display_that_follows_the_page() {
+        let follows = Remote {
+            resize: Some(super::super::resize::Resizer::new(
+                ":9".into(),
+                pixelflux::Codec::Jpeg,
+            )),
+            ..Default::default()
+        };
+        assert!(!follows.resize(Role::View, 800, 600));
+        assert!(follows.resize(Role::Control, 800, 600));
+        assert_eq!(follows.refused.load(Ordering::Relaxed), 1);
+        let role = |r: &Remote, role| -> serde_json::Value {
+            serde_json::from_str(&r.role_message(role)).unwrap()
+        };
+        assert_eq!(role(&follows, Role::Control)["resize"], true);
+        assert_eq!(role(&follows, Role::View)["resize"], false);
+        // A user's display, or --size: nobody resizes it.
+        let fixed = Remote::default();
+        assert!(!fixed.resize(Role::Control, 800, 600));
+        assert_eq!(role(&fixed, Role::Control)["resize"], false);
+    }
 }
