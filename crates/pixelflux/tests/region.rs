@@ -339,3 +339,74 @@ fn an_h264_capture_following_the_screen_restarts_with_idrs() {
     assert!(frame.iter().all(|s| s.is_keyframe()));
     assert!(cap.stop().is_none());
 }
+
+/// Not a check: how long a live region change takes, `control` to the first stripe of the
+/// new size in the callback (median of 10 each way), 1280x720 <-> 1920x1080 at 60 fps, a
+/// still screen. Run with `cargo test --release -p pixelflux --test region -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+fn measure_a_live_region_change() {
+    let xvfb = Xvfb::start(1920, 1080);
+    xvfb.connect().put(&test_pattern(1920, 1080, 1), 0, 0);
+    let mut codecs = vec![Codec::Jpeg];
+    if cfg!(feature = "x264") {
+        codecs.push(Codec::H264);
+    }
+    for codec in codecs {
+        let s = pixelflux::CaptureSettings {
+            target_fps: 60.0,
+            ..settings(codec, 1280, 720)
+        };
+        let log: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, u32)>>> =
+            Default::default();
+        let sink = std::sync::Arc::clone(&log);
+        let spec = SourceSpec::X11 {
+            display: Some(xvfb.display.clone()),
+        };
+        let cap = ScreenCapture::start(s, spec, move |st| {
+            sink.lock()
+                .unwrap()
+                .push((std::time::Instant::now(), st.format.width))
+        })
+        .unwrap();
+        frames_pass(&cap, 2);
+        let mut ms = Vec::new();
+        for i in 0..20 {
+            let (w, h) = if i % 2 == 0 {
+                (1920, 1080)
+            } else {
+                (1280, 720)
+            };
+            let t0 = std::time::Instant::now();
+            cap.control(Control::SetRegion {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            })
+            .unwrap();
+            assert!(wait_for(Duration::from_secs(10), || log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|&(t, width)| t > t0 && width == w)));
+            let first = log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|&&(t, width)| t > t0 && width == w)
+                .unwrap()
+                .0;
+            ms.push((first - t0).as_secs_f64() * 1000.0);
+            frames_pass(&cap, 2);
+        }
+        cap.stop();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "{codec:?} 1280x720<->1920x1080: control -> first stripe of the new size: median {:.1} ms, max {:.1} ms",
+            ms[ms.len() / 2],
+            ms[ms.len() - 1]
+        );
+    }
+}
