@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 mod randr;
-pub use randr::{screen_size_range, set_screen_size, ResizeError, SizeRange};
+pub use randr::{output_mode_count, screen_size_range, set_screen_size, ResizeError, SizeRange};
 
 /// How long a starting Xvfb gets to report its display number.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -273,6 +273,23 @@ mod tests {
                 !Path::new(&format!("/proc/{pid}")).exists(),
                 "{display}: reaped"
             );
+        }
+    }
+
+    #[test]
+    fn a_resizable_server_takes_sizes_up_to_its_start_size_and_keeps_one_mode() {
+        let xvfb = Xvfb::start_resizable(320, 200, 800, 600).unwrap();
+        let d = xvfb.display().to_owned();
+        assert_eq!(screen_size_range(&d).unwrap().1, (800, 600));
+        let built_in = output_mode_count(&d).unwrap();
+        for (w, h) in [(640, 480), (800, 600), (101, 77), (640, 480), (333, 222)] {
+            set_screen_size(&d, w, h).unwrap();
+        }
+        // The last size's mode is the only one added that is left.
+        assert!(output_mode_count(&d).unwrap() <= built_in, "modes pile up");
+        match set_screen_size(&d, 801, 600) {
+            Err(ResizeError::OutOfRange { max_width: 800, .. }) => {}
+            other => panic!("{other:?}"),
         }
     }
 

@@ -160,8 +160,38 @@ pub fn set_screen_size(display: &str, width: u32, height: u32) -> Result<(), Res
     if (grow_w, grow_h) != (w16, h16) {
         set_size(&conn, root, w16, h16)?;
     }
+    // Modes added for earlier sizes go again once unused, so a page resized a thousand times
+    // leaves one mode, not a thousand. The server's own modes refuse the request (ignored).
+    for old in output_info.modes.iter().filter(|&&m| m != mode) {
+        if let Ok(cookie) = conn.randr_delete_output_mode(output, *old) {
+            let _ = cookie.check();
+        }
+    }
     conn.flush().map_err(req("flush"))?;
     Ok(())
+}
+
+/// The modes the first output of `display` has (for tests: how many a series of resizes
+/// left).
+///
+/// # Errors
+/// [`ResizeError`] when the server cannot be reached or has no RandR.
+pub fn output_mode_count(display: &str) -> Result<usize, ResizeError> {
+    let (conn, root) = connect(display)?;
+    let res = conn
+        .randr_get_screen_resources_current(root)
+        .map_err(req("GetScreenResourcesCurrent"))?
+        .reply()
+        .map_err(req("GetScreenResourcesCurrent"))?;
+    let Some(&output) = res.outputs.first() else {
+        return Err(ResizeError::NoRandr("no output".into()));
+    };
+    let info = conn
+        .randr_get_output_info(output, res.config_timestamp)
+        .map_err(req("GetOutputInfo"))?
+        .reply()
+        .map_err(req("GetOutputInfo"))?;
+    Ok(info.modes.len())
 }
 
 fn connect(display: &str) -> Result<(RustConnection, u32), ResizeError> {

@@ -20,14 +20,18 @@ pub const MAX_SIZE: (u32, u32) = (3840, 2160);
 /// The smallest screen a page may ask for.
 pub const MIN_SIZE: (u32, u32) = (64, 64);
 
+/// At most one resize this often: each rebuilds the capture's stripes and encoders, so a page
+/// sending sizes in a loop cannot keep the capture busy.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Resize requests for one private display.
 pub struct Resizer {
     display: String,
     /// Sizes are multiples of this (2 for H.264's 4:2:0, 1 for JPEG).
     align: u32,
     wanted: watch::Sender<Option<(u32, u32)>>,
-    /// The size last handed to RandR.
-    applied: Mutex<Option<(u32, u32)>>,
+    /// The size last handed to RandR, and when.
+    applied: Mutex<Option<((u32, u32), std::time::Instant)>>,
 }
 
 impl Resizer {
@@ -72,15 +76,24 @@ impl Resizer {
         self.wanted.subscribe()
     }
 
-    /// Starts resizing the screen (in the background: it is X I/O) when a size was asked for
-    /// that is not applied yet; returns the task.
-    pub fn apply_pending(&self) -> Option<tokio::task::JoinHandle<()>> {
+    /// The size to apply now: one asked for and not applied yet, when the last resize is
+    /// [`MIN_INTERVAL`] ago (else a later call takes it). Marks it applied.
+    fn take_pending(&self) -> Option<(u32, u32)> {
         let wanted = (*self.wanted.borrow())?;
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        if *applied == Some(wanted) {
-            return None;
+        match *applied {
+            Some((size, _)) if size == wanted => return None,
+            Some((_, at)) if at.elapsed() < MIN_INTERVAL => return None,
+            _ => {}
         }
-        *applied = Some(wanted);
+        *applied = Some((wanted, std::time::Instant::now()));
+        Some(wanted)
+    }
+
+    /// Starts resizing the screen (in the background: it is X I/O) to the size
+    /// [`take_pending`](Self::take_pending) gives; returns the task.
+    pub fn apply_pending(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let wanted = self.take_pending()?;
         let name = self.display.clone();
         Some(tokio::task::spawn_blocking(move || {
             let (w, h) = wanted;
@@ -106,17 +119,17 @@ mod tests {
 
     #[test]
     fn sizes_are_clamped_and_aligned_for_the_codec() {
-        let h264 = Resizer::new(":9".into(), Codec::H264);
+        let h264 = Resizer::new(":65000".into(), Codec::H264);
         assert_eq!(h264.fit(1001, 701), (1000, 700));
         assert_eq!(h264.fit(10, 0), MIN_SIZE);
         assert_eq!(h264.fit(u32::MAX, 99999), MAX_SIZE);
-        let jpeg = Resizer::new(":9".into(), Codec::Jpeg);
+        let jpeg = Resizer::new(":65000".into(), Codec::Jpeg);
         assert_eq!(jpeg.fit(1001, 701), (1001, 701));
     }
 
     #[tokio::test]
     async fn the_last_request_wins_and_wakes_the_supervisor() {
-        let r = Resizer::new(":9".into(), Codec::Jpeg);
+        let r = Resizer::new(":65000".into(), Codec::Jpeg);
         let mut rx = Some(r.subscribe());
         r.request(800, 600);
         r.request(1024, 768);
@@ -125,5 +138,18 @@ mod tests {
         // The same size again wakes nobody.
         r.request(1024, 768);
         assert!(!rx.as_mut().unwrap().has_changed().unwrap());
+    }
+
+    #[test]
+    fn resizes_are_at_most_one_per_interval_and_never_repeated() {
+        let r = Resizer::new(":65000".into(), Codec::Jpeg);
+        assert_eq!(r.take_pending(), None, "nothing asked");
+        r.request(800, 600);
+        assert_eq!(r.take_pending(), Some((800, 600)));
+        assert_eq!(r.take_pending(), None, "applied already");
+        r.request(1024, 768);
+        assert_eq!(r.take_pending(), None, "too soon after the last");
+        std::thread::sleep(MIN_INTERVAL);
+        assert_eq!(r.take_pending(), Some((1024, 768)));
     }
 }
