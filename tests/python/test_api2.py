@@ -584,6 +584,34 @@ def test_cursor_callback_gets_the_x_cursor_as_png_with_hotspot(capture, xvfb, ca
     capture.clear_cursor_callback()
 
 
+def test_update_capture_region_from_the_callback_is_live(capture):
+    """A region change from inside the 2.x callback (the capture thread) is queued like any
+    other: the capture goes on and the frames after it have the new size."""
+    frames = Frames()
+    errors = []
+
+    def callback(frame):
+        if len(frames.snapshot()) == 0:
+            try:
+                capture.update_capture_region(0, 0, 96, 80)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        frames(frame)
+
+    capture.start_capture(callback, v2_settings(capture_width=128, capture_height=128,
+                                                scene="static"))
+
+    def widths():
+        return [Image.open(BytesIO(bytes(f)[6:])).size[0] for f in frames.snapshot()]
+    assert frames.wait_for(lambda items: len(items) >= 4)
+    assert wait_until(lambda: 96 in widths()), widths()
+    assert errors == []
+    assert capture.is_capturing
+    # The first frame was the old size; every frame after the change is the new one.
+    w = widths()
+    assert w[0] == 128 and w[-1] == 96 and w == sorted(w, reverse=True)
+
+
 def test_region_changes_racing_a_stop_leave_nothing_running(capture, xvfb):
     for _ in range(3):
         capture.start_capture(Frames(), v2_settings(capture_width=320, capture_height=240,
