@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pixelflux::{
     Codec, Control, ControlError, OwnedFrame, PipelineConfig, ScreenCapture, SourceError,
-    SourceSpec, StreamFormat, Stripe, StripeKind,
+    SourceSpec, StreamFormat, Stripe,
 };
 use support::*;
 
@@ -160,7 +160,7 @@ fn a_live_region_change_restarts_h264_stripes_with_idrs_at_the_rounded_size() {
     assert!(
         frame
             .iter()
-            .all(|s| s.kind == StripeKind::H264(pixelflux::wire::H264FrameType::Idr)),
+            .all(|s| s.kind == pixelflux::StripeKind::H264(pixelflux::wire::H264FrameType::Idr)),
         "every stripe of the new size starts with an IDR: {:?}",
         frame.iter().map(|s| s.kind).collect::<Vec<_>>()
     );
@@ -171,7 +171,7 @@ fn a_live_region_change_restarts_h264_stripes_with_idrs_at_the_rounded_size() {
     for first in &frame {
         let stream: Vec<u8> = log
             .iter()
-            .filter(|s| s.format == f && s.y == first.y && s.kind != StripeKind::Still)
+            .filter(|s| s.format == f && s.y == first.y && s.kind != pixelflux::StripeKind::Still)
             .flat_map(|s| s.payload().to_vec())
             .collect();
         let pictures = decode_h264(&stream, 512, first.height);
