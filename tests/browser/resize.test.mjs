@@ -153,6 +153,22 @@ describe('pixelflux serve: the private display follows the page', () => {
     });
   }
 
+  test('on a HiDPI screen the display gets the window size in device pixels', async () => {
+    const hidpi = await launchBrowser({ deviceScaleFactor: 2, viewport: { width: 500, height: 350 } });
+    const server = await startServe(['--listen', '127.0.0.1:0', ...paintRoot], { env: headless() });
+    try {
+      const page = await hidpi.newPage();
+      assert.equal(await page.evaluate(() => window.devicePixelRatio), 2);
+      await page.goto(server.url);
+      await waitForSize(page, 1000, 700);
+      assert.deepEqual(xScreen(await displayOf(page)), { width: 1000, height: 700 });
+      assert.deepEqual(await page.evaluate(() => window.pixelflux.sizeSent), { width: 1000, height: 700 });
+    } finally {
+      await server.stop();
+      await hidpi.close();
+    }
+  });
+
   test('with --size the display keeps its size and the page is not asked for its own', async () => {
     const server = await startServe(['--listen', '127.0.0.1:0', '--size', '640x360', ...paintRoot], { env: headless() });
     const page = await browser.newPage();
