@@ -30,6 +30,7 @@ use x11rb::errors::{ConnectionError, ReplyError};
 use super::blend::PremultipliedImage;
 use super::{changed_rows, Overlay, OverlayError, Placement};
 use crate::frame::Frame;
+use crate::source::x11::Region;
 use crate::source::{x11, Interrupter};
 
 /// One X cursor image as XFixes reports it.
@@ -265,6 +266,12 @@ fn cursor_image(shape: &CursorShape) -> Option<CursorImage> {
 impl Overlay for CursorOverlay {
     fn interrupter(&self) -> Option<Interrupter> {
         self.watcher.interrupter()
+    }
+
+    fn set_region(&mut self, region: Region) {
+        self.origin = (region.x as i64, region.y as i64);
+        // Nothing of the old frame is kept: the next one is drawn afresh.
+        self.drawn = None;
     }
 
     fn prepare(

@@ -53,6 +53,13 @@ pub trait Overlay: Send {
     fn interrupter(&self) -> Option<Interrupter> {
         None
     }
+
+    /// The capture's region changed (a [`Control::SetRegion`](crate::Control::SetRegion) or
+    /// the screen it follows); frames from the next one on are `region`-sized. The default
+    /// does nothing (an overlay that places itself from the frame's size each time).
+    fn set_region(&mut self, region: Region) {
+        let _ = region;
+    }
 }
 
 /// Where an overlay drew in one frame: its top-left corner, its height, and a tag that
