@@ -32,8 +32,8 @@ def bench_table(path):
 
 def compare_table(path):
     data = json.load(open(path))
-    out = ["| scene | codec | CPU cores ours / upstream | ratio | CPU per delivered frame ratio "
-           "| kbit/s ours / upstream | ratio | delivered fps ours / upstream | ratio "
+    out = ["| workload | codec | CPU cores ours / upstream | ratio | CPU per delivered frame ratio "
+           "| kbit/s ours / upstream | ratio | frames delivered ours / upstream | ratio "
            "| PSNR dB ours / upstream (worst) |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["results"]:
@@ -44,8 +44,8 @@ def compare_table(path):
             f"| **{f(q.get('cpu'), '.2f')}** | {f(q.get('cpu_per_frame'), '.2f')} "
             f"| {f(o.get('kbit_per_s'), ',.0f')} / {f(u.get('kbit_per_s'), ',.0f')} "
             f"| **{f(q.get('bytes'), '.3f')}** "
-            f"| {f(o.get('delivered_fps'), '.1f')} / {f(u.get('delivered_fps'), '.1f')} "
-            f"| **{f(q.get('fps'), '.2f')}** "
+            f"| {f(o.get('frames_delivered'), 'd')} / {f(u.get('frames_delivered'), 'd')} "
+            f"| **{f(q.get('frames', q.get('fps')), '.2f')}** "
             f"| {f(o.get('psnr_db'), '.1f')} ({f(o.get('psnr_min_db'), '.1f')}) / "
             f"{f(u.get('psnr_db'), '.1f')} ({f(u.get('psnr_min_db'), '.1f')}) |")
     return "\n".join(out)

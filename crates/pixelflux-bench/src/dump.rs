@@ -33,12 +33,17 @@ pub struct PsnrArgs {
     /// The stripe dump.
     #[arg(long)]
     pub dump: PathBuf,
-    /// The driver's frame log (`--drive-only --driver-log`).
-    #[arg(long)]
-    pub driver_log: PathBuf,
+    /// The driver's frame log (`--drive-only --driver-log`); with --scene.
+    #[arg(long, required_unless_present = "shots")]
+    pub driver_log: Option<PathBuf>,
     /// The scene the driver drew.
-    #[arg(long)]
-    pub scene: Scene,
+    #[arg(long, required_unless_present = "shots")]
+    pub scene: Option<Scene>,
+    /// Instead of a scene: screenshots of a frozen application (JSON list of `{"t_ns",
+    /// "path"}`, raw BGRX rows of the dump's size, each taken while nothing changed on the
+    /// screen); each is compared with the picture the stripes delivered up to `t_ns` make.
+    #[arg(long, conflicts_with_all = ["driver_log", "scene"])]
+    pub shots: Option<PathBuf>,
     /// Pictures compared.
     #[arg(long, default_value_t = 10)]
     pub samples: usize,
@@ -343,22 +348,83 @@ pub fn psnr_of_dump(
     })
 }
 
+/// A screenshot of a frozen screen and when it was known to be on the screen.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Shot {
+    /// `CLOCK_MONOTONIC` ns, on the dump's clock: stripes delivered up to here count.
+    pub t_ns: u64,
+    /// Raw BGRX rows, `width * 4` bytes each.
+    pub path: PathBuf,
+}
+
+/// PSNR of the pictures the dump's stripes make at each shot's time against the shots.
+pub fn psnr_of_shots(dump: &Dump, shots: &[(u64, Vec<u8>)]) -> anyhow::Result<PsnrOutcome> {
+    let size = dump.width as usize * dump.height as usize * 4;
+    let mut ids = Vec::new();
+    let mut pictures = Vec::new();
+    for (t, data) in shots {
+        if data.len() != size {
+            bail!(
+                "a screenshot of {} bytes for a {size}-byte picture",
+                data.len()
+            );
+        }
+        // The last frame delivered by then; the screen was still from before it was grabbed.
+        if let Some(s) = dump.stripes.iter().rev().find(|s| s.callback_ns <= *t) {
+            ids.push(s.stripe.frame_id);
+            pictures.push(data);
+        }
+    }
+    let received: Vec<Received> = dump.stripes.iter().map(|s| s.stripe.clone()).collect();
+    let canvases = reconstruct(&received, dump.width, dump.height, &ids)?;
+    let mses: Vec<f64> = canvases
+        .iter()
+        .zip(&pictures)
+        .map(|(c, p)| mse_bgrx(&c.data, p))
+        .collect();
+    let summary = psnr_summary(&mses);
+    let cap = |db: f64| db.min(super::PSNR_IDENTICAL_DB);
+    let per_sample: Vec<f64> = mses.iter().map(|m| cap(psnr_from_mse(*m))).collect();
+    Ok(PsnrOutcome {
+        psnr_db: summary.map(|s| cap(s.0)),
+        psnr_min_db: summary.map(|s| cap(s.1)),
+        psnr_median_db: percentile(&per_sample, 50.0),
+        psnr_bandwise_db: None,
+        torn_samples: 0,
+        samples: mses.len(),
+        matched: Vec::new(),
+        per_sample_db: per_sample,
+        frame_ids: ids,
+    })
+}
+
 /// `pixelflux-bench psnr`.
 pub fn run(args: PsnrArgs) -> anyhow::Result<()> {
     let dump = read_dump(std::io::BufReader::new(
         std::fs::File::open(&args.dump).with_context(|| format!("open {}", args.dump.display()))?,
     ))?;
-    let log = read_driver_log(std::io::BufReader::new(
-        std::fs::File::open(&args.driver_log)
-            .with_context(|| format!("open {}", args.driver_log.display()))?,
-    ))?;
-    let outcome = psnr_of_dump(
-        &dump,
-        &log,
-        args.scene,
-        args.samples,
-        (args.skip * 1e9) as u64,
-    )?;
+    let outcome = match (&args.shots, &args.driver_log, args.scene) {
+        (Some(path), _, _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("open {}", path.display()))?;
+            let list: Vec<Shot> = serde_json::from_str(&text)?;
+            let mut shots = Vec::new();
+            for shot in list {
+                let data = std::fs::read(&shot.path)
+                    .with_context(|| format!("open {}", shot.path.display()))?;
+                shots.push((shot.t_ns, data));
+            }
+            psnr_of_shots(&dump, &shots)?
+        }
+        (None, Some(driver_log), Some(scene)) => {
+            let log = read_driver_log(std::io::BufReader::new(
+                std::fs::File::open(driver_log)
+                    .with_context(|| format!("open {}", driver_log.display()))?,
+            ))?;
+            psnr_of_dump(&dump, &log, scene, args.samples, (args.skip * 1e9) as u64)?
+        }
+        _ => bail!("--shots, or --driver-log with --scene"),
+    };
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(())
 }
@@ -419,5 +485,46 @@ mod tests {
         assert!((out.psnr_bandwise_db.unwrap() - out.psnr_db.unwrap()).abs() < 0.5);
         assert!(out.psnr_db.unwrap() > 30.0, "{:?}", out.psnr_db);
         assert!(read_dump(&b"PFXDUMP0"[..]).is_err());
+    }
+
+    #[test]
+    fn shots_compare_the_picture_delivered_by_their_time() {
+        let (w, h) = (96u32, 64u32);
+        let mut src = SyntheticSource::new(Scene::Full, w, h);
+        let frames: Vec<OwnedFrame> = (0..3).map(|_| src.advance().clone()).collect();
+        let stripe = |id: u64, f: &OwnedFrame, t: u64| DumpStripe {
+            stripe: Received {
+                codec: Codec::Jpeg,
+                frame_id: id,
+                y: 0,
+                height: h,
+                payload: reference_jpeg(f, 95),
+            },
+            capture_ns: 0,
+            callback_ns: t,
+        };
+        let dump = Dump {
+            width: w,
+            height: h,
+            stripes: vec![stripe(0, &frames[0], 100), stripe(1, &frames[2], 200)],
+        };
+        // At t=150 the viewer shows frame 0, at 250 frame 2; a shot before anything arrived
+        // is left out.
+        let shots = vec![
+            (50, frames[0].data.clone()),
+            (150, frames[0].data.clone()),
+            (250, frames[2].data.clone()),
+        ];
+        let good = psnr_of_shots(&dump, &shots).unwrap();
+        assert_eq!(good.samples, 2);
+        assert_eq!(good.frame_ids, vec![0, 1]);
+        assert!(good.psnr_min_db.unwrap() > 35.0, "{good:?}");
+        // The wrong picture at a time scores far lower: the comparison can fail.
+        let wrong = psnr_of_shots(&dump, &[(150, frames[2].data.clone())]).unwrap();
+        assert!(
+            wrong.psnr_db.unwrap() + 5.0 < good.psnr_min_db.unwrap(),
+            "{wrong:?}"
+        );
+        assert!(psnr_of_shots(&dump, &[(150, vec![0; 4])]).is_err());
     }
 }
