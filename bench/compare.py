@@ -258,7 +258,9 @@ def main():
                         log(f"{label} {codec} {lib}: {result['cpu_cores']:.3f} cores, "
                             f"{result['kbit_per_s']:.0f} kbit/s, "
                             f"{result['frames_delivered']} frames, "
-                            f"PSNR {fmt(result.get('psnr_db'), '.1f')} dB")
+                            f"PSNR {fmt(result.get('psnr_db'), '.1f')} dB"
+                            + (f" (settled {result['psnr_settled_db']:.1f})"
+                               if result.get("psnr_settled_db") is not None else ""))
                 for lib in libs:
                     row[lib] = best(row["rounds"][lib])
                 if "ours" in row and "upstream" in row:

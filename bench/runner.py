@@ -127,6 +127,7 @@ def main():
     if args.freeze_pgid and args.snap and args.shots_out:
         os.makedirs(args.shots_out, exist_ok=True)
         for k in range(args.shots):
+            t_stop = time.monotonic_ns()
             os.killpg(args.freeze_pgid, signal.SIGSTOP)
             try:
                 time.sleep(args.settle)
@@ -135,7 +136,7 @@ def main():
                                 f"{args.width}x{args.height}", "--out", path], check=True)
                 # Stripes delivered until now show the frozen screen (nothing changed since
                 # the settle began: the application is stopped, no paint-over in either).
-                shots.append({"t_ns": time.monotonic_ns(), "path": path})
+                shots.append({"t_ns": time.monotonic_ns(), "t_stop_ns": t_stop, "path": path})
             finally:
                 os.killpg(args.freeze_pgid, signal.SIGCONT)
             time.sleep(0.5)

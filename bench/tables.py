@@ -30,6 +30,14 @@ def bench_table(path):
     return "\n".join(out)
 
 
+def psnr(r):
+    """PSNR (worst); for a real application also the settled picture's."""
+    text = f"{f(r.get('psnr_db'), '.1f')} ({f(r.get('psnr_min_db'), '.1f')})"
+    if r.get("psnr_settled_db") is not None:
+        text += f", settled {r['psnr_settled_db']:.1f}"
+    return text
+
+
 def compare_table(path):
     data = json.load(open(path))
     out = ["| workload | codec | CPU cores ours / upstream | ratio | CPU per delivered frame ratio "
@@ -46,8 +54,7 @@ def compare_table(path):
             f"| **{f(q.get('bytes'), '.3f')}** "
             f"| {f(o.get('frames_delivered'), 'd')} / {f(u.get('frames_delivered'), 'd')} "
             f"| **{f(q.get('frames', q.get('fps')), '.2f')}** "
-            f"| {f(o.get('psnr_db'), '.1f')} ({f(o.get('psnr_min_db'), '.1f')}) / "
-            f"{f(u.get('psnr_db'), '.1f')} ({f(u.get('psnr_min_db'), '.1f')}) |")
+            f"| {psnr(o)} / {psnr(u)} |")
     return "\n".join(out)
 
 

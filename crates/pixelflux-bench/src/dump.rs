@@ -201,6 +201,10 @@ pub struct PsnrOutcome {
     pub psnr_median_db: Option<f64>,
     /// Each 60-row band against its own best source frame (the encoding alone).
     pub psnr_bandwise_db: Option<f64>,
+    /// Screenshots only: the picture at the shot's time, after the screen had been still a
+    /// while (`psnr_db` is the first picture showing the frozen screen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psnr_settled_db: Option<f64>,
     /// Samples showing parts of different source frames.
     pub torn_samples: usize,
     pub samples: usize,
@@ -257,6 +261,7 @@ pub fn psnr_of_dump(
             psnr_min_db: None,
             psnr_median_db: None,
             psnr_bandwise_db: None,
+            psnr_settled_db: None,
             torn_samples: 0,
             samples: 0,
             matched: Vec::new(),
@@ -340,6 +345,7 @@ pub fn psnr_of_dump(
             50.0,
         ),
         psnr_bandwise_db: psnr_summary(&band_mses).map(|s| cap(s.0)),
+        psnr_settled_db: None,
         torn_samples: torn,
         samples: mses.len(),
         matched: found.iter().map(|f| f.1).collect(),
@@ -353,48 +359,91 @@ pub fn psnr_of_dump(
 pub struct Shot {
     /// `CLOCK_MONOTONIC` ns, on the dump's clock: stripes delivered up to here count.
     pub t_ns: u64,
+    /// When the application was stopped (0: unknown); the screen was still from shortly after.
+    #[serde(default)]
+    pub t_stop_ns: u64,
     /// Raw BGRX rows, `width * 4` bytes each.
     pub path: PathBuf,
 }
 
-/// PSNR of the pictures the dump's stripes make at each shot's time against the shots.
-pub fn psnr_of_shots(dump: &Dump, shots: &[(u64, Vec<u8>)]) -> anyhow::Result<PsnrOutcome> {
+/// A picture matching a screenshot at least this well shows the frozen screen (coded); one
+/// still showing an earlier scroll position of text scores far lower.
+const SHOWS_THE_SCREEN_DB: f64 = 30.0;
+
+/// PSNR against each screenshot of two pictures the dump's stripes make: **in motion**, the
+/// first picture after the application was stopped that shows the frozen screen (the last
+/// change, coded as it was coded while the screen moved), and **settled**, the picture at the
+/// shot's time (after whatever a library sends once a stripe stops changing: upstream 2.x
+/// sends a few more pictures of a stripe that stopped changing, which refine it). A shot
+/// without `t_stop_ns` has only the settled picture.
+pub fn psnr_of_shots(
+    dump: &Dump,
+    shots: &[Shot],
+    pictures: &[Vec<u8>],
+) -> anyhow::Result<PsnrOutcome> {
     let size = dump.width as usize * dump.height as usize * 4;
-    let mut ids = Vec::new();
-    let mut pictures = Vec::new();
-    for (t, data) in shots {
+    // Per shot: the frames that may show the frozen screen, in delivery order.
+    let mut per_shot: Vec<(usize, Vec<u64>)> = Vec::new();
+    for (k, (shot, data)) in shots.iter().zip(pictures).enumerate() {
         if data.len() != size {
             bail!(
                 "a screenshot of {} bytes for a {size}-byte picture",
                 data.len()
             );
         }
-        // The last frame delivered by then; the screen was still from before it was grabbed.
-        if let Some(s) = dump.stripes.iter().rev().find(|s| s.callback_ns <= *t) {
+        let mut ids: Vec<u64> = Vec::new();
+        let from = shot.t_stop_ns.min(shot.t_ns);
+        // The frame on the screen when it stopped, then each one delivered until the shot.
+        if let Some(s) = dump.stripes.iter().rev().find(|s| s.callback_ns <= from) {
             ids.push(s.stripe.frame_id);
-            pictures.push(data);
+        }
+        for s in dump.stripes.iter() {
+            if s.callback_ns > from
+                && s.callback_ns <= shot.t_ns
+                && ids.last() != Some(&s.stripe.frame_id)
+            {
+                ids.push(s.stripe.frame_id);
+            }
+        }
+        if !ids.is_empty() {
+            per_shot.push((k, ids));
         }
     }
-    let received: Vec<Received> = dump.stripes.iter().map(|s| s.stripe.clone()).collect();
-    let canvases = reconstruct(&received, dump.width, dump.height, &ids)?;
-    let mses: Vec<f64> = canvases
+    let all: Vec<u64> = per_shot
         .iter()
-        .zip(&pictures)
-        .map(|(c, p)| mse_bgrx(&c.data, p))
+        .flat_map(|(_, ids)| ids.iter().copied())
         .collect();
-    let summary = psnr_summary(&mses);
+    let received: Vec<Received> = dump.stripes.iter().map(|s| s.stripe.clone()).collect();
+    let canvases = reconstruct(&received, dump.width, dump.height, &all)?;
+    let (mut motion, mut settled, mut ids_used) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0;
+    for (k, ids) in &per_shot {
+        let mses: Vec<f64> = (0..ids.len())
+            .map(|i| mse_bgrx(&canvases[at + i].data, &pictures[*k]))
+            .collect();
+        at += ids.len();
+        let first = mses
+            .iter()
+            .position(|m| psnr_from_mse(*m) >= SHOWS_THE_SCREEN_DB)
+            .unwrap_or(mses.len() - 1);
+        motion.push(mses[first]);
+        ids_used.push(ids[first]);
+        settled.push(mses[mses.len() - 1]);
+    }
+    let summary = psnr_summary(&motion);
     let cap = |db: f64| db.min(super::PSNR_IDENTICAL_DB);
-    let per_sample: Vec<f64> = mses.iter().map(|m| cap(psnr_from_mse(*m))).collect();
+    let per_sample: Vec<f64> = motion.iter().map(|m| cap(psnr_from_mse(*m))).collect();
     Ok(PsnrOutcome {
         psnr_db: summary.map(|s| cap(s.0)),
         psnr_min_db: summary.map(|s| cap(s.1)),
         psnr_median_db: percentile(&per_sample, 50.0),
         psnr_bandwise_db: None,
+        psnr_settled_db: psnr_summary(&settled).map(|s| cap(s.0)),
         torn_samples: 0,
-        samples: mses.len(),
+        samples: motion.len(),
         matched: Vec::new(),
         per_sample_db: per_sample,
-        frame_ids: ids,
+        frame_ids: ids_used,
     })
 }
 
@@ -407,14 +456,15 @@ pub fn run(args: PsnrArgs) -> anyhow::Result<()> {
         (Some(path), _, _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("open {}", path.display()))?;
-            let list: Vec<Shot> = serde_json::from_str(&text)?;
-            let mut shots = Vec::new();
-            for shot in list {
-                let data = std::fs::read(&shot.path)
-                    .with_context(|| format!("open {}", shot.path.display()))?;
-                shots.push((shot.t_ns, data));
+            let shots: Vec<Shot> = serde_json::from_str(&text)?;
+            let mut pictures = Vec::new();
+            for shot in &shots {
+                pictures.push(
+                    std::fs::read(&shot.path)
+                        .with_context(|| format!("open {}", shot.path.display()))?,
+                );
             }
-            psnr_of_shots(&dump, &shots)?
+            psnr_of_shots(&dump, &shots, &pictures)?
         }
         (None, Some(driver_log), Some(scene)) => {
             let log = read_driver_log(std::io::BufReader::new(
@@ -488,43 +538,58 @@ mod tests {
     }
 
     #[test]
-    fn shots_compare_the_picture_delivered_by_their_time() {
+    fn shots_compare_the_first_picture_of_the_frozen_screen_and_the_settled_one() {
         let (w, h) = (96u32, 64u32);
         let mut src = SyntheticSource::new(Scene::Full, w, h);
         let frames: Vec<OwnedFrame> = (0..3).map(|_| src.advance().clone()).collect();
-        let stripe = |id: u64, f: &OwnedFrame, t: u64| DumpStripe {
+        let stripe = |id: u64, f: &OwnedFrame, q: i32, t: u64| DumpStripe {
             stripe: Received {
                 codec: Codec::Jpeg,
                 frame_id: id,
                 y: 0,
                 height: h,
-                payload: reference_jpeg(f, 95),
+                payload: reference_jpeg(f, q),
             },
             capture_ns: 0,
             callback_ns: t,
         };
+        // Frame 0 on the screen; stopped at 150 with frame 2 up: delivered at 200 coarsely,
+        // refined at 300 (as upstream does once a stripe stops changing).
         let dump = Dump {
             width: w,
             height: h,
-            stripes: vec![stripe(0, &frames[0], 100), stripe(1, &frames[2], 200)],
+            stripes: vec![
+                stripe(0, &frames[0], 90, 100),
+                stripe(1, &frames[2], 70, 200),
+                stripe(2, &frames[2], 98, 300),
+            ],
         };
-        // At t=150 the viewer shows frame 0, at 250 frame 2; a shot before anything arrived
-        // is left out.
-        let shots = vec![
-            (50, frames[0].data.clone()),
-            (150, frames[0].data.clone()),
-            (250, frames[2].data.clone()),
-        ];
-        let good = psnr_of_shots(&dump, &shots).unwrap();
-        assert_eq!(good.samples, 2);
-        assert_eq!(good.frame_ids, vec![0, 1]);
-        assert!(good.psnr_min_db.unwrap() > 35.0, "{good:?}");
-        // The wrong picture at a time scores far lower: the comparison can fail.
-        let wrong = psnr_of_shots(&dump, &[(150, frames[2].data.clone())]).unwrap();
-        assert!(
-            wrong.psnr_db.unwrap() + 5.0 < good.psnr_min_db.unwrap(),
-            "{wrong:?}"
+        let shot = |t_stop_ns, t_ns| Shot {
+            t_ns,
+            t_stop_ns,
+            path: PathBuf::new(),
+        };
+        let out = psnr_of_shots(&dump, &[shot(150, 350)], &[frames[2].data.clone()]).unwrap();
+        assert_eq!(out.samples, 1);
+        assert_eq!(
+            out.frame_ids,
+            vec![1],
+            "the first picture of the frozen screen"
         );
-        assert!(psnr_of_shots(&dump, &[(150, vec![0; 4])]).is_err());
+        let (motion, settled) = (out.psnr_db.unwrap(), out.psnr_settled_db.unwrap());
+        assert!(
+            motion > 30.0 && settled > motion + 3.0,
+            "{motion} / {settled}"
+        );
+        // Without the stop time: the picture at the shot's time only.
+        let out = psnr_of_shots(&dump, &[shot(0, 250)], &[frames[2].data.clone()]).unwrap();
+        assert_eq!(out.frame_ids, vec![1]);
+        // The wrong picture scores far lower: the comparison can fail. A shot before
+        // anything arrived is left out; a wrong size is an error.
+        let wrong = psnr_of_shots(&dump, &[shot(0, 150)], &[frames[2].data.clone()]).unwrap();
+        assert!(wrong.psnr_db.unwrap() + 5.0 < motion, "{wrong:?}");
+        let none = psnr_of_shots(&dump, &[shot(0, 50)], &[frames[2].data.clone()]).unwrap();
+        assert_eq!(none.samples, 0);
+        assert!(psnr_of_shots(&dump, &[shot(0, 150)], &[vec![0; 4]]).is_err());
     }
 }
