@@ -1,28 +1,38 @@
 #!/usr/bin/env python3
-"""Ours vs upstream: the same scenes through both Python libraries, under the same screens.
+"""Ours vs upstream: the same scenes and real applications through both Python libraries,
+under the same screens, interleaved.
 
-    make compare            (or: python3 bench/compare.py [--seconds 5] [--scenes typing,full])
+    make compare    (or: python3 bench/compare.py [--seconds 5] [--scenes typing,full]
+                         [--apps terminal,video] [--rounds 2])
 
 1. Creates two virtual environments under target/compare/: one with PyPI's pixelflux==2.2.1
    (upstream, a prebuilt wheel), one with this repository's Python module (`pip install .`).
-2. Starts a private Xvfb and, per scene and codec and library, the deterministic scene driver
-   (`pixelflux-bench drive`), then bench/runner.py in that library's environment, one
-   library after the other, so both capture identical screens.
-3. Rebuilds the pictures each library delivered with real decoders (`pixelflux-bench psnr`),
-   prints ours/upstream ratios of CPU, bytes and delivered fps with both PSNRs, writes
-   target/compare/compare.json and the chart docs/compare.svg (`pixelflux-bench chart`).
+2. Starts a private Xvfb and, per workload and codec, --rounds times, each library in turn
+   (A B A B: machine noise hits both alike): a fresh deterministic scene driver
+   (`pixelflux-bench drive`) or a freshly started real application (`pixelflux-bench app`:
+   xterm printing a log at a fixed line rate, xclock, ffplay looping a clip), then
+   bench/runner.py in that library's environment. Same region, frame rate, JPEG quality and
+   CRF for both; everything else at each library's defaults.
+3. Rebuilds the pictures each library delivered with real decoders (`pixelflux-bench psnr`:
+   against the driver's frames for scenes, against screenshots of the frozen application for
+   the real ones), keeps each library's best round (most frames delivered, then least CPU),
+   prints ours/upstream ratios of CPU, bytes and delivered frames with both PSNRs, writes
+   target/compare/compare.json (every round is in it) and the chart docs/compare.svg
+   (`pixelflux-bench chart`).
 """
 
 import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENES = ["static", "typing", "scroll", "video", "full"]
+APPS = ["terminal", "clock", "video"]
 UPSTREAM = "pixelflux==2.2.1"
 
 
@@ -80,6 +90,30 @@ class Xvfb:
             self.proc.wait()
 
 
+class AppProc:
+    """`pixelflux-bench app`: a real application on the display until its stdin closes."""
+
+    def __init__(self, exe, display, app, size):
+        self.proc = subprocess.Popen(
+            [str(exe), "app", "--display", display, "--app", app, "--size", size],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("ready "):
+            self.proc.kill()
+            raise RuntimeError(f"{app} did not start: {line!r}")
+        self.pgid = int(line.split()[1])
+
+    def finish(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+        return None
+
+
+def best(runs):
+    """The round least disturbed by the machine: most frames delivered, then least CPU."""
+    return max(runs, key=lambda r: (r["frames_delivered"], -r["cpu_cores"]))
+
+
 class Driver:
     """`pixelflux-bench drive`: draws the scene until its stdin closes."""
 
@@ -120,6 +154,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--scenes", default=",".join(SCENES))
+    ap.add_argument("--apps", default=",".join(APPS),
+                    help="real applications (xterm, xclock, ffplay); '' for none")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="runs per library, interleaved (A B A B); the best counts")
+    ap.add_argument("--shots", type=int, default=3,
+                    help="screenshots of each frozen application for its PSNR")
+    ap.add_argument("--crf", type=int, default=25, help="H.264 CRF of both libraries")
     ap.add_argument("--codecs", default="jpeg,h264")
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--fps", type=float, default=60.0)
@@ -157,57 +198,84 @@ def main():
     def quality(lib):
         return args.ours_quality if lib == "ours" and args.ours_quality else args.quality
 
+    workloads = [("scene", w) for w in args.scenes.split(",") if w]
+    workloads += [("app", w) for w in args.apps.split(",") if w]
+    size_arg = f"{width}x{height}"
     rows = []
     try:
         for codec in args.codecs.split(","):
-            for scene in args.scenes.split(","):
-                row = {"scene": scene, "codec": codec}
+            for kind, name in workloads:
+                label = name if kind == "scene" else f"app-{name}"
+                row = {"scene": label, "codec": codec, "rounds": {lib: [] for lib in libs}}
+                for rnd in range(args.rounds):
+                    for lib in libs:
+                        log(f"{label} {codec} {lib} round {rnd + 1}: capturing {args.seconds} s")
+                        tag = f"{label}-{codec}-{lib}-{rnd}"
+                        drv_log = work / f"driver-{tag}.log"
+                        dump = work / f"stripes-{tag}.bin"
+                        shots_dir = work / f"shots-{tag}"
+                        extra = []
+                        if kind == "scene":
+                            proc = Driver(exe, xvfb.display, name, args.size, args.fps, drv_log)
+                        else:
+                            proc = AppProc(exe, xvfb.display, name, size_arg)
+                            extra = ["--freeze-pgid", str(proc.pgid), "--snap", str(exe),
+                                     "--shots", str(args.shots), "--shots-out", str(shots_dir)]
+                        try:
+                            run = subprocess.run(
+                                [str(pythons[lib]), str(ROOT / "bench" / "runner.py"),
+                                 "--lib", lib, "--display", xvfb.display, "--codec", codec,
+                                 "--width", str(width), "--height", str(height),
+                                 "--fps", str(args.fps), "--seconds", str(args.seconds),
+                                 "--warmup", str(args.warmup), "--dump", str(dump),
+                                 "--quality", str(quality(lib)), "--crf", str(args.crf), *extra],
+                                capture_output=True, text=True, timeout=args.seconds * 4 + 180)
+                        finally:
+                            driver_fps = proc.finish()
+                        if run.returncode != 0:
+                            log(run.stderr)
+                            raise RuntimeError(f"{lib} runner failed")
+                        result = json.loads(run.stdout.strip().splitlines()[-1])
+                        result["driver_fps"] = driver_fps
+                        result["round"] = rnd
+                        log(f"{label} {codec} {lib}: decoding for PSNR")
+                        if kind == "scene":
+                            how = ["--driver-log", str(drv_log), "--scene", name,
+                                   "--skip", str(args.warmup)]
+                        else:
+                            how = ["--shots", str(shots_dir / "shots.json")]
+                        psnr = subprocess.run([str(exe), "psnr", "--dump", str(dump), *how],
+                                              capture_output=True, text=True)
+                        if psnr.returncode == 0:
+                            result.update(json.loads(psnr.stdout))
+                        else:
+                            log(f"PSNR failed: {psnr.stderr.strip()}")
+                            result["psnr_db"] = None
+                        if not args.keep_dumps:
+                            dump.unlink(missing_ok=True)
+                            shutil.rmtree(shots_dir, ignore_errors=True)
+                        row["rounds"][lib].append(result)
+                        log(f"{label} {codec} {lib}: {result['cpu_cores']:.3f} cores, "
+                            f"{result['kbit_per_s']:.0f} kbit/s, "
+                            f"{result['frames_delivered']} frames, "
+                            f"PSNR {fmt(result.get('psnr_db'), '.1f')} dB"
+                            + (f" (settled {result['psnr_settled_db']:.1f})"
+                               if result.get("psnr_settled_db") is not None else ""))
                 for lib in libs:
-                    log(f"{scene} {codec} {lib}: capturing {args.seconds} s")
-                    drv_log = work / f"driver-{scene}-{codec}-{lib}.log"
-                    dump = work / f"stripes-{scene}-{codec}-{lib}.bin"
-                    driver = Driver(exe, xvfb.display, scene, args.size, args.fps, drv_log)
-                    try:
-                        run = subprocess.run(
-                            [str(pythons[lib]), str(ROOT / "bench" / "runner.py"), "--lib", lib,
-                             "--display", xvfb.display, "--codec", codec,
-                             "--width", str(width), "--height", str(height),
-                             "--fps", str(args.fps), "--seconds", str(args.seconds),
-                             "--warmup", str(args.warmup), "--dump", str(dump),
-                             "--quality", str(quality(lib))],
-                            capture_output=True, text=True, timeout=args.seconds * 4 + 120)
-                    finally:
-                        driver_fps = driver.finish()
-                    if run.returncode != 0:
-                        log(run.stderr)
-                        raise RuntimeError(f"{lib} runner failed")
-                    result = json.loads(run.stdout.strip().splitlines()[-1])
-                    result["driver_fps"] = driver_fps
-                    log(f"{scene} {codec} {lib}: decoding for PSNR")
-                    psnr = subprocess.run(
-                        [str(exe), "psnr", "--dump", str(dump), "--driver-log",
-                         str(drv_log), "--scene", scene, "--skip", str(args.warmup)],
-                        capture_output=True, text=True)
-                    if psnr.returncode == 0:
-                        result.update(json.loads(psnr.stdout))
-                    else:
-                        log(f"PSNR failed: {psnr.stderr.strip()}")
-                        result["psnr_db"] = None
-                    if not args.keep_dumps:
-                        dump.unlink(missing_ok=True)
-                    row[lib] = result
-                    log(f"{scene} {codec} {lib}: {result['cpu_cores']:.3f} cores, "
-                        f"{result['kbit_per_s']:.0f} kbit/s, {result['delivered_fps']:.1f} fps, "
-                        f"PSNR {fmt(result.get('psnr_db'), '.1f')} dB")
+                    row[lib] = best(row["rounds"][lib])
                 if "ours" in row and "upstream" in row:
                     o, u = row["ours"], row["upstream"]
                     row["ratios"] = {
                         "cpu": ratio(o["cpu_cores"], u["cpu_cores"]),
                         "bytes": ratio(o["bytes"], u["bytes"]),
                         "fps": ratio(o["delivered_fps"], u["delivered_fps"]),
+                        "frames": ratio(o["frames_delivered"], u["frames_delivered"]),
                         # CPU per delivered frame: fair where one library drops frames.
                         "cpu_per_frame": ratio(o.get("cpu_ms_per_delivered_frame"),
                                                u.get("cpu_ms_per_delivered_frame")),
+                        "bytes_per_frame": ratio(
+                            o["bytes"] / o["frames_delivered"] if o["frames_delivered"] else None,
+                            u["bytes"] / u["frames_delivered"] if u["frames_delivered"] else None),
                     }
                 rows.append(row)
     finally:
@@ -220,24 +288,26 @@ def main():
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
-    out = {"version": 1, "upstream": UPSTREAM, "seconds": args.seconds, "size": args.size,
-           "jpeg_quality": {lib: quality(lib) for lib in libs},
+    out = {"version": 2, "upstream": UPSTREAM, "seconds": args.seconds, "size": args.size,
+           "rounds": args.rounds, "command": " ".join(sys.argv),
+           "jpeg_quality": {lib: quality(lib) for lib in libs}, "h264_crf": args.crf,
            "fps": args.fps, "machine": machine, "results": rows}
     json_path = Path(args.json) if args.json else work / "compare.json"
     json_path.write_text(json.dumps(out, indent=2) + "\n")
     log(f"wrote {json_path}")
 
-    head = (f"{'scene':<7} {'codec':<5} {'cpu ours':>8} {'cpu up':>8} {'ratio':>6} "
-            f"{'kbit/s ours':>11} {'kbit/s up':>11} {'ratio':>6} {'fps ours':>8} {'fps up':>7} "
-            f"{'ratio':>6} {'psnr ours':>9} {'psnr up':>8}")
+    head = (f"{'workload':<12} {'codec':<5} {'cpu ours':>8} {'cpu up':>8} {'ratio':>6} "
+            f"{'kbit/s ours':>11} {'kbit/s up':>11} {'ratio':>6} {'frames ours':>11} "
+            f"{'frames up':>9} {'ratio':>6} {'psnr ours':>9} {'psnr up':>8}")
+    print(f"best of {args.rounds} interleaved rounds of {args.seconds} s per library")
     print(head)
     for r in rows:
         o, u, q = r.get("ours", {}), r.get("upstream", {}), r.get("ratios", {})
-        print(f"{r['scene']:<7} {r['codec']:<5} {fmt(o.get('cpu_cores'), '.3f'):>8} "
+        print(f"{r['scene']:<12} {r['codec']:<5} {fmt(o.get('cpu_cores'), '.3f'):>8} "
               f"{fmt(u.get('cpu_cores'), '.3f'):>8} {fmt(q.get('cpu')):>6} "
               f"{fmt(o.get('kbit_per_s'), '.0f'):>11} {fmt(u.get('kbit_per_s'), '.0f'):>11} "
-              f"{fmt(q.get('bytes'), '.3f'):>6} {fmt(o.get('delivered_fps'), '.1f'):>8} "
-              f"{fmt(u.get('delivered_fps'), '.1f'):>7} {fmt(q.get('fps')):>6} "
+              f"{fmt(q.get('bytes'), '.3f'):>6} {fmt(o.get('frames_delivered'), 'd'):>11} "
+              f"{fmt(u.get('frames_delivered'), 'd'):>9} {fmt(q.get('frames')):>6} "
               f"{fmt(o.get('psnr_db'), '.1f'):>9} {fmt(u.get('psnr_db'), '.1f'):>8}")
     if args.chart and all("ratios" in r for r in rows):
         subprocess.run([str(exe), "chart", "--input", str(json_path), "--out",

@@ -10,12 +10,21 @@ It captures the whole screen of --display (filled by the scene driver), measures
 measured window, counts delivered bytes, stripes and frames, and writes every stripe (payload
 without its header, with frame id, row, capture and delivery times) to --dump in the layout
 `pixelflux-bench psnr` reads. Prints one JSON object on stdout.
+
+With --freeze-pgid (a real application, which has no reference frames) it then, after the
+measured window and still capturing, takes --shots screenshots of a frozen screen: SIGSTOP to
+the application's process group, --settle seconds for the screen and both libraries to deliver
+the last change, a screenshot (`pixelflux-bench snap`), SIGCONT; the list of shots and the
+time each was known to be on screen goes to --shots-out, for `pixelflux-bench psnr --shots`.
+The measured window is not disturbed by this.
 """
 
 import argparse
 import json
 import os
+import signal
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -37,6 +46,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--dump")
+    ap.add_argument("--freeze-pgid", type=int, help="the application's process group")
+    ap.add_argument("--snap", help="the pixelflux-bench binary (its `snap` tool)")
+    ap.add_argument("--shots", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=0.35)
+    ap.add_argument("--shots-out", help="directory for the screenshots and shots.json")
     args = ap.parse_args()
     # Both libraries read the display from the environment.
     os.environ["DISPLAY"] = args.display
@@ -109,6 +123,25 @@ def main():
         last = len(records)
     cpu1 = time.process_time()
     t1 = time.monotonic_ns()
+    shots = []
+    if args.freeze_pgid and args.snap and args.shots_out:
+        os.makedirs(args.shots_out, exist_ok=True)
+        for k in range(args.shots):
+            t_stop = time.monotonic_ns()
+            os.killpg(args.freeze_pgid, signal.SIGSTOP)
+            try:
+                time.sleep(args.settle)
+                path = os.path.join(args.shots_out, f"shot{k}.raw")
+                subprocess.run([args.snap, "snap", "--display", args.display, "--size",
+                                f"{args.width}x{args.height}", "--out", path], check=True)
+                # Stripes delivered until now show the frozen screen (nothing changed since
+                # the settle began: the application is stopped, no paint-over in either).
+                shots.append({"t_ns": time.monotonic_ns(), "t_stop_ns": t_stop, "path": path})
+            finally:
+                os.killpg(args.freeze_pgid, signal.SIGCONT)
+            time.sleep(0.5)
+        with open(os.path.join(args.shots_out, "shots.json"), "w") as f:
+            json.dump(shots, f)
     cap.stop_capture()
     seconds = (t1 - t0) / 1e9
     window = records[first:last]

@@ -30,10 +30,18 @@ def bench_table(path):
     return "\n".join(out)
 
 
+def psnr(r):
+    """PSNR (worst); for a real application also the settled picture's."""
+    text = f"{f(r.get('psnr_db'), '.1f')} ({f(r.get('psnr_min_db'), '.1f')})"
+    if r.get("psnr_settled_db") is not None:
+        text += f", settled {r['psnr_settled_db']:.1f}"
+    return text
+
+
 def compare_table(path):
     data = json.load(open(path))
-    out = ["| scene | codec | CPU cores ours / upstream | ratio | CPU per delivered frame ratio "
-           "| kbit/s ours / upstream | ratio | delivered fps ours / upstream | ratio "
+    out = ["| workload | codec | CPU cores ours / upstream | ratio | CPU per delivered frame ratio "
+           "| kbit/s ours / upstream | ratio | frames delivered ours / upstream | ratio "
            "| PSNR dB ours / upstream (worst) |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["results"]:
@@ -44,10 +52,9 @@ def compare_table(path):
             f"| **{f(q.get('cpu'), '.2f')}** | {f(q.get('cpu_per_frame'), '.2f')} "
             f"| {f(o.get('kbit_per_s'), ',.0f')} / {f(u.get('kbit_per_s'), ',.0f')} "
             f"| **{f(q.get('bytes'), '.3f')}** "
-            f"| {f(o.get('delivered_fps'), '.1f')} / {f(u.get('delivered_fps'), '.1f')} "
-            f"| **{f(q.get('fps'), '.2f')}** "
-            f"| {f(o.get('psnr_db'), '.1f')} ({f(o.get('psnr_min_db'), '.1f')}) / "
-            f"{f(u.get('psnr_db'), '.1f')} ({f(u.get('psnr_min_db'), '.1f')}) |")
+            f"| {f(o.get('frames_delivered'), 'd')} / {f(u.get('frames_delivered'), 'd')} "
+            f"| **{f(q.get('frames', q.get('fps')), '.2f')}** "
+            f"| {psnr(o)} / {psnr(u)} |")
     return "\n".join(out)
 
 

@@ -1,9 +1,19 @@
 //! Real applications as workloads, beside the synthetic scenes: a terminal scrolling a log
 //! (xterm), an idle desktop with a clock (xclock), a video playing in a window (ffplay of a clip
 //! ffmpeg makes from its `testsrc2` pattern). Each runs on the benchmark's X display; there is
-//! no reference picture, so these runs have no PSNR. Install them with
+//! no reference picture, so these runs have no PSNR in `pixelflux-bench` itself;
+//! `bench/compare.py` measures it by freezing the application (SIGSTOP to its process group),
+//! taking a screenshot (`pixelflux-bench snap`) and comparing it with what each library
+//! delivered by then (`pixelflux-bench psnr --shots`). Install them with
 //! `scripts/install-deps.sh bench` (Debian: xterm, x11-apps, ffmpeg).
+//!
+//! The workload is the same in every run: the terminal's log comes from `pixelflux-bench
+//! lines`, a fixed number of lines per second (not as fast as xterm can draw, which would
+//! depend on how much CPU the capture leaves it), the clip restarts with the player, and each
+//! run starts the application afresh.
 
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +24,8 @@ use clap::ValueEnum;
 /// A real application to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum App {
-    /// xterm filling the region, printing a build log in a loop (scrolls every frame).
+    /// xterm filling the region, printing a build log in a loop at [`TERMINAL_LINES_PER_S`]
+    /// (scrolls every frame).
     Terminal,
     /// xclock (digital, seconds) in a corner of an otherwise still screen.
     Clock,
@@ -35,6 +46,13 @@ impl App {
 
 /// How long an application gets to put its first picture up.
 const SETTLE: Duration = Duration::from_millis(1500);
+
+/// Lines the terminal prints per second: 4 per frame at 60 fps, a fast build log.
+pub const TERMINAL_LINES_PER_S: f64 = 240.0;
+
+/// Batches per second the log is written in (one `write` each, so xterm scrolls once per
+/// batch, as a program printing line-buffered bursts makes it).
+const LINE_BATCHES_PER_S: f64 = 60.0;
 
 /// A running application; killed (and reaped) when dropped.
 pub struct AppRun {
@@ -57,9 +75,13 @@ impl AppRun {
                 let log = dir.join("build.log");
                 write_build_log(&log)?;
                 // The default font is 6x13: fill the region.
+                let me = std::env::current_exe().context("the benchmark's own path")?;
                 let mut c = Command::new("xterm");
                 c.args(["-geometry", &format!("{}x{}+0+0", w / 6, h / 13)])
-                    .args(["-e", "sh", "-c", "while :; do cat \"$0\"; done"])
+                    .arg("-e")
+                    .arg(me)
+                    .args(["lines", "--rate", &TERMINAL_LINES_PER_S.to_string()])
+                    .arg("--file")
                     .arg(&log);
                 c
             }
@@ -89,6 +111,9 @@ impl AppRun {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: `bench/compare.py` freezes the whole application
+            // (xterm and the log writer) with one signal to the group.
+            .process_group(0)
             .spawn()
             .with_context(|| {
                 format!("start {program} (install it: scripts/install-deps.sh bench)")
@@ -105,8 +130,22 @@ impl AppRun {
     }
 }
 
+impl AppRun {
+    /// The application's process group (its own pid).
+    pub fn process_group(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for AppRun {
     fn drop(&mut self) {
+        // The whole group (xterm's log writer too), then the child itself.
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -153,4 +192,57 @@ fn make_clip(path: &Path) -> anyhow::Result<()> {
         bail!("ffmpeg could not make the clip ({status})");
     }
     Ok(())
+}
+
+/// `pixelflux-bench lines`: the terminal workload's log writer.
+#[derive(Debug, clap::Args)]
+pub struct LinesArgs {
+    /// The text to print, line by line, from the top again at its end.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Lines per second.
+    #[arg(long, default_value_t = TERMINAL_LINES_PER_S)]
+    pub rate: f64,
+}
+
+/// Prints `args.file` at `args.rate` lines per second in [`LINE_BATCHES_PER_S`] batches, in a
+/// loop, until stdout closes. Behind schedule it skips ahead rather than bursting.
+pub fn run_lines(args: &LinesArgs) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file.display()))?;
+    let lines: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()?;
+    if lines.is_empty() || !args.rate.is_finite() || args.rate <= 0.0 {
+        bail!("nothing to print");
+    }
+    let period = Duration::from_secs_f64(1.0 / LINE_BATCHES_PER_S);
+    let per_batch = args.rate / LINE_BATCHES_PER_S;
+    let mut stdout = std::io::stdout().lock();
+    let (mut next, mut owed, mut at) = (Instant::now(), 0.0f64, 0usize);
+    let mut batch = String::new();
+    loop {
+        owed += per_batch;
+        batch.clear();
+        while owed >= 1.0 {
+            batch.push_str(&lines[at % lines.len()]);
+            batch.push('\n');
+            at += 1;
+            owed -= 1.0;
+        }
+        if stdout
+            .write_all(batch.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return Ok(());
+        }
+        next += period;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
 }

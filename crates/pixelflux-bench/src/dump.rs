@@ -33,12 +33,17 @@ pub struct PsnrArgs {
     /// The stripe dump.
     #[arg(long)]
     pub dump: PathBuf,
-    /// The driver's frame log (`--drive-only --driver-log`).
-    #[arg(long)]
-    pub driver_log: PathBuf,
+    /// The driver's frame log (`--drive-only --driver-log`); with --scene.
+    #[arg(long, required_unless_present = "shots")]
+    pub driver_log: Option<PathBuf>,
     /// The scene the driver drew.
-    #[arg(long)]
-    pub scene: Scene,
+    #[arg(long, required_unless_present = "shots")]
+    pub scene: Option<Scene>,
+    /// Instead of a scene: screenshots of a frozen application (JSON list of `{"t_ns",
+    /// "path"}`, raw BGRX rows of the dump's size, each taken while nothing changed on the
+    /// screen); each is compared with the picture the stripes delivered up to `t_ns` make.
+    #[arg(long, conflicts_with_all = ["driver_log", "scene"])]
+    pub shots: Option<PathBuf>,
     /// Pictures compared.
     #[arg(long, default_value_t = 10)]
     pub samples: usize,
@@ -196,6 +201,10 @@ pub struct PsnrOutcome {
     pub psnr_median_db: Option<f64>,
     /// Each 60-row band against its own best source frame (the encoding alone).
     pub psnr_bandwise_db: Option<f64>,
+    /// Screenshots only: the picture at the shot's time, after the screen had been still a
+    /// while (`psnr_db` is the first picture showing the frozen screen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psnr_settled_db: Option<f64>,
     /// Samples showing parts of different source frames.
     pub torn_samples: usize,
     pub samples: usize,
@@ -252,6 +261,7 @@ pub fn psnr_of_dump(
             psnr_min_db: None,
             psnr_median_db: None,
             psnr_bandwise_db: None,
+            psnr_settled_db: None,
             torn_samples: 0,
             samples: 0,
             matched: Vec::new(),
@@ -335,6 +345,7 @@ pub fn psnr_of_dump(
             50.0,
         ),
         psnr_bandwise_db: psnr_summary(&band_mses).map(|s| cap(s.0)),
+        psnr_settled_db: None,
         torn_samples: torn,
         samples: mses.len(),
         matched: found.iter().map(|f| f.1).collect(),
@@ -343,22 +354,127 @@ pub fn psnr_of_dump(
     })
 }
 
+/// A screenshot of a frozen screen and when it was known to be on the screen.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Shot {
+    /// `CLOCK_MONOTONIC` ns, on the dump's clock: stripes delivered up to here count.
+    pub t_ns: u64,
+    /// When the application was stopped (0: unknown); the screen was still from shortly after.
+    #[serde(default)]
+    pub t_stop_ns: u64,
+    /// Raw BGRX rows, `width * 4` bytes each.
+    pub path: PathBuf,
+}
+
+/// A picture matching a screenshot at least this well shows the frozen screen (coded); one
+/// still showing an earlier scroll position of text scores far lower.
+const SHOWS_THE_SCREEN_DB: f64 = 30.0;
+
+/// PSNR against each screenshot of two pictures the dump's stripes make: **in motion**, the
+/// first picture after the application was stopped that shows the frozen screen (the last
+/// change, coded as it was coded while the screen moved), and **settled**, the picture at the
+/// shot's time (after whatever a library sends once a stripe stops changing: upstream 2.x
+/// sends a few more pictures of a stripe that stopped changing, which refine it). A shot
+/// without `t_stop_ns` has only the settled picture.
+pub fn psnr_of_shots(
+    dump: &Dump,
+    shots: &[Shot],
+    pictures: &[Vec<u8>],
+) -> anyhow::Result<PsnrOutcome> {
+    let size = dump.width as usize * dump.height as usize * 4;
+    // Per shot: the frames that may show the frozen screen, in delivery order.
+    let mut per_shot: Vec<(usize, Vec<u64>)> = Vec::new();
+    for (k, (shot, data)) in shots.iter().zip(pictures).enumerate() {
+        if data.len() != size {
+            bail!(
+                "a screenshot of {} bytes for a {size}-byte picture",
+                data.len()
+            );
+        }
+        let mut ids: Vec<u64> = Vec::new();
+        let from = shot.t_stop_ns.min(shot.t_ns);
+        // The frame on the screen when it stopped, then each one delivered until the shot.
+        if let Some(s) = dump.stripes.iter().rev().find(|s| s.callback_ns <= from) {
+            ids.push(s.stripe.frame_id);
+        }
+        for s in dump.stripes.iter() {
+            if s.callback_ns > from
+                && s.callback_ns <= shot.t_ns
+                && ids.last() != Some(&s.stripe.frame_id)
+            {
+                ids.push(s.stripe.frame_id);
+            }
+        }
+        if !ids.is_empty() {
+            per_shot.push((k, ids));
+        }
+    }
+    let all: Vec<u64> = per_shot
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .collect();
+    let received: Vec<Received> = dump.stripes.iter().map(|s| s.stripe.clone()).collect();
+    let canvases = reconstruct(&received, dump.width, dump.height, &all)?;
+    let (mut motion, mut settled, mut ids_used) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0;
+    for (k, ids) in &per_shot {
+        let mses: Vec<f64> = (0..ids.len())
+            .map(|i| mse_bgrx(&canvases[at + i].data, &pictures[*k]))
+            .collect();
+        at += ids.len();
+        let first = mses
+            .iter()
+            .position(|m| psnr_from_mse(*m) >= SHOWS_THE_SCREEN_DB)
+            .unwrap_or(mses.len() - 1);
+        motion.push(mses[first]);
+        ids_used.push(ids[first]);
+        settled.push(mses[mses.len() - 1]);
+    }
+    let summary = psnr_summary(&motion);
+    let cap = |db: f64| db.min(super::PSNR_IDENTICAL_DB);
+    let per_sample: Vec<f64> = motion.iter().map(|m| cap(psnr_from_mse(*m))).collect();
+    Ok(PsnrOutcome {
+        psnr_db: summary.map(|s| cap(s.0)),
+        psnr_min_db: summary.map(|s| cap(s.1)),
+        psnr_median_db: percentile(&per_sample, 50.0),
+        psnr_bandwise_db: None,
+        psnr_settled_db: psnr_summary(&settled).map(|s| cap(s.0)),
+        torn_samples: 0,
+        samples: motion.len(),
+        matched: Vec::new(),
+        per_sample_db: per_sample,
+        frame_ids: ids_used,
+    })
+}
+
 /// `pixelflux-bench psnr`.
 pub fn run(args: PsnrArgs) -> anyhow::Result<()> {
     let dump = read_dump(std::io::BufReader::new(
         std::fs::File::open(&args.dump).with_context(|| format!("open {}", args.dump.display()))?,
     ))?;
-    let log = read_driver_log(std::io::BufReader::new(
-        std::fs::File::open(&args.driver_log)
-            .with_context(|| format!("open {}", args.driver_log.display()))?,
-    ))?;
-    let outcome = psnr_of_dump(
-        &dump,
-        &log,
-        args.scene,
-        args.samples,
-        (args.skip * 1e9) as u64,
-    )?;
+    let outcome = match (&args.shots, &args.driver_log, args.scene) {
+        (Some(path), _, _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("open {}", path.display()))?;
+            let shots: Vec<Shot> = serde_json::from_str(&text)?;
+            let mut pictures = Vec::new();
+            for shot in &shots {
+                pictures.push(
+                    std::fs::read(&shot.path)
+                        .with_context(|| format!("open {}", shot.path.display()))?,
+                );
+            }
+            psnr_of_shots(&dump, &shots, &pictures)?
+        }
+        (None, Some(driver_log), Some(scene)) => {
+            let log = read_driver_log(std::io::BufReader::new(
+                std::fs::File::open(driver_log)
+                    .with_context(|| format!("open {}", driver_log.display()))?,
+            ))?;
+            psnr_of_dump(&dump, &log, scene, args.samples, (args.skip * 1e9) as u64)?
+        }
+        _ => bail!("--shots, or --driver-log with --scene"),
+    };
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(())
 }
@@ -419,5 +535,61 @@ mod tests {
         assert!((out.psnr_bandwise_db.unwrap() - out.psnr_db.unwrap()).abs() < 0.5);
         assert!(out.psnr_db.unwrap() > 30.0, "{:?}", out.psnr_db);
         assert!(read_dump(&b"PFXDUMP0"[..]).is_err());
+    }
+
+    #[test]
+    fn shots_compare_the_first_picture_of_the_frozen_screen_and_the_settled_one() {
+        let (w, h) = (96u32, 64u32);
+        let mut src = SyntheticSource::new(Scene::Full, w, h);
+        let frames: Vec<OwnedFrame> = (0..3).map(|_| src.advance().clone()).collect();
+        let stripe = |id: u64, f: &OwnedFrame, q: i32, t: u64| DumpStripe {
+            stripe: Received {
+                codec: Codec::Jpeg,
+                frame_id: id,
+                y: 0,
+                height: h,
+                payload: reference_jpeg(f, q),
+            },
+            capture_ns: 0,
+            callback_ns: t,
+        };
+        // Frame 0 on the screen; stopped at 150 with frame 2 up: delivered at 200 coarsely,
+        // refined at 300 (as upstream does once a stripe stops changing).
+        let dump = Dump {
+            width: w,
+            height: h,
+            stripes: vec![
+                stripe(0, &frames[0], 90, 100),
+                stripe(1, &frames[2], 70, 200),
+                stripe(2, &frames[2], 98, 300),
+            ],
+        };
+        let shot = |t_stop_ns, t_ns| Shot {
+            t_ns,
+            t_stop_ns,
+            path: PathBuf::new(),
+        };
+        let out = psnr_of_shots(&dump, &[shot(150, 350)], &[frames[2].data.clone()]).unwrap();
+        assert_eq!(out.samples, 1);
+        assert_eq!(
+            out.frame_ids,
+            vec![1],
+            "the first picture of the frozen screen"
+        );
+        let (motion, settled) = (out.psnr_db.unwrap(), out.psnr_settled_db.unwrap());
+        assert!(
+            motion > 30.0 && settled > motion + 3.0,
+            "{motion} / {settled}"
+        );
+        // Without the stop time: the picture at the shot's time only.
+        let out = psnr_of_shots(&dump, &[shot(0, 250)], &[frames[2].data.clone()]).unwrap();
+        assert_eq!(out.frame_ids, vec![1]);
+        // The wrong picture scores far lower: the comparison can fail. A shot before
+        // anything arrived is left out; a wrong size is an error.
+        let wrong = psnr_of_shots(&dump, &[shot(0, 150)], &[frames[2].data.clone()]).unwrap();
+        assert!(wrong.psnr_db.unwrap() + 5.0 < motion, "{wrong:?}");
+        let none = psnr_of_shots(&dump, &[shot(0, 50)], &[frames[2].data.clone()]).unwrap();
+        assert_eq!(none.samples, 0);
+        assert!(psnr_of_shots(&dump, &[shot(0, 150)], &[vec![0; 4]]).is_err());
     }
 }

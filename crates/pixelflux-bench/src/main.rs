@@ -110,6 +110,72 @@ pub enum Tool {
     Psnr(dump::PsnrArgs),
     /// Draw the comparison chart (SVG) from the JSON bench/compare.py writes.
     Chart(chart::ChartArgs),
+    /// Run a real application on an X display until stdin closes (prints `ready PGID` once it
+    /// is up; PGID is its process group, which bench/compare.py freezes for screenshots).
+    App(AppArgs),
+    /// The terminal application's log writer: a file's lines at a fixed rate, in a loop.
+    Lines(apps::LinesArgs),
+    /// Write the top-left WxH of an X display's screen as raw BGRX rows to a file.
+    Snap(SnapArgs),
+}
+
+/// `pixelflux-bench app`.
+#[derive(Debug, clap::Args)]
+pub struct AppArgs {
+    /// X display.
+    #[arg(long)]
+    pub display: String,
+    /// The application.
+    #[arg(long, value_enum)]
+    pub app: App,
+    /// The region it fills (from the top left), WxH.
+    #[arg(long, default_value = "1920x1080")]
+    pub size: RegionArg,
+}
+
+/// `pixelflux-bench snap`.
+#[derive(Debug, clap::Args)]
+pub struct SnapArgs {
+    /// X display.
+    #[arg(long)]
+    pub display: String,
+    /// The region (from the top left), WxH.
+    #[arg(long, default_value = "1920x1080")]
+    pub size: RegionArg,
+    /// Output file: height rows of width * 4 bytes.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Starts the application, says `ready PGID`, and stops it when stdin closes.
+fn run_app(args: &AppArgs) -> anyhow::Result<()> {
+    let run = AppRun::start(args.app, &args.display, (args.size.width, args.size.height))?;
+    println!("ready {}", run.process_group());
+    std::io::stdout().flush()?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+    drop(run);
+    Ok(())
+}
+
+/// Grabs the region once (the capture's own X11 source) and writes its rows.
+fn run_snap(args: &SnapArgs) -> anyhow::Result<()> {
+    let (w, h) = (args.size.width, args.size.height);
+    let mut source = X11Source::open(
+        Some(&args.display),
+        Region {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+        },
+    )?;
+    let frame = source.grab()?;
+    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    let view = frame.view();
+    for y in 0..h {
+        out.extend_from_slice(view.row(y));
+    }
+    std::fs::write(&args.out, out).with_context(|| format!("write {}", args.out.display()))
 }
 
 /// Runs `pixelflux-bench` with these arguments.
@@ -119,6 +185,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(Tool::Xvfb(a)) => return run_xvfb(&a),
         Some(Tool::Psnr(a)) => return dump::run(a),
         Some(Tool::Chart(a)) => return chart::run(a),
+        Some(Tool::App(a)) => return run_app(&a),
+        Some(Tool::Lines(a)) => return apps::run_lines(&a),
+        Some(Tool::Snap(a)) => return run_snap(&a),
         None => {}
     }
     let plan = Plan::from_args(&args)?;

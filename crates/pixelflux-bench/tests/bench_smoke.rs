@@ -167,3 +167,85 @@ fn bench_runs_real_applications() {
         "terminal sent nothing"
     );
 }
+
+/// What bench/compare.py's PSNR of a real application rests on: `app` starts it in its own
+/// process group, stopping that group stills the screen (xterm and its log writer alike), and
+/// `snap` photographs the screen; a running terminal's screen keeps changing.
+#[test]
+fn a_stopped_application_holds_still_for_its_screenshot() {
+    use std::io::BufRead;
+    let bench = env!("CARGO_BIN_EXE_pixelflux-bench");
+    let mut xvfb = Command::new(bench)
+        .args(["xvfb", "--size", "320x240"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run pixelflux-bench xvfb");
+    let mut display = String::new();
+    std::io::BufReader::new(xvfb.stdout.take().unwrap())
+        .read_line(&mut display)
+        .unwrap();
+    let display = display.trim().to_owned();
+    let mut app = Command::new(bench)
+        .args([
+            "app",
+            "--app",
+            "terminal",
+            "--size",
+            "320x240",
+            "--display",
+            &display,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run pixelflux-bench app");
+    let mut ready = String::new();
+    std::io::BufReader::new(app.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let pgid: i32 = ready
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("said {ready:?}"));
+    let dir = std::env::temp_dir().join(format!("pixelflux-bench-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let snap = |name: &str| -> Vec<u8> {
+        let path = dir.join(name);
+        let out = output_within(
+            Command::new(bench)
+                .args(["snap", "--size", "320x240", "--display", &display, "--out"])
+                .arg(&path),
+            Duration::from_secs(30),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(&path).unwrap()
+    };
+    let running = [snap("a"), {
+        std::thread::sleep(Duration::from_millis(300));
+        snap("b")
+    }];
+    let group = nix::unistd::Pid::from_raw(pgid);
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = [snap("c"), {
+        std::thread::sleep(Duration::from_millis(300));
+        snap("d")
+    }];
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGCONT).unwrap();
+    drop(app.stdin.take());
+    assert!(app.wait().unwrap().success());
+    drop(xvfb.stdin.take());
+    xvfb.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(running[0].len(), 320 * 240 * 4);
+    assert_ne!(running[0], running[1], "the terminal did not scroll");
+    assert_eq!(
+        stopped[0], stopped[1],
+        "the stopped terminal still changed the screen"
+    );
+}

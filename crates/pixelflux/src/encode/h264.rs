@@ -23,6 +23,7 @@
 //! heights are even by validation.
 
 use super::color::YuvPlanes;
+use super::mbinfo::ConstantBlocks;
 use super::x264::{self, Chroma, PictureType};
 use super::{EncodeError, EncodeOutcome, EncodeRequest, StripeEncoder, StripeKind, StripePlace};
 use crate::config::H264Config;
@@ -37,6 +38,9 @@ pub const PAINT_OVER_MAX_QP: u8 = 10;
 pub struct H264Encoder {
     encoder: x264::Encoder,
     planes: YuvPlanes,
+    /// The macroblocks unchanged since the last picture, told to x264 (`mb_info`); `None`
+    /// only in the benchmark that measures what telling costs and saves.
+    constant: Option<ConstantBlocks>,
     crf: f32,
     paint_over_qp: u8,
     threads: u32,
@@ -61,6 +65,7 @@ impl H264Encoder {
         Ok(Self {
             encoder,
             planes: YuvPlanes::new(width, height, chroma),
+            constant: Some(ConstantBlocks::default()),
             crf,
             paint_over_qp: config.crf.min(PAINT_OVER_MAX_QP),
             threads,
@@ -96,6 +101,9 @@ impl H264Encoder {
         tracing::debug!("stripe size changed to {width}x{height}: new H.264 encoder");
         self.encoder = Self::open(width, height, chroma, self.crf, self.threads, self.fps)?;
         self.planes = YuvPlanes::new(width, height, chroma);
+        if let Some(c) = &mut self.constant {
+            c.reset();
+        }
         Ok(())
     }
 }
@@ -131,9 +139,16 @@ impl StripeEncoder for H264Encoder {
             pixels.height,
         );
         let header_len = out.len();
+        let planes = self.planes.planes();
+        let (w, h) = (self.planes.width(), self.planes.height());
+        let chroma = self.planes.chroma();
+        let mb_info = self
+            .constant
+            .as_mut()
+            .and_then(|c| c.update(&planes, w, h, chroma));
         let produced = self
             .encoder
-            .encode_at(self.planes.planes(), force_idr, qp, out)
+            .encode_with(planes, force_idr, qp, mb_info, out)
             .map_err(EncodeError::H264)?;
         let Some(picture) = produced else {
             out.clear();
@@ -348,5 +363,91 @@ mod tests {
         let (out, o) = run(&mut enc, &picture(64, 32, 0), request(false, false), 1);
         assert_eq!(o.kind.h264_frame_type(), Some(H264FrameType::Idr));
         assert_eq!(&out[8..10], &[0, 32]);
+    }
+
+    /// What telling x264 the unchanged macroblocks (`mb_info`) costs and saves, per stripe
+    /// height, on small changes (a caret typing 3 glyphs a frame), a third of the width
+    /// changing (video) and every row changing (a 4-row scroll). Two encoders per case, with
+    /// and without, fed the same frames alternately; wall time per picture (p10 / median,
+    /// colour conversion and the comparison included) and bytes. Figures in docs/h264.md:
+    /// `cargo test --release -p pixelflux --lib -- --ignored --nocapture bench_mb_info`
+    #[test]
+    #[ignore = "benchmark: run in release with --ignored --nocapture"]
+    fn bench_mb_info() {
+        use std::time::Instant;
+        let w = 1920u32;
+        let quantile = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[((v.len() - 1) as f64 * q) as usize]
+        };
+        println!("| change | stripe rows | mb_info | µs/picture p10 | median | bytes/picture |");
+        println!("|---|---|---|---|---|---|");
+        for (name, rows) in [
+            ("typing", 128u32),
+            ("typing", 544),
+            ("video", 128),
+            ("video", 544),
+            ("scroll", 128),
+            ("scroll", 544),
+        ] {
+            let base = picture(w, rows + 480, 1);
+            let frames: Vec<OwnedFrame> = (0..120u32)
+                .map(|k| {
+                    let mut f = OwnedFrame::new(w, rows);
+                    let shift = if name == "scroll" { 4 * k } else { 0 };
+                    let stride = w as usize * 4;
+                    f.data.copy_from_slice(
+                        &base.data[shift as usize * stride..(shift + rows) as usize * stride],
+                    );
+                    if name == "typing" {
+                        // Every glyph typed so far, 6x13 each, on one line.
+                        for g in 0..=(3 * k) {
+                            let (x0, y0) = (40 + (g % 300) * 6, 40 + (g / 300) * 13);
+                            for y in y0..y0 + 10 {
+                                for x in x0..x0 + 5 {
+                                    if (x * 7 + y * 3 + g) % 3 == 0 {
+                                        let i = ((y * w + x) * 4) as usize;
+                                        f.data[i..i + 3].fill(0);
+                                    }
+                                }
+                            }
+                        }
+                    } else if name == "video" {
+                        for y in 0..rows {
+                            for x in w / 3..2 * w / 3 {
+                                let i = ((y * w + x) * 4) as usize;
+                                let v = ((x + 3 * k) ^ (y + 2 * k)) as u8;
+                                f.data[i..i + 3].copy_from_slice(&[v, v / 2, 255 - v]);
+                            }
+                        }
+                    }
+                    f
+                })
+                .collect();
+            let mut with = H264Encoder::new(&settings(25, false), w, rows).unwrap();
+            let mut without = H264Encoder::new(&settings(25, false), w, rows).unwrap();
+            without.constant = None;
+            let mut times = [Vec::new(), Vec::new()];
+            let mut bytes = [0usize; 2];
+            for (k, f) in frames.iter().enumerate() {
+                for (j, enc) in [&mut with, &mut without].into_iter().enumerate() {
+                    let t = Instant::now();
+                    let (out, _) = run(enc, f, request(false, false), k as u64);
+                    if k > 0 {
+                        times[j].push(t.elapsed().as_secs_f64() * 1e6);
+                        bytes[j] += out.len();
+                    }
+                }
+            }
+            for (j, label) in ["yes", "no"].iter().enumerate() {
+                let n = times[j].len();
+                println!(
+                    "| {name} | {rows} | {label} | {:.0} | {:.0} | {} |",
+                    quantile(&mut times[j], 0.1),
+                    quantile(&mut times[j], 0.5),
+                    bytes[j] / n
+                );
+            }
+        }
     }
 }

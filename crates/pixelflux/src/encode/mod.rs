@@ -9,6 +9,8 @@ pub(crate) mod color;
 #[cfg(feature = "x264")]
 pub(crate) mod h264;
 pub(crate) mod jpeg;
+#[cfg(feature = "x264")]
+pub(crate) mod mbinfo;
 pub(crate) mod still;
 
 // The measurements behind the JPEG chroma choice and the still format (tests/jpeg_chroma.rs,

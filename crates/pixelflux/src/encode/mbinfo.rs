@@ -1,0 +1,186 @@
+//! Which macroblocks of a stripe's picture did not change since the picture its encoder saw
+//! last, for x264's `mb_info` (`X264_MBINFO_CONSTANT`): x264 then codes them as skipped
+//! without analysing them (when its reference there is at least as sharp as the picture's
+//! quantizer), so the unchanged part of a tall stripe costs next to nothing.
+//!
+//! The comparison is on the converted planes, exactly what x264 is handed: 16x16 luma blocks
+//! and their chroma (8x8 in 4:2:0, 16x16 in 4:4:4). Macroblocks are counted over the size
+//! rounded up to 16, as x264 counts them; the padding rows and columns of the last ones are
+//! x264's own copies of the edge, which change only when the edge does.
+
+use super::x264::{Chroma, Planes, MBINFO_CONSTANT};
+
+/// The previous picture's planes and the flags computed against them.
+#[derive(Debug, Default)]
+pub struct ConstantBlocks {
+    prev_y: Vec<u8>,
+    prev_u: Vec<u8>,
+    prev_v: Vec<u8>,
+    /// One byte per macroblock, row by row: `MBINFO_CONSTANT` or 0.
+    flags: Vec<u8>,
+    /// Whether `prev_*` hold a picture of the current size.
+    primed: bool,
+}
+
+impl ConstantBlocks {
+    /// Forgets the previous picture (a new encoder, a new size).
+    pub fn reset(&mut self) {
+        self.primed = false;
+    }
+
+    /// Compares `planes` (a `width` x `height` picture in `chroma`) with the previous picture,
+    /// keeps `planes` as the next one's previous, and returns the flags, or `None` for the
+    /// first picture (nothing to compare with).
+    pub fn update(
+        &mut self,
+        planes: &Planes<'_>,
+        width: u32,
+        height: u32,
+        chroma: Chroma,
+    ) -> Option<&mut [u8]> {
+        let (w, h) = (width as usize, height as usize);
+        let (mbw, mbh) = (w.div_ceil(16), h.div_ceil(16));
+        let (cw, ch) = chroma.plane_size(width, height);
+        let (cw, ch) = (cw as usize, ch as usize);
+        // Chroma rows and columns per macroblock.
+        let (cbw, cbh) = match chroma {
+            Chroma::I420 => (8, 8),
+            Chroma::I444 => (16, 16),
+        };
+        let y_len = planes.y_stride * (h - 1) + w;
+        let c_len = planes.c_stride * (ch - 1) + cw;
+        let compared = self.primed
+            && self.prev_y.len() == y_len
+            && self.prev_u.len() == c_len
+            && self.flags.len() == mbw * mbh;
+        if compared {
+            self.flags.fill(MBINFO_CONSTANT);
+            mark_changed(
+                &mut self.flags,
+                mbw,
+                (&self.prev_y, &planes.y[..y_len]),
+                (planes.y_stride, w, h),
+                16,
+            );
+            for (prev, cur) in [(&self.prev_u, planes.u), (&self.prev_v, planes.v)] {
+                mark_changed(
+                    &mut self.flags,
+                    mbw,
+                    (prev, &cur[..c_len]),
+                    (planes.c_stride, cw, ch),
+                    cbw.min(cbh),
+                );
+            }
+        } else {
+            self.flags.clear();
+            self.flags.resize(mbw * mbh, 0);
+        }
+        copy_into(&mut self.prev_y, &planes.y[..y_len]);
+        copy_into(&mut self.prev_u, &planes.u[..c_len]);
+        copy_into(&mut self.prev_v, &planes.v[..c_len]);
+        self.primed = true;
+        compared.then_some(self.flags.as_mut_slice())
+    }
+}
+
+fn copy_into(dst: &mut Vec<u8>, src: &[u8]) {
+    dst.clear();
+    dst.extend_from_slice(src);
+}
+
+/// Clears the flag of every macroblock with a differing pixel in this plane, whose blocks are
+/// `block` x `block` samples; `(stride, width, height)` of the plane.
+fn mark_changed(
+    flags: &mut [u8],
+    mbw: usize,
+    (prev, cur): (&[u8], &[u8]),
+    (stride, width, height): (usize, usize, usize),
+    block: usize,
+) {
+    for row in 0..height {
+        let start = row * stride;
+        let (a, b) = (&prev[start..start + width], &cur[start..start + width]);
+        if a == b {
+            continue;
+        }
+        let line = &mut flags[(row / block) * mbw..][..mbw];
+        for ((pa, pb), flag) in a.chunks(block).zip(b.chunks(block)).zip(line.iter_mut()) {
+            if *flag != 0 && pa != pb {
+                *flag = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planes<'a>(y: &'a [u8], u: &'a [u8], v: &'a [u8], w: usize, cw: usize) -> Planes<'a> {
+        Planes {
+            y,
+            u,
+            v,
+            y_stride: w,
+            c_stride: cw,
+        }
+    }
+
+    #[test]
+    fn only_changed_macroblocks_lose_the_flag() {
+        // 40x20: 3x2 macroblocks (the last column and row padded by x264).
+        let (w, h) = (40usize, 20usize);
+        let (cw, ch) = (20usize, 10usize);
+        let mut y = vec![50u8; w * h];
+        let mut u = vec![128u8; cw * ch];
+        let v = vec![128u8; cw * ch];
+        let mut blocks = ConstantBlocks::default();
+        // First picture: nothing to compare with.
+        assert!(blocks
+            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .is_none());
+        // Unchanged: every block constant.
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![MBINFO_CONSTANT; 6]);
+        // One luma pixel in the second block of the second row (x 16..32, y 16..), one chroma
+        // sample in the third block of the first row (chroma x 16.., y 0..8).
+        y[17 * w + 20] = 51;
+        u[3 * cw + 17] = 1;
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .unwrap()
+            .to_vec();
+        let c = MBINFO_CONSTANT;
+        assert_eq!(flags, vec![c, c, 0, c, 0, c]);
+        // Compared with the picture just before (not the first one).
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![c; 6]);
+        // After a reset, nothing to compare with again.
+        blocks.reset();
+        assert!(blocks
+            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .is_none());
+    }
+
+    #[test]
+    fn full_colour_chroma_blocks_are_16_wide() {
+        let (w, h) = (32usize, 16usize);
+        let y = vec![50u8; w * h];
+        let mut u = vec![128u8; w * h];
+        let v = vec![128u8; w * h];
+        let mut blocks = ConstantBlocks::default();
+        blocks.update(&planes(&y, &u, &v, w, w), 32, 16, Chroma::I444);
+        u[5 * w + 15] = 0; // still the first macroblock in 4:4:4
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, w), 32, 16, Chroma::I444)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![0, MBINFO_CONSTANT]);
+    }
+}
