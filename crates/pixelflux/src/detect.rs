@@ -240,6 +240,55 @@ impl StripeState {
     pub fn reset(&mut self) {
         *self = Self::default();
     }
+
+    /// What the viewer's pixels of this stripe are worth, for rows copied out of it.
+    pub fn carried(&self) -> Carried {
+        Carried {
+            sent_quality: self.sent_quality,
+            painted_over: self.painted_over,
+        }
+    }
+
+    /// The viewer's pixels of this stripe were replaced by rows copied from elsewhere on its
+    /// screen (copy-rows), which now match `hash`, the hash of this frame's pixels: nothing is
+    /// encoded. The stripe takes on the worth of what was copied (`carried`: the lowest
+    /// quality, paint-over only if every source had it), counts as just changed for the
+    /// paint-over trigger (a still or paint-over follows once it stays put) and leaves the
+    /// damaged state (the rows are hashed every frame while scroll detection is on). A move
+    /// is not an encoded change: it neither steps the quality down nor counts towards damage
+    /// throttling.
+    pub fn moved(&mut self, hash: u64, carried: Carried) {
+        self.last_hash = Some(hash);
+        self.sent_quality = carried.sent_quality;
+        self.painted_over = carried.painted_over;
+        self.static_frames = 0;
+        self.changed_frames = 0;
+        self.damaged_left = 0;
+    }
+}
+
+/// The worth of pixels a viewer has: the JPEG quality they were sent at and whether a
+/// paint-over (or lossless still) has been sent for them. Rows moved by copy-rows carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Carried {
+    sent_quality: u8,
+    painted_over: bool,
+}
+
+impl Carried {
+    /// Whether anything was sent for these pixels (a stripe that was reset has nothing the
+    /// viewer could copy from).
+    pub fn is_sent(&self) -> bool {
+        self.sent_quality > 0
+    }
+
+    /// The worth of pixels made of both: the lower quality, painted over only if both were.
+    pub fn merge(self, other: Carried) -> Carried {
+        Carried {
+            sent_quality: self.sent_quality.min(other.sent_quality),
+            painted_over: self.painted_over && other.painted_over,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,11 @@ use std::time::Instant;
 
 use crate::capture::{CaptureError, StageTimes, Stripe};
 use crate::config::{Control, ControlError, EncoderConfig, PipelineConfig, StreamFormat};
-use crate::detect::{Decision, DetectConfig, StripeState};
-use crate::encode::{self, EncodeError, StripeEncoder, StripePlace};
+use crate::detect::{hash_pixels, Carried, Decision, DetectConfig, StripeLayout, StripeState};
+use crate::encode::{self, EncodeError, StripeEncoder, StripeKind, StripePlace};
 use crate::frame::{Frame, FrameRef, OwnedFrame};
 use crate::overlay::{self, Overlay};
+use crate::scroll::{Role, ScrollDetector};
 use crate::settings::SettingsError;
 use crate::source::{Damage, FrameSource, Interrupter, SourceSpec};
 
@@ -51,6 +52,8 @@ pub struct Pipeline {
     overlays: Vec<Box<dyn Overlay>>,
     slots: Vec<StripeSlot>,
     pool: EncodePool,
+    /// Row hashes of the last frame, with `scroll_detection` (see [`crate::scroll`]).
+    scroll: Option<ScrollDetector>,
     frame_id: u64,
     /// A control asked for every stripe to be sent again (a quality change).
     refresh_pending: bool,
@@ -129,6 +132,7 @@ impl Pipeline {
             #[cfg(test)]
             force_overlap: false,
             pool: EncodePool::new(threads)?,
+            scroll: config.scroll_detection().then(ScrollDetector::default),
             config,
             source,
             overlays,
@@ -195,6 +199,9 @@ impl Pipeline {
         self.settle();
         let old = std::mem::replace(&mut self.config, config);
         let new = &self.config;
+        if new.scroll_detection() != self.scroll.is_some() {
+            self.scroll = new.scroll_detection().then(ScrollDetector::default);
+        }
         let restart = match (old.encoder(), new.encoder()) {
             // The frame rate only tunes x264's rate control: not worth a restart.
             (EncoderConfig::H264(a), EncoderConfig::H264(b)) => {
@@ -235,11 +242,18 @@ impl Pipeline {
             return self.finish_pipelined();
         }
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (meta, frame) =
+        let (mut meta, frame) =
             start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
         let view = frame.view();
         let cfg = *self.config.detect();
         self.last_grab_ns = meta.times.grab;
+        plan_scroll(
+            self.scroll.as_mut(),
+            &mut self.slots,
+            self.config.layout(),
+            view,
+            &mut meta,
+        );
         self.last_encode_wall_ns = run_slots(
             &mut self.slots,
             self.pool.pool.as_ref(),
@@ -247,7 +261,22 @@ impl Pipeline {
             &cfg,
             &meta.tick,
         );
-        gather(&mut self.slots, meta)
+        let out = gather(&mut self.slots, meta);
+        self.delivered(out)
+    }
+
+    /// A frame's result on its way out: scroll detection forgets a frame that fails (its
+    /// stripes never reach the viewer, so the next frame cannot copy from it).
+    fn delivered(
+        &mut self,
+        out: Result<TickOutput, CaptureError>,
+    ) -> Result<TickOutput, CaptureError> {
+        if out.is_err() {
+            if let Some(scroll) = &mut self.scroll {
+                scroll.forget();
+            }
+        }
+        out
     }
 
     /// The next frame's number and whether it is a refresh.
@@ -290,11 +319,18 @@ impl Pipeline {
     /// returns at once (a frame with nothing to hash or encode is done here). Waits first for
     /// a frame still encoding. Does nothing when no frame is staged.
     pub(crate) fn encode_staged(&mut self) {
-        let Some(staged) = self.staged.take() else {
+        let Some(mut staged) = self.staged.take() else {
             return;
         };
         self.settle();
         let cfg = *self.config.detect();
+        plan_scroll(
+            self.scroll.as_mut(),
+            &mut self.slots,
+            self.config.layout(),
+            staged.frame.view(),
+            &mut staged.meta,
+        );
         let nothing_changed = !staged.meta.grabbed;
         let pool = self.pool.pool.as_ref();
         let pool = pool.filter(|_| self.slots.iter().any(|s| s.has_work(nothing_changed)));
@@ -306,7 +342,8 @@ impl Pipeline {
                 &cfg,
                 &staged.meta.tick,
             );
-            self.in_flight = Some(InFlight::Done(gather(&mut self.slots, staged.meta)));
+            let out = gather(&mut self.slots, staged.meta);
+            self.in_flight = Some(InFlight::Done(self.delivered(out)));
             return;
         };
         let mut slots = std::mem::take(&mut self.slots);
@@ -389,7 +426,7 @@ impl Pipeline {
         meta: FrameMeta,
     ) -> Result<TickOutput, CaptureError> {
         let Ok(encoded) = got else {
-            return Err(CaptureError::Thread("the encode pool ended".into()));
+            return self.delivered(Err(CaptureError::Thread("the encode pool ended".into())));
         };
         self.slots = encoded.slots;
         self.last_encode_wall_ns = encoded.wall_ns;
@@ -401,9 +438,12 @@ impl Pipeline {
                 slot.state.reset();
                 slot.output = None;
             }
-            return Err(CaptureError::Thread("a stripe encoder panicked".into()));
+            return self.delivered(Err(CaptureError::Thread(
+                "a stripe encoder panicked".into(),
+            )));
         }
-        gather(&mut self.slots, meta)
+        let out = gather(&mut self.slots, meta);
+        self.delivered(out)
     }
 
     /// Brings the slots home from a frame in flight, keeping its result for
@@ -441,6 +481,8 @@ struct FrameMeta {
     tick: Tick,
     grabbed: bool,
     times: StageTimes,
+    /// The frame's copy-rows message (scroll detection), sent before its stripes.
+    copy: Option<Stripe>,
 }
 
 /// A grabbed, copied frame waiting for its encode.
@@ -508,8 +550,48 @@ fn start_frame<'s>(
         },
         grabbed: !nothing_changed,
         times,
+        copy: None,
     };
     Ok((meta, frame))
+}
+
+/// Scroll detection for one frame, when on: each slot's [`Role`], and the frame's copy-rows
+/// message in `meta` when rows moved. Its time counts as detection.
+fn plan_scroll(
+    scroll: Option<&mut ScrollDetector>,
+    slots: &mut [StripeSlot],
+    layout: StripeLayout,
+    view: FrameRef<'_>,
+    meta: &mut FrameMeta,
+) {
+    let Some(scroll) = scroll else {
+        return;
+    };
+    let t0 = Instant::now();
+    let carried: Vec<Carried> = slots.iter().map(|s| s.state.carried()).collect();
+    let plan = scroll.frame(view, &meta.tick.damage, layout, &carried, meta.tick.refresh);
+    for (slot, role) in slots.iter_mut().zip(plan.roles) {
+        slot.role = role;
+    }
+    if let (Some(first), Some(last)) = (plan.runs.first(), plan.runs.last()) {
+        let mut data = Vec::with_capacity(
+            crate::wire::COPY_ROWS_HEADER_LEN + plan.runs.len() * crate::wire::COPY_RUN_LEN,
+        );
+        crate::wire::write_copy_rows(&mut data, meta.tick.frame_id as u32, &plan.runs);
+        meta.copy = Some(Stripe {
+            kind: StripeKind::CopyRows,
+            frame_id: meta.tick.frame_id,
+            y: first.dst_y,
+            width: view.width,
+            height: last.dst_y + last.height - first.dst_y,
+            data,
+            header_len: crate::wire::COPY_ROWS_HEADER_LEN,
+            paint_over: false,
+            captured_at: meta.tick.captured_at,
+            encoded_at: Instant::now(),
+        });
+    }
+    meta.times.detect += elapsed_ns(t0);
 }
 
 /// Hashes, decides and encodes every stripe of `view`: on `pool` when given and some stripe
@@ -558,7 +640,8 @@ fn run_slots(
 /// The stripes (in order) and stage times of a processed frame.
 fn gather(slots: &mut [StripeSlot], meta: FrameMeta) -> Result<TickOutput, CaptureError> {
     let mut times = meta.times;
-    let mut stripes = Vec::new();
+    // The copy-rows message goes first: the viewer moves its rows, then paints the stripes.
+    let mut stripes: Vec<Stripe> = meta.copy.into_iter().collect();
     let mut failure = None;
     for slot in slots.iter_mut() {
         let (detect, encode) = (
@@ -616,6 +699,7 @@ fn make_slots(config: &PipelineConfig, width: u32) -> Result<Vec<StripeSlot>, En
                 height: h,
                 state: StripeState::default(),
                 encoder: encode::new_encoder(config.encoder(), width, h)?,
+                role: Role::Normal,
                 output: None,
                 detect_ns: 0,
                 encode_ns: 0,
@@ -640,6 +724,8 @@ struct StripeSlot {
     height: u32,
     state: StripeState,
     encoder: Box<dyn StripeEncoder>,
+    /// What scroll detection said about this stripe this frame (taken by `process`).
+    role: Role,
     output: Option<Result<Stripe, EncodeError>>,
     /// Time this frame spent hashing/deciding and encoding this stripe.
     detect_ns: u64,
@@ -662,12 +748,21 @@ impl StripeSlot {
 
     fn process(&mut self, frame: FrameRef<'_>, cfg: &DetectConfig, tick: &Tick) {
         let (refresh, frame_id, captured_at) = (tick.refresh, tick.frame_id, tick.captured_at);
-        let known_unchanged = match &tick.damage {
-            Damage::Unknown => false,
-            Damage::Rows(rows) => !self.touched_by(rows),
+        let role = std::mem::take(&mut self.role);
+        let known_unchanged = match (role, &tick.damage) {
+            // The row hashes say so (exactly what hashing the stripe would say).
+            (Role::Unchanged, _) => true,
+            (Role::Changed | Role::Moved(_), _) | (Role::Normal, Damage::Unknown) => false,
+            (Role::Normal, Damage::Rows(rows)) => !self.touched_by(rows),
         };
         let pixels = frame.rows(self.y, self.height);
         let t0 = Instant::now();
+        if let Role::Moved(carried) = role {
+            // The viewer copies these rows (the frame's copy-rows): nothing to encode.
+            self.state.moved(hash_pixels(pixels), carried);
+            self.detect_ns = elapsed_ns(t0);
+            return;
+        }
         let decision = self.state.decide(cfg, pixels, refresh, known_unchanged);
         let t1 = Instant::now();
         self.detect_ns = (t1 - t0).as_nanos() as u64;
