@@ -854,21 +854,35 @@ mod tests {
     use crate::source::synthetic::Scene;
 
     fn open(scene: Scene, codec: OutputMode) -> Pipeline {
+        open_with(scene, codec, false)
+    }
+
+    /// With `scroll`: the tagged format with scroll detection (copy-rows).
+    fn open_with(scene: Scene, codec: OutputMode, scroll: bool) -> Pipeline {
         let settings = CaptureSettings {
             capture_width: 256,
             capture_height: 192,
             output_mode: codec,
+            wire_format: if scroll {
+                crate::WireFormat::Tagged
+            } else {
+                crate::WireFormat::Compat
+            },
+            scroll_detection: scroll,
             ..Default::default()
         };
         let config = PipelineConfig::new(&settings).unwrap();
         Pipeline::open(config, &SourceSpec::Synthetic(scene)).unwrap()
     }
 
-    /// (frame, y, bytes) of every stripe.
-    fn key(out: &TickOutput) -> Vec<(u64, u32, Vec<u8>)> {
+    /// (frame, y, bytes, is copy-rows) of every stripe.
+    fn key(out: &TickOutput) -> Vec<(u64, u32, Vec<u8>, bool)> {
         out.stripes
             .iter()
-            .map(|s| (s.frame_id, s.y, s.data.clone()))
+            .map(|s| {
+                let copy = s.kind == StripeKind::CopyRows;
+                (s.frame_id, s.y, s.data.clone(), copy)
+            })
             .collect()
     }
 
@@ -878,16 +892,21 @@ mod tests {
     /// tests/pipeline.rs), each frame once.
     #[test]
     fn pipelined_frames_are_the_plain_ticks_in_order_each_once() {
-        // H.264 only where this build has an encoder for it (the `x264` feature).
-        let mut codecs = vec![OutputMode::Jpeg];
+        // H.264 only where this build has an encoder for it (the `x264` feature); JPEG also
+        // with scroll detection (a copy-rows message first in most scroll frames).
+        let mut codecs = vec![(OutputMode::Jpeg, false), (OutputMode::Jpeg, true)];
         if cfg!(feature = "x264") {
-            codecs.push(OutputMode::H264);
+            codecs.push((OutputMode::H264, false));
         }
-        for codec in codecs {
+        for (codec, scroll) in codecs {
             for scene in [Scene::Full, Scene::Scroll, Scene::Typing, Scene::Static] {
-                let mut plain = open(scene, codec);
+                let mut plain = open_with(scene, codec, scroll);
                 let expected: Vec<_> = (0..12).map(|_| key(&plain.tick(false).unwrap())).collect();
-                let mut piped = open(scene, codec);
+                if scroll && scene == Scene::Scroll {
+                    let copies = expected.iter().filter(|f| f.first().is_some_and(|s| s.3));
+                    assert!(copies.count() >= 10, "the scroll scene sends copy-rows");
+                }
+                let mut piped = open_with(scene, codec, scroll);
                 let mut got = Vec::new();
                 piped.grab_next(false).unwrap();
                 piped.encode_staged();
@@ -910,8 +929,11 @@ mod tests {
                         g.iter().all(|s| s.0 == n as u64),
                         "frame {n} has stripes of another"
                     );
+                    // Copy-rows first, then the stripes top to bottom.
+                    let pictures = g.iter().skip_while(|s| s.3).collect::<Vec<_>>();
+                    assert!(pictures.iter().all(|s| !s.3), "frame {n}: copy-rows late");
                     assert!(
-                        g.windows(2).all(|w| w[0].1 < w[1].1),
+                        pictures.windows(2).all(|w| w[0].1 < w[1].1),
                         "frame {n}: stripe order"
                     );
                 }

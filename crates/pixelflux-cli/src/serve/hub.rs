@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
-use pixelflux::{Codec, Stripe};
+use pixelflux::{Codec, Stripe, StripeKind};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -236,14 +236,19 @@ impl Hub {
     pub fn publish(&self, stripe: Stripe) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let key = stripe.is_keyframe();
+        // Copy-rows (scroll detection) is no stripe's picture: not counted as the stripe at
+        // its `y`, and never held back waiting for a key picture.
+        let picture = stripe.kind != StripeKind::CopyRows;
         let y = stripe.y;
         let frame_id = stripe.frame_id;
         let captured_at = stripe.captured_at;
         let msg = Message::Binary(Bytes::from(stripe.data));
         let mut inner = self.lock();
         let len = message_len(&msg);
-        let old = inner.stripe_bytes.insert(y, len).unwrap_or(0);
-        inner.frame_bytes = inner.frame_bytes - old + len;
+        if picture {
+            let old = inner.stripe_bytes.insert(y, len).unwrap_or(0);
+            inner.frame_bytes = inner.frame_bytes - old + len;
+        }
         let budget = Budget {
             bytes: self.config.max_queue_bytes.max(2 * inner.frame_bytes),
             // Each stripe, plus one frame note per frame.
@@ -269,7 +274,7 @@ impl Hub {
             if let Some(note) = &note {
                 Self::offer(budget, &mut q, note.clone(), true, None);
             }
-            if Self::offer(budget, &mut q, msg.clone(), key, Some(y)) {
+            if Self::offer(budget, &mut q, msg.clone(), key, picture.then_some(y)) {
                 drop(q);
                 viewer.notify.notify_one();
             }

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// then stays at the quality of the last JPEG or H.264 encode.
     #[arg(long)]
     pub no_paint_over: bool,
+    /// Do not detect scrolling (JPEG): every changed stripe is encoded instead of the page
+    /// moving rows it already has (copy-rows).
+    #[arg(long)]
+    pub no_scroll_detection: bool,
     /// Command to run inside the display (after `--`), e.g. `pixelflux serve -- xterm`.
     /// Serving stops when it exits, and `serve` exits with its status. Without one, a
     /// private Xvfb gets a terminal (xterm) when one is installed.
@@ -190,6 +194,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         access,
         &options,
         !args.no_paint_over,
+        !args.no_scroll_detection,
         &mut app,
     ));
     // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
@@ -330,6 +335,7 @@ async fn serve(
     access: Access,
     options: &CaptureOptions,
     paint_over: bool,
+    scroll_detection: bool,
     app: &mut Option<AppChild>,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     let (mut settings, spec) = options.resolve()?;
@@ -337,6 +343,8 @@ async fn serve(
     // A stripe that stopped changing is refreshed once with a lossless still (docs/serve.md).
     settings.use_paint_over_quality = paint_over;
     settings.paint_over_lossless = paint_over;
+    // Rows that moved are copied by the page (JPEG; H.264 ignores it).
+    settings.scroll_detection = scroll_detection;
     let follow_screen = options.region.is_none();
     let display = match &spec {
         SourceSpec::X11 { display } if follow_screen => Some(display.clone()),
