@@ -139,6 +139,19 @@ impl StripeState {
         refresh: bool,
         known_unchanged: bool,
     ) -> Decision {
+        self.decide_with(cfg, || hash_pixels(pixels), refresh, known_unchanged)
+    }
+
+    /// [`decide`](Self::decide) with the stripe's hash made by `hash` (called at most once,
+    /// only when needed): scroll detection derives it from the row hashes it already has. A
+    /// stripe's hashes must all come from the same function.
+    pub fn decide_with(
+        &mut self,
+        cfg: &DetectConfig,
+        hash: impl FnOnce() -> u64,
+        refresh: bool,
+        known_unchanged: bool,
+    ) -> Decision {
         if self.quality == 0 {
             self.quality = cfg.start_quality;
         }
@@ -147,7 +160,7 @@ impl StripeState {
             if self.damaged_left == 0 {
                 // Leaving the damaged state: remember what this last send holds so the next
                 // frame is checked against it.
-                self.last_hash = Some(hash_pixels(pixels));
+                self.last_hash = Some(hash());
                 self.changed_frames = 0;
                 self.static_frames = 0;
             }
@@ -155,7 +168,7 @@ impl StripeState {
         }
         let hash = match self.last_hash {
             Some(last) if known_unchanged => last,
-            _ => hash_pixels(pixels),
+            _ => hash(),
         };
         if self.last_hash != Some(hash) {
             // The first send of a stripe is not activity; only changes after it count.

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::capture::{CaptureError, StageTimes, Stripe};
 use crate::config::{Control, ControlError, EncoderConfig, PipelineConfig, StreamFormat};
-use crate::detect::{hash_pixels, Carried, Decision, DetectConfig, StripeLayout, StripeState};
+use crate::detect::{Carried, Decision, DetectConfig, StripeLayout, StripeState};
 use crate::encode::{self, EncodeError, StripeEncoder, StripeKind, StripePlace};
 use crate::frame::{Frame, FrameRef, OwnedFrame};
 use crate::overlay::{self, Overlay};
@@ -749,21 +749,26 @@ impl StripeSlot {
     fn process(&mut self, frame: FrameRef<'_>, cfg: &DetectConfig, tick: &Tick) {
         let (refresh, frame_id, captured_at) = (tick.refresh, tick.frame_id, tick.captured_at);
         let role = std::mem::take(&mut self.role);
-        let known_unchanged = match (role, &tick.damage) {
-            // The row hashes say so (exactly what hashing the stripe would say).
-            (Role::Unchanged, _) => true,
-            (Role::Changed | Role::Moved(_), _) | (Role::Normal, Damage::Unknown) => false,
-            (Role::Normal, Damage::Rows(rows)) => !self.touched_by(rows),
-        };
         let pixels = frame.rows(self.y, self.height);
         let t0 = Instant::now();
-        if let Role::Moved(carried) = role {
-            // The viewer copies these rows (the frame's copy-rows): nothing to encode.
-            self.state.moved(hash_pixels(pixels), carried);
-            self.detect_ns = elapsed_ns(t0);
-            return;
-        }
-        let decision = self.state.decide(cfg, pixels, refresh, known_unchanged);
+        let decision = match (role, &tick.damage) {
+            (Role::Normal, Damage::Unknown) => self.state.decide(cfg, pixels, refresh, false),
+            (Role::Normal, Damage::Rows(rows)) => {
+                let known_unchanged = !self.touched_by(rows);
+                self.state.decide(cfg, pixels, refresh, known_unchanged)
+            }
+            // Scroll detection hashed the rows: the stripe's hash comes from them, and
+            // `unchanged` is exactly what hashing the stripe would say.
+            (Role::Hashed { hash, unchanged }, _) => {
+                self.state.decide_with(cfg, || hash, refresh, unchanged)
+            }
+            (Role::Moved { hash, carried }, _) => {
+                // The viewer copies these rows (the frame's copy-rows): nothing to encode.
+                self.state.moved(hash, carried);
+                self.detect_ns = elapsed_ns(t0);
+                return;
+            }
+        };
         let t1 = Instant::now();
         self.detect_ns = (t1 - t0).as_nanos() as u64;
         let Decision::Encode(request) = decision else {

@@ -58,19 +58,25 @@ pub(crate) struct ScrollDetector {
     valid: bool,
 }
 
-/// What scroll detection says about one stripe this frame.
+/// What scroll detection says about one stripe this frame. With scroll detection on, a
+/// stripe's hash is [`stripe_hash`] of its row hashes (one pass over the pixels for both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Role {
-    /// No opinion (no previous frame): decide as without scroll detection.
+    /// Scroll detection is off: decide as without it (hashing the pixels).
     #[default]
     Normal,
-    /// Every row hashes as in the last frame: known unchanged.
-    Unchanged,
-    /// Some row changed and is not explained by a move: encode as usual.
-    Changed,
+    /// Decide as usual with this hash; `unchanged`: every row hashes as in the last frame
+    /// (known unchanged, as a damage report would say).
+    Hashed { hash: u64, unchanged: bool },
     /// Every changed row is explained by the copy-rows of this frame: nothing to encode; the
-    /// viewer's pixels now carry this worth.
-    Moved(Carried),
+    /// viewer's pixels now hash as `hash` and carry this worth.
+    Moved { hash: u64, carried: Carried },
+}
+
+/// A stripe's hash from its rows' hashes.
+fn stripe_hash(rows: &[u64]) -> u64 {
+    let bytes: Vec<u8> = rows.iter().flat_map(|h| h.to_le_bytes()).collect();
+    xxh3_64(&bytes)
 }
 
 /// The outcome for one frame: the copy runs (cut to the moved stripes, in `dst_y` order) and
@@ -103,13 +109,21 @@ impl ScrollDetector {
         if self.prev.len() != height {
             self.valid = false;
         }
-        let no_plan = |count| Plan {
+        let hashed_as = |rows: &[u64], unchanged: bool| Plan {
             runs: Vec::new(),
-            roles: vec![Role::Normal; count],
+            roles: (0..layout.count())
+                .map(|i| {
+                    let (y, h) = layout.stripe(i);
+                    Role::Hashed {
+                        hash: stripe_hash(&rows[y as usize..(y + h) as usize]),
+                        unchanged,
+                    }
+                })
+                .collect(),
         };
         if self.valid && *damage == Damage::Rows(Vec::new()) {
             // Nothing changed: nothing to hash, nothing moved.
-            return no_plan(layout.count());
+            return hashed_as(&self.prev, true);
         }
         self.cur.clear();
         match damage {
@@ -133,7 +147,7 @@ impl ScrollDetector {
             };
             plan_stripes(&self.prev, &self.cur, &sources, layout, carried)
         } else {
-            no_plan(layout.count())
+            hashed_as(&self.cur, false)
         };
         std::mem::swap(&mut self.prev, &mut self.cur);
         self.valid = true;
@@ -213,13 +227,20 @@ fn plan_stripes(
     for i in 0..layout.count() {
         let (y0, h) = layout.stripe(i);
         let rows = y0 as usize..(y0 + h) as usize;
+        let hash = stripe_hash(&cur[rows.clone()]);
         let changed = |y: usize| cur[y] != prev[y];
         if !rows.clone().any(changed) {
-            roles.push(Role::Unchanged);
+            roles.push(Role::Hashed {
+                hash,
+                unchanged: true,
+            });
             continue;
         }
         if rows.clone().any(|y| changed(y) && sources[y].is_none()) {
-            roles.push(Role::Changed);
+            roles.push(Role::Hashed {
+                hash,
+                unchanged: false,
+            });
             continue;
         }
         // Moved: the stripe's runs, and the worth of every stripe its pixels come from.
@@ -250,7 +271,7 @@ fn plan_stripes(
         }
         match worth {
             Some(w) if w.is_sent() => {
-                roles.push(Role::Moved(w));
+                roles.push(Role::Moved { hash, carried: w });
                 for run in mine {
                     match runs.last_mut() {
                         // Continues the run before it (the stripe above moved the same way).
@@ -265,7 +286,10 @@ fn plan_stripes(
                 }
             }
             // Copied from a stripe the viewer has nothing of: send it instead.
-            _ => roles.push(Role::Changed),
+            _ => roles.push(Role::Hashed {
+                hash,
+                unchanged: false,
+            }),
         }
     }
     Plan { runs, roles }
@@ -304,10 +328,19 @@ mod tests {
             stripe_height: 64,
         };
         let plan = plan_stripes(&prev, &cur, &sources, layout, &sent());
-        assert!(matches!(plan.roles[0], Role::Moved(_)));
-        assert!(matches!(plan.roles[1], Role::Moved(_)));
-        assert!(matches!(plan.roles[2], Role::Moved(_)));
-        assert_eq!(plan.roles[3], Role::Changed, "the stripe with the new rows");
+        assert!(matches!(plan.roles[0], Role::Moved { .. }));
+        assert!(matches!(plan.roles[1], Role::Moved { .. }));
+        assert!(matches!(plan.roles[2], Role::Moved { .. }));
+        assert!(
+            matches!(
+                plan.roles[3],
+                Role::Hashed {
+                    unchanged: false,
+                    ..
+                }
+            ),
+            "the stripe with the new rows"
+        );
         // One run over the moved stripes only.
         assert_eq!(
             plan.runs,
@@ -362,7 +395,16 @@ mod tests {
         carried[1] = StripeState::default().carried();
         let plan = plan_stripes(&prev, &cur, &sources, layout, &carried);
         // Stripe 0 takes rows 20..84 (from stripes 0 and 1; 1 has nothing): encoded.
-        assert_eq!(plan.roles, [Role::Changed, Role::Changed]);
+        let encoded = |r: &Role| {
+            matches!(
+                r,
+                Role::Hashed {
+                    unchanged: false,
+                    ..
+                }
+            )
+        };
+        assert!(plan.roles.iter().all(encoded), "{:?}", plan.roles);
         assert!(plan.runs.is_empty());
     }
 }
