@@ -714,6 +714,33 @@ mod tests {
         assert_eq!(v.stats().dropped, 1);
     }
 
+    /// Copy-rows (scroll detection) reaches every viewer in order with the stripes, is never
+    /// held back as a stripe waiting for its key picture, and is not counted as the picture
+    /// of the stripe at its `y` (the queue budget follows a full frame of pictures).
+    #[tokio::test]
+    async fn copy_rows_pass_through_in_order_and_are_not_a_stripe() {
+        let (hub, _) = hub(HubConfig::default());
+        let v = hub.join();
+        let _ = drain(&v).await;
+        hub.publish(jpeg(1, 0, 1000));
+        hub.publish(jpeg(1, 64, 1000));
+        let before = hub.lock().frame_bytes;
+        let mut copy = jpeg(2, 0, 12);
+        copy.kind = StripeKind::CopyRows;
+        copy.data = vec![0x06, 0, 0, 2, 0, 1, 0, 16, 0, 0, 0, 48];
+        hub.publish(copy);
+        hub.publish(jpeg(2, 64, 1000));
+        assert_eq!(
+            hub.lock().frame_bytes,
+            before,
+            "copy-rows counted as a stripe"
+        );
+        let b = binaries(&drain(&v).await);
+        let tags: Vec<u8> = b.iter().map(|m| m[0]).collect();
+        assert_eq!(tags, [0x03, 0x03, 0x06, 0x03]);
+        assert_eq!(v.stats().dropped, 0);
+    }
+
     #[tokio::test]
     async fn a_format_change_flushes_old_stripes_and_resends_the_hello() {
         let (hub, _) = hub(HubConfig::default());
