@@ -1,7 +1,8 @@
 // Scroll detection in the page: an xterm in serve's own Xvfb prints lines (the screen scrolls),
 // the server sends copy-rows (0x06) and only the exposed rows as JPEG stripes, and the canvas
 // the page builds from them is the screen (x11grab) at JPEG fidelity, and the very picture the
-// protocol describes (copies applied in order to ffmpeg's decode of the recorded JPEGs).
+// protocol describes (copies applied in order to ffmpeg's decode of the recorded JPEGs); a viewer
+// joining mid-scroll gets a full refresh, then copies, and ends at the screen too.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -64,6 +65,12 @@ test('JPEG scrolling: copy-rows on the canvas, then the exposed rows; the canvas
     await recordAllStripes(page);
     await page.goto(server.url);
     await waitForFullPicture(page);
+    // A second viewer joins while the terminal scrolls: a full refresh, then copies.
+    await sleep(1500);
+    const late = await browser.newPage();
+    late.on('pageerror', (e) => errors.push(e.message));
+    await late.goto(server.url);
+    await waitForFullPicture(late);
     const deadline = Date.now() + 30000;
     while (!existsSync(done)) {
       assert.ok(Date.now() < deadline, 'the terminal did not finish printing');
@@ -83,18 +90,25 @@ test('JPEG scrolling: copy-rows on the canvas, then the exposed rows; the canvas
     }));
     const { picture, copies } = replay(await recordedStripes(page), W, H);
     const dbScreen = psnr(canvas, screen);
+    const lateCanvas = await readCanvas(late);
+    const lateCopies = await late.evaluate(() => window.pixelflux.copies);
+    const dbLate = psnr(lateCanvas, screen);
     const dbReplay = psnr(canvas, picture);
     console.log(`scroll: ${state.copies} copies (${state.rows} rows) of ${state.stripes} messages; ` +
-      `canvas vs screen ${dbScreen.toFixed(2)} dB, vs the replayed stream ${dbReplay.toFixed(2)} dB`);
+      `canvas vs screen ${dbScreen.toFixed(2)} dB, vs the replayed stream ${dbReplay.toFixed(2)} dB; ` +
+      `late viewer: ${lateCopies} copies, ${dbLate.toFixed(2)} dB`);
     assert.ok(state.copies >= 20, `${state.copies} copies: the scroll was not sent as copies`);
     assert.equal(copies, state.copies, 'every recorded copy-rows was applied');
     // The same threshold as the JPEG fidelity tests (a stripe decoded against its source).
     assert.ok(dbScreen >= 30, `canvas vs screen: ${dbScreen.toFixed(2)} dB`);
+    assert.ok(lateCopies > 0, 'the late viewer got no copies');
+    assert.ok(dbLate >= 30, `late viewer vs screen: ${dbLate.toFixed(2)} dB`);
     // The page applies the stream as specified: what ffmpeg's decode plus the copies give.
     assert.ok(dbReplay >= 40, `canvas vs replayed stream: ${dbReplay.toFixed(2)} dB`);
     assert.equal(state.errors, 0);
     assert.deepEqual(errors, []);
     await page.close();
+    await late.close();
   } finally {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
