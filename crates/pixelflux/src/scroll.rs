@@ -23,7 +23,10 @@
 //!
 //! Only whole rows are matched: a scroll inside part of the width (a window beside a still
 //! one, a moving scrollbar thumb) is not one. Cost per frame: one XXH3 pass over the rows that
-//! may have changed, plus hash-map work per changed row (docs/PERFORMANCE.md has the figures).
+//! may have changed (about 1.2 ms of CPU for a whole 1080p frame on the development machine),
+//! plus hash-map work per changed row. It replaces the stripe hashing of change detection: with
+//! scroll detection on, a stripe's hash is made from its rows' hashes, so no pixel is hashed
+//! twice (docs/PERFORMANCE.md, "Scroll detection", has the figures).
 //!
 //! The rows copied carry the worth of what the viewer had there ([`Carried`]: quality sent,
 //! whether painted over), so the paint-over logic refreshes them once the picture stops moving.
