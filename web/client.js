@@ -6,12 +6,17 @@
 //   still 0x05 0x01 frame_id:u16 y:u16 <PNG>  (a lossless refresh of a stripe that stopped changing)
 //   copy  0x06 0x00 frame_id:u16 count:u16 then count × (src_y:u16 dst_y:u16 height:u16)
 //         (scroll detection: move rows already on the canvas, before the frame's stripes)
-// Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}; input.js sends input events.
+// Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}, {"type":"resize","width",
+// "height"} (the canvas area in device pixels, when the role message says "resize": true);
+// input.js sends input events.
 'use strict';
 
 (() => {
   const canvas = document.getElementById('screen');
-  const ctx = canvas.getContext('2d', { alpha: false });
+  const screenCtx = canvas.getContext('2d', { alpha: false });
+  // Where pictures are drawn: the canvas, or during a size change the next picture off
+  // screen (see beginResize).
+  let ctx = screenCtx;
   const overlay = document.getElementById('overlay');
 
   const params = new URLSearchParams(location.search);
@@ -45,6 +50,10 @@
     notice: null, // a problem to show in the overlay above the figures
     connected: false, // the WebSocket is open
     record: null, // set to an array (tests) to keep a copy of every binary stripe received
+    scale: 1, // device pixels per capture pixel on screen (see fitCanvas)
+    resizes: 0, // size changes shown (a hello with a new size, its first picture complete)
+    canResize: false, // the server's screen follows this page's size (role message)
+    sizeSent: null, // the last size sent ({width, height}, device pixels)
   };
   window.pixelflux = state;
 
@@ -100,18 +109,125 @@
     pendingDraws.clear();
     frameTimes.clear();
     closeDecoders();
-    if (changed) {
+    if (changed && canvas.width > 1) {
+      beginResize(h);
+    } else if (changed) {
+      cancelResize();
       canvas.width = h.width;
       canvas.height = h.height;
       ctx.fillStyle = '#000';
       ctx.fillRect(0, 0, h.width, h.height);
+      fitCanvas();
     }
     backoff = RECONNECT_MIN_MS;
   }
 
+  // The canvas's backing store is the capture (one canvas pixel per capture pixel); its CSS
+  // size decides how many device pixels show each one. One capture pixel per device pixel
+  // when that fits the window (crisp text on HiDPI screens), else the largest whole number
+  // of device pixels per capture pixel that fits (pixelated: still sharp), and only when
+  // even 1:1 is too big, fitted to the window with smooth scaling. Centred, on whole device
+  // pixels. input.js maps pointer positions through the canvas's box, so any size works.
+  function fitCanvas() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.width;
+    const h = canvas.height;
+    const room = Math.min((window.innerWidth * dpr) / w, (window.innerHeight * dpr) / h);
+    // Device pixels per capture pixel.
+    const scale = room >= 1 ? Math.floor(room + 1e-9) : room;
+    const cssW = (w * scale) / dpr;
+    const cssH = (h * scale) / dpr;
+    const snap = (v) => Math.round(v * dpr) / dpr;
+    const st = canvas.style;
+    st.width = `${cssW}px`;
+    st.height = `${cssH}px`;
+    st.left = `${snap((window.innerWidth - cssW) / 2)}px`;
+    st.top = `${snap((window.innerHeight - cssH) / 2)}px`;
+    st.imageRendering = scale >= 2 ? 'pixelated' : 'auto';
+    state.scale = scale;
+  }
+  // A window resize, full screen, or the page moving to a screen of another density.
+  window.addEventListener('resize', fitCanvas);
+  (function watchDensity() {
+    const mq = window.matchMedia(`(resolution: ${window.devicePixelRatio || 1}dppx)`);
+    mq.addEventListener('change', () => {
+      fitCanvas();
+      watchDensity();
+    }, { once: true });
+  })();
+  // A new size while a picture is shown: the old picture stays on the canvas while the new
+  // size's stripes are drawn off screen; once every stripe has painted (or after
+  // RESIZE_WAIT_MS), the canvas takes the new size and the new picture in one step, so no
+  // black or half-drawn frame is ever shown.
+  const RESIZE_WAIT_MS = 1000;
+  let pendingResize = null; // { canvas, width, height, rows, timer }
+  function beginResize(h) {
+    cancelResize();
+    const next = document.createElement('canvas');
+    next.width = h.width;
+    next.height = h.height;
+    ctx = next.getContext('2d', { alpha: false });
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, h.width, h.height);
+    pendingResize = {
+      canvas: next,
+      width: h.width,
+      height: h.height,
+      rows: Math.ceil(h.height / Math.max(1, h.stripe_height || h.height)),
+      timer: setTimeout(finishResize, RESIZE_WAIT_MS),
+    };
+  }
+  function cancelResize() {
+    if (!pendingResize) return;
+    clearTimeout(pendingResize.timer);
+    pendingResize = null;
+    ctx = screenCtx;
+  }
+  function finishResize() {
+    const p = pendingResize;
+    if (!p) return;
+    cancelResize();
+    canvas.width = p.width;
+    canvas.height = p.height;
+    screenCtx.drawImage(p.canvas, 0, 0);
+    fitCanvas();
+    state.resizes++;
+  }
+  // Called for every stripe painted: the new picture is complete when all rows have one.
+  function resizeProgress() {
+    if (pendingResize && state.paintedYs.size >= pendingResize.rows) finishResize();
+  }
+
+  // The page's canvas area in device pixels, rounded down to the codec's alignment (H.264:
+  // even), for a server whose screen follows the page: sent on connect and after the window
+  // stops changing size for RESIZE_DEBOUNCE_MS.
+  const RESIZE_DEBOUNCE_MS = 300;
+  let resizeTimer = null;
+  function sendSize() {
+    if (!state.canResize) return;
+    const dpr = window.devicePixelRatio || 1;
+    const align = state.hello && state.hello.codec === 'h264' ? 2 : 1;
+    const fit = (v) => Math.max(align, Math.floor(Math.round(v * dpr) / align) * align);
+    const size = { width: fit(window.innerWidth), height: fit(window.innerHeight) };
+    const last = state.sizeSent;
+    if (last && last.width === size.width && last.height === size.height) return;
+    state.sizeSent = size;
+    send({ type: 'resize', ...size });
+  }
+  function onRoleResize(msg) {
+    state.canResize = !!msg.resize;
+    state.sizeSent = null; // a new connection: tell it
+    sendSize();
+  }
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(sendSize, RESIZE_DEBOUNCE_MS);
+  });
+
   function painted(frameId, y) {
     state.painted++;
     state.paintedYs.add(y);
+    resizeProgress();
     secFrames.add(frameId);
     const t = frameTimes.get(frameId);
     if (t !== undefined) secLatency.push(now() + state.clockOffset - t);
@@ -158,16 +274,18 @@
     const gen = state.generation;
     barrier = Promise.allSettled([barrier, ...pendingDraws]).then(() => {
       if (gen !== state.generation) return;
-      const w = canvas.width;
-      let from = canvas;
+      // The picture being drawn: the canvas, or the next size's while it is off screen.
+      const picture = ctx.canvas;
+      const w = picture.width;
+      let from = picture;
       if (runs.length > 1) {
         // Several runs read the same picture: copy it aside first.
         if (!scratch) scratch = document.createElement('canvas');
-        if (scratch.width !== w || scratch.height !== canvas.height) {
+        if (scratch.width !== w || scratch.height !== picture.height) {
           scratch.width = w;
-          scratch.height = canvas.height;
+          scratch.height = picture.height;
         }
-        scratch.getContext('2d', { alpha: false }).drawImage(canvas, 0, 0);
+        scratch.getContext('2d', { alpha: false }).drawImage(picture, 0, 0);
         from = scratch;
       }
       // A canvas drawn onto itself is copied first (HTML spec), so overlapping rows are fine.
@@ -389,8 +507,9 @@
         state.bestRtt = rtt;
         state.clockOffset = msg.server - (msg.t + rtt / 2);
       }
-    } else if (state.onMessage) {
-      state.onMessage(msg);
+    } else {
+      if (msg.type === 'role') onRoleResize(msg);
+      if (state.onMessage) state.onMessage(msg);
     }
   }
 

@@ -9,7 +9,14 @@
 // Server → page: {"type":"clipboard","text":str} when the X clipboard changes;
 //   {"type":"cursor","w","h","x","y","rgba":base64} when the X pointer's shape changes
 //   (drawn by the browser as the canvas's CSS cursor, hotspot x,y).
-// Keys go out only while the canvas has focus (it takes focus when clicked or touched).
+// Keys go out only while the page's keyboard sink has focus: a hidden textarea that takes the
+// focus whenever the canvas would (a click; canvas.focus()). It is there because only an
+// editable element gets IME composition and text from on-screen keyboards: composed text
+// (compositionend) and text inserted without key events (`input`, inputType insertText) are
+// sent as characters, each a key press of its Unicode keysym, like a typed `ж`. Dead keys
+// (`key: "Dead"`) send nothing: the character they compose arrives as its own key or text.
+// Touch: one finger is the left button (a tap clicks, a drag drags); two fingers scroll (wheel
+// clicks, vertical and horizontal); pinching does nothing (the page does not zoom).
 'use strict';
 
 (() => {
@@ -18,6 +25,21 @@
   canvas.tabIndex = 0;
   canvas.style.outline = 'none';
   canvas.style.touchAction = 'none';
+  // The keyboard sink: invisible, takes no clicks; focusing the canvas focuses it.
+  const keys = document.createElement('textarea');
+  keys.id = 'keys';
+  keys.setAttribute('aria-label', 'keyboard input to the remote desktop');
+  keys.autocomplete = 'off';
+  keys.spellcheck = false;
+  keys.setAttribute('autocapitalize', 'off');
+  keys.setAttribute('autocorrect', 'off');
+  Object.assign(keys.style, {
+    position: 'fixed', left: '0', top: '0', width: '1px', height: '1px', opacity: '0',
+    border: '0', padding: '0', resize: 'none', pointerEvents: 'none', caretColor: 'transparent',
+  });
+  document.body.appendChild(keys);
+  const focusKeys = () => keys.focus({ preventScroll: true });
+  canvas.addEventListener('focus', focusKeys);
 
   const MAX_KEY_NAME = 32;
   const MAX_CLICKS = 32;
@@ -28,6 +50,8 @@
   const input = {
     control: false, sent: 0, held: new Map(), clipboard: null, pasteTooLarge: 0,
     cursor: null, // { w, h, x, y, css } of the X pointer, once the server sent one
+    texts: 0, // texts sent as characters (IME, on-screen keyboards)
+    touchScrolls: 0, // wheel messages from two-finger scrolls
   };
 
   function applyCursor() {
@@ -40,6 +64,14 @@
     if (w <= 0 || h <= 0 || w > 128 || h > 128) return;
     const bytes = Uint8ClampedArray.from(atob(msg.rgba), (c) => c.charCodeAt(0));
     if (bytes.length !== w * h * 4) return;
+    // An application hid the pointer with an invisible cursor: every pixel transparent.
+    let visible = false;
+    for (let i = 3; i < bytes.length && !visible; i += 4) visible = bytes[i] !== 0;
+    if (!visible) {
+      input.cursor = { w, h, x: msg.x | 0, y: msg.y | 0, css: 'none' };
+      applyCursor();
+      return;
+    }
     const c = document.createElement('canvas');
     c.width = w;
     c.height = h;
@@ -130,9 +162,33 @@
   const isPaste = (ev) => ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === 'v') ||
     (ev.shiftKey && ev.key === 'Insert');
 
-  // Keyboard: only events aimed at the focused canvas arrive here.
-  canvas.addEventListener('keydown', (ev) => {
+  // Characters that came as text (an IME's composition, an on-screen keyboard, a dictation),
+  // not as keys: a press and release of each one's keysym. Line breaks and tabs are keys.
+  function sendText(text) {
+    if (!input.control || !text) return;
+    for (const ch of text) {
+      const key = ch === '\n' || ch === '\r' ? 'Enter' : ch === '\t' ? 'Tab' : ch;
+      if (key.length === 1 && key.charCodeAt(0) < 0x20) continue;
+      sendKey({ type: 'key', key, code: '', down: true });
+      sendKey({ type: 'key', key, code: '', down: false });
+    }
+    input.texts++;
+  }
+  keys.addEventListener('compositionend', (ev) => {
+    sendText(ev.data);
+    keys.value = '';
+  });
+  keys.addEventListener('input', (ev) => {
+    if (ev.isComposing) return; // compositionend sends it
+    if (ev.inputType === 'insertText' || ev.inputType === 'insertReplacementText') sendText(ev.data);
+    keys.value = '';
+  });
+
+  // Keyboard: only events aimed at the focused sink arrive here.
+  keys.addEventListener('keydown', (ev) => {
     if (!input.control || PASS_THROUGH.has(ev.key) || ev.isComposing) return;
+    // A dead key or an IME's key: the browser composes; the result comes as a key or text.
+    if (ev.key === 'Dead' || ev.key === 'Process' || ev.keyCode === 229) return;
     if (ev.key.length > MAX_KEY_NAME || ev.code.length > MAX_KEY_NAME) return;
     if (isPaste(ev) && !ev.repeat) {
       if (!deferred) {
@@ -146,7 +202,7 @@
     input.held.set(id, { key: ev.key, code: ev.code });
     sendKey({ type: 'key', key: ev.key, code: ev.code, down: true });
   });
-  canvas.addEventListener('keyup', (ev) => {
+  keys.addEventListener('keyup', (ev) => {
     if (!input.control) return;
     const id = ev.code || ev.key;
     const down = input.held.get(id);
@@ -156,7 +212,7 @@
     sendKey({ type: 'key', key: down.key, code: down.code, down: false });
   });
   // Focus gone (another window, a tab switch): let go of everything still held.
-  canvas.addEventListener('blur', () => {
+  keys.addEventListener('blur', () => {
     for (const { key, code } of input.held.values()) send({ type: 'key', key, code, down: false });
     input.held.clear();
   });
@@ -170,15 +226,106 @@
     send({ type: 'pointer', x: at.x, y: at.y, buttons: buttons & 31 });
   }
   canvas.addEventListener('pointerdown', (ev) => {
-    canvas.focus({ preventScroll: true });
+    // Not for touch: focusing a textarea would bring up an on-screen keyboard at every tap.
+    if (ev.pointerType !== 'touch') focusKeys();
     if (!input.control) return;
     ev.preventDefault();
     canvas.setPointerCapture(ev.pointerId);
-    pointer(ev);
+    if (ev.pointerType === 'touch') touchDown(ev);
+    else pointer(ev);
   });
-  canvas.addEventListener('pointermove', (ev) => { if (input.control) pointer(ev); });
-  canvas.addEventListener('pointerup', (ev) => { if (input.control) pointer(ev); });
-  canvas.addEventListener('pointercancel', (ev) => { if (input.control) pointer(ev); });
+  canvas.addEventListener('pointermove', (ev) => {
+    if (!input.control) return;
+    if (ev.pointerType === 'touch') touchMove(ev);
+    else pointer(ev);
+  });
+  const pointerEnd = (ev) => {
+    if (!input.control) return;
+    if (ev.pointerType === 'touch') touchUp(ev);
+    else pointer(ev);
+  };
+  canvas.addEventListener('pointerup', pointerEnd);
+  canvas.addEventListener('pointercancel', pointerEnd);
+
+  // Touch. The first finger's press waits until it is a tap (lifted), a drag (moved past
+  // TOUCH_SLOP) or a hold (TOUCH_HOLD_MS), so a second finger landing first turns the gesture
+  // into a two-finger scroll without a click. Two fingers: their mean movement scrolls,
+  // TOUCH_CLICK_PX (CSS px) per wheel click, the content following the fingers.
+  const TOUCH_SLOP = 8;
+  const TOUCH_HOLD_MS = 150;
+  const TOUCH_CLICK_PX = 30;
+  const touches = new Map(); // pointerId -> { x, y } (client px)
+  const touch = { mode: null, first: null, firstId: null, timer: null, acc: { x: 0, y: 0 }, last: null };
+  const mean = () => {
+    let x = 0;
+    let y = 0;
+    for (const t of touches.values()) { x += t.x; y += t.y; }
+    return { x: x / touches.size, y: y / touches.size };
+  };
+  function press(ev) {
+    clearTimeout(touch.timer);
+    touch.mode = 'drag';
+    const at = toCapture(touch.first);
+    if (at) send({ type: 'pointer', x: at.x, y: at.y, buttons: 1 });
+    if (ev) pointer(ev);
+  }
+  function touchDown(ev) {
+    touches.set(ev.pointerId, { x: ev.clientX, y: ev.clientY });
+    if (touches.size === 1) {
+      touch.mode = 'pending';
+      touch.first = { clientX: ev.clientX, clientY: ev.clientY };
+      touch.firstId = ev.pointerId;
+      const at = toCapture(ev);
+      if (at) send({ type: 'pointer', x: at.x, y: at.y, buttons: 0 });
+      touch.timer = setTimeout(() => { if (touch.mode === 'pending') press(null); }, TOUCH_HOLD_MS);
+    } else if (touches.size === 2 && touch.mode === 'pending') {
+      clearTimeout(touch.timer);
+      touch.mode = 'scroll';
+      touch.acc = { x: 0, y: 0 };
+      touch.last = mean();
+    }
+  }
+  function touchMove(ev) {
+    const t = touches.get(ev.pointerId);
+    if (!t) return;
+    t.x = ev.clientX;
+    t.y = ev.clientY;
+    if (ev.pointerId !== touch.firstId && touch.mode !== 'scroll') return;
+    if (touch.mode === 'pending') {
+      if (Math.hypot(ev.clientX - touch.first.clientX, ev.clientY - touch.first.clientY) > TOUCH_SLOP) press(ev);
+    } else if (touch.mode === 'drag') {
+      pointer(ev);
+    } else if (touch.mode === 'scroll' && touches.size === 2) {
+      const m = mean();
+      // Fingers moving up scroll the content up: further down the document (wheel down).
+      touch.acc.x += (touch.last.x - m.x) / TOUCH_CLICK_PX;
+      touch.acc.y += (touch.last.y - m.y) / TOUCH_CLICK_PX;
+      touch.last = m;
+      const dx = Math.trunc(touch.acc.x);
+      const dy = Math.trunc(touch.acc.y);
+      if (!dx && !dy) return;
+      touch.acc.x -= dx;
+      touch.acc.y -= dy;
+      const at = toCapture({ clientX: m.x, clientY: m.y });
+      if (!at) return;
+      const cap = (v) => Math.max(-MAX_CLICKS, Math.min(MAX_CLICKS, v));
+      input.touchScrolls++;
+      send({ type: 'wheel', x: at.x, y: at.y, dx: cap(dx), dy: cap(dy) });
+    }
+  }
+  function touchUp(ev) {
+    if (!touches.delete(ev.pointerId)) return;
+    if (touch.mode === 'pending') press(null); // a tap: press here, release below
+    if (touch.mode === 'drag' && ev.pointerId === touch.firstId) {
+      const at = toCapture(ev);
+      if (at) send({ type: 'pointer', x: at.x, y: at.y, buttons: 0 });
+      touch.mode = touches.size ? 'done' : null;
+    }
+    if (touches.size === 0) {
+      clearTimeout(touch.timer);
+      touch.mode = null;
+    }
+  }
   canvas.addEventListener('contextmenu', (ev) => { if (input.control) ev.preventDefault(); });
 
   // Wheel: smooth (pixel) deltas add up to whole clicks of 100 px, lines 3 to a click.
@@ -206,7 +353,7 @@
   document.getElementById('stats')?.addEventListener('click', () => {
     clearTimeout(hideTimer);
     overlay.classList.toggle('hidden');
-    canvas.focus({ preventScroll: true });
+    focusKeys();
   });
   // A dropped connection shows: the picture greys out until the next role message.
   setInterval(() => {
@@ -221,9 +368,9 @@
     fullscreen.addEventListener('click', () => {
       if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
       else document.documentElement.requestFullscreen().catch(() => {});
-      canvas.focus({ preventScroll: true });
+      focusKeys();
     });
   }
 
-  canvas.focus({ preventScroll: true });
+  focusKeys();
 })();

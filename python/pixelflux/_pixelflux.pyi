@@ -311,8 +311,9 @@ class ScreenCapture:
     def rate_hints(self) -> Dict[str, Union[int, float]]:
         """The stored bitrate, link rate and VBV multiplier (ours)."""
     def update_capture_region(self, x: int, y: int, width: int, height: int) -> None:
-        """New region; the next frame is complete (H.264 IDRs). A size <= 0 reaches the root
-        edge; ValueError for a region off the screen."""
+        """New region, live (the capture and its callback go on); the next frame is complete
+        (H.264 IDRs). A size <= 0 reaches the root edge; ValueError for a region off the
+        screen."""
     def set_cursor_callback(
         self, callback: Optional[Callable[[str, bytes, int, int], object]]
     ) -> None:

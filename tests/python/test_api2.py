@@ -490,6 +490,18 @@ def test_cursor_callback_is_stored_and_cleared(capture):
     capture.set_cursor_callback(None)
 
 
+def capture_thread_ids():
+    """Thread ids of this process's capture threads (`pixelflux-capture`)."""
+    ids = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip().startswith("pixelflux-captu"):
+                ids.add(task.name)
+        except OSError:
+            pass  # the thread exited while we looked
+    return ids
+
+
 def test_update_capture_region_resizes_with_key_frames_and_increasing_ids(capture, xvfb):
     picture = pattern_image(640, 480, seed=5)
     xvfb.draw(picture)
@@ -500,6 +512,8 @@ def test_update_capture_region_resizes_with_key_frames_and_increasing_ids(captur
     assert frames.wait_for(lambda items: sum(f.stripe_height for f in items) >= 240)
     before = frames.snapshot()
     last_id = max(f.frame_id for f in before)
+    threads = capture_thread_ids()
+    assert len(threads) == 1
     capture.update_capture_region(100, 50, 400, 300)
     assert capture.is_capturing
     assert frames.wait_for(lambda items: sum(f.stripe_height for f in items[len(before):])
@@ -515,6 +529,8 @@ def test_update_capture_region_resizes_with_key_frames_and_increasing_ids(captur
     # The first frame after the change is complete: no black, the new region's pixels.
     assert psnr(canvas, picture.crop((100, 50, 500, 350))) > 30
     assert capture.stream_info()["codec"] == "h264"
+    # Live: the same capture thread delivered them (no restart).
+    assert capture_thread_ids() == threads
 
     with pytest.raises(ValueError):
         capture.update_capture_region(600, 400, 400, 300)  # off the screen
@@ -566,6 +582,34 @@ def test_cursor_callback_gets_the_x_cursor_as_png_with_hotspot(capture, xvfb, ca
     time.sleep(0.2)
     assert len(cursors.calls) == n
     capture.clear_cursor_callback()
+
+
+def test_update_capture_region_from_the_callback_is_live(capture):
+    """A region change from inside the 2.x callback (the capture thread) is queued like any
+    other: the capture goes on and the frames after it have the new size."""
+    frames = Frames()
+    errors = []
+
+    def callback(frame):
+        if len(frames.snapshot()) == 0:
+            try:
+                capture.update_capture_region(0, 0, 96, 80)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        frames(frame)
+
+    capture.start_capture(callback, v2_settings(capture_width=128, capture_height=128,
+                                                scene="static"))
+
+    def widths():
+        return [Image.open(BytesIO(bytes(f)[6:])).size[0] for f in frames.snapshot()]
+    assert frames.wait_for(lambda items: len(items) >= 4)
+    assert wait_until(lambda: 96 in widths()), widths()
+    assert errors == []
+    assert capture.is_capturing
+    # The first frame was the old size; every frame after the change is the new one.
+    w = widths()
+    assert w[0] == 128 and w[-1] == 96 and w == sorted(w, reverse=True)
 
 
 def test_region_changes_racing_a_stop_leave_nothing_running(capture, xvfb):

@@ -163,6 +163,15 @@ def test_out_of_range_raises_value_error_naming_the_field(field, value):
     assert getattr(s, field) == before
 
 
+def test_display_numbers_out_of_range_are_refused_naming_the_range():
+    s = CaptureSettings()
+    with pytest.raises(ValueError, match="0 to 59535"):
+        s.display = ":60000"
+    assert s.display is None
+    s.display = ":59535"
+    assert s.display == ":59535"
+
+
 def test_unknown_attribute_is_an_error():
     s = CaptureSettings()
     with pytest.raises(AttributeError):

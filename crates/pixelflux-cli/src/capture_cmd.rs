@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use nix::time::{clock_gettime, ClockId};
-use pixelflux::ScreenCapture;
+use pixelflux::{PipelineConfig, ScreenCapture, SourceSpec};
 
 use crate::options::CaptureOptions;
 
@@ -34,7 +34,10 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
     );
     let interrupted = Arc::new(AtomicBool::new(false));
     ctrlc_flag(Arc::clone(&interrupted))?;
-    let capture = ScreenCapture::start(settings, spec, |_| {})?;
+    // Without --region the whole screen, following its size (RandR) instead of failing.
+    let follow = args.options.region.is_none() && matches!(spec, SourceSpec::X11 { .. });
+    let config = PipelineConfig::new(&settings)?.following_screen(follow);
+    let capture = ScreenCapture::start_config(config, &spec, |_| {})?;
     let t0 = Instant::now();
     let mut last = capture.stats();
     let mut cpu_last = cpu_seconds();

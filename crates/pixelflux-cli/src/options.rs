@@ -97,7 +97,7 @@ impl EncodeOptions {
 #[derive(Debug, Clone, Args)]
 pub struct CaptureOptions {
     /// X display to capture (default: $DISPLAY).
-    #[arg(long)]
+    #[arg(long, value_parser = display_name)]
     pub display: Option<String>,
     /// Region to capture, WxH+X+Y (default: the whole screen).
     #[arg(long)]
@@ -143,7 +143,7 @@ impl CaptureOptions {
 #[derive(Debug, Clone, Args)]
 pub struct SourceOptions {
     /// X display to capture (default: $DISPLAY).
-    #[arg(long)]
+    #[arg(long, value_parser = display_name)]
     pub display: Option<String>,
     /// Region to capture, WxH+X+Y (default: the whole screen).
     #[arg(long)]
@@ -191,6 +191,12 @@ impl SourceOptions {
         settings.validate()?;
         Ok(spec)
     }
+}
+
+/// A `--display` value, refused at parse time when its number is out of X's range.
+fn display_name(name: &str) -> Result<String, String> {
+    pixelflux::source::x11::check_display_name(Some(name)).map_err(|e| e.to_string())?;
+    Ok(name.to_string())
 }
 
 #[cfg(test)]

@@ -176,7 +176,9 @@ fn lock_monitor(m: &Mutex<Option<CursorMonitor>>) -> MutexGuard<'_, Option<Curso
 fn control_error(error: ControlError) -> PyErr {
     let message = error.to_string();
     match error {
-        ControlError::Invalid(_) | ControlError::NotApplicable { .. } => {
+        ControlError::Invalid(_)
+        | ControlError::NotApplicable { .. }
+        | ControlError::Source(SourceError::RegionOutsideScreen { .. }) => {
             PyValueError::new_err(message)
         }
         _ => PyRuntimeError::new_err(message),
@@ -207,9 +209,6 @@ pub(crate) struct PyScreenCapture {
     link_rate_kbps: AtomicU64,
     /// `f64` bits.
     vbv_multiplier: AtomicU64,
-    /// Counts `stop_capture` calls, so a region change that restarts the capture while a
-    /// stop comes in stops what it started.
-    stops: AtomicU64,
     /// Set by `set_cursor_callback`; called by `cursor_monitor` while capturing.
     cursor_callback: Mutex<Option<Py<PyAny>>>,
     /// Watches the captured display's cursor while a capture runs and a callback is set.
@@ -335,7 +334,6 @@ impl PyScreenCapture {
             bitrate_kbps: AtomicU64::new(4000),
             link_rate_kbps: AtomicU64::new(0),
             vbv_multiplier: AtomicU64::new(0),
-            stops: AtomicU64::new(0),
             cursor_callback: Mutex::new(None),
             cursor_monitor: Mutex::new(None),
             cursor_cap: AtomicU64::new(128),
@@ -465,7 +463,6 @@ impl PyScreenCapture {
     /// Idempotent. From inside the callback it asks the capture to end once the callback
     /// returns. An error that ended the capture is logged (logger "pixelflux"), not raised.
     fn stop_capture(&self, py: Python<'_>) {
-        self.stops.fetch_add(1, Ordering::AcqRel);
         let Some(active) = self.current() else {
             return;
         };
@@ -615,23 +612,14 @@ impl PyScreenCapture {
         Ok(d)
     }
 
-    /// Moves or resizes the running capture's region (root-relative). Applied through the
-    /// core's control path when it takes region changes live; until then (the core answers
-    /// `NotLive`) the core capture is restarted with the new region and the same callback:
-    /// the next frame is complete (every stripe, H.264 as IDRs, no black frame) and frame ids
-    /// go on increasing. A width or height <= 0 reaches the root window's edge (as 2.2.1).
-    /// `ValueError` for a region off the screen (the capture then goes on with the old
-    /// region, restarted); `RuntimeError` when called from the capture's own callback (the
-    /// capture then ends). Nothing happens without a running capture.
-    fn update_capture_region(
-        &self,
-        py: Python<'_>,
-        x: i32,
-        y: i32,
-        width: i64,
-        height: i64,
-    ) -> PyResult<()> {
-        let stops = self.stops.load(Ordering::Acquire);
+    /// Moves or resizes the running capture's region (root-relative), live through the core's
+    /// control path: the capture, its thread and the callback go on; from the next frame the
+    /// stripes have the new size, that frame is complete (every stripe, H.264 as IDRs, no
+    /// black frame) and frame ids go on increasing. A width or height <= 0 reaches the root
+    /// window's edge (as 2.2.1). `ValueError` for a region off the screen or a size settings
+    /// refuse (the capture then goes on with the old region). Nothing happens without a
+    /// running capture.
+    fn update_capture_region(&self, x: i32, y: i32, width: i64, height: i64) -> PyResult<()> {
         let Some(active) = self.live() else {
             return Ok(());
         };
@@ -664,60 +652,9 @@ impl PyScreenCapture {
             width,
             height,
         }) {
-            Ok(()) | Err(ControlError::Ended) => return Ok(()),
-            Err(ControlError::NotLive { .. }) => {}
-            Err(e) => return Err(control_error(e)),
+            Ok(()) | Err(ControlError::Ended) => Ok(()),
+            Err(e) => Err(control_error(e)),
         }
-        let old_settings = active.capture.settings();
-        if (old_settings.capture_x, old_settings.capture_y) == (x, y)
-            && (old_settings.capture_width, old_settings.capture_height) == (width, height)
-        {
-            return Ok(());
-        }
-        let mut settings = old_settings.clone();
-        settings.capture_x = x;
-        settings.capture_y = y;
-        settings.capture_width = width;
-        settings.capture_height = height;
-        let config =
-            PipelineConfig::new(&settings).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let origin = active.origin.clone();
-        let encode_ns = active.capture.stats().stage_ns.encode;
-        if let Delivery::V2 { state, .. } = &origin.delivery {
-            // Stop before the restart bookkeeping so no old stripe follows it.
-            active.stop(py);
-            state.restart(encode_ns);
-        } else {
-            active.stop(py);
-        }
-        if active.capture.is_running() {
-            return Err(PyRuntimeError::new_err(
-                "update_capture_region cannot be called from the capture's own callback",
-            ));
-        }
-        self.forget(&active);
-        let result = match origin.start(py, config) {
-            Ok(capture) => {
-                self.install(py, capture, origin);
-                Ok(())
-            }
-            Err(error) => {
-                // Refused (a region off the screen, say): go on with the old region.
-                let old = PipelineConfig::new(&old_settings)
-                    .map_err(|e| PyValueError::new_err(e.to_string()))?;
-                let capture = origin.start(py, old).map_err(start_error)?;
-                self.install(py, capture, origin);
-                Err(start_error(error))
-            }
-        };
-        // A stop_capture that came in meanwhile may have found the old capture: it holds
-        // for the new one too.
-        if self.stops.load(Ordering::Acquire) != stops {
-            if let Some(active) = self.current() {
-                active.stop(py);
-            }
-        }
-        result
     }
 
     /// Registers the cursor callback, called from a background thread as

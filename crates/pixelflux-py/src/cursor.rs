@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use pixelflux::overlay::CursorWatcher;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use x11rb::connection::Connection;
-use x11rb::protocol::xfixes::{ConnectionExt as _, CursorNotifyMask};
-use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
 /// How often the thread looks for a stop request while no cursor event comes.
@@ -27,6 +26,7 @@ pub(crate) struct CursorMonitor {
 
 /// The size of `display`'s root window (None: `$DISPLAY`), for 2.2.1's "to the root edge".
 pub(crate) fn root_size(display: Option<&str>) -> Result<(u32, u32), String> {
+    pixelflux::source::x11::check_display_name(display).map_err(|e| e.to_string())?;
     let (conn, screen) = RustConnection::connect(display).map_err(|e| e.to_string())?;
     let root = conn.setup().roots.get(screen).ok_or("no screen")?;
     Ok((
@@ -54,16 +54,12 @@ impl CursorMonitor {
         cap: u32,
         callback: Py<PyAny>,
     ) -> Result<Self, String> {
-        let (conn, root, _) = pixelflux::source::x11::connect_xfixes(display)
-            .map_err(|e| format!("cursor monitor: {e}"))?;
-        conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)
-            .map_err(|e| e.to_string())?;
-        conn.flush().map_err(|e| e.to_string())?;
+        let watcher = CursorWatcher::open(display).map_err(|e| format!("cursor monitor: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("pixelflux-cursor".into())
-            .spawn(move || watch(&conn, cap, &callback, &flag))
+            .spawn(move || watch(&watcher, cap, &callback, &flag))
             .map_err(|e| e.to_string())?;
         Ok(Self {
             stop,
@@ -88,13 +84,24 @@ impl Drop for CursorMonitor {
     }
 }
 
-fn watch(conn: &RustConnection, cap: u32, callback: &Py<PyAny>, stop: &AtomicBool) {
+fn watch(watcher: &CursorWatcher, cap: u32, callback: &Py<PyAny>, stop: &AtomicBool) {
     let mut changed = true;
     while !stop.load(Ordering::Acquire) {
         if changed {
-            changed = false;
-            match fetch(conn, cap) {
-                Ok(Some(image)) => deliver(callback, &image),
+            match watcher.shape() {
+                Ok(Some(shape)) => {
+                    let mut image = Image {
+                        rgba: shape.to_rgba(),
+                        width: shape.width,
+                        height: shape.height,
+                        xhot: shape.xhot,
+                        yhot: shape.yhot,
+                    };
+                    if cap > 0 && image.width.max(image.height) > cap {
+                        image = scale(&image, cap);
+                    }
+                    deliver(callback, &image);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("cursor monitor ended: {e}");
@@ -102,56 +109,17 @@ fn watch(conn: &RustConnection, cap: u32, callback: &Py<PyAny>, stop: &AtomicBoo
                 }
             }
         }
-        match conn.poll_for_event() {
-            Ok(Some(Event::XfixesCursorNotify(_))) => changed = true,
-            Ok(Some(_)) => {}
-            Ok(None) => std::thread::sleep(POLL),
+        match watcher.changed() {
+            Ok(c) => changed = c,
             Err(e) => {
                 tracing::warn!("cursor monitor ended: {e}");
                 return;
             }
         }
+        if !changed {
+            std::thread::sleep(POLL);
+        }
     }
-}
-
-/// The current cursor, un-premultiplied and capped; None for an empty image.
-fn fetch(conn: &RustConnection, cap: u32) -> Result<Option<Image>, String> {
-    let reply = conn
-        .xfixes_get_cursor_image()
-        .map_err(|e| e.to_string())?
-        .reply()
-        .map_err(|e| e.to_string())?;
-    let (w, h) = (u32::from(reply.width), u32::from(reply.height));
-    if w == 0 || h == 0 || reply.cursor_image.len() < (w * h) as usize {
-        return Ok(None);
-    }
-    let mut rgba = Vec::with_capacity((w * h * 4) as usize);
-    for &p in &reply.cursor_image[..(w * h) as usize] {
-        let a = (p >> 24) & 0xff;
-        // Premultiplied to straight alpha; a transparent pixel stays 0.
-        let unpremultiply = |c: u32| {
-            (c * 255 + a / 2)
-                .checked_div(a)
-                .map_or(0, |v| v.min(255) as u8)
-        };
-        rgba.extend_from_slice(&[
-            unpremultiply((p >> 16) & 0xff),
-            unpremultiply((p >> 8) & 0xff),
-            unpremultiply(p & 0xff),
-            a as u8,
-        ]);
-    }
-    let mut image = Image {
-        rgba,
-        width: w,
-        height: h,
-        xhot: u32::from(reply.xhot).min(w - 1),
-        yhot: u32::from(reply.yhot).min(h - 1),
-    };
-    if cap > 0 && w.max(h) > cap {
-        image = scale(&image, cap);
-    }
-    Ok(Some(image))
 }
 
 /// Scales `image` so its longest edge is `cap` (nearest neighbour), hotspot with it.

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -207,9 +207,6 @@ impl Stats {
 struct Inner {
     /// Per stripe (by first row): the last frame id sent, which a delta frame predicts from.
     last_sent: HashMap<u32, u64>,
-    /// Added to the core's frame counter: a region change restarts the core capture, and the
-    /// ids a client sees must keep increasing.
-    frame_base: u64,
     /// The highest frame id handed out so far.
     last_frame_id: Option<u64>,
     stats: Stats,
@@ -221,8 +218,6 @@ pub(crate) struct FrameState {
     /// `Instant` and `time.monotonic_ns()` read together, to stamp frames in Python's clock.
     anchor: (Instant, u64),
     inner: Mutex<Inner>,
-    /// Encode nanoseconds of core captures already replaced (region changes).
-    pub(crate) encode_ns_base: AtomicU64,
 }
 
 impl FrameState {
@@ -238,26 +233,14 @@ impl FrameState {
             anchor: (now, mono),
             inner: Mutex::new(Inner {
                 last_sent: HashMap::new(),
-                frame_base: 0,
                 last_frame_id: None,
                 stats: Stats::default(),
             }),
-            encode_ns_base: AtomicU64::new(0),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A new core capture is about to start (region change): continue the frame ids after
-    /// the last one handed out, and forget the stripes' references (it starts with IDRs).
-    pub(crate) fn restart(&self, encode_ns_so_far: u64) {
-        let mut inner = self.lock();
-        inner.frame_base = inner.last_frame_id.map_or(0, |id| id + 1);
-        inner.last_sent.clear();
-        self.encode_ns_base
-            .fetch_add(encode_ns_so_far, Ordering::Relaxed);
     }
 
     fn mono_ns(&self, at: Instant) -> u64 {
@@ -270,7 +253,7 @@ impl FrameState {
     /// Re-heads the core's stripe (1.2.2 layout) in 2.2.1's and records it.
     pub(crate) fn frame(&self, stripe: Stripe) -> PyStripeFrame {
         let mut inner = self.lock();
-        let frame_id = inner.frame_base + stripe.frame_id;
+        let frame_id = stripe.frame_id;
         inner.last_frame_id = Some(inner.last_frame_id.map_or(frame_id, |l| l.max(frame_id)));
         let fid16 = (frame_id as u16).to_be_bytes();
         let y16 = (stripe.y as u16).to_be_bytes();
@@ -364,10 +347,7 @@ impl FrameState {
         let dict = PyDict::new(py);
         dict.set_item("frames", s.frames)?;
         dict.set_item("bytes", s.bytes)?;
-        dict.set_item(
-            "encode_ns",
-            encode_ns + self.encode_ns_base.load(Ordering::Relaxed),
-        )?;
+        dict.set_item("encode_ns", encode_ns)?;
         dict.set_item("pipeline_ns", s.pipeline_ns)?;
         dict.set_item("pipeline_min_ns", s.pipeline_min_ns.unwrap_or(0))?;
         dict.set_item("pipeline_max_ns", s.pipeline_max_ns)?;

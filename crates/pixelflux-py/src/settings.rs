@@ -203,7 +203,10 @@ impl PyCaptureSettings {
                             type_name(value)
                         ))
                     })?;
-                    Some(name.to_str()?.to_owned())
+                    let name = name.to_str()?;
+                    pixelflux::source::x11::check_display_name(Some(name))
+                        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                    Some(name.to_owned())
                 };
                 return Ok(());
             }

@@ -74,6 +74,34 @@ impl Xvfb {
         }
     }
 
+    /// Starts Xvfb whose screen can be resized (RandR) up to `max_width` x `max_height`, at
+    /// `width` x `height`.
+    ///
+    /// # Panics
+    /// When Xvfb is missing or does not come up.
+    pub fn start_resizable(width: u32, height: u32, max_width: u32, max_height: u32) -> Self {
+        let server = pixelflux_xvfb::Xvfb::start_resizable(width, height, max_width, max_height)
+            .unwrap_or_else(|e| panic!("{e} (make test installs Xvfb)"));
+        Self {
+            display: server.display().to_owned(),
+            server: Some(server),
+            width,
+            height,
+        }
+    }
+
+    /// Sets the screen's size through RandR (as `xrandr` would); within the size it started
+    /// with (or the maximum given to [`start_resizable`](Self::start_resizable)).
+    ///
+    /// # Panics
+    /// When the server refuses.
+    pub fn resize(&mut self, width: u32, height: u32) {
+        pixelflux_xvfb::set_screen_size(&self.display, width, height)
+            .unwrap_or_else(|e| panic!("resizing {} to {width}x{height}: {e}", self.display));
+        self.width = width;
+        self.height = height;
+    }
+
     /// Stops the server now (to test a server going away mid-capture): SIGTERM, then SIGKILL
     /// if it has not gone within 2 s.
     pub fn kill(&mut self) {

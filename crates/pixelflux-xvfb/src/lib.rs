@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+mod randr;
+pub use randr::{output_mode_count, screen_size_range, set_screen_size, ResizeError, SizeRange};
+
 /// How long a starting Xvfb gets to report its display number.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,6 +43,9 @@ pub enum XvfbError {
     /// What it wrote to the display pipe is not a display number.
     #[error("Xvfb wrote {0:?} instead of a display number")]
     BadReply(String),
+    /// Setting its screen's first size failed.
+    #[error(transparent)]
+    Resize(#[from] ResizeError),
 }
 
 /// An Xvfb server we started; stopped (SIGTERM, then SIGKILL after [`GRACE`]) when dropped.
@@ -58,6 +64,29 @@ impl Xvfb {
     /// it does not come up within [`START_TIMEOUT`] (the process is stopped then).
     pub fn start(width: u32, height: u32) -> Result<Self, XvfbError> {
         Self::start_screen(&format!("{width}x{height}x24"))
+    }
+
+    /// Starts `Xvfb` whose screen can be resized (RandR) up to `max_width` x `max_height`,
+    /// and sets it to `width` x `height` at once. Xvfb's screen cannot grow past the size it
+    /// was started with (its framebuffer, `max_width * max_height * 4` bytes of memory), so it
+    /// starts at the largest size.
+    ///
+    /// # Errors
+    /// As [`Xvfb::start`]; [`XvfbError::Resize`] when the first resize fails (the server is
+    /// stopped then).
+    pub fn start_resizable(
+        width: u32,
+        height: u32,
+        max_width: u32,
+        max_height: u32,
+    ) -> Result<Self, XvfbError> {
+        let xvfb = Self::start_screen(&format!(
+            "{}x{}x24",
+            max_width.max(width),
+            max_height.max(height)
+        ))?;
+        set_screen_size(&xvfb.display, width, height)?;
+        Ok(xvfb)
     }
 
     /// [`Xvfb::start`] with the screen given as Xvfb's `WxHxD`.
@@ -244,6 +273,23 @@ mod tests {
                 !Path::new(&format!("/proc/{pid}")).exists(),
                 "{display}: reaped"
             );
+        }
+    }
+
+    #[test]
+    fn a_resizable_server_takes_sizes_up_to_its_start_size_and_keeps_one_mode() {
+        let xvfb = Xvfb::start_resizable(320, 200, 800, 600).unwrap();
+        let d = xvfb.display().to_owned();
+        assert_eq!(screen_size_range(&d).unwrap().1, (800, 600));
+        let built_in = output_mode_count(&d).unwrap();
+        for (w, h) in [(640, 480), (800, 600), (101, 77), (640, 480), (333, 222)] {
+            set_screen_size(&d, w, h).unwrap();
+        }
+        // The last size's mode is the only one added that is left.
+        assert!(output_mode_count(&d).unwrap() <= built_in, "modes pile up");
+        match set_screen_size(&d, 801, 600) {
+            Err(ResizeError::OutOfRange { max_width: 800, .. }) => {}
+            other => panic!("{other:?}"),
         }
     }
 

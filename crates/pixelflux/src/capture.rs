@@ -52,6 +52,12 @@ pub struct Stripe {
     pub captured_at: Instant,
     /// When this stripe's encoding finished.
     pub encoded_at: Instant,
+    /// The stream this stripe belongs to: the picture's size, codec and stripe layout when it
+    /// was encoded. It changes with a region change ([`Control::SetRegion`]) or a screen
+    /// followed to a new size ([`PipelineConfig::following_screen`]); a consumer compares it
+    /// with the last stripe's to announce the new format before the first stripe of it
+    /// (every stripe of that frame is then sent, H.264 as IDRs).
+    pub format: StreamFormat,
 }
 
 impl Stripe {
@@ -229,6 +235,13 @@ struct Shared {
     /// Unblock the source's and overlays' connections; emptied when the thread ends.
     interrupters: Mutex<Vec<Interrupter>>,
     counters: Counters,
+    /// The config in effect (or about to be: a control's config is applied at the next
+    /// tick); the capture thread writes back what it applied (a screen followed to a new
+    /// size, a region the source refused).
+    config: Mutex<PipelineConfig>,
+    /// The source's screen size as last seen by the capture thread (`None`: no screen), for
+    /// checking a new region before it is queued.
+    screen: Mutex<Option<(u32, u32)>>,
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked (flags, counters, queues).
@@ -317,8 +330,6 @@ pub struct ScreenCapture {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
-    /// The config in effect (or about to be: a control's config is applied at the next tick).
-    config: Mutex<PipelineConfig>,
 }
 
 impl std::fmt::Debug for ScreenCapture {
@@ -400,8 +411,9 @@ impl ScreenCapture {
             phase: Mutex::new((Phase::Idle, Instant::now())),
             interrupters: Mutex::new(pipeline.interrupters()),
             counters: Counters::default(),
+            config: Mutex::new(pipeline.config().clone()),
+            screen: Mutex::new(pipeline.screen_size()),
         });
-        let config = pipeline.config().clone();
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("pixelflux-capture".into())
@@ -412,7 +424,6 @@ impl ScreenCapture {
             shared,
             thread: Mutex::new(Some(thread)),
             thread_id,
-            config: Mutex::new(config),
         })
     }
 
@@ -460,9 +471,14 @@ impl ScreenCapture {
     /// Changes a running capture: validated here like a setting (nothing changes when it is
     /// refused), applied by the capture thread before its next frame.
     ///
+    /// A new region ([`Control::SetRegion`]) is checked against the screen's size as the
+    /// capture last saw it; the source checks it again when it is applied, and should the
+    /// screen have shrunk meanwhile the capture goes on with the old region (logged).
+    ///
     /// # Errors
-    /// [`ControlError`]: an invalid value, something that cannot change live, a setting of the
-    /// other codec, or a capture that has ended.
+    /// [`ControlError`]: an invalid value, a region off the screen
+    /// ([`ControlError::Source`] with [`SourceError::RegionOutsideScreen`]), something that
+    /// cannot change live, a setting of the other codec, or a capture that has ended.
     pub fn control(&self, control: Control) -> Result<(), ControlError> {
         if !self.is_running() || self.shared.stopping() {
             return Err(ControlError::Ended);
@@ -471,8 +487,22 @@ impl ScreenCapture {
             self.request_refresh();
             return Ok(());
         }
-        let mut current = lock(&self.config);
+        let mut current = lock(&self.shared.config);
         let next = current.with(&control)?;
+        if let (Control::SetRegion { .. }, Some((sw, sh))) = (control, *lock(&self.shared.screen)) {
+            let r = next.region();
+            if !crate::source::x11::fits(r, sw, sh) {
+                return Err(SourceError::RegionOutsideScreen {
+                    x: r.x,
+                    y: r.y,
+                    width: r.width,
+                    height: r.height,
+                    screen_width: sw,
+                    screen_height: sh,
+                }
+                .into());
+            }
+        }
         *current = next.clone();
         // Each config is derived from the previous one, so the newest replaces a pending one.
         lock(&self.shared.orders).config = Some(next);
@@ -523,12 +553,14 @@ impl ScreenCapture {
     /// The settings the capture runs with: the region as captured (H.264: rounded down to
     /// even), live changes included.
     pub fn settings(&self) -> CaptureSettings {
-        lock(&self.config).settings().clone()
+        lock(&self.shared.config).settings().clone()
     }
 
-    /// The stream actually encoded: size after rounding, codec, stripe layout.
+    /// The stream actually encoded: size after rounding, codec, stripe layout. After a region
+    /// change or a screen followed to a new size this is the new format; the stripes of each
+    /// format say which they belong to ([`Stripe::format`]).
     pub fn format(&self) -> StreamFormat {
-        lock(&self.config).format()
+        lock(&self.shared.config).format()
     }
 }
 
@@ -588,6 +620,7 @@ fn frames<F: FnMut(Stripe)>(
                     }
                     last_start = Instant::now();
                     pipeline.grab_next(shared.refresh.swap(false, Ordering::AcqRel))?;
+                    publish_screen(pipeline, shared);
                     shared.counters.overlapped.fetch_add(1, Ordering::Relaxed);
                     (deadline, _) = next_deadline(deadline, interval, &shared.counters);
                     let out = pipeline.wait_encoded(None);
@@ -610,7 +643,16 @@ fn frames<F: FnMut(Stripe)>(
             Wake::Stop => return Ok(()),
             Wake::Reconfigure(config) => {
                 shared.set_phase(Phase::Pipeline);
-                pipeline.reconfigure(*config)?;
+                match pipeline.reconfigure(*config) {
+                    Ok(()) => {}
+                    // The screen changed between the check and now: keep the old region.
+                    Err(ControlError::Source(e)) => {
+                        tracing::warn!("region change refused: {e}; the capture goes on unchanged");
+                    }
+                    Err(ControlError::Encode(e)) => return Err(e.into()),
+                    Err(e) => return Err(CaptureError::Thread(e.to_string())),
+                }
+                publish_config(pipeline, shared);
                 interval = pipeline.config().frame_interval();
                 if pipeline.next_frame_id() > 0 {
                     // The next frame is due one new interval after the last one started.
@@ -626,15 +668,35 @@ fn frames<F: FnMut(Stripe)>(
         let refresh = shared.refresh.swap(false, Ordering::AcqRel);
         if behind && pipeline.overlap_pays() {
             pipeline.grab_next(refresh)?;
+            publish_screen(pipeline, shared);
             pipeline.encode_staged();
             (deadline, _) = next_deadline(deadline, interval, &shared.counters);
         } else {
             let out = pipeline.tick(refresh)?;
+            publish_screen(pipeline, shared);
             if !deliver(out, shared, callback)? {
                 return Ok(());
             }
             (deadline, behind) = next_deadline(deadline, interval, &shared.counters);
         }
+    }
+}
+
+/// Makes what the pipeline applied (a screen followed to a new size, a region refused) what
+/// `ScreenCapture::{format, settings, control}` see, with the screen's size.
+fn publish_config(pipeline: &Pipeline, shared: &Shared) {
+    *lock(&shared.config) = pipeline.config().clone();
+    publish_screen(pipeline, shared);
+}
+
+/// The source's screen size for [`ScreenCapture::control`]'s region check; the config too
+/// when the pipeline followed the screen to a new size.
+fn publish_screen(pipeline: &Pipeline, shared: &Shared) {
+    *lock(&shared.screen) = pipeline.screen_size();
+    let region = pipeline.config().region();
+    let mut config = lock(&shared.config);
+    if config.follows_screen() && config.region() != region {
+        *config = pipeline.config().clone();
     }
 }
 
@@ -918,16 +980,13 @@ mod tests {
         assert!(err.to_string().contains("target_fps"), "{err}");
         let err = cap.control(Control::SetCrf(20)).unwrap_err();
         assert!(matches!(err, ControlError::NotApplicable { .. }), "{err}");
-        let region = Control::SetRegion {
+        let empty = Control::SetRegion {
             x: 0,
             y: 0,
-            width: 64,
+            width: 0,
             height: 64,
         };
-        assert!(matches!(
-            cap.control(region),
-            Err(ControlError::NotLive { .. })
-        ));
+        assert!(matches!(cap.control(empty), Err(ControlError::Invalid(_))));
         assert_eq!(cap.settings().target_fps, 0.01);
         // ... and 200 fps wakes the sleeping thread: many frames long before those 100 s.
         cap.control(Control::SetFps(200.0)).unwrap();
@@ -943,6 +1002,42 @@ mod tests {
             cap.control(Control::SetFps(30.0)),
             Err(ControlError::Ended)
         ));
+    }
+
+    /// A synthetic scene takes a new region live too (it starts over at the new size): the
+    /// same callback gets a complete frame of the new size, each stripe saying so.
+    #[test]
+    fn a_region_change_is_live_and_the_stripes_carry_the_new_format() {
+        let (s, spec) = small(Scene::Static);
+        let log: Arc<Mutex<Vec<Stripe>>> = Arc::default();
+        let sink = Arc::clone(&log);
+        let cap = ScreenCapture::start(s, spec, move |st| sink.lock().unwrap().push(st)).unwrap();
+        assert!(wait_for(|| cap.stats().frames >= 2));
+        cap.control(Control::SetRegion {
+            x: 0,
+            y: 0,
+            width: 100,
+            height: 130,
+        })
+        .unwrap();
+        let f = cap.format();
+        assert_eq!((f.width, f.height), (100, 130));
+        assert!(wait_for(|| log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|st| st.format == f)));
+        assert!(cap.stop().is_none());
+        let log = log.lock().unwrap();
+        let first = log.iter().position(|st| st.format == f).unwrap();
+        let id = log[first].frame_id;
+        assert!(log[..first].iter().all(|st| st.width == 256));
+        let frame: Vec<(u32, u32, u32)> = log[first..]
+            .iter()
+            .filter(|st| st.frame_id == id)
+            .map(|st| (st.y, st.width, st.height))
+            .collect();
+        assert_eq!(frame, [(0, 100, 64), (64, 100, 64), (128, 100, 2)]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::settings::{
     DEFAULT_H264_STRIPE_HEIGHT, DEFAULT_STRIPE_HEIGHT,
 };
 use crate::source::x11::Region;
+use crate::source::SourceError;
 
 /// Settings of the JPEG encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,9 @@ pub struct PipelineConfig {
     encoder: EncoderConfig,
     overlays: OverlayConfig,
     frame_interval: Duration,
+    /// The region is the whole screen and follows its size (see
+    /// [`following_screen`](Self::following_screen)).
+    follow_screen: bool,
 }
 
 /// Shortest frame interval (`target_fps` is at most 1000).
@@ -212,7 +216,42 @@ impl PipelineConfig {
                 .unwrap_or(MAX_INTERVAL)
                 .clamp(MIN_INTERVAL, MAX_INTERVAL),
             settings,
+            follow_screen: false,
         })
+    }
+
+    /// This config, set to follow the screen (`true`) or to keep a fixed region (`false`, the
+    /// default). A capture that follows the screen captures all of it: when the screen changes
+    /// size (RandR), the region becomes the whole new screen (rounded like any region) before
+    /// the next frame, the stripes and encoders are rebuilt, and the frame after the change is
+    /// complete (H.264: IDRs); each [`Stripe::format`](crate::Stripe::format) says which size
+    /// it belongs to. A fixed region that no longer fits a shrunken screen ends the capture
+    /// with [`SourceError::RegionNoLongerFits`](crate::source::SourceError::RegionNoLongerFits).
+    /// Only sources that know their screen (X11) follow it; the region given at start should
+    /// be the whole screen (`0,0` and the screen's size).
+    #[must_use]
+    pub fn following_screen(mut self, follow: bool) -> Self {
+        self.follow_screen = follow;
+        self
+    }
+
+    /// Whether the region follows the screen's size (see
+    /// [`following_screen`](Self::following_screen)).
+    pub fn follows_screen(&self) -> bool {
+        self.follow_screen
+    }
+
+    /// This config with another region, validated and rounded like a new capture's; whether
+    /// it follows the screen is kept.
+    pub(crate) fn with_region(&self, region: Region) -> Result<Self, SettingsError> {
+        let settings = CaptureSettings {
+            capture_x: region.x,
+            capture_y: region.y,
+            capture_width: region.width,
+            capture_height: region.height,
+            ..self.settings.clone()
+        };
+        Ok(Self::new(&settings)?.following_screen(self.follow_screen))
     }
 
     /// The settings this config was made from, with the region as captured (rounded).
@@ -301,15 +340,23 @@ impl PipelineConfig {
                 s.h264_crf = crf;
             }
             Control::Refresh => {}
-            Control::SetRegion { .. } => {
-                return Err(ControlError::NotLive {
-                    field: "region",
-                    reason: "the source, overlays and encoders are sized for the region; \
-                             restart the capture with the new region",
-                })
+            Control::SetRegion {
+                x,
+                y,
+                width,
+                height,
+            } => {
+                // An explicit region ends following the screen.
+                let region = Region {
+                    x,
+                    y,
+                    width,
+                    height,
+                };
+                return Ok(self.with_region(region)?.following_screen(false));
             }
         }
-        Ok(Self::new(&s)?)
+        Ok(Self::new(&s)?.following_screen(self.follow_screen))
     }
 }
 
@@ -328,8 +375,12 @@ pub enum Control {
     SetCrf(u8),
     /// Make the next frame self-contained (every stripe; H.264 as IDRs).
     Refresh,
-    /// Move or resize the captured region. Not live yet: refused with
-    /// [`ControlError::NotLive`].
+    /// Move or resize the captured region (screen coordinates), validated and rounded like
+    /// the settings (H.264: even sizes) and checked against the screen. Applied between two
+    /// frames: the source's buffers, the stripe layout and every encoder are rebuilt, and the
+    /// next frame is complete (every stripe, H.264 as IDRs); [`StreamFormat`] and each
+    /// [`Stripe::format`](crate::Stripe::format) report the new size. Ends following the
+    /// screen ([`PipelineConfig::following_screen`]).
     SetRegion {
         /// Left edge on the screen.
         x: i32,
@@ -371,6 +422,10 @@ pub enum ControlError {
     /// Restarting an encoder for the new value failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The source refused the change: a region off the screen
+    /// ([`SourceError::RegionOutsideScreen`]), or a source that cannot change its region.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 #[cfg(test)]
@@ -502,14 +557,16 @@ mod tests {
             width: 64,
             height: 64,
         };
-        let err = c.with(&region).unwrap_err();
-        assert!(matches!(
-            err,
-            ControlError::NotLive {
-                field: "region",
-                ..
-            }
-        ));
+        let moved = c.with(&region).unwrap();
+        assert_eq!((moved.format().width, moved.format().height), (64, 64));
+        assert_eq!(moved.layout().count(), 1);
+        let bad = Control::SetRegion {
+            x: 0,
+            y: 0,
+            width: 0,
+            height: 64,
+        };
+        assert!(matches!(c.with(&bad), Err(ControlError::Invalid(_))));
         let h = PipelineConfig::new(&h264(64, 64)).unwrap();
         assert!(matches!(
             h.with(&Control::SetCrf(52)),

@@ -22,6 +22,7 @@ use crate::frame::{Frame, FrameRef, OwnedFrame};
 use crate::overlay::{self, Overlay};
 use crate::scroll::{Role, ScrollDetector};
 use crate::settings::SettingsError;
+use crate::source::x11::Region;
 use crate::source::{Damage, FrameSource, Interrupter, SourceSpec};
 
 /// Every this many frames all stripes are hashed whatever the source's damage report says,
@@ -72,6 +73,8 @@ pub struct Pipeline {
     /// The machine has a core the encode pool does not use (for the grab, overlays and the
     /// X server while the pool encodes).
     spare_core: bool,
+    /// Following the screen: the screen last followed.
+    followed: Option<Region>,
     /// Tests: pipeline whenever behind, whatever the machine (see `overlap_pays`).
     #[cfg(test)]
     pub(crate) force_overlap: bool,
@@ -123,12 +126,9 @@ impl Pipeline {
             .into());
         }
         let slots = make_slots(&config, width)?;
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        let threads = cores.min(slots.len()).max(1);
+        let threads = pool_threads(slots.len());
         Ok(Self {
-            spare_core: cores > threads,
+            spare_core: cores() > threads,
             #[cfg(test)]
             force_overlap: false,
             pool: EncodePool::new(threads)?,
@@ -145,6 +145,7 @@ impl Pipeline {
             spare: None,
             last_grab_ns: 0,
             last_encode_wall_ns: 0,
+            followed: None,
         })
     }
 
@@ -156,6 +157,12 @@ impl Pipeline {
     /// What the stream carries, as encoded: the source's size, the codec, the stripe height.
     pub fn format(&self) -> StreamFormat {
         self.config.format()
+    }
+
+    /// The size of the screen the source reads from, as last seen (`None`: a source with no
+    /// screen, such as a synthetic scene).
+    pub fn screen_size(&self) -> Option<(u32, u32)> {
+        self.source.screen_size()
     }
 
     /// The number the next tick's frame gets.
@@ -183,20 +190,31 @@ impl Pipeline {
             return Ok(());
         }
         let config = self.config.with(control)?;
-        self.reconfigure(config)?;
-        Ok(())
+        self.reconfigure(config)
     }
 
     /// Switches to `config`, a change of the current one made by [`PipelineConfig::with`].
     /// A new frame rate keeps everything; a new JPEG quality or H.264 rate starts every stripe
     /// over, so each is re-sent once at the new quality (H.264 encoders restart: as IDRs) and a
-    /// still picture shows the change too.
+    /// still picture shows the change too. A new region (or stripe layout) rebuilds the
+    /// source's buffers, the stripes and their encoders, and the next frame is complete.
     ///
     /// # Errors
-    /// When an encoder cannot be opened for the new settings.
-    pub fn reconfigure(&mut self, config: PipelineConfig) -> Result<(), EncodeError> {
+    /// [`ControlError::Encode`] when an encoder cannot be opened for the new settings,
+    /// [`ControlError::Source`] when the source refuses the new region (off the screen);
+    /// nothing changed then.
+    pub fn reconfigure(&mut self, config: PipelineConfig) -> Result<(), ControlError> {
         // The slots must be home (the capture thread reconfigures only between frames).
         self.settle();
+        // A config that follows the screen takes the screen's size as it is now, whatever
+        // region it was derived with.
+        let config = match self.screen_region(&config) {
+            Some(region) if region != config.region() => config.with_region(region)?,
+            _ => config,
+        };
+        if (config.region(), config.layout()) != (self.config.region(), self.config.layout()) {
+            return self.resize(config);
+        }
         let old = std::mem::replace(&mut self.config, config);
         let new = &self.config;
         if new.scroll_detection() != self.scroll.is_some() {
@@ -229,6 +247,89 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Switches to a config with another region or stripe layout: new stripes and encoders
+    /// (made first, so a failure changes nothing), the source and overlays told, and the next
+    /// frame a refresh (every stripe; H.264 as IDRs) of the new size. The slots must be home.
+    fn resize(&mut self, config: PipelineConfig) -> Result<(), ControlError> {
+        let region = config.region();
+        let slots = make_slots(&config, region.width)?;
+        let threads = pool_threads(slots.len());
+        // A pool sized for the new stripe count; the old one stays if a new one cannot start.
+        let pool = if threads == self.pool.threads() {
+            None
+        } else {
+            EncodePool::new(threads)
+                .map_err(|e| tracing::warn!("keeping the encode pool: {e}"))
+                .ok()
+        };
+        if region != self.config.region() {
+            self.source.set_region(region)?;
+            for overlay in &mut self.overlays {
+                overlay.set_region(region);
+            }
+        }
+        let old = self.config.format();
+        self.slots = slots;
+        if let Some(pool) = pool {
+            self.pool = pool;
+        }
+        self.config = config;
+        self.refresh_pending = true;
+        self.last_copy = None;
+        self.spare = None;
+        self.last_encode_wall_ns = 0;
+        let new = self.config.format();
+        tracing::info!(
+            "capture region now {}x{}+{}+{} (was {}x{})",
+            new.width,
+            new.height,
+            region.x,
+            region.y,
+            old.width,
+            old.height
+        );
+        Ok(())
+    }
+
+    /// For a config that follows the screen, the whole screen as the source last saw it.
+    fn screen_region(&self, config: &PipelineConfig) -> Option<Region> {
+        if !config.follows_screen() {
+            return None;
+        }
+        let (width, height) = self.source.screen_size()?;
+        Some(Region {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        })
+    }
+
+    /// Following the screen: when the source has seen it change size, switches to the whole
+    /// new screen before the next frame. Returns whether the region changed.
+    fn follow_screen(&mut self) -> Result<bool, CaptureError> {
+        let Some(screen) = self.screen_region(&self.config) else {
+            return Ok(false);
+        };
+        if self.followed == Some(screen) {
+            // Nothing new since the last look (the common case: no settings work per frame).
+            return Ok(false);
+        }
+        self.followed = Some(screen);
+        let config = self.config.with_region(screen)?;
+        if config.region() == self.config.region() {
+            return Ok(false);
+        }
+        self.settle();
+        self.resize(config).map_err(|e| match e {
+            ControlError::Source(e) => CaptureError::Source(e),
+            ControlError::Encode(e) => CaptureError::Encode(e),
+            ControlError::Invalid(e) => CaptureError::Settings(e),
+            other => CaptureError::Thread(other.to_string()),
+        })?;
+        Ok(true)
+    }
+
     /// Runs one frame: reads what changed (grabbing only if something did), draws the
     /// overlays, decides and encodes every stripe, and returns the stripes to send in order.
     /// `refresh` makes the frame self-contained (as does the first frame).
@@ -241,9 +342,33 @@ impl Pipeline {
             // Left by the pipelined path: finish that frame first, in order.
             return self.finish_pipelined();
         }
+        self.follow_screen()?;
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (mut meta, frame) =
-            start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
+        let follow = self.config.follows_screen();
+        let format = self.format();
+        let first = start_frame(
+            self.source.as_mut(),
+            &mut self.overlays,
+            frame_id,
+            refresh,
+            format,
+        );
+        let (mut meta, frame) = match first {
+            Ok(started) => started,
+            Err(e) if follow && no_longer_fits(&e) => {
+                // The screen shrank under the region: follow it and grab again.
+                self.follow_screen()?;
+                let format = self.format();
+                start_frame(
+                    self.source.as_mut(),
+                    &mut self.overlays,
+                    frame_id,
+                    true,
+                    format,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
         let view = frame.view();
         let cfg = *self.config.detect();
         self.last_grab_ns = meta.times.grab;
@@ -296,9 +421,32 @@ impl Pipeline {
     /// the one before is encoding (two frames in flight at most, never a queue).
     pub(crate) fn grab_next(&mut self, refresh: bool) -> Result<(), CaptureError> {
         debug_assert!(self.staged.is_none(), "one staged frame at most");
+        self.follow_screen()?;
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (mut meta, frame) =
-            start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
+        let follow = self.config.follows_screen();
+        let format = self.format();
+        let first = start_frame(
+            self.source.as_mut(),
+            &mut self.overlays,
+            frame_id,
+            refresh,
+            format,
+        );
+        let (mut meta, frame) = match first {
+            Ok(started) => started,
+            Err(e) if follow && no_longer_fits(&e) => {
+                self.follow_screen()?;
+                let format = self.format();
+                start_frame(
+                    self.source.as_mut(),
+                    &mut self.overlays,
+                    frame_id,
+                    true,
+                    format,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
         self.last_grab_ns = meta.times.grab;
         let copy = match &self.last_copy {
             // Nothing changed: the pixels are the last copy's.
@@ -514,6 +662,7 @@ fn start_frame<'s>(
     overlays: &mut [Box<dyn Overlay>],
     frame_id: u64,
     refresh: bool,
+    format: StreamFormat,
 ) -> Result<(FrameMeta, Frame<'s>), CaptureError> {
     let captured_at = Instant::now();
     let mut times = StageTimes::default();
@@ -547,6 +696,7 @@ fn start_frame<'s>(
             frame_id,
             captured_at,
             damage,
+            format,
         },
         grabbed: !nothing_changed,
         times,
@@ -589,6 +739,7 @@ fn plan_scroll(
             paint_over: false,
             captured_at: meta.tick.captured_at,
             encoded_at: Instant::now(),
+            format: meta.tick.format,
         });
     }
     meta.times.detect += elapsed_ns(t0);
@@ -671,6 +822,26 @@ fn gather(slots: &mut [StripeSlot], meta: FrameMeta) -> Result<TickOutput, Captu
     })
 }
 
+/// Cores of this machine (2 when unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Encode pool threads for `stripes` stripes: one per stripe and per core.
+fn pool_threads(stripes: usize) -> usize {
+    cores().min(stripes).max(1)
+}
+
+/// Whether `e` says the screen shrank under the region (a grab answered `BadMatch`).
+fn no_longer_fits(e: &CaptureError) -> bool {
+    matches!(
+        e,
+        CaptureError::Source(crate::source::SourceError::RegionNoLongerFits { .. })
+    )
+}
+
 /// A copy of `view` in `spare`'s buffer when it has the size (the pipelined capture's frames).
 fn copy_into(view: FrameRef<'_>, spare: Option<OwnedFrame>) -> OwnedFrame {
     let mut frame = spare
@@ -716,6 +887,7 @@ struct Tick {
     frame_id: u64,
     captured_at: Instant,
     damage: Damage,
+    format: StreamFormat,
 }
 
 /// One stripe's state and encoder, owned by the slot: no shared maps, no locks per stripe.
@@ -794,6 +966,7 @@ impl StripeSlot {
                 paint_over: request.paint_over,
                 captured_at,
                 encoded_at,
+                format: tick.format,
             })),
             Ok(None) => None,
             Err(e) => {
@@ -810,6 +983,8 @@ impl StripeSlot {
 struct EncodePool {
     /// `None` only while being dropped.
     pool: Option<rayon::ThreadPool>,
+    /// Threads asked for.
+    size: usize,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -836,8 +1011,14 @@ impl EncodePool {
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
         Ok(Self {
             pool: Some(pool),
+            size: threads,
             threads: handles,
         })
+    }
+
+    /// Threads the pool was made with.
+    fn threads(&self) -> usize {
+        self.size
     }
 }
 

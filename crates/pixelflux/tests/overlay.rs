@@ -450,6 +450,169 @@ fn a_cursor_change_or_move_resends_only_the_stripes_it_touches() {
     );
 }
 
+/// Where the pointer is now, in screen coordinates.
+fn pointer_at(painter: &Painter) -> (i64, i64) {
+    let p = painter
+        .conn
+        .query_pointer(painter.root)
+        .unwrap()
+        .reply()
+        .unwrap();
+    (p.root_x as i64, p.root_y as i64)
+}
+
+#[test]
+fn the_first_frame_has_the_pointer_where_it_is_without_it_moving() {
+    // A fresh server: nothing has moved the pointer (Xvfb puts it mid-screen) and no client
+    // has defined a cursor; the overlay is told of no change before its first frame.
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    let screen = test_pattern(320, 240, 9);
+    painter.put(&screen, 0, 0);
+    let (sprite, hot) = server_cursor(&painter);
+    let (px, py) = pointer_at(&painter);
+    let (cap, log) = start(
+        x11(&xvfb),
+        CaptureSettings {
+            capture_cursor: true,
+            ..settings(320, 240)
+        },
+    )
+    .expect("capture starts");
+    frames_pass(&cap, 1);
+    cap.stop();
+    let log = log.lock().unwrap();
+    assert_eq!(pointer_at(&painter), (px, py), "the pointer did not move");
+    let first = canvas_at(&log, 0, 320, 240);
+    let at = (px - hot.0, py - hot.1);
+    let expected = sprite.over(&screen, at.0, at.1);
+    let db = psnr(&first, &expected);
+    assert!(db >= 38.0, "first frame vs composite: {db:.1} dB");
+    assert!(
+        psnr(&first, &screen) < db,
+        "the pointer is drawn in the first frame"
+    );
+    assert_eq!(sprite.locate(&first, &screen, around(at.0, at.1, 6)), at);
+}
+
+/// An invisible cursor as applications define one: a 1-bit pixmap with an all-zero mask.
+fn define_blank_cursor(painter: &Painter) {
+    let conn = &painter.conn;
+    let (pixmap, gc, cursor) = (
+        conn.generate_id().unwrap(),
+        conn.generate_id().unwrap(),
+        conn.generate_id().unwrap(),
+    );
+    conn.create_pixmap(1, pixmap, painter.root, 8, 8).unwrap();
+    conn.create_gc(gc, pixmap, &CreateGCAux::new().foreground(0))
+        .unwrap();
+    let all = Rectangle {
+        x: 0,
+        y: 0,
+        width: 8,
+        height: 8,
+    };
+    conn.poly_fill_rectangle(pixmap, gc, &[all]).unwrap();
+    conn.create_cursor(cursor, pixmap, pixmap, 0, 0, 0, 0, 0, 0, 0, 0)
+        .unwrap();
+    conn.change_window_attributes(
+        painter.root,
+        &ChangeWindowAttributesAux::new().cursor(cursor),
+    )
+    .unwrap();
+    painter.sync();
+}
+
+#[test]
+fn an_invisible_cursor_draws_nothing_and_moving_it_sends_nothing() {
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    let screen = test_pattern(320, 240, 10);
+    painter.put(&screen, 0, 0);
+    define_blank_cursor(&painter);
+    // What X reports for it: an image, every pixel fully transparent.
+    let (sprite, _) = server_cursor(&painter);
+    assert!(sprite.w > 0 && sprite.px.iter().all(|p| p[3] == 0.0));
+    move_pointer(&painter, 100, 100);
+    let (cap, log) = start(
+        x11(&xvfb),
+        CaptureSettings {
+            capture_cursor: true,
+            ..settings(320, 240)
+        },
+    )
+    .expect("capture starts");
+    frames_pass(&cap, 3);
+    let n0 = log.lock().unwrap().len();
+    move_pointer(&painter, 200, 150);
+    frames_pass(&cap, 3);
+    cap.stop();
+    let log = log.lock().unwrap();
+    // The first frame is the screen alone (as close as JPEG gets: the same as with no
+    // overlay at all), and a move of the invisible pointer re-sends no stripe.
+    let first = canvas_at(&log, 0, 320, 240);
+    let db = psnr(&first, &screen);
+    assert!(db >= 38.0, "first frame vs the bare screen: {db:.1} dB");
+    let (bare, bare_log) = start(x11(&xvfb), settings(320, 240)).expect("capture starts");
+    frames_pass(&bare, 1);
+    bare.stop();
+    let without = canvas_at(&bare_log.lock().unwrap(), 0, 320, 240);
+    assert_eq!(
+        first.data, without.data,
+        "identical to a capture without --cursor"
+    );
+    assert_eq!(
+        log.len(),
+        n0,
+        "stripes sent for an invisible pointer's move"
+    );
+    // Nor is any row even re-checked for it: the overlay reports no rows moved.
+    let mut overlay = pixelflux::overlay::CursorOverlay::open(Some(&xvfb.display), 0, 0).unwrap();
+    use pixelflux::overlay::Overlay as _;
+    overlay.prepare(320, 240, 0).unwrap();
+    move_pointer(&painter, 20, 30);
+    assert_eq!(overlay.prepare(320, 240, 1).unwrap(), Some(vec![]));
+}
+
+#[test]
+fn a_pointer_hidden_with_xfixes_hide_cursor_is_still_reported_so_still_drawn() {
+    // The documented limit: XFixes HideCursor hides the pointer on the screen, but other
+    // clients are told nothing (xserver's xfixes/cursor.c keeps reporting the current cursor).
+    // If a server ever reports it hidden (an empty or transparent image), this fails and the
+    // docs' limit goes.
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    let screen = test_pattern(320, 240, 11);
+    painter.put(&screen, 0, 0);
+    define_test_cursor(&painter);
+    move_pointer(&painter, 150, 100);
+    let (visible, hot) = server_cursor(&painter);
+    painter.conn.xfixes_hide_cursor(painter.root).unwrap();
+    painter.sync();
+    let (reported, hot_hidden) = server_cursor(&painter);
+    assert_eq!(hot_hidden, hot);
+    assert_eq!(
+        reported.px, visible.px,
+        "XFixes reports the hidden cursor unchanged"
+    );
+    let (cap, log) = start(
+        x11(&xvfb),
+        CaptureSettings {
+            capture_cursor: true,
+            ..settings(320, 240)
+        },
+    )
+    .expect("capture starts");
+    frames_pass(&cap, 1);
+    cap.stop();
+    let first = canvas_at(&log.lock().unwrap(), 0, 320, 240);
+    let at = (150 - hot.0, 100 - hot.1);
+    let db = psnr(&first, &visible.over(&screen, at.0, at.1));
+    assert!(db >= 38.0, "drawn although hidden: {db:.1} dB");
+    painter.conn.xfixes_show_cursor(painter.root).unwrap();
+    painter.sync();
+}
+
 #[test]
 fn capture_cursor_on_a_synthetic_source_draws_nothing() {
     let run = |cursor: bool| {

@@ -6,22 +6,18 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use x11rb::connection::Connection;
-use x11rb::protocol::xfixes::{ConnectionExt as _, CursorNotifyMask};
-use x11rb::protocol::Event;
+use pixelflux::overlay::{CursorShape, CursorWatcher};
 
 /// Largest cursor side sent, in pixels (browsers ignore CSS cursors over 128 px).
-pub const MAX_CURSOR: u16 = 128;
+pub const MAX_CURSOR: u32 = 128;
 
 /// Why cursor shapes cannot be followed.
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {
     #[error("{0}")]
     X(#[from] pixelflux::SourceError),
-    #[error("X connection: {0}")]
-    Connection(#[from] x11rb::errors::ConnectionError),
-    #[error("X request: {0}")]
-    Reply(#[from] x11rb::errors::ReplyError),
+    #[error("cannot start the cursor thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// The latest cursor as a page message: `{"type":"cursor","w","h","x","y","rgba"}` (`x`/`y`
@@ -30,70 +26,42 @@ pub type CursorMessages = tokio::sync::watch::Receiver<Option<Arc<str>>>;
 
 /// Starts following the cursor of `display`; the receiver always holds the current shape.
 pub fn follow(display: Option<&str>) -> Result<CursorMessages, CursorError> {
-    let (conn, root, _) = pixelflux::source::x11::connect_xfixes(display)?;
-    conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)?;
-    conn.flush()?;
+    let watcher = CursorWatcher::open(display)?;
     let (tx, rx) = tokio::sync::watch::channel(None);
-    let first = message(&conn)?;
-    tx.send_replace(first);
+    tx.send_replace(watcher.shape()?.as_ref().and_then(message));
     std::thread::Builder::new()
         .name("pixelflux-cursor".into())
         .spawn(move || loop {
-            match conn.wait_for_event() {
-                Ok(Event::XfixesCursorNotify(_)) => match message(&conn) {
-                    Ok(Some(msg)) => {
+            let shape = watcher.wait_for_change().and_then(|()| watcher.shape());
+            match shape {
+                Ok(shape) => {
+                    if let Some(msg) = shape.as_ref().and_then(message) {
                         tx.send_replace(Some(msg));
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!("cursor: {e}");
-                        return;
-                    }
-                },
-                Ok(_) => {}
+                }
                 Err(e) => {
                     tracing::debug!("cursor: {e}");
                     return;
                 }
             }
-        })
-        .map_err(|e| CursorError::Connection(e.into()))?;
+        })?;
     Ok(rx)
 }
 
-/// The current cursor as a page message, or `None` when it is too large to send.
-fn message(conn: &impl Connection) -> Result<Option<Arc<str>>, CursorError> {
-    let img = conn.xfixes_get_cursor_image()?.reply()?;
-    if img.width == 0 || img.height == 0 || img.width > MAX_CURSOR || img.height > MAX_CURSOR {
-        return Ok(None);
+/// A cursor as a page message, or `None` when it is too large to send.
+fn message(shape: &CursorShape) -> Option<Arc<str>> {
+    if shape.width > MAX_CURSOR || shape.height > MAX_CURSOR {
+        return None;
     }
-    let rgba = to_rgba(&img.cursor_image);
     let msg = serde_json::json!({
         "type": "cursor",
-        "w": img.width,
-        "h": img.height,
-        "x": img.xhot.min(img.width - 1),
-        "y": img.yhot.min(img.height - 1),
-        "rgba": base64::engine::general_purpose::STANDARD.encode(rgba),
+        "w": shape.width,
+        "h": shape.height,
+        "x": shape.xhot,
+        "y": shape.yhot,
+        "rgba": base64::engine::general_purpose::STANDARD.encode(shape.to_rgba()),
     });
-    Ok(Some(msg.to_string().into()))
-}
-
-/// XFixes pixels (premultiplied ARGB in a u32) → straight-alpha RGBA bytes.
-fn to_rgba(argb: &[u32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(argb.len() * 4);
-    for &p in argb {
-        let [a, r, g, b] = p.to_be_bytes();
-        let un = |c: u8| -> u8 {
-            if a == 0 {
-                0
-            } else {
-                u8::try_from((u32::from(c) * 255 + u32::from(a) / 2) / u32::from(a)).unwrap_or(255)
-            }
-        };
-        out.extend_from_slice(&[un(r), un(g), un(b), a]);
-    }
-    out
+    Some(msg.to_string().into())
 }
 
 #[cfg(test)]
@@ -101,10 +69,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn premultiplied_argb_becomes_straight_rgba() {
-        assert_eq!(
-            to_rgba(&[0xff10_2030, 0x0000_0000, 0x8040_2000]),
-            vec![0x10, 0x20, 0x30, 0xff, 0, 0, 0, 0, 0x80, 0x40, 0, 0x80]
-        );
+    fn a_shape_becomes_a_page_message_unless_too_large() {
+        let shape = CursorShape {
+            width: 2,
+            height: 1,
+            xhot: 1,
+            yhot: 0,
+            serial: 7,
+            argb: vec![0xff10_2030, 0x8040_2000],
+        };
+        let msg: serde_json::Value = serde_json::from_str(&message(&shape).unwrap()).unwrap();
+        assert_eq!(msg["type"], "cursor");
+        assert_eq!((msg["w"].as_u64(), msg["h"].as_u64()), (Some(2), Some(1)));
+        assert_eq!((msg["x"].as_u64(), msg["y"].as_u64()), (Some(1), Some(0)));
+        let rgba = base64::engine::general_purpose::STANDARD
+            .decode(msg["rgba"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(rgba, [0x10, 0x20, 0x30, 0xff, 0x80, 0x40, 0, 0x80]);
+        let big = CursorShape {
+            width: MAX_CURSOR + 1,
+            height: 1,
+            argb: vec![0; MAX_CURSOR as usize + 1],
+            ..shape
+        };
+        assert!(message(&big).is_none());
     }
 }

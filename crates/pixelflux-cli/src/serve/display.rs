@@ -30,6 +30,7 @@ impl XHold {
     pub fn connect(display: &str) -> Result<Self, String> {
         use x11rb::connection::Connection as _;
         use x11rb::protocol::xproto::ConnectionExt as _;
+        pixelflux::source::x11::check_display_name(Some(display)).map_err(|e| e.to_string())?;
         let t0 = Instant::now();
         loop {
             let attempt = x11rb::connect(Some(display))

@@ -74,6 +74,14 @@ pub enum ClientMessage {
         /// UTF-8 text.
         text: String,
     },
+    /// The page's canvas area in device pixels: the private display follows it (applied only
+    /// with control, on a display that follows the page; clamped, see `serve::resize`).
+    Resize {
+        /// Width in device pixels (1 to 65535).
+        width: u32,
+        /// Height in device pixels (1 to 65535).
+        height: u32,
+    },
 }
 
 impl ClientMessage {
@@ -126,6 +134,13 @@ pub fn parse_client_message(msg: &Message) -> Result<Option<ClientMessage>, BadM
                         InputEvent::Pointer(p) => ClientMessage::Pointer(p),
                         InputEvent::Wheel(w) => ClientMessage::Wheel(w),
                     }))
+                }
+                Err(ClientMessage::Resize { width, height })
+                    if !(1..=65535).contains(&width) || !(1..=65535).contains(&height) =>
+                {
+                    Err(BadMessage::Invalid(format!(
+                        "resize to {width}x{height}: sizes are 1 to 65535"
+                    )))
                 }
                 Err(msg) => Ok(Some(msg)),
             }
@@ -425,6 +440,9 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
                 Ok(Some(ClientMessage::Clipboard { text })) => {
                     st.remote.paste(role, &text);
                 }
+                Ok(Some(ClientMessage::Resize { width, height })) => {
+                    st.remote.resize(role, width, height);
+                }
                 Ok(Some(msg)) => {
                     if let Ok(input) = msg.into_input() {
                         st.remote.input(session, role, input);
@@ -482,7 +500,20 @@ mod tests {
             parse_client_message(&text(r#"{"type":"ping","t":12.5}"#)),
             Ok(Some(ClientMessage::Ping { t: 12.5 }))
         );
+        assert_eq!(
+            parse_client_message(&text(r#"{"type":"resize","width":1280,"height":720}"#)),
+            Ok(Some(ClientMessage::Resize {
+                width: 1280,
+                height: 720
+            }))
+        );
         for bad in [
+            r#"{"type":"resize","width":0,"height":720}"#,
+            r#"{"type":"resize","width":1280,"height":65536}"#,
+            r#"{"type":"resize","width":-1,"height":720}"#,
+            r#"{"type":"resize","width":12.5,"height":720}"#,
+            r#"{"type":"resize","width":"1280","height":720}"#,
+            r#"{"type":"resize","width":1280}"#,
             "",
             "garbage",
             "{}",
@@ -575,6 +606,7 @@ mod tests {
             listener,
             router(state),
             limits,
+            None,
             std::future::pending(),
             Duration::from_secs(1),
         ));

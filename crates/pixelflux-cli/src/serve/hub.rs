@@ -492,6 +492,9 @@ mod tests {
             paint_over: false,
             captured_at: now,
             encoded_at: now,
+            format: pixelflux::PipelineConfig::new(&pixelflux::CaptureSettings::default())
+                .unwrap()
+                .format(),
         }
     }
 

@@ -126,6 +126,8 @@ pub enum InputError {
         display: String,
         source: x11rb::errors::ConnectError,
     },
+    #[error(transparent)]
+    BadDisplayName(pixelflux::source::SourceError),
     #[error("the X server has no XTEST extension")]
     NoXtest,
     #[error("X connection: {0}")]
@@ -149,6 +151,7 @@ pub struct Injector {
 impl Injector {
     /// Connects to `display`, checks for XTEST and starts the injecting thread.
     pub fn start(display: Option<&str>, region: Region) -> Result<Self, InputError> {
+        pixelflux::source::x11::check_display_name(display).map_err(InputError::BadDisplayName)?;
         let (conn, screen) = x11rb::connect(display).map_err(|source| InputError::Connect {
             display: display.unwrap_or("$DISPLAY").to_string(),
             source,

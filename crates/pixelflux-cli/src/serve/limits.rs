@@ -8,6 +8,7 @@
 //! |---|---|
 //! | connections (HTTP and WebSocket together) | [`Limits::max_connections`], below the fd limit; more are answered `503` and closed |
 //! | a request head | complete within [`Limits::header_timeout`], else the connection is closed |
+//! | a TLS handshake (HTTPS) | complete within [`Limits::header_timeout`], else the connection is closed |
 //! | stripes waiting for a viewer | the hub's queue budget ([`super::hub::HubConfig`]) |
 //! | bytes waiting in the WebSocket write buffer | [`Limits::max_write_buffer`] |
 //! | one message written to a viewer | done within [`Limits::write_timeout`], else the connection is dropped |
@@ -23,7 +24,8 @@ pub struct Limits {
     /// Concurrent connections (HTTP and WebSocket). Past it, new connections are answered
     /// `503` and closed at once.
     pub max_connections: usize,
-    /// Time a connection gets to send a complete request head (the request line and headers).
+    /// Time a connection gets to send a complete request head (the request line and headers),
+    /// and over HTTPS to complete the TLS handshake before that.
     pub header_timeout: Duration,
     /// Largest WebSocket write buffer in bytes (frames waiting for the socket): one stripe and
     /// the automatic pongs. A stripe larger than this cannot be sent and ends the connection.

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod input;
 pub mod limits;
 pub mod remote;
+pub mod resize;
 pub mod server;
 pub mod tls;
 
@@ -63,9 +64,10 @@ pub struct ServeArgs {
     /// Run the command after `--` in a new private Xvfb even though $DISPLAY is set.
     #[arg(long)]
     pub new_display: bool,
-    /// Screen size of the Xvfb started when there is no X display, WxH.
-    #[arg(long, default_value = "1280x720")]
-    pub size: RegionArg,
+    /// Screen size of the Xvfb started when there is no X display, WxH. Without it the
+    /// private screen starts at 1280x720 and follows the size of the page's window.
+    #[arg(long)]
+    pub size: Option<RegionArg>,
     /// Do not refresh stripes that stopped changing with a lossless still (PNG); the picture
     /// then stays at the quality of the last JPEG or H.264 encode.
     #[arg(long)]
@@ -95,6 +97,9 @@ macro_rules! say {
 /// 100 s), i.e. next to no capture work; a viewer coming back wakes the capture at once.
 const IDLE_FPS: f64 = pixelflux::settings::MIN_TARGET_FPS;
 
+/// The private Xvfb's size until a page asks for another (and with no page).
+const DEFAULT_SIZE: (u32, u32) = (1280, 720);
+
 /// How often the supervisor checks the capture, the screen size and the child.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 
@@ -120,13 +125,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Dropped (Xvfb stopped) after everything that uses it.
     let mut own_xvfb = None;
+    // The private screen follows the page's window (no --size).
+    let mut resizable = false;
     if options.scene.is_none()
         && options.display.is_none()
         && (env_display.is_none() || args.new_display)
     {
-        match OwnXvfb::start(args.size.width, args.size.height) {
+        let started = match args.size {
+            Some(size) => OwnXvfb::start(size.width, size.height),
+            // Resizable up to the limit a page may ask for (docs/serve.md, "Resize").
+            None => OwnXvfb::start_resizable(
+                DEFAULT_SIZE.0,
+                DEFAULT_SIZE.1,
+                resize::MAX_SIZE.0,
+                resize::MAX_SIZE.1,
+            ),
+        };
+        match started {
             Ok(xvfb) => {
                 options.display = Some(xvfb.display().to_owned());
+                resizable = args.size.is_none();
                 own_xvfb = Some(xvfb);
             }
             Err(DisplayError::NotInstalled) => {
@@ -135,16 +153,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                      `typing` scene instead"
                 );
                 options.scene = Some(Scene::Typing);
-                options.region.get_or_insert(RegionArg {
+                let size = args.size.unwrap_or(RegionArg {
                     x: 0,
                     y: 0,
-                    ..args.size
+                    width: DEFAULT_SIZE.0,
+                    height: DEFAULT_SIZE.1,
                 });
+                options
+                    .region
+                    .get_or_insert(RegionArg { x: 0, y: 0, ..size });
             }
             Err(e) => return Err(e.into()),
         }
     }
     let display = options.display.clone().or(env_display);
+    if options.scene.is_none() {
+        // A bad `$DISPLAY` is refused here like a bad --display (clap's check).
+        pixelflux::source::x11::check_display_name(display.as_deref())?;
+    }
     // Held until serving ends, so our own connections closing cannot reset the X server.
     let _x_hold = match (&display, options.scene) {
         (Some(d), None) => XHold::connect(d)
@@ -195,6 +221,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         &options,
         !args.no_paint_over,
         !args.no_scroll_detection,
+        resizable,
         &mut app,
     ));
     // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
@@ -257,15 +284,31 @@ fn start_capture(
     hub: &Arc<Hub>,
     settings: &CaptureSettings,
     spec: &SourceSpec,
+    follow_screen: bool,
     current: &CurrentCapture,
 ) -> anyhow::Result<Arc<ScreenCapture>> {
-    let config = PipelineConfig::new(settings).context("cannot start the capture")?;
-    // Announced before the first stripe can be published.
-    hub.set_format(&hello_for(&config.format()));
+    let config = PipelineConfig::new(settings)
+        .context("cannot start the capture")?
+        .following_screen(follow_screen);
+    // Announced before the first stripe can be published, and again before the first stripe
+    // of a new size (the screen followed through RandR): each stripe says its format.
+    let mut announced = config.format();
+    hub.set_format(&hello_for(&announced));
     let sink = Arc::clone(hub);
+    let publish = move |stripe: pixelflux::Stripe| {
+        if stripe.format != announced {
+            announced = stripe.format;
+            tracing::info!(
+                "the picture is now {}x{}: new hello",
+                announced.width,
+                announced.height
+            );
+            sink.set_format(&hello_for(&announced));
+        }
+        sink.publish(stripe);
+    };
     let capture = Arc::new(
-        ScreenCapture::start_config(config, spec, move |stripe| sink.publish(stripe))
-            .context("cannot start the capture")?,
+        ScreenCapture::start_config(config, spec, publish).context("cannot start the capture")?,
     );
     *current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&capture);
     let format = capture.format();
@@ -336,6 +379,7 @@ async fn serve(
     options: &CaptureOptions,
     paint_over: bool,
     scroll_detection: bool,
+    resizable: bool,
     app: &mut Option<AppChild>,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     let (mut settings, spec) = options.resolve()?;
@@ -345,11 +389,9 @@ async fn serve(
     settings.paint_over_lossless = paint_over;
     // Rows that moved are copied by the page (JPEG; H.264 ignores it).
     settings.scroll_detection = scroll_detection;
-    let follow_screen = options.region.is_none();
-    let display = match &spec {
-        SourceSpec::X11 { display } if follow_screen => Some(display.clone()),
-        _ => None,
-    };
+    // Without --region the capture follows the screen's size (the core re-reads it after a
+    // RandR change and goes on at the new size; the hub re-announces it).
+    let follow_screen = options.region.is_none() && matches!(spec, SourceSpec::X11 { .. });
     let current: CurrentCapture = Arc::default();
     let cell = Arc::clone(&current);
     let hub = Hub::new(HubConfig::default(), move || {
@@ -357,7 +399,7 @@ async fn serve(
             capture.request_refresh();
         }
     });
-    let mut capture = start_capture(&hub, &settings, &spec, &current)?;
+    let capture = start_capture(&hub, &settings, &spec, follow_screen, &current)?;
     let region_of = |s: &CaptureSettings| input::Region {
         x: s.capture_x,
         y: s.capture_y,
@@ -444,40 +486,28 @@ async fn serve(
                 // A synthetic scene (or any source without an X display).
                 _ => None,
             },
+            resize: match &spec {
+                SourceSpec::X11 {
+                    display: Some(display),
+                } if resizable => Some(resize::Resizer::new(display.clone(), settings.output_mode)),
+                _ => None,
+            },
             ..Default::default()
         },
         listen: addr,
         limits,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = match access.tls {
-        None => tokio::spawn(server::serve(
-            listener,
-            http::router(Arc::clone(&state)),
-            limits,
-            async {
-                let _ = stop_rx.await;
-            },
-            Duration::from_secs(3),
-        )),
-        // HTTPS through axum-server (rustls); without the plain server's accept limits.
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(2)));
-            });
-            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls.config)?
-                .handle(handle)
-                .serve(http::router(Arc::clone(&state)).into_make_service());
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::warn!("HTTPS server: {e}");
-                }
-            })
-        }
-    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        http::router(Arc::clone(&state)),
+        limits,
+        access.tls.map(|tls| tls.config),
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(3),
+    ));
 
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -486,7 +516,10 @@ async fn serve(
     // Whether the capture runs at full rate (it starts so; paused when no one watches).
     let mut capturing = true;
     let mut last_resume: Option<std::time::Instant> = None;
-    let mut size_query: Option<tokio::task::JoinHandle<_>> = None;
+    // The region the injector maps pointer positions into (the screen followed).
+    let mut input_region = region_of(&settings);
+    let mut resizes = state.remote.resize.as_ref().map(resize::Resizer::subscribe);
+    let mut resizing: Option<tokio::task::JoinHandle<()>> = None;
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
             _ = interrupt.recv() => {
@@ -499,6 +532,17 @@ async fn serve(
             }
             _ = tick.tick() => {}
             () = state.remote.watchers_changed.notified() => {}
+            Some(()) = resize::changed(&mut resizes), if resizing.is_none() => {}
+        }
+        // A size a page asked for: one RandR resize at a time (in the background: it is X
+        // I/O), the newest size wins; the capture follows the screen by itself.
+        if resizing.as_ref().is_some_and(|r| r.is_finished()) {
+            resizing = None;
+        }
+        if resizing.is_none() {
+            if let Some(resizer) = &state.remote.resize {
+                resizing = resizer.apply_pending();
+            }
         }
         // No capture work while no page is visible; back to full rate (and a full picture)
         // as soon as one is.
@@ -541,42 +585,12 @@ async fn serve(
                 .unwrap_or_else(|| "it stopped".into());
             break Err(anyhow::anyhow!("capture ended: {why}"));
         }
-        if let Some(display) = &display {
-            // Asked in the background and read on a later round, so a server that stopped
-            // answering never blocks this loop (and with it Ctrl-C and SIGTERM).
-            if size_query.is_none() {
-                let display = display.clone();
-                size_query = Some(tokio::task::spawn_blocking(move || {
-                    pixelflux::source::x11::screen_size(display.as_deref())
-                }));
-            }
-            let size = match size_query.take_if(|q| q.is_finished()) {
-                Some(query) => query.await.ok(),
-                None => None,
-            };
-            if let Some(Ok((w, h))) = size {
-                if (w, h) != (settings.capture_width, settings.capture_height) {
-                    tracing::info!("the screen is now {w}x{h}: restarting the capture");
-                    if let Some(e) = stop_capture(capture).await {
-                        tracing::warn!("the old capture ended with: {e}");
-                    }
-                    settings.capture_width = w;
-                    settings.capture_height = h;
-                    match start_capture(&hub, &settings, &spec, &current) {
-                        Ok(c) => {
-                            capture = c;
-                            capturing = true;
-                            if let Some(injector) = &state.remote.injector {
-                                injector.set_region(region_of(&settings));
-                            }
-                        }
-                        Err(e) => {
-                            hub.close_all();
-                            let _ = stop_tx.send(());
-                            return Err(e);
-                        }
-                    }
-                }
+        // The pointer maps into the region captured now (it follows the screen).
+        let captured = region_of(&capture.settings());
+        if captured != input_region {
+            input_region = captured;
+            if let Some(injector) = &state.remote.injector {
+                injector.set_region(captured);
             }
         }
     };

@@ -38,6 +38,9 @@ pub struct Remote {
     pub cursor: Option<CursorMessages>,
     /// The X display shown (for the page's title); `None` for a synthetic scene.
     pub display: Option<String>,
+    /// The private display follows the page's window (`None`: a user's display, `--size`,
+    /// or a synthetic scene).
+    pub resize: Option<super::resize::Resizer>,
     /// Input messages refused because their viewer had no control.
     pub refused: AtomicU64,
     /// Session ids handed out so far.
@@ -86,14 +89,32 @@ impl Remote {
     }
 
     /// The message telling a page its role and what it shows:
-    /// `{"type":"role","control":bool,"display":":N"|null}`.
+    /// `{"type":"role","control":bool,"display":":N"|null,"resize":bool}` (`resize`: the
+    /// page should send its size, the screen follows it).
     pub fn role_message(&self, role: Role) -> String {
         serde_json::json!({
             "type": "role",
             "control": role == Role::Control,
             "display": self.display,
+            "resize": role == Role::Control && self.resize.is_some(),
         })
         .to_string()
+    }
+
+    /// A page asks for the screen to be `width` x `height`: applied (clamped) on a display
+    /// that follows the page and from a page with control; otherwise refused and counted.
+    /// Returns whether it was taken.
+    pub fn resize(&self, role: Role, width: u32, height: u32) -> bool {
+        match (&self.resize, role) {
+            (Some(resizer), Role::Control) => {
+                resizer.request(width, height);
+                true
+            }
+            _ => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Applies input from session `session` with `role`; refused (and counted) without
@@ -262,5 +283,28 @@ mod tests {
         assert!(!r.input(0, Role::View, ev.clone()));
         assert!(!r.input(0, Role::Control, ev));
         assert_eq!(r.refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn only_a_viewer_with_control_resizes_a_display_that_follows_the_page() {
+        let follows = Remote {
+            resize: Some(super::super::resize::Resizer::new(
+                ":9".into(),
+                pixelflux::Codec::Jpeg,
+            )),
+            ..Default::default()
+        };
+        assert!(!follows.resize(Role::View, 800, 600));
+        assert!(follows.resize(Role::Control, 800, 600));
+        assert_eq!(follows.refused.load(Ordering::Relaxed), 1);
+        let role = |r: &Remote, role| -> serde_json::Value {
+            serde_json::from_str(&r.role_message(role)).unwrap()
+        };
+        assert_eq!(role(&follows, Role::Control)["resize"], true);
+        assert_eq!(role(&follows, Role::View)["resize"], false);
+        // A user's display, or --size: nobody resizes it.
+        let fixed = Remote::default();
+        assert!(!fixed.resize(Role::Control, 800, 600));
+        assert_eq!(role(&fixed, Role::Control)["resize"], false);
     }
 }

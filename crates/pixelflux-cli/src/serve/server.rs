@@ -5,6 +5,11 @@
 //! builder. Each accepted socket carries a semaphore permit inside its I/O object; hyper
 //! moves that object into the upgraded WebSocket, so the slot is freed only when the socket
 //! is closed, whatever protocol it ended up speaking.
+//!
+//! HTTPS goes through the same loop: the TLS handshake (tokio-rustls) runs on the slotted
+//! socket inside the connection's task, bounded by the request-head timeout (a client that
+//! starts a handshake and never finishes it holds its slot no longer than one that sends half
+//! a request), and the decrypted stream is served by the same [`serve_connection`].
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use super::limits::Limits;
 
@@ -82,16 +88,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Slotted<S> {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open HTTP connections
 /// finish (at most `drain` long). WebSocket sessions are ended by the hub, not here.
+///
+/// With `tls`, every connection is HTTPS: the handshake must complete within
+/// [`Limits::header_timeout`], and the request head within that again after it.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let busy = Arc::new(Semaphore::new(BUSY_ANSWERS));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let tls = tls.map(TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -113,7 +124,7 @@ pub async fn serve(
                 limits.max_connections
             );
             if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
-                tokio::spawn(refuse_busy(socket, permit));
+                tokio::spawn(refuse_busy(socket, tls.clone(), permit));
             }
             continue;
         };
@@ -122,7 +133,25 @@ pub async fn serve(
             inner: socket,
             _permit: permit,
         };
-        tokio::spawn(serve_connection(io, app.clone(), limits, stop_rx.clone()));
+        let (app, stop) = (app.clone(), stop_rx.clone());
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(io, app, limits, stop));
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(io);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, limits, stop).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(
+                            "TLS handshake not complete within {:?}: closed",
+                            limits.header_timeout
+                        ),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -139,18 +168,26 @@ pub async fn serve(
     }
 }
 
-/// Answers `503` and closes. The request is read (and dropped) for a moment first: closing a
-/// socket with unread data resets it, and the client would lose the answer.
-async fn refuse_busy(mut socket: TcpStream, _permit: OwnedSemaphorePermit) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Answers `503` and closes (over TLS after the handshake), all within [`BUSY_LINGER`].
+async fn refuse_busy(socket: TcpStream, tls: Option<TlsAcceptor>, _permit: OwnedSemaphorePermit) {
     let _ = tokio::time::timeout(BUSY_LINGER, async {
-        socket.write_all(BUSY).await?;
-        socket.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while socket.read(&mut sink).await? > 0 {}
-        Ok::<(), io::Error>(())
+        match tls {
+            None => answer_busy(socket).await,
+            Some(acceptor) => answer_busy(acceptor.accept(socket).await?).await,
+        }
     })
     .await;
+}
+
+/// Writes `503` and closes. The request is read (and dropped) first: closing a socket with
+/// unread data resets it, and the client would lose the answer.
+async fn answer_busy<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket.write_all(BUSY).await?;
+    socket.shutdown().await?;
+    let mut sink = [0u8; 1024];
+    while socket.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 /// One HTTP/1.1 connection (and, after an upgrade, its WebSocket). Generic over the socket so
@@ -183,4 +220,168 @@ pub async fn serve_connection<S>(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The accept loop's bounds over HTTPS: the same cap and timeouts as plain HTTP, with a
+    //! handshake that never completes timed out like half a request.
+
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use axum::routing::get;
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::client::TlsStream;
+    use tokio_rustls::TlsConnector;
+
+    use super::*;
+
+    /// Every wait ends by this deadline (a hang is a failure).
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// An HTTPS server with a fresh self-signed certificate, and a client that trusts it.
+    async fn https(limits: Limits) -> (SocketAddr, TlsConnector) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let tls = super::super::tls::build(vec![cert.clone()], key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "hello" }));
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            Some(tls.config),
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        (addr, TlsConnector::from(Arc::new(client)))
+    }
+
+    async fn tls_connect(addr: SocketAddr, client: &TlsConnector) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio::time::timeout(DEADLINE, client.connect(name, tcp))
+            .await
+            .expect("a handshake by the deadline")
+            .expect("the handshake succeeds")
+    }
+
+    /// What the server sent until it closed; `None` if it stayed open past the deadline.
+    async fn read_until_closed<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+        let mut out = Vec::new();
+        match tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await {
+            Err(_) => None,
+            // A reset (or a TLS stream cut without close_notify) is closed too.
+            Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        }
+    }
+
+    async fn get_status(addr: SocketAddr, client: &TlsConnector) -> String {
+        let mut s = tls_connect(addr, client).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_until_closed(&mut s)
+            .await
+            .expect("an answer, then close");
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn https_is_served_by_the_same_loop() {
+        let (addr, client) = https(Limits::default()).await;
+        assert_eq!(get_status(addr, &client).await, "200");
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_over_tls_is_closed() {
+        let timeout = Duration::from_millis(500);
+        let (addr, client) = https(Limits {
+            header_timeout: timeout,
+            ..Limits::default()
+        })
+        .await;
+        let mut s = tls_connect(addr, &client).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: local").await.unwrap();
+        let t0 = Instant::now();
+        let out = read_until_closed(&mut s).await;
+        let out = out.unwrap_or_else(|| panic!("still open after {DEADLINE:?}"));
+        assert!(!out.contains("200 OK"), "{out}");
+        assert!(t0.elapsed() >= timeout / 2, "closed before the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_completes_is_closed_within_the_timeout() {
+        let timeout = Duration::from_millis(500);
+        let (addr, _) = https(Limits {
+            header_timeout: timeout,
+            ..Limits::default()
+        })
+        .await;
+        // Nothing at all, and the first bytes of a ClientHello record that never ends.
+        for sent in [
+            &b""[..],
+            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc],
+        ] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(sent).await.unwrap();
+            let t0 = Instant::now();
+            let out = read_until_closed(&mut s).await;
+            assert!(
+                out.is_some(),
+                "still open after {DEADLINE:?} ({sent:?} sent)"
+            );
+            let took = t0.elapsed();
+            assert!(
+                took >= timeout / 2 && took < timeout + Duration::from_secs(3),
+                "closed after {took:?} ({sent:?} sent)"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_connections_over_the_cap_get_503_and_slots_come_back() {
+        let (addr, client) = https(Limits {
+            max_connections: 2,
+            header_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        })
+        .await;
+        // One finished handshake and one bare TCP socket hold both slots.
+        let held = tls_connect(addr, &client).await;
+        let bare = TcpStream::connect(addr).await.unwrap();
+        // Accepting is asynchronous: wait until a third connection is refused.
+        let mut refused = false;
+        let t0 = Instant::now();
+        while !refused && t0.elapsed() < DEADLINE {
+            refused = get_status(addr, &client).await == "503";
+        }
+        assert!(refused, "a third connection was not refused");
+        drop(held);
+        drop(bare);
+        let mut served = false;
+        let t0 = Instant::now();
+        while !served && t0.elapsed() < DEADLINE {
+            served = get_status(addr, &client).await == "200";
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(served, "no slot came back after closing both connections");
+    }
 }

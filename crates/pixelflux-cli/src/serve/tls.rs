@@ -8,15 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum_server::tls_rustls::RustlsConfig;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A TLS configuration ready to serve, and the fingerprint of its (first) certificate.
 pub struct Tls {
-    /// What axum-server accepts with.
-    pub config: RustlsConfig,
+    /// The server configuration (HTTP/1.1 only) that `serve`'s accept loop handshakes with.
+    pub config: Arc<ServerConfig>,
     /// SHA-256 of the certificate (DER), as colon-separated upper-case hex, the way browsers
     /// show it.
     pub fingerprint: String,
@@ -31,7 +30,11 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-fn build(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> anyhow::Result<Tls> {
+/// A TLS configuration from a certificate chain and its key.
+pub(crate) fn build(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> anyhow::Result<Tls> {
     let first = certs
         .first()
         .context("the certificate file holds no certificate")?;
@@ -46,7 +49,7 @@ fn build(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> an
     // WebSockets need HTTP/1.1 (the upgrade); no h2.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Tls {
-        config: RustlsConfig::from_config(Arc::new(config)),
+        config: Arc::new(config),
         fingerprint,
     })
 }

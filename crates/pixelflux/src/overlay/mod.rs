@@ -14,7 +14,7 @@ mod blend;
 mod cursor;
 mod watermark;
 
-pub use cursor::CursorOverlay;
+pub use cursor::{CursorOverlay, CursorShape, CursorWatcher};
 pub use watermark::Watermark;
 
 use std::ops::Range;
@@ -52,6 +52,13 @@ pub trait Overlay: Send {
     /// `prepare` fail at once (see [`Interrupter`]). `None` (the default): it never blocks.
     fn interrupter(&self) -> Option<Interrupter> {
         None
+    }
+
+    /// The capture's region changed (a [`Control::SetRegion`](crate::Control::SetRegion) or
+    /// the screen it follows); frames from the next one on are `region`-sized. The default
+    /// does nothing (an overlay that places itself from the frame's size each time).
+    fn set_region(&mut self, region: Region) {
+        let _ = region;
     }
 }
 

@@ -41,6 +41,27 @@ pub trait FrameSource: Send {
     fn interrupter(&self) -> Option<Interrupter> {
         None
     }
+
+    /// Captures `region` (screen coordinates) from the next grab on: buffers resized, the
+    /// frames then `region`-sized. Called between frames; on an error nothing changed.
+    ///
+    /// # Errors
+    /// [`SourceError::RegionOutsideScreen`] for a region not wholly on the screen; the
+    /// default refuses with [`SourceError::Other`] (a source that cannot change its region).
+    fn set_region(&mut self, region: x11::Region) -> Result<(), SourceError> {
+        let _ = region;
+        Err(SourceError::Other(
+            "this source cannot change its region while capturing".into(),
+        ))
+    }
+
+    /// The size of the whole screen the source reads from, as last seen (an X11 source
+    /// learns of RandR changes from the events it reads in [`damage`](Self::damage), and
+    /// from a failed grab). `None` (the default): the source has no screen around its
+    /// frames.
+    fn screen_size(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// What a source knows about changes since its last report.
@@ -77,6 +98,14 @@ pub enum SourceError {
         /// The display name tried (`None`: `$DISPLAY`).
         display: Option<String>,
         /// What the connection attempt said.
+        reason: String,
+    },
+    /// A display name that cannot name an X display (its number is out of range).
+    #[error("display name {display}: {reason}")]
+    BadDisplayName {
+        /// The display name as given (or as `$DISPLAY` holds it).
+        display: String,
+        /// What is wrong with it, naming the valid range.
         reason: String,
     },
     /// The server's setup does not list the screen the display name asks for.

@@ -186,6 +186,24 @@ impl FrameSource for SyntheticSource {
         (self.frame.width, self.frame.height)
     }
 
+    /// The scene starts over at the new size (a synthetic scene has no screen to be off).
+    fn set_region(&mut self, region: super::x11::Region) -> Result<(), SourceError> {
+        if region.width == 0 || region.height == 0 {
+            return Err(SourceError::Other(format!(
+                "a {}x{} region is empty",
+                region.width, region.height
+            )));
+        }
+        let overlays = self.shown.is_some();
+        let fresh = SyntheticSource::new(self.scene, region.width, region.height);
+        *self = if overlays {
+            fresh.with_overlays()
+        } else {
+            fresh
+        };
+        Ok(())
+    }
+
     fn grab(&mut self) -> Result<Frame<'_>, SourceError> {
         self.advance();
         if let Some(shown) = &mut self.shown {

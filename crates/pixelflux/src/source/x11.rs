@@ -6,7 +6,10 @@ use x11rb::errors::{ConnectionError, ReplyError, ReplyOrIdError};
 use x11rb::protocol::damage::{self, ConnectionExt as _, ReportLevel};
 use x11rb::protocol::shm::ConnectionExt as _;
 use x11rb::protocol::xfixes::{self, ConnectionExt as _};
-use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Screen, Window};
+use x11rb::protocol::xproto::{
+    ChangeWindowAttributesAux, ConnectionExt as _, EventMask, ImageFormat, ImageOrder, Screen,
+    Window,
+};
 use x11rb::protocol::{ErrorKind, Event};
 use x11rb::rust_connection::RustConnection;
 use x11rb::x11_utils::X11Error;
@@ -57,6 +60,9 @@ pub struct X11Source {
     transport: Transport,
     /// `None` when the server lacks DAMAGE: every tick then grabs.
     damage: Option<DamageTracker>,
+    /// The root window's size as last seen (at open, from `ConfigureNotify` events on the
+    /// root after a RandR change, or re-read after a grab failed with `BadMatch`).
+    screen: (u32, u32),
 }
 
 impl std::fmt::Debug for X11Source {
@@ -115,7 +121,50 @@ pub fn screen_size(display: Option<&str>) -> Result<(u32, u32), SourceError> {
     Ok((s.width_in_pixels as u32, s.height_in_pixels as u32))
 }
 
+/// The largest X display number: a display listens on TCP port 6000 + N, which must fit in 16
+/// bits (x11rb computes that port for every name and overflows past it).
+pub const MAX_DISPLAY_NUMBER: u32 = u16::MAX as u32 - 6000;
+
+/// Checks the display number in a display name (`None`: `$DISPLAY`) before anything connects:
+/// `[protocol/][host]:N[.screen]` needs `N` in `0..=`[`MAX_DISPLAY_NUMBER`]. Names this cannot
+/// read (socket paths, `unix:` names, anything malformed) are left to the connection to judge.
+///
+/// # Errors
+/// [`SourceError::BadDisplayName`] naming the valid range.
+pub fn check_display_name(display: Option<&str>) -> Result<(), SourceError> {
+    let env;
+    let name = match display {
+        Some(name) => name,
+        None => {
+            env = std::env::var("DISPLAY").unwrap_or_default();
+            env.as_str()
+        }
+    };
+    if name.starts_with('/') || name.starts_with("unix:") {
+        return Ok(());
+    }
+    let after_protocol = name.rsplit_once('/').map_or(name, |(_, rest)| rest);
+    let Some((_, number)) = after_protocol.rsplit_once(':') else {
+        return Ok(());
+    };
+    let number = number.split_once('.').map_or(number, |(n, _)| n);
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    match number.parse::<u64>() {
+        Ok(n) if n <= u64::from(MAX_DISPLAY_NUMBER) => Ok(()),
+        _ => Err(SourceError::BadDisplayName {
+            display: name.to_string(),
+            reason: format!(
+                "display number {number} is out of range (X display numbers go from 0 to \
+                 {MAX_DISPLAY_NUMBER})"
+            ),
+        }),
+    }
+}
+
 pub(crate) fn connect(display: Option<&str>) -> Result<(RustConnection, usize), SourceError> {
+    check_display_name(display)?;
     x11rb::connect(display).map_err(|e| SourceError::Connect {
         display: display.map(str::to_string),
         reason: e.to_string(),
@@ -219,13 +268,57 @@ impl X11Source {
                 None
             }
         };
+        // The root window's ConfigureNotify tells of a RandR size change (read with the
+        // damage events), so a capture that follows the screen learns of it without a poll.
+        conn.change_window_attributes(
+            root,
+            &ChangeWindowAttributesAux::new().event_mask(EventMask::STRUCTURE_NOTIFY),
+        )
+        .map_err(gone)?
+        .check()
+        .map_err(reply_err("ChangeWindowAttributes"))?;
         Ok(Self {
             conn,
             root,
             region,
             transport,
             damage,
+            screen: (sw, sh),
         })
+    }
+
+    /// Reads the events that came in: DAMAGE notifications (returns whether one came) and
+    /// the root window's new size after a RandR change.
+    fn read_events(&mut self) -> Result<bool, SourceError> {
+        let mut notified = false;
+        while let Some(event) = self.conn.poll_for_event().map_err(gone)? {
+            match event {
+                Event::DamageNotify(_) => notified = true,
+                Event::ConfigureNotify(e) if e.window == self.root => {
+                    let size = (u32::from(e.width), u32::from(e.height));
+                    if size != self.screen {
+                        tracing::info!("the X screen is now {}x{}", size.0, size.1);
+                        // Pixels under the region may have moved or gone: grab it all.
+                        notified = true;
+                    }
+                    self.screen = size;
+                }
+                _ => {}
+            }
+        }
+        Ok(notified)
+    }
+
+    /// Re-reads the root window's size from the server.
+    fn read_screen_size(&mut self) -> Result<(u32, u32), SourceError> {
+        let g = self
+            .conn
+            .get_geometry(self.root)
+            .map_err(gone)?
+            .reply()
+            .map_err(reply_err("GetGeometry"))?;
+        self.screen = (u32::from(g.width), u32::from(g.height));
+        Ok(self.screen)
     }
 
     /// Asks the server to track changes on the root window (children included). NonEmpty
@@ -291,14 +384,45 @@ impl FrameSource for X11Source {
         Interrupter::for_socket(self.conn.stream().as_fd()).ok()
     }
 
+    fn screen_size(&self) -> Option<(u32, u32)> {
+        Some(self.screen)
+    }
+
+    /// Checks the region against the screen's size now (one round trip), then sets up a
+    /// shared-memory segment of the new size (the old one is detached once the new one is
+    /// attached) or resizes the GetImage buffer. DAMAGE keeps watching the whole root window.
+    fn set_region(&mut self, region: Region) -> Result<(), SourceError> {
+        let (sw, sh) = self.read_screen_size()?;
+        if !fits(region, sw, sh) {
+            return Err(SourceError::RegionOutsideScreen {
+                x: region.x,
+                y: region.y,
+                width: region.width,
+                height: region.height,
+                screen_width: sw,
+                screen_height: sh,
+            });
+        }
+        if let Transport::Shm { seg_id, .. } = self.transport {
+            let bytes = |r: Region| r.width as usize * r.height as usize * 4;
+            if bytes(region) != bytes(self.region) {
+                let fresh = Self::setup_shm(&self.conn, region)?;
+                let _ = self.conn.shm_detach(seg_id);
+                self.transport = fresh;
+            }
+        }
+        if let Transport::Plain { buffer } = &mut self.transport {
+            buffer.clear();
+        }
+        self.region = region;
+        Ok(())
+    }
+
     fn damage(&mut self) -> Result<Damage, SourceError> {
+        let notified = self.read_events()?;
         let Some(tracker) = self.damage else {
             return Ok(Damage::Unknown);
         };
-        let mut notified = false;
-        while let Some(event) = self.conn.poll_for_event().map_err(gone)? {
-            notified |= matches!(event, Event::DamageNotify(_));
-        }
         if !notified {
             return Ok(Damage::Rows(Vec::new()));
         }
@@ -420,7 +544,7 @@ impl X11Source {
     /// Why a grab failed. An image request answers `BadMatch` when the region is not wholly on
     /// the screen, which after a successful start means the screen shrank (RandR): then the
     /// root window's size now says so.
-    fn grab_error(&self, e: ReplyError) -> SourceError {
+    fn grab_error(&mut self, e: ReplyError) -> SourceError {
         let request = match self.transport {
             Transport::Shm { .. } => "ShmGetImage",
             Transport::Plain { .. } => "GetImage",
@@ -429,14 +553,8 @@ impl X11Source {
             return reply_err(request)(e);
         };
         if x11.error_kind == ErrorKind::Match {
-            let geometry = self
-                .conn
-                .get_geometry(self.root)
-                .map_err(gone)
-                .and_then(|c| c.reply().map_err(reply_err("GetGeometry")));
-            match geometry {
-                Ok(g) => {
-                    let (sw, sh) = (u32::from(g.width), u32::from(g.height));
+            match self.read_screen_size() {
+                Ok((sw, sh)) => {
                     if !fits(self.region, sw, sh) {
                         return SourceError::RegionNoLongerFits {
                             screen_width: sw,
@@ -452,7 +570,7 @@ impl X11Source {
 }
 
 /// Whether `region` lies wholly on a `sw` x `sh` screen.
-fn fits(region: Region, sw: u32, sh: u32) -> bool {
+pub(crate) fn fits(region: Region, sw: u32, sh: u32) -> bool {
     region.x >= 0
         && region.y >= 0
         && region.width > 0
@@ -472,5 +590,43 @@ impl Drop for X11Source {
             let _ = self.conn.xfixes_destroy_region(tracker.parts);
         }
         let _ = self.conn.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_numbers_past_the_tcp_port_range_are_refused_naming_the_range() {
+        for ok in [
+            ":0",
+            ":59535",
+            "localhost:12.1",
+            "tcp/host:7",
+            "unix:0",
+            "/tmp/x",
+            "junk",
+        ] {
+            assert!(check_display_name(Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            ":59536",
+            ":65535",
+            ":70000",
+            "host:60000.0",
+            "tcp/[::1]:99999999999999999999",
+        ] {
+            let err = check_display_name(Some(bad)).unwrap_err();
+            assert!(matches!(err, SourceError::BadDisplayName { .. }), "{bad}");
+            let text = err.to_string();
+            assert!(text.contains(bad) && text.contains("0 to 59535"), "{text}");
+        }
+        // Connecting checks first: in a debug build x11rb would panic on 6000 + 60000.
+        let err = screen_size(Some(":60000")).unwrap_err();
+        assert!(matches!(err, SourceError::BadDisplayName { .. }), "{err}");
+        // The largest valid number gets as far as connecting (no server there).
+        let err = screen_size(Some(":59535")).unwrap_err();
+        assert!(matches!(err, SourceError::Connect { .. }), "{err}");
     }
 }
