@@ -14,8 +14,8 @@ use pixelflux::source::x11::{Region, X11Source};
 use pixelflux::source::Damage;
 use pixelflux::wire::{parse_copy_rows, CopyRun};
 use pixelflux::{
-    CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig, Scene,
-    SourceError, SourceSpec, Stripe, StripeKind, WireFormat,
+    CaptureSettings, Codec, Control, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig,
+    Scene, SourceError, SourceSpec, Stripe, StripeKind, WireFormat,
 };
 use support::*;
 
@@ -123,6 +123,12 @@ impl FrameSource for Keep {
         *self.last.lock().unwrap() = Some(OwnedFrame::from_view(frame.view()));
         frame
     }
+    fn set_region(&mut self, region: Region) -> Result<(), SourceError> {
+        self.inner.set_region(region)
+    }
+    fn screen_size(&self) -> Option<(u32, u32)> {
+        self.inner.screen_size()
+    }
 }
 
 /// Per frame: the stripes sent and the PSNR of the viewer's canvas against the source.
@@ -141,7 +147,7 @@ fn run(
     settings: CaptureSettings,
     source: Box<dyn FrameSource>,
     frames: u32,
-    mut between: impl FnMut(u32),
+    mut between: impl FnMut(u32, &mut Pipeline),
 ) -> Run {
     let (w, h) = (settings.capture_width, settings.capture_height);
     let last = Arc::new(Mutex::new(None));
@@ -159,9 +165,14 @@ fn run(
         stripes: Vec::new(),
     };
     for n in 0..frames {
-        between(n);
+        between(n, &mut pipeline);
         let tick = pipeline.tick(false).unwrap();
         for (i, s) in tick.stripes.iter().enumerate() {
+            // A new size (a region change) starts a new picture, as a new hello does.
+            let (fw, fh) = (s.format.width, s.format.height);
+            if (fw, fh) != (out.viewer.canvas.width, out.viewer.canvas.height) {
+                out.viewer.canvas = OwnedFrame::new(fw, fh);
+            }
             // Copy-rows, when there is one, comes first.
             assert!(
                 s.kind != StripeKind::CopyRows || i == 0,
@@ -188,8 +199,8 @@ const JPEG_MIN_DB: f64 = 30.0;
 fn the_scroll_scene_rebuilt_from_copy_rows_and_stripes_matches_the_source() {
     let (w, h) = (640, 480);
     let scene = || Box::new(SyntheticSource::new(Scene::Scroll, w, h));
-    let with = run(settings(w, h, true), scene(), 40, |_| {});
-    let without = run(settings(w, h, false), scene(), 40, |_| {});
+    let with = run(settings(w, h, true), scene(), 40, |_, _| {});
+    let without = run(settings(w, h, false), scene(), 40, |_, _| {});
     eprintln!(
         "scroll scene: with copy-rows {} B, {} stripes, worst {:.1} dB; without {} B, {} \
          stripes, worst {:.1} dB",
@@ -228,7 +239,7 @@ fn scenes_that_do_not_scroll_send_no_copy_rows() {
         Scene::Desktop,
     ] {
         let source = Box::new(SyntheticSource::new(scene, w, h));
-        let with = run(settings(w, h, true), source, 30, |_| {});
+        let with = run(settings(w, h, true), source, 30, |_, _| {});
         assert_eq!(with.viewer.copies, 0, "{scene}: copy-rows");
         assert!(
             with.worst_db >= JPEG_MIN_DB,
@@ -237,7 +248,7 @@ fn scenes_that_do_not_scroll_send_no_copy_rows() {
         );
         // The same stripes as without scroll detection, byte for byte.
         let source = Box::new(SyntheticSource::new(scene, w, h));
-        let without = run(settings(w, h, false), source, 30, |_| {});
+        let without = run(settings(w, h, false), source, 30, |_, _| {});
         let key = |r: &Run| -> Vec<(u64, u32, Vec<u8>)> {
             r.stripes
                 .iter()
@@ -306,7 +317,7 @@ fn moved_stripes_are_painted_over_once_the_scroll_stops() {
         };
         // 20 frames of scrolling by 8 rows, then still for 15.
         let source = Box::new(ScrollThenStop::new(w, h, 8, 20));
-        let out = run(settings.clone(), source, 36, |_| {});
+        let out = run(settings.clone(), source, 36, |_, _| {});
         assert!(out.viewer.copies >= 19, "{} copies", out.viewer.copies);
         let painted: Vec<u32> = out
             .stripes
@@ -373,8 +384,8 @@ fn scroll_detection_needs_the_tagged_format_and_leaves_h264_alone() {
 }
 
 /// A real terminal: xterm under Xvfb printing lines, captured through the X11 source (with
-/// its damage reports). Every frame the viewer rebuilds matches what was grabbed, and the
-/// terminal's scrolling is sent as copies.
+/// its damage reports). Every frame the viewer rebuilds matches what was grabbed, also across
+/// live region changes, and the terminal's scrolling is sent as copies.
 #[test]
 fn a_real_xterm_scrolling_a_log_rebuilds_exactly_as_grabbed() {
     let (w, h) = (480, 312);
@@ -402,7 +413,20 @@ fn a_real_xterm_scrolling_a_log_rebuilds_exactly_as_grabbed() {
         },
     )
     .expect("the X11 source");
-    let out = run(settings(w, h, true), Box::new(source), 60, |_| {
+    // Halfway, the region changes live: smaller, then the same size lower on the screen (no
+    // copy may cross a region change: the frame after one is whole).
+    let out = run(settings(w, h, true), Box::new(source), 90, |n, p| {
+        let region = |y, height| Control::SetRegion {
+            x: 0,
+            y,
+            width: w,
+            height,
+        };
+        match n {
+            40 => p.apply(&region(0, h - 52)).unwrap(),
+            65 => p.apply(&region(52, h - 52)).unwrap(),
+            _ => {}
+        }
         std::thread::sleep(Duration::from_millis(30));
     });
     let _ = xterm.kill();
@@ -412,6 +436,11 @@ fn a_real_xterm_scrolling_a_log_rebuilds_exactly_as_grabbed() {
         out.viewer.copies, out.viewer.rows_copied, out.stripes_after_first, out.bytes, out.worst_db
     );
     assert!(out.worst_db >= JPEG_MIN_DB, "{:.1} dB", out.worst_db);
+    assert_eq!(
+        out.viewer.canvas.height,
+        h - 52,
+        "the region changes applied"
+    );
     // A line every 20 ms and a frame every 30 ms or more: it scrolls nearly every frame.
     assert!(out.viewer.copies >= 20, "{} copies", out.viewer.copies);
 }
