@@ -4,6 +4,8 @@
 //   JPEG  0x03 0x00 frame_id:u16 y:u16 <JFIF>
 //   H.264 0x04 type frame_id:u16 y:u16 width:u16 height:u16 <Annex-B access unit>  (type 1 = IDR)
 //   still 0x05 0x01 frame_id:u16 y:u16 <PNG>  (a lossless refresh of a stripe that stopped changing)
+//   copy  0x06 0x00 frame_id:u16 count:u16 then count × (src_y:u16 dst_y:u16 height:u16)
+//         (scroll detection: move rows already on the canvas, before the frame's stripes)
 // Client → server: {"type":"refresh"}, {"type":"ping","t":<ms>}, {"type":"resize","width",
 // "height"} (the canvas area in device pixels, when the role message says "resize": true);
 // input.js sends input events.
@@ -37,6 +39,8 @@
     errors: 0,
     refreshes: 0,
     stills: 0, // lossless stills painted
+    copies: 0, // copy-rows messages applied (scroll detection), and rows they moved
+    rowsCopied: 0,
     yuvMs: 0, // time spent converting H.264 pictures to RGB (ms), and pixels converted
     yuvPixels: 0,
     codec: null, // the WebCodecs codec string of the last H.264 decoder configured
@@ -58,6 +62,10 @@
   let pingTimer = null;
   let seq = 0; // arrival order, so a late JPEG decode never paints over a newer one
   const drawnSeq = new Map(); // y -> seq of what is on the canvas there
+  // Copy-rows order (see onCopyRows): images decode in parallel, but one that arrived after a
+  // copy draws only once the copy is applied, and a copy waits for the draws before it.
+  let barrier = Promise.resolve();
+  const pendingDraws = new Set();
   const decoders = new Map(); // y -> { decoder, width, height }
   const frameTimes = new Map(); // frame_id -> capture time (server clock, ms)
   // Per-second counters for the overlay.
@@ -97,6 +105,8 @@
     state.generation++;
     state.paintedYs = new Set();
     drawnSeq.clear();
+    barrier = Promise.resolve();
+    pendingDraws.clear();
     frameTimes.clear();
     closeDecoders();
     if (changed && canvas.width > 1) {
@@ -230,8 +240,9 @@
     const y = (buf[4] << 8) | buf[5];
     const mySeq = ++seq;
     const gen = state.generation;
-    // createImageBitmap decodes off the main thread.
-    createImageBitmap(new Blob([buf.subarray(6)], { type })).then((bmp) => {
+    // createImageBitmap decodes off the main thread; the draw waits for earlier copy-rows.
+    const decoded = createImageBitmap(new Blob([buf.subarray(6)], { type }));
+    const draw = Promise.all([decoded, barrier]).then(([bmp]) => {
       if (gen === state.generation && (drawnSeq.get(y) ?? -1) < mySeq) {
         ctx.drawImage(bmp, 0, y);
         drawnSeq.set(y, mySeq);
@@ -242,6 +253,48 @@
     }, () => {
       state.errors++;
       requestRefresh();
+    });
+    pendingDraws.add(draw);
+    draw.finally(() => pendingDraws.delete(draw));
+  }
+
+  // Copy-rows (scroll detection, JPEG): every run copies rows of the canvas as it was before
+  // the message (after every image that arrived before it is drawn, before any that came
+  // after), so a scroll costs the server only the rows it exposed.
+  let scratch = null;
+  function onCopyRows(buf) {
+    const frameId = (buf[2] << 8) | buf[3];
+    const count = (buf[4] << 8) | buf[5];
+    if (buf.length !== 6 + 6 * count) return;
+    const runs = [];
+    for (let i = 0, at = 6; i < count; i++, at += 6) {
+      runs.push([(buf[at] << 8) | buf[at + 1], (buf[at + 2] << 8) | buf[at + 3],
+        (buf[at + 4] << 8) | buf[at + 5]]);
+    }
+    const gen = state.generation;
+    barrier = Promise.allSettled([barrier, ...pendingDraws]).then(() => {
+      if (gen !== state.generation) return;
+      // The picture being drawn: the canvas, or the next size's while it is off screen.
+      const picture = ctx.canvas;
+      const w = picture.width;
+      let from = picture;
+      if (runs.length > 1) {
+        // Several runs read the same picture: copy it aside first.
+        if (!scratch) scratch = document.createElement('canvas');
+        if (scratch.width !== w || scratch.height !== picture.height) {
+          scratch.width = w;
+          scratch.height = picture.height;
+        }
+        scratch.getContext('2d', { alpha: false }).drawImage(picture, 0, 0);
+        from = scratch;
+      }
+      // A canvas drawn onto itself is copied first (HTML spec), so overlapping rows are fine.
+      for (const [src, dst, h] of runs) {
+        ctx.drawImage(from, 0, src, w, h, 0, dst, w, h);
+        state.rowsCopied += h;
+      }
+      state.copies++;
+      secFrames.add(frameId);
     });
   }
 
@@ -468,6 +521,7 @@
     if (buf[0] === 0x03) onImage(buf, 'image/jpeg');
     else if (buf[0] === 0x04 && buf.length >= 10) onH264(buf);
     else if (buf[0] === 0x05 && buf[1] === 0x01) onImage(buf, 'image/png');
+    else if (buf[0] === 0x06) onCopyRows(buf);
   }
 
   function connect() {

@@ -27,6 +27,10 @@ pub enum App {
     /// xterm filling the region, printing a build log in a loop at [`TERMINAL_LINES_PER_S`]
     /// (scrolls every frame).
     Terminal,
+    /// xterm filling the region, printing the same log at a compiler's pace: 4 lines every
+    /// 20 ms or so (about 200 lines/s), so consecutive frames share most of their rows, moved
+    /// up by a line or a few (what scroll detection is for).
+    Log,
     /// xclock (digital, seconds) in a corner of an otherwise still screen.
     Clock,
     /// ffplay playing a 1280x720 30 fps clip in a window in the middle of the region.
@@ -38,11 +42,16 @@ impl App {
     pub fn name(self) -> &'static str {
         match self {
             Self::Terminal => "app-terminal",
+            Self::Log => "app-log",
             Self::Clock => "app-clock",
             Self::Video => "app-video",
         }
     }
 }
+
+/// The `log` application's loop: the log file (`$0`) 4 lines at a time, with a 20 ms pause.
+const PACED: &str = "while :; do n=0; while IFS= read -r l; do printf '%s\\n' \"$l\"; \
+                     n=$((n+1)); if [ $n -ge 4 ]; then n=0; sleep 0.02; fi; done < \"$0\"; done";
 
 /// How long an application gets to put its first picture up.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -82,6 +91,15 @@ impl AppRun {
                     .arg(me)
                     .args(["lines", "--rate", &TERMINAL_LINES_PER_S.to_string()])
                     .arg("--file")
+                    .arg(&log);
+                c
+            }
+            App::Log => {
+                let log = dir.join("build.log");
+                write_build_log(&log)?;
+                let mut c = Command::new("xterm");
+                c.args(["-geometry", &format!("{}x{}+0+0", w / 6, h / 13)])
+                    .args(["-e", "sh", "-c", PACED])
                     .arg(&log);
                 c
             }

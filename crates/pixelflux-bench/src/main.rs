@@ -29,7 +29,7 @@ use pixelflux::source::x11::{Region, X11Source};
 use pixelflux::source::Damage;
 use pixelflux::{
     CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Scene, ScreenCapture, SourceError,
-    Stripe,
+    Stripe, StripeKind, WireFormat,
 };
 use pixelflux_cli::options::{EncodeOptions, RegionArg};
 use pixelflux_testkit::psnr::mse_bgrx;
@@ -96,6 +96,23 @@ pub struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Serve's stream: the tagged wire format (`--wire tagged`), here with scroll detection
+    /// (JPEG: copy-rows for rows that moved, only exposed rows encoded). Compare with
+    /// `--wire tagged` alone, interleaved.
+    #[arg(long)]
+    pub scroll_detection: bool,
+    /// Stripe headers: compat (1.2.2's, the Python module's) or tagged (serve's).
+    #[arg(long, value_enum, default_value = "compat")]
+    pub wire: WireChoice,
+}
+
+/// Which stripe headers the capture writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WireChoice {
+    /// pixelflux 1.2.2's (the Python module).
+    Compat,
+    /// `serve`'s tagged format.
+    Tagged,
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,9 +332,16 @@ impl Plan {
                 }
             }
         }
+        let tagged = args.scroll_detection || args.wire == WireChoice::Tagged;
         let settings = CaptureSettings {
             capture_width: args.size.width,
             capture_height: args.size.height,
+            wire_format: if tagged {
+                WireFormat::Tagged
+            } else {
+                WireFormat::Compat
+            },
+            scroll_detection: args.scroll_detection,
             ..args.encode.settings()
         };
         settings.validate()?;
@@ -499,6 +523,27 @@ impl Plan {
         };
 
         let log = std::mem::take(&mut *log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+        if settings.scroll_detection {
+            // Scroll detection at work: the copy-rows sent in the measured frames.
+            let (mut copies, mut rows) = (0, 0);
+            for (s, _) in log.iter().filter(|(s, _)| {
+                s.kind == StripeKind::CopyRows
+                    && (stats0.frames..stats1.frames).contains(&s.frame_id)
+            }) {
+                copies += 1;
+                let runs = pixelflux::wire::parse_copy_rows(&s.data).map(|r| r.1);
+                rows += runs
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| r.height)
+                    .sum::<u32>();
+            }
+            eprintln!(
+                "{label}: {copies} copy-rows in {} frames, {:.0} rows each",
+                stats1.frames - stats0.frames,
+                f64::from(rows) / f64::from(copies.max(1))
+            );
+        }
         let measured_from = stats0.frames;
         let measured_to = stats1.frames;
         let in_window = |s: &Stripe| s.frame_id >= measured_from && s.frame_id < measured_to;
@@ -527,12 +572,17 @@ impl Plan {
             .into_iter()
             // Lossless stills (never on in the bench) have no codec to decode with.
             .filter_map(|(s, _)| {
+                let copy = match s.kind {
+                    StripeKind::CopyRows => Some(pixelflux::wire::parse_copy_rows(&s.data)?.1),
+                    _ => None,
+                };
                 Some(Received {
-                    codec: s.kind.codec()?,
+                    codec: s.kind.codec().or(copy.as_ref().map(|_| codec))?,
                     frame_id: s.frame_id,
                     y: s.y,
                     height: s.height,
                     payload: s.data[s.header_len..].to_vec(),
+                    copy,
                 })
             })
             .collect();

@@ -249,3 +249,41 @@ fn a_stopped_application_holds_still_for_its_screenshot() {
         "the stopped terminal still changed the screen"
     );
 }
+
+/// Serve's JPEG stream with scroll detection: the scroll scene is sent as copy-rows plus the
+/// exposed stripes, and the PSNR rebuild applies the copies (a rebuild without them would
+/// be far off the source).
+#[test]
+fn bench_measures_scroll_detection_with_copies_in_the_rebuild() {
+    let dir = std::env::temp_dir().join(format!("pixelflux-bench-scroll-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"));
+    cmd.args(["--size", "320x256", "--seconds", "0.8", "--warmup", "0.2"])
+        .args([
+            "--scene",
+            "scroll",
+            "--codec",
+            "jpeg",
+            "--source",
+            "synthetic",
+        ])
+        .args(["--scroll-detection", "--psnr-samples", "3", "--json"])
+        .arg(&json);
+    let out = output_within(&mut cmd, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    assert!(
+        stderr.contains("copy-rows in"),
+        "no copy-rows count: {stderr}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let r = &v["results"][0];
+    let psnr = r["psnr_db"].as_f64().expect("a PSNR");
+    assert!(psnr > 30.0, "rebuilt at {psnr:.1} dB");
+    // Copy-rows and the one stripe with the new rows: 2 messages a frame, not all 4 stripes.
+    let per_frame = r["stripes_per_frame"].as_f64().unwrap();
+    assert!(per_frame <= 2.5, "{per_frame} stripes per frame");
+}

@@ -15,14 +15,20 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
 
 /// The fields Python sees: the core's table in its order (1.2.2's, then ours) with 1.2.2's
-/// spelling of the watermark location, less `wire_format` (Python always speaks 1.2.2's) and `paint_over_lossless` (stills need
-/// the tagged wire format), plus
+/// spelling of the watermark location, less `wire_format` (Python always speaks 1.2.2's),
+/// `paint_over_lossless` and `scroll_detection` (stills and copy-rows need the tagged wire
+/// format), plus
 /// `display` and `scene`.
 pub(crate) fn python_fields() -> &'static [&'static str] {
     static FIELDS: OnceLock<Vec<&'static str>> = OnceLock::new();
     FIELDS.get_or_init(|| {
         CaptureSettings::field_names()
-            .filter(|&f| f != "wire_format" && f != "paint_over_lossless")
+            .filter(|&f| {
+                !matches!(
+                    f,
+                    "wire_format" | "paint_over_lossless" | "scroll_detection"
+                )
+            })
             .map(|f| match f {
                 "watermark_location" => "watermark_location_enum",
                 other => other,

@@ -67,12 +67,13 @@ impl Stripe {
     }
 
     /// Whether a decoder can start from this stripe (every JPEG; an H.264 IDR). A still is
-    /// not: it paints the stripe but gives an H.264 decoder nothing to predict from.
+    /// not: it paints the stripe but gives an H.264 decoder nothing to predict from; nor is
+    /// copy-rows, which moves what the viewer has.
     pub fn is_keyframe(&self) -> bool {
         match self.kind {
             StripeKind::Jpeg => true,
             StripeKind::H264(frame_type) => frame_type == H264FrameType::Idr,
-            StripeKind::Still => false,
+            StripeKind::Still | StripeKind::CopyRows => false,
         }
     }
 
@@ -216,7 +217,7 @@ struct Orders {
 enum Wake {
     Tick,
     Stop,
-    Reconfigure(PipelineConfig),
+    Reconfigure(Box<PipelineConfig>),
 }
 
 struct Shared {
@@ -271,7 +272,7 @@ impl Shared {
                 return Wake::Stop;
             }
             if let Some(config) = orders.config.take() {
-                return Wake::Reconfigure(config);
+                return Wake::Reconfigure(Box::new(config));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -642,7 +643,7 @@ fn frames<F: FnMut(Stripe)>(
             Wake::Stop => return Ok(()),
             Wake::Reconfigure(config) => {
                 shared.set_phase(Phase::Pipeline);
-                match pipeline.reconfigure(config) {
+                match pipeline.reconfigure(*config) {
                     Ok(()) => {}
                     // The screen changed between the check and now: keep the old region.
                     Err(ControlError::Source(e)) => {

@@ -279,6 +279,14 @@ impl PipelineConfig {
         &self.encoder
     }
 
+    /// Whether frames are checked for vertical moves, sent as copy-rows before the stripes
+    /// that still need encoding: `scroll_detection` on a JPEG capture (validation already
+    /// asked for the tagged wire format). H.264 stripes carry their own reference pictures, so
+    /// an H.264 capture never moves rows under them.
+    pub fn scroll_detection(&self) -> bool {
+        self.settings.scroll_detection && self.encoder.codec() == Codec::Jpeg
+    }
+
     /// The overlays to draw.
     pub fn overlays(&self) -> &OverlayConfig {
         &self.overlays

@@ -139,6 +139,19 @@ impl StripeState {
         refresh: bool,
         known_unchanged: bool,
     ) -> Decision {
+        self.decide_with(cfg, || hash_pixels(pixels), refresh, known_unchanged)
+    }
+
+    /// [`decide`](Self::decide) with the stripe's hash made by `hash` (called at most once,
+    /// only when needed): scroll detection derives it from the row hashes it already has. A
+    /// stripe's hashes must all come from the same function.
+    pub fn decide_with(
+        &mut self,
+        cfg: &DetectConfig,
+        hash: impl FnOnce() -> u64,
+        refresh: bool,
+        known_unchanged: bool,
+    ) -> Decision {
         if self.quality == 0 {
             self.quality = cfg.start_quality;
         }
@@ -147,7 +160,7 @@ impl StripeState {
             if self.damaged_left == 0 {
                 // Leaving the damaged state: remember what this last send holds so the next
                 // frame is checked against it.
-                self.last_hash = Some(hash_pixels(pixels));
+                self.last_hash = Some(hash());
                 self.changed_frames = 0;
                 self.static_frames = 0;
             }
@@ -155,7 +168,7 @@ impl StripeState {
         }
         let hash = match self.last_hash {
             Some(last) if known_unchanged => last,
-            _ => hash_pixels(pixels),
+            _ => hash(),
         };
         if self.last_hash != Some(hash) {
             // The first send of a stripe is not activity; only changes after it count.
@@ -239,6 +252,55 @@ impl StripeState {
     /// Forgets what was sent, so the next frame is encoded as new (after an encoder reset).
     pub fn reset(&mut self) {
         *self = Self::default();
+    }
+
+    /// What the viewer's pixels of this stripe are worth, for rows copied out of it.
+    pub fn carried(&self) -> Carried {
+        Carried {
+            sent_quality: self.sent_quality,
+            painted_over: self.painted_over,
+        }
+    }
+
+    /// The viewer's pixels of this stripe were replaced by rows copied from elsewhere on its
+    /// screen (copy-rows), which now match `hash`, the hash of this frame's pixels: nothing is
+    /// encoded. The stripe takes on the worth of what was copied (`carried`: the lowest
+    /// quality, paint-over only if every source had it), counts as just changed for the
+    /// paint-over trigger (a still or paint-over follows once it stays put) and leaves the
+    /// damaged state (the rows are hashed every frame while scroll detection is on). A move
+    /// is not an encoded change: it neither steps the quality down nor counts towards damage
+    /// throttling.
+    pub fn moved(&mut self, hash: u64, carried: Carried) {
+        self.last_hash = Some(hash);
+        self.sent_quality = carried.sent_quality;
+        self.painted_over = carried.painted_over;
+        self.static_frames = 0;
+        self.changed_frames = 0;
+        self.damaged_left = 0;
+    }
+}
+
+/// The worth of pixels a viewer has: the JPEG quality they were sent at and whether a
+/// paint-over (or lossless still) has been sent for them. Rows moved by copy-rows carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Carried {
+    sent_quality: u8,
+    painted_over: bool,
+}
+
+impl Carried {
+    /// Whether anything was sent for these pixels (a stripe that was reset has nothing the
+    /// viewer could copy from).
+    pub fn is_sent(&self) -> bool {
+        self.sent_quality > 0
+    }
+
+    /// The worth of pixels made of both: the lower quality, painted over only if both were.
+    pub fn merge(self, other: Carried) -> Carried {
+        Carried {
+            sent_quality: self.sent_quality.min(other.sent_quality),
+            painted_over: self.painted_over && other.painted_over,
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub mod encode;
 mod frame;
 pub mod overlay;
 pub mod pipeline;
+pub(crate) mod scroll;
 pub mod settings;
 pub mod source;
 pub mod wire;

@@ -16,10 +16,11 @@ use std::time::Instant;
 
 use crate::capture::{CaptureError, StageTimes, Stripe};
 use crate::config::{Control, ControlError, EncoderConfig, PipelineConfig, StreamFormat};
-use crate::detect::{Decision, DetectConfig, StripeState};
-use crate::encode::{self, EncodeError, StripeEncoder, StripePlace};
+use crate::detect::{Carried, Decision, DetectConfig, StripeLayout, StripeState};
+use crate::encode::{self, EncodeError, StripeEncoder, StripeKind, StripePlace};
 use crate::frame::{Frame, FrameRef, OwnedFrame};
 use crate::overlay::{self, Overlay};
+use crate::scroll::{Role, ScrollDetector};
 use crate::settings::SettingsError;
 use crate::source::x11::Region;
 use crate::source::{Damage, FrameSource, Interrupter, SourceSpec};
@@ -52,6 +53,8 @@ pub struct Pipeline {
     overlays: Vec<Box<dyn Overlay>>,
     slots: Vec<StripeSlot>,
     pool: EncodePool,
+    /// Row hashes of the last frame, with `scroll_detection` (see [`crate::scroll`]).
+    scroll: Option<ScrollDetector>,
     frame_id: u64,
     /// A control asked for every stripe to be sent again (a quality change).
     refresh_pending: bool,
@@ -129,6 +132,7 @@ impl Pipeline {
             #[cfg(test)]
             force_overlap: false,
             pool: EncodePool::new(threads)?,
+            scroll: config.scroll_detection().then(ScrollDetector::default),
             config,
             source,
             overlays,
@@ -213,6 +217,9 @@ impl Pipeline {
         }
         let old = std::mem::replace(&mut self.config, config);
         let new = &self.config;
+        if new.scroll_detection() != self.scroll.is_some() {
+            self.scroll = new.scroll_detection().then(ScrollDetector::default);
+        }
         let restart = match (old.encoder(), new.encoder()) {
             // The frame rate only tunes x264's rate control: not worth a restart.
             (EncoderConfig::H264(a), EncoderConfig::H264(b)) => {
@@ -346,7 +353,7 @@ impl Pipeline {
             refresh,
             format,
         );
-        let (meta, frame) = match first {
+        let (mut meta, frame) = match first {
             Ok(started) => started,
             Err(e) if follow && no_longer_fits(&e) => {
                 // The screen shrank under the region: follow it and grab again.
@@ -365,6 +372,13 @@ impl Pipeline {
         let view = frame.view();
         let cfg = *self.config.detect();
         self.last_grab_ns = meta.times.grab;
+        plan_scroll(
+            self.scroll.as_mut(),
+            &mut self.slots,
+            self.config.layout(),
+            view,
+            &mut meta,
+        );
         self.last_encode_wall_ns = run_slots(
             &mut self.slots,
             self.pool.pool.as_ref(),
@@ -372,7 +386,22 @@ impl Pipeline {
             &cfg,
             &meta.tick,
         );
-        gather(&mut self.slots, meta)
+        let out = gather(&mut self.slots, meta);
+        self.delivered(out)
+    }
+
+    /// A frame's result on its way out: scroll detection forgets a frame that fails (its
+    /// stripes never reach the viewer, so the next frame cannot copy from it).
+    fn delivered(
+        &mut self,
+        out: Result<TickOutput, CaptureError>,
+    ) -> Result<TickOutput, CaptureError> {
+        if out.is_err() {
+            if let Some(scroll) = &mut self.scroll {
+                scroll.forget();
+            }
+        }
+        out
     }
 
     /// The next frame's number and whether it is a refresh.
@@ -438,11 +467,18 @@ impl Pipeline {
     /// returns at once (a frame with nothing to hash or encode is done here). Waits first for
     /// a frame still encoding. Does nothing when no frame is staged.
     pub(crate) fn encode_staged(&mut self) {
-        let Some(staged) = self.staged.take() else {
+        let Some(mut staged) = self.staged.take() else {
             return;
         };
         self.settle();
         let cfg = *self.config.detect();
+        plan_scroll(
+            self.scroll.as_mut(),
+            &mut self.slots,
+            self.config.layout(),
+            staged.frame.view(),
+            &mut staged.meta,
+        );
         let nothing_changed = !staged.meta.grabbed;
         let pool = self.pool.pool.as_ref();
         let pool = pool.filter(|_| self.slots.iter().any(|s| s.has_work(nothing_changed)));
@@ -454,7 +490,8 @@ impl Pipeline {
                 &cfg,
                 &staged.meta.tick,
             );
-            self.in_flight = Some(InFlight::Done(gather(&mut self.slots, staged.meta)));
+            let out = gather(&mut self.slots, staged.meta);
+            self.in_flight = Some(InFlight::Done(self.delivered(out)));
             return;
         };
         let mut slots = std::mem::take(&mut self.slots);
@@ -537,7 +574,7 @@ impl Pipeline {
         meta: FrameMeta,
     ) -> Result<TickOutput, CaptureError> {
         let Ok(encoded) = got else {
-            return Err(CaptureError::Thread("the encode pool ended".into()));
+            return self.delivered(Err(CaptureError::Thread("the encode pool ended".into())));
         };
         self.slots = encoded.slots;
         self.last_encode_wall_ns = encoded.wall_ns;
@@ -549,9 +586,12 @@ impl Pipeline {
                 slot.state.reset();
                 slot.output = None;
             }
-            return Err(CaptureError::Thread("a stripe encoder panicked".into()));
+            return self.delivered(Err(CaptureError::Thread(
+                "a stripe encoder panicked".into(),
+            )));
         }
-        gather(&mut self.slots, meta)
+        let out = gather(&mut self.slots, meta);
+        self.delivered(out)
     }
 
     /// Brings the slots home from a frame in flight, keeping its result for
@@ -589,6 +629,8 @@ struct FrameMeta {
     tick: Tick,
     grabbed: bool,
     times: StageTimes,
+    /// The frame's copy-rows message (scroll detection), sent before its stripes.
+    copy: Option<Stripe>,
 }
 
 /// A grabbed, copied frame waiting for its encode.
@@ -658,8 +700,49 @@ fn start_frame<'s>(
         },
         grabbed: !nothing_changed,
         times,
+        copy: None,
     };
     Ok((meta, frame))
+}
+
+/// Scroll detection for one frame, when on: each slot's [`Role`], and the frame's copy-rows
+/// message in `meta` when rows moved. Its time counts as detection.
+fn plan_scroll(
+    scroll: Option<&mut ScrollDetector>,
+    slots: &mut [StripeSlot],
+    layout: StripeLayout,
+    view: FrameRef<'_>,
+    meta: &mut FrameMeta,
+) {
+    let Some(scroll) = scroll else {
+        return;
+    };
+    let t0 = Instant::now();
+    let carried: Vec<Carried> = slots.iter().map(|s| s.state.carried()).collect();
+    let plan = scroll.frame(view, &meta.tick.damage, layout, &carried, meta.tick.refresh);
+    for (slot, role) in slots.iter_mut().zip(plan.roles) {
+        slot.role = role;
+    }
+    if let (Some(first), Some(last)) = (plan.runs.first(), plan.runs.last()) {
+        let mut data = Vec::with_capacity(
+            crate::wire::COPY_ROWS_HEADER_LEN + plan.runs.len() * crate::wire::COPY_RUN_LEN,
+        );
+        crate::wire::write_copy_rows(&mut data, meta.tick.frame_id as u32, &plan.runs);
+        meta.copy = Some(Stripe {
+            kind: StripeKind::CopyRows,
+            frame_id: meta.tick.frame_id,
+            y: first.dst_y,
+            width: view.width,
+            height: last.dst_y + last.height - first.dst_y,
+            data,
+            header_len: crate::wire::COPY_ROWS_HEADER_LEN,
+            paint_over: false,
+            captured_at: meta.tick.captured_at,
+            encoded_at: Instant::now(),
+            format: meta.tick.format,
+        });
+    }
+    meta.times.detect += elapsed_ns(t0);
 }
 
 /// Hashes, decides and encodes every stripe of `view`: on `pool` when given and some stripe
@@ -708,7 +791,8 @@ fn run_slots(
 /// The stripes (in order) and stage times of a processed frame.
 fn gather(slots: &mut [StripeSlot], meta: FrameMeta) -> Result<TickOutput, CaptureError> {
     let mut times = meta.times;
-    let mut stripes = Vec::new();
+    // The copy-rows message goes first: the viewer moves its rows, then paints the stripes.
+    let mut stripes: Vec<Stripe> = meta.copy.into_iter().collect();
     let mut failure = None;
     for slot in slots.iter_mut() {
         let (detect, encode) = (
@@ -786,6 +870,7 @@ fn make_slots(config: &PipelineConfig, width: u32) -> Result<Vec<StripeSlot>, En
                 height: h,
                 state: StripeState::default(),
                 encoder: encode::new_encoder(config.encoder(), width, h)?,
+                role: Role::Normal,
                 output: None,
                 detect_ns: 0,
                 encode_ns: 0,
@@ -811,6 +896,8 @@ struct StripeSlot {
     height: u32,
     state: StripeState,
     encoder: Box<dyn StripeEncoder>,
+    /// What scroll detection said about this stripe this frame (taken by `process`).
+    role: Role,
     output: Option<Result<Stripe, EncodeError>>,
     /// Time this frame spent hashing/deciding and encoding this stripe.
     detect_ns: u64,
@@ -833,13 +920,27 @@ impl StripeSlot {
 
     fn process(&mut self, frame: FrameRef<'_>, cfg: &DetectConfig, tick: &Tick) {
         let (refresh, frame_id, captured_at) = (tick.refresh, tick.frame_id, tick.captured_at);
-        let known_unchanged = match &tick.damage {
-            Damage::Unknown => false,
-            Damage::Rows(rows) => !self.touched_by(rows),
-        };
+        let role = std::mem::take(&mut self.role);
         let pixels = frame.rows(self.y, self.height);
         let t0 = Instant::now();
-        let decision = self.state.decide(cfg, pixels, refresh, known_unchanged);
+        let decision = match (role, &tick.damage) {
+            (Role::Normal, Damage::Unknown) => self.state.decide(cfg, pixels, refresh, false),
+            (Role::Normal, Damage::Rows(rows)) => {
+                let known_unchanged = !self.touched_by(rows);
+                self.state.decide(cfg, pixels, refresh, known_unchanged)
+            }
+            // Scroll detection hashed the rows: the stripe's hash comes from them, and
+            // `unchanged` is exactly what hashing the stripe would say.
+            (Role::Hashed { hash, unchanged }, _) => {
+                self.state.decide_with(cfg, || hash, refresh, unchanged)
+            }
+            (Role::Moved { hash, carried }, _) => {
+                // The viewer copies these rows (the frame's copy-rows): nothing to encode.
+                self.state.moved(hash, carried);
+                self.detect_ns = elapsed_ns(t0);
+                return;
+            }
+        };
         let t1 = Instant::now();
         self.detect_ns = (t1 - t0).as_nanos() as u64;
         let Decision::Encode(request) = decision else {
@@ -939,21 +1040,35 @@ mod tests {
     use crate::source::synthetic::Scene;
 
     fn open(scene: Scene, codec: OutputMode) -> Pipeline {
+        open_with(scene, codec, false)
+    }
+
+    /// With `scroll`: the tagged format with scroll detection (copy-rows).
+    fn open_with(scene: Scene, codec: OutputMode, scroll: bool) -> Pipeline {
         let settings = CaptureSettings {
             capture_width: 256,
             capture_height: 192,
             output_mode: codec,
+            wire_format: if scroll {
+                crate::WireFormat::Tagged
+            } else {
+                crate::WireFormat::Compat
+            },
+            scroll_detection: scroll,
             ..Default::default()
         };
         let config = PipelineConfig::new(&settings).unwrap();
         Pipeline::open(config, &SourceSpec::Synthetic(scene)).unwrap()
     }
 
-    /// (frame, y, bytes) of every stripe.
-    fn key(out: &TickOutput) -> Vec<(u64, u32, Vec<u8>)> {
+    /// (frame, y, bytes, is copy-rows) of every stripe.
+    fn key(out: &TickOutput) -> Vec<(u64, u32, Vec<u8>, bool)> {
         out.stripes
             .iter()
-            .map(|s| (s.frame_id, s.y, s.data.clone()))
+            .map(|s| {
+                let copy = s.kind == StripeKind::CopyRows;
+                (s.frame_id, s.y, s.data.clone(), copy)
+            })
             .collect()
     }
 
@@ -963,16 +1078,21 @@ mod tests {
     /// tests/pipeline.rs), each frame once.
     #[test]
     fn pipelined_frames_are_the_plain_ticks_in_order_each_once() {
-        // H.264 only where this build has an encoder for it (the `x264` feature).
-        let mut codecs = vec![OutputMode::Jpeg];
+        // H.264 only where this build has an encoder for it (the `x264` feature); JPEG also
+        // with scroll detection (a copy-rows message first in most scroll frames).
+        let mut codecs = vec![(OutputMode::Jpeg, false), (OutputMode::Jpeg, true)];
         if cfg!(feature = "x264") {
-            codecs.push(OutputMode::H264);
+            codecs.push((OutputMode::H264, false));
         }
-        for codec in codecs {
+        for (codec, scroll) in codecs {
             for scene in [Scene::Full, Scene::Scroll, Scene::Typing, Scene::Static] {
-                let mut plain = open(scene, codec);
+                let mut plain = open_with(scene, codec, scroll);
                 let expected: Vec<_> = (0..12).map(|_| key(&plain.tick(false).unwrap())).collect();
-                let mut piped = open(scene, codec);
+                if scroll && scene == Scene::Scroll {
+                    let copies = expected.iter().filter(|f| f.first().is_some_and(|s| s.3));
+                    assert!(copies.count() >= 10, "the scroll scene sends copy-rows");
+                }
+                let mut piped = open_with(scene, codec, scroll);
                 let mut got = Vec::new();
                 piped.grab_next(false).unwrap();
                 piped.encode_staged();
@@ -995,8 +1115,11 @@ mod tests {
                         g.iter().all(|s| s.0 == n as u64),
                         "frame {n} has stripes of another"
                     );
+                    // Copy-rows first, then the stripes top to bottom.
+                    let pictures = g.iter().skip_while(|s| s.3).collect::<Vec<_>>();
+                    assert!(pictures.iter().all(|s| !s.3), "frame {n}: copy-rows late");
                     assert!(
-                        g.windows(2).all(|w| w[0].1 < w[1].1),
+                        pictures.windows(2).all(|w| w[0].1 < w[1].1),
                         "frame {n}: stripe order"
                     );
                 }

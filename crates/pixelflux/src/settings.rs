@@ -266,6 +266,10 @@ pub struct CaptureSettings {
     pub stripe_height: u32,
     /// Which stripe headers to write.
     pub wire_format: WireFormat,
+    /// Detect vertical scrolling and send it as copy-rows messages, encoding only the rows the
+    /// move does not explain (ours; needs [`WireFormat::Tagged`]; JPEG only: an H.264 capture
+    /// ignores it). See `scroll` (the module) and docs/serve.md.
+    pub scroll_detection: bool,
 }
 
 impl Default for CaptureSettings {
@@ -294,6 +298,7 @@ impl Default for CaptureSettings {
             vaapi_render_node_index: -1,
             stripe_height: 0,
             wire_format: WireFormat::Compat,
+            scroll_detection: false,
         }
     }
 }
@@ -374,7 +379,7 @@ type FieldEntry = (&'static str, FieldKind, Option<(i64, i64)>);
 /// Every field of [`CaptureSettings`] by name, with its kind and, for integers, the range that
 /// field accepts on its own. The one table that [`CaptureSettings::validate`] and
 /// [`CaptureSettings::set_field`] (and through it the Python settings) check against.
-const FIELDS: [FieldEntry; 23] = {
+const FIELDS: [FieldEntry; 24] = {
     use FieldKind::*;
     let dim = Some((1, MAX_DIMENSION as i64));
     let quality = Some((1, 100));
@@ -407,6 +412,7 @@ const FIELDS: [FieldEntry; 23] = {
         ("wire_format", Int, Some((0, 1))),
         ("jpeg_subsampling", Int, Some((0, 2))),
         ("paint_over_lossless", Bool, None),
+        ("scroll_detection", Bool, None),
     ]
 };
 
@@ -453,6 +459,7 @@ impl CaptureSettings {
                 "use_paint_over_quality" => self.use_paint_over_quality,
                 "h264_fullcolor" => self.h264_fullcolor,
                 "paint_over_lossless" => self.paint_over_lossless,
+                "scroll_detection" => self.scroll_detection,
                 _ => self.h264_fullframe,
             }),
             FieldKind::Path => FieldValue::Path(self.watermark_path.clone()),
@@ -489,6 +496,7 @@ impl CaptureSettings {
                 "use_paint_over_quality" => next.use_paint_over_quality = v,
                 "h264_fullcolor" => next.h264_fullcolor = v,
                 "paint_over_lossless" => next.paint_over_lossless = v,
+                "scroll_detection" => next.scroll_detection = v,
                 _ => next.h264_fullframe = v,
             },
             (FieldKind::Path, FieldValue::Path(v)) => next.watermark_path = v,
@@ -603,6 +611,12 @@ impl CaptureSettings {
             return Err(SettingsError::new(
                 "paint_over_lossless",
                 "lossless stills need the tagged wire format",
+            ));
+        }
+        if self.scroll_detection && self.wire_format != WireFormat::Tagged {
+            return Err(SettingsError::new(
+                "scroll_detection",
+                "copy-rows messages need the tagged wire format",
             ));
         }
         if self.output_mode == Codec::H264 {

@@ -6,6 +6,12 @@
 //! | JPEG, [`WireFormat::Tagged`] | 6 | `0x03`, `0x00`, `frame_id`, `y` |
 //! | H.264 (both formats, as 1.2.2) | 10 | `0x04`, frame type, `frame_id`, `y`, width, height |
 //! | still, [`WireFormat::Tagged`] only | 6 | `0x05`, format (`0x01` PNG), `frame_id`, `y` |
+//! | copy-rows, [`WireFormat::Tagged`] only | 6 + 6 per run | `0x06`, `0x00`, `frame_id`, run count, then per run `src_y`, `dst_y`, `height` |
+//!
+//! Copy-rows (`scroll_detection`, JPEG only) moves rows the viewer already shows: for each run,
+//! rows `src_y .. src_y + height` of the picture as it was before this message are drawn at
+//! `dst_y` (every run reads the picture before any run of the message is applied). It comes
+//! before the stripes of its frame, which then paint only what the move does not explain.
 //!
 //! A still is a lossless picture of a stripe that stopped changing (`paint_over_lossless`),
 //! whatever the codec of its changes; it has its own size inside the image. For an H.264
@@ -27,6 +33,61 @@ pub const H264_HEADER_LEN: usize = 10;
 pub const STILL_TAG: u8 = 0x05;
 /// Length of the still header.
 pub const STILL_HEADER_LEN: usize = 6;
+
+/// First byte of a copy-rows message (tagged format only).
+pub const COPY_ROWS_TAG: u8 = 0x06;
+/// Length of the copy-rows header (before its runs).
+pub const COPY_ROWS_HEADER_LEN: usize = 6;
+/// Bytes per run of a copy-rows message.
+pub const COPY_RUN_LEN: usize = 6;
+
+/// One run of a copy-rows message: `height` rows starting at `src_y` of the picture the viewer
+/// shows are drawn starting at `dst_y`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyRun {
+    /// First row copied from (in the picture before the message).
+    pub src_y: u32,
+    /// First row copied to.
+    pub dst_y: u32,
+    /// Rows copied.
+    pub height: u32,
+}
+
+/// Appends a copy-rows message (header and runs) to `out`.
+pub fn write_copy_rows(out: &mut Vec<u8>, frame_id: u32, runs: &[CopyRun]) {
+    out.extend_from_slice(&[COPY_ROWS_TAG, 0x00]);
+    out.extend_from_slice(&(frame_id as u16).to_be_bytes());
+    out.extend_from_slice(&(runs.len() as u16).to_be_bytes());
+    for run in runs {
+        for v in [run.src_y, run.dst_y, run.height] {
+            out.extend_from_slice(&(v as u16).to_be_bytes());
+        }
+    }
+}
+
+/// Reads a copy-rows message: its `frame_id` (modulo 65536) and runs. `None` when `data` is not
+/// one (wrong tag, or a length that does not match its run count).
+pub fn parse_copy_rows(data: &[u8]) -> Option<(u16, Vec<CopyRun>)> {
+    let u16_at = |i: usize| u16::from_be_bytes([data[i], data[i + 1]]);
+    if data.len() < COPY_ROWS_HEADER_LEN || data[0] != COPY_ROWS_TAG {
+        return None;
+    }
+    let count = u16_at(4) as usize;
+    if data.len() != COPY_ROWS_HEADER_LEN + count * COPY_RUN_LEN {
+        return None;
+    }
+    let runs = (0..count)
+        .map(|i| {
+            let at = COPY_ROWS_HEADER_LEN + i * COPY_RUN_LEN;
+            CopyRun {
+                src_y: u16_at(at).into(),
+                dst_y: u16_at(at + 2).into(),
+                height: u16_at(at + 4).into(),
+            }
+        })
+        .collect();
+    Some((u16_at(2), runs))
+}
 
 /// The image format of a still (byte 1 of its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,5 +186,26 @@ mod tests {
         write_still_header(&mut v, StillFormat::Png, 3, 192);
         assert_eq!(v, [5, 1, 0, 3, 0, 192]);
         assert_eq!(v.len(), STILL_HEADER_LEN);
+        v.clear();
+        let runs = [
+            CopyRun {
+                src_y: 13,
+                dst_y: 0,
+                height: 1000,
+            },
+            CopyRun {
+                src_y: 1040,
+                dst_y: 1050,
+                height: 30,
+            },
+        ];
+        write_copy_rows(&mut v, 65539, &runs);
+        assert_eq!(
+            v,
+            [6, 0, 0, 3, 0, 2, 0, 13, 0, 0, 3, 232, 4, 16, 4, 26, 0, 30]
+        );
+        assert_eq!(parse_copy_rows(&v), Some((3, runs.to_vec())));
+        assert_eq!(parse_copy_rows(&v[..v.len() - 1]), None);
+        assert_eq!(parse_copy_rows(&[5, 1, 0, 3, 0, 192]), None);
     }
 }

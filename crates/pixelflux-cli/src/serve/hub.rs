@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
-use pixelflux::{Codec, Stripe};
+use pixelflux::{Codec, Stripe, StripeKind};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -236,14 +236,19 @@ impl Hub {
     pub fn publish(&self, stripe: Stripe) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let key = stripe.is_keyframe();
+        // Copy-rows (scroll detection) is no stripe's picture: not counted as the stripe at
+        // its `y`, and never held back waiting for a key picture.
+        let picture = stripe.kind != StripeKind::CopyRows;
         let y = stripe.y;
         let frame_id = stripe.frame_id;
         let captured_at = stripe.captured_at;
         let msg = Message::Binary(Bytes::from(stripe.data));
         let mut inner = self.lock();
         let len = message_len(&msg);
-        let old = inner.stripe_bytes.insert(y, len).unwrap_or(0);
-        inner.frame_bytes = inner.frame_bytes - old + len;
+        if picture {
+            let old = inner.stripe_bytes.insert(y, len).unwrap_or(0);
+            inner.frame_bytes = inner.frame_bytes - old + len;
+        }
         let budget = Budget {
             bytes: self.config.max_queue_bytes.max(2 * inner.frame_bytes),
             // Each stripe, plus one frame note per frame.
@@ -269,7 +274,7 @@ impl Hub {
             if let Some(note) = &note {
                 Self::offer(budget, &mut q, note.clone(), true, None);
             }
-            if Self::offer(budget, &mut q, msg.clone(), key, Some(y)) {
+            if Self::offer(budget, &mut q, msg.clone(), key, picture.then_some(y)) {
                 drop(q);
                 viewer.notify.notify_one();
             }
@@ -710,6 +715,33 @@ mod tests {
             .collect();
         assert_eq!(got, [(1, 64), (2, 0), (2, 64), (3, 0)]);
         assert_eq!(v.stats().dropped, 1);
+    }
+
+    /// Copy-rows (scroll detection) reaches every viewer in order with the stripes, is never
+    /// held back as a stripe waiting for its key picture, and is not counted as the picture
+    /// of the stripe at its `y` (the queue budget follows a full frame of pictures).
+    #[tokio::test]
+    async fn copy_rows_pass_through_in_order_and_are_not_a_stripe() {
+        let (hub, _) = hub(HubConfig::default());
+        let v = hub.join();
+        let _ = drain(&v).await;
+        hub.publish(jpeg(1, 0, 1000));
+        hub.publish(jpeg(1, 64, 1000));
+        let before = hub.lock().frame_bytes;
+        let mut copy = jpeg(2, 0, 12);
+        copy.kind = StripeKind::CopyRows;
+        copy.data = vec![0x06, 0, 0, 2, 0, 1, 0, 16, 0, 0, 0, 48];
+        hub.publish(copy);
+        hub.publish(jpeg(2, 64, 1000));
+        assert_eq!(
+            hub.lock().frame_bytes,
+            before,
+            "copy-rows counted as a stripe"
+        );
+        let b = binaries(&drain(&v).await);
+        let tags: Vec<u8> = b.iter().map(|m| m[0]).collect();
+        assert_eq!(tags, [0x03, 0x03, 0x06, 0x03]);
+        assert_eq!(v.stats().dropped, 0);
     }
 
     #[tokio::test]

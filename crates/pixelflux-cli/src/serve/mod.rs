@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// then stays at the quality of the last JPEG or H.264 encode.
     #[arg(long)]
     pub no_paint_over: bool,
+    /// Do not detect scrolling (JPEG): every changed stripe is encoded instead of the page
+    /// moving rows it already has (copy-rows).
+    #[arg(long)]
+    pub no_scroll_detection: bool,
     /// Command to run inside the display (after `--`), e.g. `pixelflux serve -- xterm`.
     /// Serving stops when it exits, and `serve` exits with its status. Without one, a
     /// private Xvfb gets a terminal (xterm) when one is installed.
@@ -216,6 +220,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         access,
         &options,
         !args.no_paint_over,
+        !args.no_scroll_detection,
         resizable,
         &mut app,
     ));
@@ -373,6 +378,7 @@ async fn serve(
     access: Access,
     options: &CaptureOptions,
     paint_over: bool,
+    scroll_detection: bool,
     resizable: bool,
     app: &mut Option<AppChild>,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
@@ -381,6 +387,8 @@ async fn serve(
     // A stripe that stopped changing is refreshed once with a lossless still (docs/serve.md).
     settings.use_paint_over_quality = paint_over;
     settings.paint_over_lossless = paint_over;
+    // Rows that moved are copied by the page (JPEG; H.264 ignores it).
+    settings.scroll_detection = scroll_detection;
     // Without --region the capture follows the screen's size (the core re-reads it after a
     // RandR change and goes on at the new size; the hub re-announces it).
     let follow_screen = options.region.is_none() && matches!(spec, SourceSpec::X11 { .. });

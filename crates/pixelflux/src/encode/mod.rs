@@ -42,29 +42,37 @@ pub enum StripeKind {
     /// A lossless still (PNG) refreshing a stripe that stopped changing, with
     /// `paint_over_lossless` only (tagged wire format; never on the 1.2.2 path).
     Still,
+    /// Not a picture: a copy-rows message ([`crate::wire::write_copy_rows`]) moving rows the
+    /// viewer already shows, sent before the stripes of its frame (`scroll_detection`, JPEG on
+    /// the tagged wire format only).
+    CopyRows,
 }
 
 impl StripeKind {
-    /// 1.2.2's integer for this kind (1 JPEG, 2 H.264: [`Codec::stripe_type`]); 3 for a still,
-    /// which only the tagged wire format carries.
+    /// 1.2.2's integer for this kind (1 JPEG, 2 H.264: [`Codec::stripe_type`]); 3 for a still
+    /// and 4 for copy-rows, which only the tagged wire format carries.
     pub fn code(self) -> u8 {
-        self.codec().map_or(3, Codec::stripe_type)
+        match self {
+            StripeKind::Still => 3,
+            StripeKind::CopyRows => 4,
+            StripeKind::Jpeg | StripeKind::H264(_) => self.codec().map_or(3, Codec::stripe_type),
+        }
     }
 
     /// The codec of the payload; `None` for a lossless still (PNG), which refreshes a stripe
-    /// of either codec's stream.
+    /// of either codec's stream, and for copy-rows (no picture).
     pub fn codec(self) -> Option<Codec> {
         match self {
             StripeKind::Jpeg => Some(Codec::Jpeg),
             StripeKind::H264(_) => Some(Codec::H264),
-            StripeKind::Still => None,
+            StripeKind::Still | StripeKind::CopyRows => None,
         }
     }
 
     /// For H.264, the picture type; `None` for JPEG and stills.
     pub fn h264_frame_type(self) -> Option<H264FrameType> {
         match self {
-            StripeKind::Jpeg | StripeKind::Still => None,
+            StripeKind::Jpeg | StripeKind::Still | StripeKind::CopyRows => None,
             StripeKind::H264(t) => Some(t),
         }
     }
