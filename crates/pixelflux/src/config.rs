@@ -31,12 +31,38 @@ pub struct JpegConfig {
     pub lossless_stills: bool,
 }
 
+/// How H.264 encoders spend bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum H264Rate {
+    /// Constant quality: x264's CRF at [`H264Config::crf`].
+    Crf,
+    /// Constant bitrate (`video_cbr_mode`): x264's ABR under a VBV whose rate is the target.
+    Cbr {
+        /// Target of the whole stream in kbit/s; each stripe's encoder gets its share by
+        /// height (`kbps × stripe rows / frame height`).
+        kbps: u32,
+        /// VBV buffer in frames of budget (`video_vbv_multiplier`, 0 resolved: 1.5, or 3
+        /// with periodic key frames).
+        vbv_frames: f64,
+    },
+}
+
 /// Settings of the H.264 encoder of one stripe (or of the whole frame in full-frame mode).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct H264Config {
-    /// Constant rate factor (0–51).
+    /// Constant rate factor (0–51); not used under [`H264Rate::Cbr`].
     pub crf: u8,
+    /// CRF or constant bitrate.
+    pub rate: H264Rate,
+    /// Lowest quantizer (`video_min_qp`; 0: x264's default).
+    pub min_qp: u8,
+    /// Highest quantizer (`video_max_qp`; 0: x264's default).
+    pub max_qp: u8,
+    /// Rows of the whole picture: a stripe's share of a constant bitrate is its rows over
+    /// these.
+    pub frame_height: u32,
     /// 4:4:4 (High 4:4:4 Predictive) instead of 4:2:0.
     pub fullcolor: bool,
     /// x264's own threads per encoder: one per core for a full-frame stream (one encoder),
@@ -56,6 +82,35 @@ pub enum EncoderConfig {
     Jpeg(JpegConfig),
     /// libx264.
     H264(H264Config),
+}
+
+impl H264Config {
+    /// Whether an encoder opened for `self` can take `other` without being reopened: only
+    /// the bitrate, the VBV and the frame rate differ (x264_encoder_reconfig; a frame rate
+    /// change under CBR rescales the bitrate given to x264), so no IDR is needed.
+    pub fn retunable_to(&self, other: &H264Config) -> bool {
+        let same_kind = matches!(
+            (self.rate, other.rate),
+            (H264Rate::Crf, H264Rate::Crf) | (H264Rate::Cbr { .. }, H264Rate::Cbr { .. })
+        );
+        let crf_matters = matches!(self.rate, H264Rate::Crf);
+        same_kind
+            && (!crf_matters || self.crf == other.crf)
+            && (
+                self.fullcolor,
+                self.threads,
+                self.min_qp,
+                self.max_qp,
+                self.frame_height,
+            ) == (
+                other.fullcolor,
+                other.threads,
+                other.min_qp,
+                other.max_qp,
+                other.frame_height,
+            )
+            && self.lossless_stills == other.lossless_stills
+    }
 }
 
 impl EncoderConfig {
@@ -126,6 +181,7 @@ pub struct PipelineConfig {
     encoder: EncoderConfig,
     overlays: OverlayConfig,
     frame_interval: Duration,
+    keyframe_every: Option<u64>,
 }
 
 /// Shortest frame interval (`target_fps` is at most 1000).
@@ -174,6 +230,21 @@ impl PipelineConfig {
             }),
             Codec::H264 => EncoderConfig::H264(H264Config {
                 crf: settings.h264_crf,
+                rate: if settings.video_cbr_mode {
+                    H264Rate::Cbr {
+                        kbps: settings.video_bitrate_kbps,
+                        vbv_frames: match settings.video_vbv_multiplier {
+                            m if m > 0.0 => m,
+                            _ if settings.keyframe_interval_s > 0.0 => 3.0,
+                            _ => 1.5,
+                        },
+                    }
+                } else {
+                    H264Rate::Crf
+                },
+                min_qp: settings.video_min_qp,
+                max_qp: settings.video_max_qp,
+                frame_height: height,
                 fullcolor: settings.h264_fullcolor,
                 threads: if fullframe {
                     std::thread::available_parallelism().map_or(0, |n| n.get() as u32)
@@ -197,6 +268,13 @@ impl PipelineConfig {
             watermark,
             cursor: settings.capture_cursor,
         };
+        // Periodic key frames: H.264 only, counted in frames at the target rate.
+        let keyframe_every =
+            (codec == Codec::H264 && settings.keyframe_interval_s > 0.0).then(|| {
+                (settings.keyframe_interval_s * settings.target_fps)
+                    .round()
+                    .max(1.0) as u64
+            });
         Ok(Self {
             region: Region {
                 x: settings.capture_x,
@@ -211,6 +289,7 @@ impl PipelineConfig {
             frame_interval: Duration::try_from_secs_f64(1.0 / settings.target_fps)
                 .unwrap_or(MAX_INTERVAL)
                 .clamp(MIN_INTERVAL, MAX_INTERVAL),
+            keyframe_every,
             settings,
         })
     }
@@ -248,6 +327,12 @@ impl PipelineConfig {
     /// Time between frame deadlines.
     pub fn frame_interval(&self) -> Duration {
         self.frame_interval
+    }
+
+    /// H.264 with `keyframe_interval_s`: every this many frames is a key frame (frame ids
+    /// that are multiples of it: 0, n, 2n, ...), `keyframe_interval_s × target_fps` rounded.
+    pub fn keyframe_every(&self) -> Option<u64> {
+        self.keyframe_every
     }
 
     /// What the stream carries: the size after rounding, the codec and the stripe layout.
@@ -292,6 +377,10 @@ impl PipelineConfig {
                 needs(Codec::H264, "h264_crf")?;
                 s.h264_crf = crf;
             }
+            Control::SetBitrate(kbps) => {
+                needs(Codec::H264, "video_bitrate_kbps")?;
+                s.video_bitrate_kbps = kbps;
+            }
             Control::Refresh => {}
             Control::SetRegion { .. } => {
                 return Err(ControlError::NotLive {
@@ -318,6 +407,9 @@ pub enum Control {
     /// New `h264_crf` (H.264 captures). The encoders restart, so every stripe is re-sent as
     /// an IDR at the new rate.
     SetCrf(u8),
+    /// New `video_bitrate_kbps` (H.264 captures). Under `video_cbr_mode` the encoders take
+    /// it from the next frame on without restarting (no IDR); under CRF it is only stored.
+    SetBitrate(u32),
     /// Make the next frame self-contained (every stripe; H.264 as IDRs).
     Refresh,
     /// Move or resize the captured region. Not live yet: refused with

@@ -196,16 +196,18 @@ impl Pipeline {
         let old = std::mem::replace(&mut self.config, config);
         let new = &self.config;
         let restart = match (old.encoder(), new.encoder()) {
-            // The frame rate only tunes x264's rate control: not worth a restart.
-            (EncoderConfig::H264(a), EncoderConfig::H264(b)) => {
-                (a.crf, a.fullcolor, a.threads) != (b.crf, b.fullcolor, b.threads)
-            }
+            // The frame rate and a constant bitrate are retuned in place (no IDR).
+            (EncoderConfig::H264(a), EncoderConfig::H264(b)) => !a.retunable_to(b),
             (a, b) => a != b,
         };
         if restart {
             let width = self.source.size().0;
             for slot in &mut self.slots {
                 slot.encoder = encode::new_encoder(new.encoder(), width, slot.height)?;
+            }
+        } else if old.encoder() != new.encoder() {
+            for slot in &mut self.slots {
+                slot.encoder.retune(new.encoder())?;
             }
         }
         let (a, b) = (old.settings(), new.settings());
@@ -255,7 +257,11 @@ impl Pipeline {
         let frame_id = self.frame_id;
         self.frame_id += 1;
         let pending = std::mem::take(&mut self.refresh_pending);
-        (frame_id, refresh || pending || frame_id == 0)
+        let periodic = self
+            .config
+            .keyframe_every()
+            .is_some_and(|n| frame_id.is_multiple_of(n));
+        (frame_id, refresh || pending || periodic || frame_id == 0)
     }
 
     /// Pipelined capture, step 1: reads what changed, grabs (only if something did), draws the

@@ -266,6 +266,23 @@ pub struct CaptureSettings {
     pub stripe_height: u32,
     /// Which stripe headers to write.
     pub wire_format: WireFormat,
+    /// H.264 at a constant bitrate (`video_bitrate_kbps`) instead of a constant quality
+    /// (`h264_crf`, which is then not used): x264's ABR rate control under a VBV (pixelflux
+    /// 2.x name). See docs/h264.md, "Rate control".
+    pub video_cbr_mode: bool,
+    /// Target bitrate of the whole stream in kbit/s with `video_cbr_mode`, spread over the
+    /// stripes by their height (2.x name; 2.2.1's default 4000).
+    pub video_bitrate_kbps: u32,
+    /// VBV buffer as a multiple of one frame's share of the bitrate with `video_cbr_mode`;
+    /// `0` picks 1.5, or 3 with `keyframe_interval_s` (2.2.1's meaning and defaults).
+    pub video_vbv_multiplier: f64,
+    /// Lowest H.264 quantizer x264 may use (0–51; `0`: x264's default), CRF and CBR alike.
+    pub video_min_qp: u8,
+    /// Highest H.264 quantizer x264 may use (0–51; `0`: x264's default), CRF and CBR alike.
+    pub video_max_qp: u8,
+    /// H.264: a key frame (every stripe an IDR) every this many seconds of frames at
+    /// `target_fps`; `0` sends key frames only when asked for (2.x name and default).
+    pub keyframe_interval_s: f64,
 }
 
 impl Default for CaptureSettings {
@@ -294,6 +311,12 @@ impl Default for CaptureSettings {
             vaapi_render_node_index: -1,
             stripe_height: 0,
             wire_format: WireFormat::Compat,
+            video_cbr_mode: false,
+            video_bitrate_kbps: 4000,
+            video_vbv_multiplier: 0.0,
+            video_min_qp: 0,
+            video_max_qp: 0,
+            keyframe_interval_s: 0.0,
         }
     }
 }
@@ -339,6 +362,15 @@ pub const MIN_TARGET_FPS: f64 = 0.01;
 /// Highest `target_fps`.
 pub const MAX_TARGET_FPS: f64 = 1000.0;
 
+/// Highest `video_bitrate_kbps` (1 Gbit/s, Selkies' upper bound).
+pub const MAX_BITRATE_KBPS: u32 = 1_000_000;
+
+/// Highest `keyframe_interval_s` (an hour).
+pub const MAX_KEYFRAME_INTERVAL_S: f64 = 3600.0;
+
+/// Highest `video_vbv_multiplier` (frames of budget in the VBV buffer).
+pub const MAX_VBV_MULTIPLIER: f64 = 1000.0;
+
 /// A value for [`CaptureSettings::set_field`], as a binding (Python) or a config file has it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -374,7 +406,7 @@ type FieldEntry = (&'static str, FieldKind, Option<(i64, i64)>);
 /// Every field of [`CaptureSettings`] by name, with its kind and, for integers, the range that
 /// field accepts on its own. The one table that [`CaptureSettings::validate`] and
 /// [`CaptureSettings::set_field`] (and through it the Python settings) check against.
-const FIELDS: [FieldEntry; 23] = {
+const FIELDS: [FieldEntry; 29] = {
     use FieldKind::*;
     let dim = Some((1, MAX_DIMENSION as i64));
     let quality = Some((1, 100));
@@ -407,6 +439,16 @@ const FIELDS: [FieldEntry; 23] = {
         ("wire_format", Int, Some((0, 1))),
         ("jpeg_subsampling", Int, Some((0, 2))),
         ("paint_over_lossless", Bool, None),
+        ("video_cbr_mode", Bool, None),
+        (
+            "video_bitrate_kbps",
+            Int,
+            Some((0, MAX_BITRATE_KBPS as i64)),
+        ),
+        ("video_vbv_multiplier", Float, None),
+        ("video_min_qp", Int, Some((0, 51))),
+        ("video_max_qp", Int, Some((0, 51))),
+        ("keyframe_interval_s", Float, None),
     ]
 };
 
@@ -447,12 +489,17 @@ impl CaptureSettings {
         let (name, kind, _) = field_entry(field)?;
         Some(match kind {
             FieldKind::Int => FieldValue::Int(self.int(name)?),
-            FieldKind::Float => FieldValue::Float(self.target_fps),
+            FieldKind::Float => FieldValue::Float(match name {
+                "video_vbv_multiplier" => self.video_vbv_multiplier,
+                "keyframe_interval_s" => self.keyframe_interval_s,
+                _ => self.target_fps,
+            }),
             FieldKind::Bool => FieldValue::Bool(match name {
                 "capture_cursor" => self.capture_cursor,
                 "use_paint_over_quality" => self.use_paint_over_quality,
                 "h264_fullcolor" => self.h264_fullcolor,
                 "paint_over_lossless" => self.paint_over_lossless,
+                "video_cbr_mode" => self.video_cbr_mode,
                 _ => self.h264_fullframe,
             }),
             FieldKind::Path => FieldValue::Path(self.watermark_path.clone()),
@@ -483,12 +530,17 @@ impl CaptureSettings {
                 }
                 next.set_int(name, v);
             }
-            (FieldKind::Float, FieldValue::Float(v)) => next.target_fps = v,
+            (FieldKind::Float, FieldValue::Float(v)) => match name {
+                "video_vbv_multiplier" => next.video_vbv_multiplier = v,
+                "keyframe_interval_s" => next.keyframe_interval_s = v,
+                _ => next.target_fps = v,
+            },
             (FieldKind::Bool, FieldValue::Bool(v)) => match name {
                 "capture_cursor" => next.capture_cursor = v,
                 "use_paint_over_quality" => next.use_paint_over_quality = v,
                 "h264_fullcolor" => next.h264_fullcolor = v,
                 "paint_over_lossless" => next.paint_over_lossless = v,
+                "video_cbr_mode" => next.video_cbr_mode = v,
                 _ => next.h264_fullframe = v,
             },
             (FieldKind::Path, FieldValue::Path(v)) => next.watermark_path = v,
@@ -527,6 +579,9 @@ impl CaptureSettings {
             "jpeg_subsampling" => {
                 self.jpeg_subsampling = JpegSubsampling::from_index(v).unwrap_or_default()
             }
+            "video_bitrate_kbps" => self.video_bitrate_kbps = v as u32,
+            "video_min_qp" => self.video_min_qp = v as u8,
+            "video_max_qp" => self.video_max_qp = v as u8,
             _ => {}
         }
     }
@@ -550,6 +605,9 @@ impl CaptureSettings {
             "stripe_height" => self.stripe_height.into(),
             "wire_format" => self.wire_format.index(),
             "jpeg_subsampling" => self.jpeg_subsampling.index(),
+            "video_bitrate_kbps" => self.video_bitrate_kbps.into(),
+            "video_min_qp" => self.video_min_qp.into(),
+            "video_max_qp" => self.video_max_qp.into(),
             _ => return None,
         })
     }
@@ -573,6 +631,26 @@ impl CaptureSettings {
                     return Err(SettingsError::new(
                         field,
                         format!("{fps} is outside {MIN_TARGET_FPS}..={MAX_TARGET_FPS}"),
+                    ));
+                }
+            }
+            "keyframe_interval_s" | "video_vbv_multiplier" => {
+                let (v, max) = if field == "keyframe_interval_s" {
+                    (self.keyframe_interval_s, MAX_KEYFRAME_INTERVAL_S)
+                } else {
+                    (self.video_vbv_multiplier, MAX_VBV_MULTIPLIER)
+                };
+                if !(0.0..=max).contains(&v) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!(
+                            "{v} is outside 0..={max} (0: {})",
+                            if field == "keyframe_interval_s" {
+                                "key frames only when asked for"
+                            } else {
+                                "automatic"
+                            }
+                        ),
                     ));
                 }
             }
@@ -624,6 +702,22 @@ impl CaptureSettings {
                     "0 (lossless) needs h264_fullcolor (High 4:4:4); 4:2:0 takes 1..=51",
                 ));
             }
+        }
+        if self.video_min_qp != 0 && self.video_max_qp != 0 && self.video_max_qp < self.video_min_qp
+        {
+            return Err(SettingsError::new(
+                "video_max_qp",
+                format!(
+                    "{} is below video_min_qp {} (0 leaves either to x264)",
+                    self.video_max_qp, self.video_min_qp
+                ),
+            ));
+        }
+        if self.output_mode == Codec::H264 && self.video_cbr_mode && self.video_bitrate_kbps == 0 {
+            return Err(SettingsError::new(
+                "video_bitrate_kbps",
+                format!("0 with video_cbr_mode: a constant bitrate takes 1..={MAX_BITRATE_KBPS}"),
+            ));
         }
         if self.watermark_location != WatermarkLocation::None && self.watermark_path.is_none() {
             return Err(SettingsError::new(

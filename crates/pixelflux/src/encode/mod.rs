@@ -145,6 +145,17 @@ pub trait StripeEncoder: Send {
         place: StripePlace,
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
+
+    /// Takes a change of `config` that needs no new encoder (H.264: the bitrate and the
+    /// frame rate under a constant bitrate, applied through `x264_encoder_reconfig` with no
+    /// IDR); see [`crate::config::H264Config::retunable_to`]. The default ignores it.
+    ///
+    /// # Errors
+    /// The codec library refused the change ([`EncodeError`]); the encoder goes on as before.
+    fn retune(&mut self, config: &EncoderConfig) -> Result<(), EncodeError> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// Makes the encoder `config` names for a stripe of `width` x `height`.

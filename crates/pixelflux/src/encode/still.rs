@@ -82,6 +82,10 @@ impl StripeEncoder for StillEncoder {
             header_len,
         }))
     }
+
+    fn retune(&mut self, config: &crate::config::EncoderConfig) -> Result<(), EncodeError> {
+        self.inner.retune(config)
+    }
 }
 
 #[cfg(test)]

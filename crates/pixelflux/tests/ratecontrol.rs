@@ -1,0 +1,219 @@
+//! H.264 rate control: `video_cbr_mode` at `video_bitrate_kbps`, a live bitrate change
+//! (`Control::SetBitrate`) and `keyframe_interval_s`, measured over the synthetic full-motion
+//! scene stepped with `Pipeline::tick` (no clock: a frame is `1/target_fps` of stream time, so
+//! 10 s of stream take what the encoding takes) and decoded by ffmpeg. The quantizer bounds
+//! (`video_min_qp`/`video_max_qp`) are checked against x264's own per-picture QP in
+//! `encode::h264`'s unit tests, and by their effect on the bytes here.
+#![cfg(feature = "x264")]
+
+use pixelflux::config::Control;
+use pixelflux::wire::H264FrameType;
+use pixelflux::{CaptureSettings, Codec, Pipeline, PipelineConfig, Scene, SourceSpec, Stripe};
+use pixelflux_testkit::decode_h264;
+
+const W: u32 = 1280;
+const H: u32 = 720;
+const FPS: f64 = 30.0;
+
+fn cbr(kbps: u32, fullframe: bool) -> CaptureSettings {
+    CaptureSettings {
+        capture_width: W,
+        capture_height: H,
+        target_fps: FPS,
+        output_mode: Codec::H264,
+        h264_fullframe: fullframe,
+        video_cbr_mode: true,
+        video_bitrate_kbps: kbps,
+        ..Default::default()
+    }
+}
+
+fn open(settings: &CaptureSettings) -> Pipeline {
+    let config = PipelineConfig::new(settings).unwrap();
+    Pipeline::open(config, &SourceSpec::Synthetic(Scene::Full)).unwrap()
+}
+
+/// The stripes of `frames` ticks, per frame.
+fn run(p: &mut Pipeline, frames: usize) -> Vec<Vec<Stripe>> {
+    (0..frames)
+        .map(|_| p.tick(false).unwrap().stripes)
+        .collect()
+}
+
+/// Delivered kbit/s over `frames` (payload bytes; a frame is 1/FPS s).
+fn kbps(frames: &[Vec<Stripe>]) -> f64 {
+    let bytes: usize = frames.iter().flatten().map(|s| s.payload().len()).sum();
+    bytes as f64 * 8.0 / (frames.len() as f64 / FPS) / 1000.0
+}
+
+/// Per-second rates, for the failure messages and the docs.
+fn per_second(frames: &[Vec<Stripe>]) -> String {
+    let secs: Vec<String> = frames
+        .chunks(FPS as usize)
+        .map(|c| format!("{:.0}", kbps(c)))
+        .collect();
+    secs.join(" ")
+}
+
+/// Each stripe position's stream decodes with ffmpeg to one picture per frame sent.
+fn decodes(frames: &[Vec<Stripe>]) {
+    let mut streams: std::collections::BTreeMap<u32, (Vec<u8>, u32, usize)> = Default::default();
+    for s in frames.iter().flatten() {
+        let e = streams.entry(s.y).or_insert((Vec::new(), s.height, 0));
+        e.0.extend_from_slice(s.payload());
+        e.2 += 1;
+    }
+    for (y, (stream, rows, sent)) in streams {
+        let pictures = decode_h264(&stream, W, rows);
+        assert_eq!(pictures.len(), sent, "stripe at y={y}: pictures decoded");
+    }
+}
+
+fn within(got: f64, target: f64, tolerance: f64) -> bool {
+    (got / target - 1.0).abs() <= tolerance
+}
+
+/// 10 s of full motion at 2 and 8 Mbit/s, striped (128-row stripes, each encoder with its
+/// share by height) and full-frame: the delivered rate is within ±15 % of the target.
+#[test]
+fn cbr_delivers_the_target_over_ten_seconds() {
+    for fullframe in [false, true] {
+        for target in [2000, 8000] {
+            let mut p = open(&cbr(target, fullframe));
+            let frames = run(&mut p, (10.0 * FPS) as usize);
+            let got = kbps(&frames);
+            eprintln!(
+                "fullframe={fullframe} target={target}: {got:.0} kbit/s ({:.3}x); per second: {}",
+                got / f64::from(target),
+                per_second(&frames)
+            );
+            assert!(
+                within(got, f64::from(target), 0.15),
+                "fullframe={fullframe}: {got:.0} kbit/s for a {target} target ({})",
+                per_second(&frames)
+            );
+            if target == 2000 {
+                decodes(&frames);
+            }
+        }
+    }
+}
+
+/// A live bitrate change is applied between two ticks without an IDR, and the next second of
+/// frames is within ±15 % of the new target, down and up.
+#[test]
+fn a_bitrate_change_is_followed_within_a_second() {
+    for fullframe in [false, true] {
+        let mut p = open(&cbr(8000, fullframe));
+        let mut all = run(&mut p, (4.0 * FPS) as usize);
+        for target in [2000, 8000] {
+            p.apply(&Control::SetBitrate(target)).unwrap();
+            let next = run(&mut p, FPS as usize);
+            let got = kbps(&next);
+            eprintln!("fullframe={fullframe}: -> {target}: next second {got:.0} kbit/s");
+            assert!(
+                within(got, f64::from(target), 0.15),
+                "fullframe={fullframe}: {got:.0} kbit/s in the second after a change to {target}"
+            );
+            assert!(
+                next.iter()
+                    .flatten()
+                    .all(|s| s.h264_frame_type() == Some(H264FrameType::Other)),
+                "a bitrate change needs no key frame"
+            );
+            all.extend(next);
+            all.extend(run(&mut p, FPS as usize));
+        }
+        decodes(&all);
+    }
+}
+
+/// `keyframe_interval_s = 0.5` at 30 fps: every stripe is an IDR on frames 0, 15, 30, ...
+/// and on no other frame, under CRF and CBR.
+#[test]
+fn keyframe_interval_puts_idrs_on_schedule() {
+    for cbr_mode in [false, true] {
+        let settings = CaptureSettings {
+            keyframe_interval_s: 0.5,
+            video_cbr_mode: cbr_mode,
+            capture_width: 320,
+            capture_height: 256,
+            ..cbr(1000, false)
+        };
+        let mut p = open(&settings);
+        let frames = run(&mut p, 50);
+        for (n, stripes) in frames.iter().enumerate() {
+            let idr = stripes
+                .iter()
+                .filter(|s| s.h264_frame_type() == Some(H264FrameType::Idr))
+                .count();
+            if n % 15 == 0 {
+                assert_eq!(idr, 2, "frame {n}: both stripes IDRs (cbr {cbr_mode})");
+            } else {
+                assert_eq!(idr, 0, "frame {n}: no IDR (cbr {cbr_mode})");
+            }
+        }
+    }
+    // 0 (the default): key frames only when asked for.
+    let mut p = open(&CaptureSettings {
+        capture_width: 320,
+        capture_height: 256,
+        ..cbr(1000, false)
+    });
+    let frames = run(&mut p, 40);
+    let idrs: Vec<usize> = (0..frames.len())
+        .filter(|&n| {
+            frames[n]
+                .iter()
+                .any(|s| s.h264_frame_type() == Some(H264FrameType::Idr))
+        })
+        .collect();
+    assert_eq!(idrs, [0]);
+}
+
+/// The quantizer bounds move the bytes the way they must: a `video_max_qp` keeps a rate too
+/// low for the content from coarsening the picture (the stream overshoots), a `video_min_qp`
+/// keeps a generous rate from being spent (it undershoots), and under CRF a `video_min_qp`
+/// above the CRF's quantizers shrinks the stream.
+#[test]
+fn qp_bounds_override_the_rate() {
+    let frames = 60;
+    let rate = |s: &CaptureSettings| kbps(&run(&mut open(s), frames));
+    let low = cbr(150, true);
+    let free = rate(&low);
+    let capped = rate(&CaptureSettings {
+        video_max_qp: 20,
+        ..low.clone()
+    });
+    eprintln!("150 kbit/s: {free:.0} free, {capped:.0} with max QP 20");
+    assert!(
+        capped > 3.0 * free,
+        "max QP 20: {capped:.0} vs {free:.0} kbit/s"
+    );
+    let high = cbr(20000, true);
+    let free = rate(&high);
+    let floored = rate(&CaptureSettings {
+        video_min_qp: 40,
+        ..high.clone()
+    });
+    eprintln!("20000 kbit/s: {free:.0} free, {floored:.0} with min QP 40");
+    assert!(
+        floored * 3.0 < free,
+        "min QP 40: {floored:.0} vs {free:.0} kbit/s"
+    );
+    let crf = CaptureSettings {
+        video_cbr_mode: false,
+        h264_crf: 15,
+        ..high
+    };
+    let free = rate(&crf);
+    let floored = rate(&CaptureSettings {
+        video_min_qp: 40,
+        ..crf
+    });
+    eprintln!("CRF 15: {free:.0} free, {floored:.0} with min QP 40");
+    assert!(
+        floored * 3.0 < free,
+        "CRF, min QP 40: {floored:.0} vs {free:.0} kbit/s"
+    );
+}
