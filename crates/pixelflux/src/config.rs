@@ -608,5 +608,104 @@ mod tests {
             h.with(&Control::SetJpegQuality(50)),
             Err(ControlError::NotApplicable { .. })
         ));
+        // A bitrate: H.264 only; under CRF stored, under CBR 0 refused.
+        assert!(matches!(
+            c.with(&Control::SetBitrate(1000)),
+            Err(ControlError::NotApplicable {
+                field: "video_bitrate_kbps",
+                ..
+            })
+        ));
+        assert_eq!(
+            h.with(&Control::SetBitrate(0))
+                .unwrap()
+                .settings()
+                .video_bitrate_kbps,
+            0
+        );
+        let cbr = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            ..h264(64, 64)
+        })
+        .unwrap();
+        assert!(matches!(
+            cbr.with(&Control::SetBitrate(0)),
+            Err(ControlError::Invalid(SettingsError {
+                field: "video_bitrate_kbps",
+                ..
+            }))
+        ));
+        let faster = cbr.with(&Control::SetBitrate(9000)).unwrap();
+        let (EncoderConfig::H264(a), EncoderConfig::H264(b)) = (cbr.encoder(), faster.encoder())
+        else {
+            panic!("H.264")
+        };
+        assert!(matches!(b.rate, H264Rate::Cbr { kbps: 9000, .. }));
+        assert!(a.retunable_to(b), "a bitrate change needs no new encoder");
+        let other_fps = cbr.with(&Control::SetFps(30.0)).unwrap();
+        let EncoderConfig::H264(c30) = other_fps.encoder() else {
+            panic!("H.264")
+        };
+        assert!(a.retunable_to(c30), "nor a frame rate change");
+        let EncoderConfig::H264(crf) = h.encoder() else {
+            panic!("H.264")
+        };
+        assert!(!crf.retunable_to(a), "CRF to CBR opens new encoders");
+    }
+
+    #[test]
+    fn rate_control_settings_become_the_encoder_config() {
+        let c = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            video_bitrate_kbps: 2500,
+            video_min_qp: 10,
+            video_max_qp: 40,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        let EncoderConfig::H264(h) = c.encoder() else {
+            panic!("H.264")
+        };
+        assert_eq!(
+            h.rate,
+            H264Rate::Cbr {
+                kbps: 2500,
+                vbv_frames: 1.5
+            }
+        );
+        assert_eq!((h.min_qp, h.max_qp, h.frame_height), (10, 40, 480));
+        assert_eq!(c.keyframe_every(), None);
+        // 2.2.1's automatic VBV: 3 frames with periodic key frames; an explicit one wins.
+        let k = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            keyframe_interval_s: 2.0,
+            target_fps: 30.0,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        assert!(matches!(k.encoder(), EncoderConfig::H264(h)
+            if h.rate == H264Rate::Cbr { kbps: 4000, vbv_frames: 3.0 }));
+        assert_eq!(k.keyframe_every(), Some(60));
+        let v = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            video_vbv_multiplier: 5.0,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        assert!(matches!(v.encoder(), EncoderConfig::H264(h)
+            if h.rate == H264Rate::Cbr { kbps: 4000, vbv_frames: 5.0 }));
+        // Periodic key frames are an H.264 thing; a tiny interval is every frame.
+        let jpeg = PipelineConfig::new(&CaptureSettings {
+            keyframe_interval_s: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(jpeg.keyframe_every(), None);
+        let every = PipelineConfig::new(&CaptureSettings {
+            keyframe_interval_s: 0.001,
+            ..h264(64, 64)
+        })
+        .unwrap();
+        assert_eq!(every.keyframe_every(), Some(1));
     }
 }

@@ -850,6 +850,58 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "video_min_qp",
+                CaptureSettings {
+                    video_min_qp: 52,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_max_qp",
+                CaptureSettings {
+                    video_min_qp: 30,
+                    video_max_qp: 20,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_bitrate_kbps",
+                CaptureSettings {
+                    video_bitrate_kbps: MAX_BITRATE_KBPS + 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_bitrate_kbps",
+                CaptureSettings {
+                    output_mode: Codec::H264,
+                    video_cbr_mode: true,
+                    video_bitrate_kbps: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "keyframe_interval_s",
+                CaptureSettings {
+                    keyframe_interval_s: -1.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "keyframe_interval_s",
+                CaptureSettings {
+                    keyframe_interval_s: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_vbv_multiplier",
+                CaptureSettings {
+                    video_vbv_multiplier: f64::INFINITY,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, settings) in cases {
             let err = settings.validate().unwrap_err();
@@ -955,6 +1007,27 @@ mod tests {
             Some(FieldValue::Bool(false))
         );
         assert_eq!(d.field("nope"), None);
+        // The float fields are each their own.
+        let mut r = CaptureSettings::default();
+        r.set_field("keyframe_interval_s", FieldValue::Float(2.5))
+            .unwrap();
+        r.set_field("video_vbv_multiplier", FieldValue::Float(3.0))
+            .unwrap();
+        r.set_field("video_cbr_mode", FieldValue::Bool(true))
+            .unwrap();
+        assert_eq!(
+            (r.keyframe_interval_s, r.video_vbv_multiplier, r.target_fps),
+            (2.5, 3.0, 60.0)
+        );
+        assert_eq!(r.field("keyframe_interval_s"), Some(FieldValue::Float(2.5)));
+        assert_eq!(r.field("video_cbr_mode"), Some(FieldValue::Bool(true)));
+        let err = r
+            .set_field("video_min_qp", FieldValue::Int(52))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting `video_min_qp`: 52 is outside 0..=51"
+        );
     }
 
     #[test]

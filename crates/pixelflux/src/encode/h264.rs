@@ -452,6 +452,63 @@ mod tests {
     }
 
     #[test]
+    fn quantizers_stay_within_min_and_max_qp() {
+        // A constant bitrate far too low for changing detail: x264 goes above QP 30 on its
+        // own, and not with video_max_qp 30 (the first IDR included).
+        let cbr = |min_qp, max_qp| H264Config {
+            rate: H264Rate::Cbr {
+                kbps: 30,
+                vbv_frames: 1.5,
+            },
+            min_qp,
+            max_qp,
+            frame_height: 64,
+            ..settings(25, false)
+        };
+        let mut free = H264Encoder::new(&cbr(0, 0), 256, 64).unwrap();
+        let mut capped = H264Encoder::new(&cbr(0, 30), 256, 64).unwrap();
+        let (mut free_qps, mut capped_qps) = (Vec::new(), Vec::new());
+        for i in 0..40 {
+            let pic = picture(256, 64, i);
+            let keyframe = i == 20;
+            run(&mut free, &pic, request(keyframe, false), u64::from(i));
+            run(&mut capped, &pic, request(keyframe, false), u64::from(i));
+            free_qps.extend(free.encoder.last_qp());
+            capped_qps.extend(capped.encoder.last_qp());
+        }
+        assert!(free_qps.iter().any(|&q| q > 30), "{free_qps:?}");
+        assert!(capped_qps.iter().all(|&q| q <= 30), "{capped_qps:?}");
+        // CRF 10 with video_min_qp 35: every picture at 35 or above, including the forced
+        // quantizers of a requested key frame and a paint-over.
+        let crf = H264Config {
+            min_qp: 35,
+            ..settings(10, false)
+        };
+        let mut floored = H264Encoder::new(&crf, 256, 64).unwrap();
+        let mut qps = Vec::new();
+        for i in 0..12 {
+            let req = request(i == 5, i == 9);
+            run(&mut floored, &picture(256, 64, i), req, u64::from(i));
+            qps.extend(floored.encoder.last_qp());
+        }
+        assert_eq!(qps.len(), 12);
+        assert!(qps.iter().all(|&q| q >= 35), "{qps:?}");
+    }
+
+    #[test]
+    fn a_crf_encoder_takes_no_bitrate() {
+        let mut enc = H264Encoder::new(&settings(25, false), 64, 16).unwrap();
+        let err = enc
+            .encoder
+            .set_cbr(x264::Cbr {
+                kbps: 100,
+                vbv_kbit: 10,
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("constant bitrate"), "{err}");
+    }
+
+    #[test]
     fn odd_sizes_and_fullcolor() {
         let err = H264Encoder::new(&settings(25, false), 101, 64).unwrap_err();
         assert!(
