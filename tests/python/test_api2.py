@@ -527,7 +527,7 @@ def test_cbr_meets_the_bitrate_and_follows_update_video_bitrate(capture):
     assert 0.8 * 3000 <= got <= 1.2 * 3000, got
     capture.update_video_bitrate(1000)
     start = max(f.frame_id for f in frames.snapshot()) + 2
-    assert frames.wait_for(lambda items: max(f.frame_id for f in items) >= start + fps, 60)
+    assert frames.wait_for(lambda items: max((f.frame_id for f in items), default=-1) >= start + fps, 60)
     after = [f for f in frames.snapshot() if start <= f.frame_id < start + fps]
     got = _kbps(after, fps)
     assert 0.8 * 1000 <= got <= 1.2 * 1000, got
@@ -540,7 +540,7 @@ def test_keyframe_interval_s_sends_key_frames_on_schedule(capture):
     s = v2_settings(capture_width=128, capture_height=128, scene="full", codec="h264",
                     target_fps=30.0, keyframe_interval_s=0.5)
     capture.start_capture(frames, s)
-    assert frames.wait_for(lambda items: max(f.frame_id for f in items) >= 40, 60)
+    assert frames.wait_for(lambda items: max((f.frame_id for f in items), default=-1) >= 40, 60)
     capture.stop_capture()
     for f in frames.snapshot():
         assert (bytes(f)[1] == 0x11) == (f.frame_id % 15 == 0), f.frame_id

@@ -210,7 +210,7 @@ struct Orders {
 enum Wake {
     Tick,
     Stop,
-    Reconfigure(PipelineConfig),
+    Reconfigure(Box<PipelineConfig>),
 }
 
 struct Shared {
@@ -258,7 +258,7 @@ impl Shared {
                 return Wake::Stop;
             }
             if let Some(config) = orders.config.take() {
-                return Wake::Reconfigure(config);
+                return Wake::Reconfigure(Box::new(config));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -609,7 +609,7 @@ fn frames<F: FnMut(Stripe)>(
             Wake::Stop => return Ok(()),
             Wake::Reconfigure(config) => {
                 shared.set_phase(Phase::Pipeline);
-                pipeline.reconfigure(config)?;
+                pipeline.reconfigure(*config)?;
                 interval = pipeline.config().frame_interval();
                 if pipeline.next_frame_id() > 0 {
                     // The next frame is due one new interval after the last one started.
