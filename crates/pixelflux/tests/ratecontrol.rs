@@ -7,9 +7,13 @@
 #![cfg(feature = "x264")]
 
 use pixelflux::config::Control;
+use pixelflux::source::synthetic::SyntheticSource;
 use pixelflux::wire::H264FrameType;
-use pixelflux::{CaptureSettings, Codec, Pipeline, PipelineConfig, Scene, SourceSpec, Stripe};
-use pixelflux_testkit::decode_h264;
+use pixelflux::{
+    CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig, Scene,
+    SourceError, SourceSpec, Stripe,
+};
+use pixelflux_testkit::{crop_rows, decode_h264, psnr};
 
 const W: u32 = 1280;
 const H: u32 = 720;
@@ -216,4 +220,123 @@ fn qp_bounds_override_the_rate() {
         floored * 3.0 < free,
         "CRF, min QP 40: {floored:.0} vs {free:.0} kbit/s"
     );
+}
+
+/// The full-motion scene, still from grab `stop` to grab `resume`; keeps a copy of every
+/// picture it showed (the truth for the decoded ones).
+struct Stops {
+    inner: SyntheticSource,
+    grabs: u32,
+    stop: u32,
+    resume: u32,
+    shown: Vec<OwnedFrame>,
+}
+
+impl FrameSource for Stops {
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+    fn grab(&mut self) -> Result<Frame<'_>, SourceError> {
+        let moving = !(self.stop..self.resume).contains(&self.grabs);
+        self.grabs += 1;
+        if moving {
+            self.inner.grab()?;
+        }
+        let frame = self.inner.last_frame();
+        self.shown.push(OwnedFrame::from_view(frame.view()));
+        Ok(self.inner.last_frame())
+    }
+    fn last_frame(&mut self) -> Frame<'_> {
+        self.inner.last_frame()
+    }
+}
+
+/// Under CBR a stripe that stops changing is cleaned up (a paint-over IDR at QP 10, coded
+/// outside the VBV) even with `use_paint_over_quality` off, as 2.2.1 does: a low rate alone
+/// leaves the still picture coarse for good. When the picture moves again the stripe's CBR
+/// encoder starts over with an IDR and its stream decodes as before.
+#[test]
+fn cbr_cleans_up_a_still_screen() {
+    let settings = CaptureSettings {
+        capture_width: 320,
+        capture_height: 256,
+        ..cbr(300, false)
+    };
+    assert!(!settings.use_paint_over_quality);
+    let config = PipelineConfig::new(&settings).unwrap();
+    // 30 frames of motion, then up to `damage_block_duration` (30) frames of a damaged stripe
+    // sent without hashing, then `paint_over_trigger_frames` (10) still ones, the paint-over;
+    // motion again from frame 80.
+    let source = Stops {
+        inner: SyntheticSource::new(Scene::Full, 320, 256),
+        grabs: 0,
+        stop: 30,
+        resume: 80,
+        shown: Vec::new(),
+    };
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut p = Pipeline::new(
+        config,
+        Box::new(Recorder(source, shown.clone())),
+        Vec::new(),
+    )
+    .unwrap();
+    let frames = run(&mut p, 110);
+    let shown = shown.lock().unwrap();
+    for y in [0, 128] {
+        let sent: Vec<&Stripe> = frames.iter().flatten().filter(|s| s.y == y).collect();
+        let stream: Vec<u8> = sent.iter().flat_map(|s| s.payload().to_vec()).collect();
+        let pictures = decode_h264(&stream, 320, 128);
+        assert_eq!(pictures.len(), sent.len());
+        let quality: Vec<(u64, f64, bool)> = sent
+            .iter()
+            .zip(&pictures)
+            .map(|(s, p)| {
+                let truth = crop_rows(&shown[s.frame_id as usize], y, 128);
+                (s.frame_id, psnr(p, &truth), s.paint_over)
+            })
+            .collect();
+        let at = |id: u64| quality.iter().find(|q| q.0 == id).map(|q| q.1);
+        let cleanup = quality.iter().position(|q| q.2).expect("a paint-over");
+        let (id, clean, _) = quality[cleanup];
+        let coarse = quality[cleanup - 1].1;
+        eprintln!(
+            "stripe {y}: {coarse:.1} dB still, {clean:.1} dB after the clean-up (frame {id})"
+        );
+        assert!((50..80).contains(&id), "clean-up at frame {id}");
+        assert_eq!(sent[cleanup].h264_frame_type(), Some(H264FrameType::Idr));
+        // 36.4 dB is also what the CRF path's paint-over (QP 10) reaches on this picture
+        // (4:2:0 of saturated colour waves): the clean-up is that picture, not a coarse one.
+        assert!(
+            clean >= 33.0 && clean > coarse + 1.0,
+            "{coarse:.1} -> {clean:.1} dB"
+        );
+        // Moving again: an IDR from the fresh CBR encoder, then P pictures that decode as well
+        // as those before the stop did (no drift from a reference the decoder does not have).
+        let next = &sent[cleanup + 1];
+        assert_eq!(next.frame_id, 80);
+        assert_eq!(next.h264_frame_type(), Some(H264FrameType::Idr));
+        let before: f64 = (20..30).filter_map(at).sum::<f64>() / 10.0;
+        let after: f64 = (100..110).filter_map(at).sum::<f64>() / 10.0;
+        eprintln!("stripe {y}: motion {before:.1} dB before the stop, {after:.1} dB after");
+        assert!(after > before - 3.0, "{before:.1} -> {after:.1} dB");
+    }
+}
+
+/// Shares what a source showed with the test after the pipeline took the source.
+struct Recorder(Stops, std::sync::Arc<std::sync::Mutex<Vec<OwnedFrame>>>);
+
+impl FrameSource for Recorder {
+    fn size(&self) -> (u32, u32) {
+        self.0.size()
+    }
+    fn grab(&mut self) -> Result<Frame<'_>, SourceError> {
+        self.0.grab()?;
+        let f = self.0.shown.pop().expect("a shown frame");
+        self.1.lock().unwrap().push(f);
+        Ok(self.0.last_frame())
+    }
+    fn last_frame(&mut self) -> Frame<'_> {
+        self.0.last_frame()
+    }
 }

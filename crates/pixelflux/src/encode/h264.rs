@@ -86,7 +86,7 @@ impl H264Encoder {
         if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(EncodeError::OddSize { width, height });
         }
-        let encoder = Self::open(config, width, height, chroma)?;
+        let encoder = Self::open(config, width, height, chroma, 1.0)?;
         Ok(Self {
             encoder,
             planes: YuvPlanes::new(width, height, chroma),
@@ -96,11 +96,13 @@ impl H264Encoder {
         })
     }
 
+    /// An x264 encoder for `config`, under CBR at `boost` times the stripe's share.
     fn open(
         config: &H264Config,
         width: u32,
         height: u32,
         chroma: Chroma,
+        boost: f64,
     ) -> Result<x264::Encoder, EncodeError> {
         let fps = usable_fps(config.fps);
         x264::Encoder::open(x264::Config {
@@ -110,7 +112,7 @@ impl H264Encoder {
             crf: config.crf as f32,
             threads: config.threads,
             fps,
-            cbr: cbr_share(config, height, fps, 1.0),
+            cbr: cbr_share(config, height, fps, boost),
             qp_min: config.min_qp,
             qp_max: config.max_qp,
         })
@@ -124,7 +126,7 @@ impl H264Encoder {
         }
         let chroma = self.planes.chroma();
         tracing::debug!("stripe size changed to {width}x{height}: new H.264 encoder");
-        self.encoder = Self::open(&self.config, width, height, chroma)?;
+        self.encoder = Self::open(&self.config, width, height, chroma, 1.0)?;
         self.opened_fps = usable_fps(self.config.fps);
         self.feedback = Feedback::default();
         self.planes = YuvPlanes::new(width, height, chroma);
@@ -224,20 +226,38 @@ impl StripeEncoder for H264Encoder {
         // paint-overs at their own quantizer, refreshes at the quantizer x264 gives a stream's
         // first picture, as rate control would make a refresh after another I picture
         // far coarser (see the module documentation).
-        // Under a constant bitrate the rate control sets every quantizer (a forced one would
-        // not be counted against the budget); a paint-over is then an ordinary picture.
+        // Under a constant bitrate the rate control sets the quantizer of a requested key
+        // frame too. A paint-over (a stripe that stopped changing) is the one picture outside
+        // it, as under CRF, since the rate control alone leaves a still stripe coarse; x264's
+        // VBV would raise a forced quantizer row by row (measured: 14 dB instead of 45), so
+        // it is coded by a CRF encoder of its own and the stripe's CBR encoder starts over
+        // (its next picture an IDR, which the paint-over IDR before it makes a clean cut).
         let cbr = self.cbr();
-        let qp = if cbr {
+        let cbr_encoder = if cbr && request.paint_over {
+            let crf = H264Config {
+                rate: H264Rate::Crf,
+                ..self.config
+            };
+            let chroma = self.planes.chroma();
+            let (w, h) = (self.planes.width(), self.planes.height());
+            // The still picture's encoder stands in for this call only; `fresh` takes over
+            // after it.
+            let fresh = Self::open(&self.config, w, h, chroma, self.feedback.boost)?;
+            self.encoder = Self::open(&crf, w, h, chroma, 1.0)?;
+            self.opened_fps = usable_fps(self.config.fps);
+            Some(fresh)
+        } else {
             None
-        } else if request.paint_over {
+        };
+        let qp = if request.paint_over {
             Some(self.config.crf.min(PAINT_OVER_MAX_QP))
-        } else if request.keyframe {
+        } else if request.keyframe && !cbr {
             Some(self.encoder.first_picture_qp())
         } else {
             None
         };
         let qp = qp.map(|q| self.bounded(q));
-        let force_idr = request.keyframe || (request.paint_over && !cbr);
+        let force_idr = request.keyframe || request.paint_over;
         wire::write_h264_header(
             out,
             H264FrameType::Other,
@@ -250,7 +270,11 @@ impl StripeEncoder for H264Encoder {
         let produced = self
             .encoder
             .encode_at(self.planes.planes(), force_idr, qp, out)
-            .map_err(EncodeError::H264)?;
+            .map_err(EncodeError::H264);
+        if let Some(fresh) = cbr_encoder {
+            self.encoder = fresh;
+        }
+        let produced = produced?;
         let Some(picture) = produced else {
             out.clear();
             return Ok(None);
@@ -261,7 +285,7 @@ impl StripeEncoder for H264Encoder {
             PictureType::P | PictureType::Other => H264FrameType::Other,
         };
         out[1] = frame_type as u8;
-        if cbr {
+        if cbr && !request.paint_over {
             self.delivered(out.len() - header_len)?;
         }
         Ok(Some(EncodeOutcome {
