@@ -39,8 +39,8 @@ pub enum H264Rate {
     Crf,
     /// Constant bitrate (`video_cbr_mode`): x264's ABR under a VBV whose rate is the target.
     Cbr {
-        /// Target of the whole stream in kbit/s; each stripe's encoder gets its share by
-        /// height (`kbps × stripe rows / frame height`).
+        /// Target of the whole stream in kbit/s; each stripe's encoder gets its share of the
+        /// changed area (its rows over the rows of the stripes sent in the last frame).
         kbps: u32,
         /// VBV buffer in frames of budget (`video_vbv_multiplier`, 0 resolved: 1.5, or 3
         /// with periodic key frames).

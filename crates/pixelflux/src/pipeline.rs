@@ -63,6 +63,9 @@ pub struct Pipeline {
     /// The newest copied frame (reused when nothing changed) and a spare buffer.
     last_copy: Option<Arc<OwnedFrame>>,
     spare: Option<OwnedFrame>,
+    /// Rows of the stripes the last frame sent (the frame's height before the first): under
+    /// a constant bitrate each stripe's share of the rate is its rows over these.
+    sent_rows: u32,
     /// The last frame's grab (without the copy) and the wall time of its stripes' work.
     last_grab_ns: u64,
     last_encode_wall_ns: u64,
@@ -134,6 +137,7 @@ impl Pipeline {
             overlays,
             slots,
             frame_id: 0,
+            sent_rows: height,
             refresh_pending: false,
             staged: None,
             in_flight: None,
@@ -237,8 +241,13 @@ impl Pipeline {
             return self.finish_pipelined();
         }
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (meta, frame) =
-            start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
+        let (meta, frame) = start_frame(
+            self.source.as_mut(),
+            &mut self.overlays,
+            frame_id,
+            refresh,
+            self.sent_rows,
+        )?;
         let view = frame.view();
         let cfg = *self.config.detect();
         self.last_grab_ns = meta.times.grab;
@@ -249,7 +258,19 @@ impl Pipeline {
             &cfg,
             &meta.tick,
         );
-        gather(&mut self.slots, meta)
+        let out = gather(&mut self.slots, meta);
+        self.note_sent(&out);
+        out
+    }
+
+    /// Keeps the rows the frame sent for the next frames' rate shares.
+    fn note_sent(&mut self, out: &Result<TickOutput, CaptureError>) {
+        if let Ok(out) = out {
+            let rows: u32 = out.stripes.iter().map(|s| s.height).sum();
+            if rows > 0 {
+                self.sent_rows = rows;
+            }
+        }
     }
 
     /// The next frame's number and whether it is a refresh.
@@ -274,8 +295,13 @@ impl Pipeline {
     pub(crate) fn grab_next(&mut self, refresh: bool) -> Result<(), CaptureError> {
         debug_assert!(self.staged.is_none(), "one staged frame at most");
         let (frame_id, refresh) = self.next_frame(refresh);
-        let (mut meta, frame) =
-            start_frame(self.source.as_mut(), &mut self.overlays, frame_id, refresh)?;
+        let (mut meta, frame) = start_frame(
+            self.source.as_mut(),
+            &mut self.overlays,
+            frame_id,
+            refresh,
+            self.sent_rows,
+        )?;
         self.last_grab_ns = meta.times.grab;
         let copy = match &self.last_copy {
             // Nothing changed: the pixels are the last copy's.
@@ -312,7 +338,9 @@ impl Pipeline {
                 &cfg,
                 &staged.meta.tick,
             );
-            self.in_flight = Some(InFlight::Done(gather(&mut self.slots, staged.meta)));
+            let out = gather(&mut self.slots, staged.meta);
+            self.note_sent(&out);
+            self.in_flight = Some(InFlight::Done(out));
             return;
         };
         let mut slots = std::mem::take(&mut self.slots);
@@ -409,7 +437,9 @@ impl Pipeline {
             }
             return Err(CaptureError::Thread("a stripe encoder panicked".into()));
         }
-        gather(&mut self.slots, meta)
+        let out = gather(&mut self.slots, meta);
+        self.note_sent(&out);
+        out
     }
 
     /// Brings the slots home from a frame in flight, keeping its result for
@@ -478,6 +508,7 @@ fn start_frame<'s>(
     overlays: &mut [Box<dyn Overlay>],
     frame_id: u64,
     refresh: bool,
+    sent_rows: u32,
 ) -> Result<(FrameMeta, Frame<'s>), CaptureError> {
     let captured_at = Instant::now();
     let mut times = StageTimes::default();
@@ -511,6 +542,7 @@ fn start_frame<'s>(
             frame_id,
             captured_at,
             damage,
+            sent_rows,
         },
         grabbed: !nothing_changed,
         times,
@@ -638,6 +670,8 @@ struct Tick {
     frame_id: u64,
     captured_at: Instant,
     damage: Damage,
+    /// Rows the last frame sent (rate shares under a constant bitrate).
+    sent_rows: u32,
 }
 
 /// One stripe's state and encoder, owned by the slot: no shared maps, no locks per stripe.
@@ -685,7 +719,11 @@ impl StripeSlot {
             y: self.y,
         };
         let mut data = Vec::new();
-        let result = self.encoder.encode(pixels, &request, place, &mut data);
+        let share = f64::from(self.height) / f64::from(tick.sent_rows.max(self.height));
+        let result = self
+            .encoder
+            .set_rate_share(share)
+            .and_then(|()| self.encoder.encode(pixels, &request, place, &mut data));
         let encoded_at = Instant::now();
         self.encode_ns = (encoded_at - t1).as_nanos() as u64;
         self.output = match result {

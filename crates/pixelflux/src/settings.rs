@@ -271,7 +271,7 @@ pub struct CaptureSettings {
     /// 2.x name). See docs/h264.md, "Rate control".
     pub video_cbr_mode: bool,
     /// Target bitrate of the whole stream in kbit/s with `video_cbr_mode`, spread over the
-    /// stripes by their height (2.x name; 2.2.1's default 4000).
+    /// stripes that change by their rows (2.x name; 2.2.1's default 4000).
     pub video_bitrate_kbps: u32,
     /// VBV buffer as a multiple of one frame's share of the bitrate with `video_cbr_mode`;
     /// `0` picks 1.5, or 3 with `keyframe_interval_s` (2.2.1's meaning and defaults).

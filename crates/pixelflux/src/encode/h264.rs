@@ -43,6 +43,10 @@ pub struct H264Encoder {
     /// Under CBR: the factor on the bitrate given to x264 that makes what it delivers meet
     /// the target (see [`Feedback`]).
     feedback: Feedback,
+    /// Under CBR: the part of the stream's rate this stripe may spend (its rows over the rows
+    /// of the stripes sent in the last frame; see [`StripeEncoder::set_rate_share`]), at first
+    /// its rows over the frame's.
+    fraction: f64,
 }
 
 /// x264's one-pass ABR misjudges how many bits a lower quantizer buys on screen content that
@@ -57,6 +61,8 @@ pub struct H264Encoder {
 struct Feedback {
     boost: f64,
     bits: u64,
+    /// What the window's pictures were allowed, in bits.
+    budget: f64,
     frames: u32,
 }
 
@@ -69,6 +75,7 @@ impl Default for Feedback {
         Self {
             boost: 1.0,
             bits: 0,
+            budget: 0.0,
             frames: 0,
         }
     }
@@ -86,23 +93,26 @@ impl H264Encoder {
         if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(EncodeError::OddSize { width, height });
         }
-        let encoder = Self::open(config, width, height, chroma, 1.0)?;
+        let fraction = height_fraction(config, height);
+        let encoder = Self::open(config, width, height, chroma, fraction)?;
         Ok(Self {
             encoder,
             planes: YuvPlanes::new(width, height, chroma),
             config: *config,
             opened_fps: usable_fps(config.fps),
             feedback: Feedback::default(),
+            fraction,
         })
     }
 
-    /// An x264 encoder for `config`, under CBR at `boost` times the stripe's share.
+    /// An x264 encoder for `config`, under CBR at `share` of the stream's rate (the stripe's
+    /// fraction times the feedback's boost).
     fn open(
         config: &H264Config,
         width: u32,
         height: u32,
         chroma: Chroma,
-        boost: f64,
+        share: f64,
     ) -> Result<x264::Encoder, EncodeError> {
         let fps = usable_fps(config.fps);
         x264::Encoder::open(x264::Config {
@@ -112,7 +122,7 @@ impl H264Encoder {
             crf: config.crf as f32,
             threads: config.threads,
             fps,
-            cbr: cbr_share(config, height, fps, boost),
+            cbr: cbr_share(config, share, fps),
             qp_min: config.min_qp,
             qp_max: config.max_qp,
         })
@@ -126,7 +136,8 @@ impl H264Encoder {
         }
         let chroma = self.planes.chroma();
         tracing::debug!("stripe size changed to {width}x{height}: new H.264 encoder");
-        self.encoder = Self::open(&self.config, width, height, chroma, 1.0)?;
+        self.fraction = height_fraction(&self.config, height);
+        self.encoder = Self::open(&self.config, width, height, chroma, self.fraction)?;
         self.opened_fps = usable_fps(self.config.fps);
         self.feedback = Feedback::default();
         self.planes = YuvPlanes::new(width, height, chroma);
@@ -159,27 +170,33 @@ impl H264Encoder {
         let fps = usable_fps(self.config.fps);
         let fb = &mut self.feedback;
         fb.bits += bytes as u64 * 8;
+        fb.budget += f64::from(kbps) * 1000.0 * self.fraction / fps;
         fb.frames += 1;
         let window = (fps / 8.0).round().max(1.0) as u32;
         if fb.frames < window {
             return Ok(());
         }
-        let budget = share_kbps(&self.config, kbps, self.planes.height()) * 1000.0 / fps;
-        let ratio = budget * f64::from(fb.frames) / (fb.bits.max(1) as f64);
+        let ratio = fb.budget / (fb.bits.max(1) as f64);
         fb.boost = (fb.boost * ratio.clamp(0.25, 4.0).sqrt()).clamp(0.5, MAX_BOOST);
         fb.bits = 0;
+        fb.budget = 0.0;
         fb.frames = 0;
-        let boost = fb.boost;
-        if let Some(cbr) = cbr_share(&self.config, self.planes.height(), self.opened_fps, boost) {
+        self.send_share()
+    }
+
+    /// Gives x264 the stripe's current share (fraction times boost), if it changed.
+    fn send_share(&mut self) -> Result<(), EncodeError> {
+        let share = self.fraction * self.feedback.boost;
+        if let Some(cbr) = cbr_share(&self.config, share, self.opened_fps) {
             self.encoder.set_cbr(cbr).map_err(EncodeError::H264)?;
         }
         Ok(())
     }
 }
 
-/// A stripe of `rows`' share of `kbps`, by height.
-fn share_kbps(config: &H264Config, kbps: u32, rows: u32) -> f64 {
-    f64::from(kbps) * f64::from(rows) / f64::from(config.frame_height.max(rows).max(1))
+/// A stripe of `rows`' fraction of the frame.
+fn height_fraction(config: &H264Config, rows: u32) -> f64 {
+    f64::from(rows) / f64::from(config.frame_height.max(rows).max(1))
 }
 
 fn usable_fps(fps: f64) -> f64 {
@@ -190,17 +207,16 @@ fn usable_fps(fps: f64) -> f64 {
     }
 }
 
-/// What x264 is given for a stripe of `rows` under a constant bitrate, for an encoder that
-/// counts in `opened_fps`: the stripe's share of the stream's rate by height times the
-/// feedback's `boost`, scaled by `opened_fps / fps` when the capture's frame rate changed since
-/// (x264 cannot change its own, and what it spends per frame is its rate over its frame rate),
-/// and a VBV buffer of `vbv_frames` frames of that share.
-fn cbr_share(config: &H264Config, rows: u32, opened_fps: f64, boost: f64) -> Option<x264::Cbr> {
+/// What x264 is given under a constant bitrate for `share` of the stream's rate, for an
+/// encoder that counts in `opened_fps`: scaled by `opened_fps / fps` when the capture's frame
+/// rate changed since (x264 cannot change its own, and what it spends per frame is its rate
+/// over its frame rate), and a VBV buffer of `vbv_frames` frames of that share.
+fn cbr_share(config: &H264Config, share: f64, opened_fps: f64) -> Option<x264::Cbr> {
     let H264Rate::Cbr { kbps, vbv_frames } = config.rate else {
         return None;
     };
     let fps = usable_fps(config.fps);
-    let share = share_kbps(config, kbps, rows) * boost;
+    let share = f64::from(kbps) * share;
     let per_frame_kbit = share / fps;
     Some(x264::Cbr {
         kbps: (share * opened_fps / fps)
@@ -242,7 +258,8 @@ impl StripeEncoder for H264Encoder {
             let (w, h) = (self.planes.width(), self.planes.height());
             // The still picture's encoder stands in for this call only; `fresh` takes over
             // after it.
-            let fresh = Self::open(&self.config, w, h, chroma, self.feedback.boost)?;
+            let share = self.fraction * self.feedback.boost;
+            let fresh = Self::open(&self.config, w, h, chroma, share)?;
             self.encoder = Self::open(&crf, w, h, chroma, 1.0)?;
             self.opened_fps = usable_fps(self.config.fps);
             Some(fresh)
@@ -299,11 +316,17 @@ impl StripeEncoder for H264Encoder {
             return Ok(());
         };
         self.config = *config;
-        let boost = self.feedback.boost;
-        if let Some(cbr) = cbr_share(config, self.planes.height(), self.opened_fps, boost) {
-            self.encoder.set_cbr(cbr).map_err(EncodeError::H264)?;
+        self.send_share()
+    }
+
+    fn set_rate_share(&mut self, fraction: f64) -> Result<(), EncodeError> {
+        let fraction = fraction.clamp(height_fraction(&self.config, self.planes.height()), 1.0);
+        // x264 is told only of a change of more than 5 % (each is a reconfig).
+        if !self.cbr() || (fraction / self.fraction - 1.0).abs() <= 0.05 {
+            return Ok(());
         }
-        Ok(())
+        self.fraction = fraction;
+        self.send_share()
     }
 }
 
