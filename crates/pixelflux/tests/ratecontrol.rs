@@ -105,30 +105,25 @@ fn cbr_delivers_the_target_over_ten_seconds() {
 
 /// Only the middle third changes (the `video` scene): the stripes that change share the
 /// whole rate by their rows (not each its height's part of it, which delivered 0.56x), so the
-/// stream still meets the target over 10 s, striped as full-frame.
+/// stream still meets the target (5 s here; 10 s measured 1.02x striped, 0.995x full-frame).
 #[test]
 fn cbr_spreads_the_rate_over_the_changing_stripes() {
-    for fullframe in [false, true] {
-        let mut p = Pipeline::open(
-            PipelineConfig::new(&cbr(2000, fullframe)).unwrap(),
-            &SourceSpec::Synthetic(Scene::Video),
-        )
-        .unwrap();
-        let frames = run(&mut p, (10.0 * FPS) as usize);
-        let got = kbps(&frames);
-        eprintln!("video scene, fullframe={fullframe}: {got:.0} kbit/s for 2000");
-        assert!(
-            within(got, 2000.0, 0.15),
-            "fullframe={fullframe}: {got:.0} kbit/s ({})",
-            per_second(&frames)
-        );
-        let sent_stripes: std::collections::BTreeSet<u32> =
-            frames[30..].iter().flatten().map(|s| s.y).collect();
-        assert!(
-            fullframe || sent_stripes.len() < 6,
-            "{sent_stripes:?}: not all stripes"
-        );
-    }
+    let mut p = Pipeline::open(
+        PipelineConfig::new(&cbr(2000, false)).unwrap(),
+        &SourceSpec::Synthetic(Scene::Video),
+    )
+    .unwrap();
+    let frames = run(&mut p, (5.0 * FPS) as usize);
+    let got = kbps(&frames);
+    eprintln!("video scene: {got:.0} kbit/s for 2000");
+    assert!(
+        within(got, 2000.0, 0.15),
+        "{got:.0} kbit/s ({})",
+        per_second(&frames)
+    );
+    let sent_stripes: std::collections::BTreeSet<u32> =
+        frames[30..].iter().flatten().map(|s| s.y).collect();
+    assert!(sent_stripes.len() < 6, "{sent_stripes:?}: not all stripes");
 }
 
 /// A live bitrate change is applied between two ticks without an IDR, and the next second of
@@ -137,7 +132,7 @@ fn cbr_spreads_the_rate_over_the_changing_stripes() {
 fn a_bitrate_change_is_followed_within_a_second() {
     for fullframe in [false, true] {
         let mut p = open(&cbr(8000, fullframe));
-        let mut all = run(&mut p, (4.0 * FPS) as usize);
+        let mut all = run(&mut p, (3.0 * FPS) as usize);
         for target in [2000, 8000] {
             p.apply(&Control::SetBitrate(target)).unwrap();
             let next = run(&mut p, FPS as usize);
