@@ -155,6 +155,30 @@ fn a_bitrate_change_is_followed_within_a_second() {
     }
 }
 
+/// Under CBR a new frame rate keeps the bitrate: x264 cannot change its own frame rate, so the
+/// rate it is given is rescaled (no new encoder, no IDR) and each frame's budget doubles when
+/// the rate halves.
+#[test]
+fn a_frame_rate_change_keeps_the_bitrate() {
+    let settings = CaptureSettings {
+        capture_width: 640,
+        capture_height: 384,
+        ..cbr(1500, false)
+    };
+    let mut p = open(&settings);
+    run(&mut p, (3.0 * FPS) as usize);
+    p.apply(&Control::SetFps(FPS / 2.0)).unwrap();
+    let next = run(&mut p, FPS as usize); // 2 s at 15 fps
+    let bytes: usize = next.iter().flatten().map(|s| s.payload().len()).sum();
+    let got = bytes as f64 * 8.0 / 2.0 / 1000.0;
+    eprintln!("30 -> 15 fps at 1500 kbit/s: {got:.0} kbit/s over the next 2 s");
+    assert!(within(got, 1500.0, 0.15), "{got:.0} kbit/s at 15 fps");
+    assert!(next
+        .iter()
+        .flatten()
+        .all(|s| s.h264_frame_type() == Some(H264FrameType::Other)));
+}
+
 /// `keyframe_interval_s = 0.5` at 30 fps: every stripe is an IDR on frames 0, 15, 30, ...
 /// and on no other frame, under CRF and CBR.
 #[test]
