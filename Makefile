@@ -47,22 +47,23 @@ test-python: deps-test
 	  --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps .
 	$(PY_VENV)/bin/python -m pytest tests/python -q -rxX
 
-# Selkies 2.1.0 (PyPI, --no-deps: it pins pixelflux==2.2.1) on our module, its web client in
-# headless Chromium (tests/selkies). Not part of `make test`: it installs from PyPI.
+# Selkies 2.1.0 (PyPI, with its dependencies) on our module, its web client in headless
+# Chromium (tests/selkies). Not part of `make test`: it installs from PyPI. Our wheel goes in
+# first: its version 2.2.1+rs.… satisfies Selkies' pin pixelflux==2.2.1, so pip keeps it and
+# does not fetch upstream's (checked after the install).
 SELKIES_VENV := .venv-selkies
-SELKIES_DEPS := prometheus_client msgpack psutil watchdog Pillow pcmflux==2.2.0 pulsectl-asyncio \
-  "dnspython>=2.6.1" cffi "cryptography>=50" google-crc32c "pyee>=13" "pylibsrtp>=0.10" \
-  "pyopenssl>=26" "aiohttp>=3.14.1" "aiofiles>=25.1" uvloop nvidia-ml-py
 
 test-selkies: test-python
 	@[ -x $(SELKIES_VENV)/bin/python ] || $(PYTHON) -m venv $(SELKIES_VENV)
-	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check $(SELKIES_DEPS)
-	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps selkies==2.1.0
 	rm -rf target/selkies-wheel
 	$(PY_VENV)/bin/maturin build -q --release --auditwheel skip -o target/selkies-wheel \
 	  -i $(SELKIES_VENV)/bin/python
 	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps \
 	  --force-reinstall target/selkies-wheel/*.whl
+	$(SELKIES_VENV)/bin/python -m pip install -q --disable-pip-version-check selkies==2.1.0
+	$(SELKIES_VENV)/bin/python -c "import importlib.metadata as m, sys; v = m.version('pixelflux'); \
+	  sys.exit(0 if '+rs.' in v else 'pip replaced our pixelflux with ' + v)"
+	$(SELKIES_VENV)/bin/python -m pip check
 	cd tests/browser && npm ci --no-audit --no-fund
 	SELKIES_PYTHON=$(CURDIR)/$(SELKIES_VENV)/bin/python $(PY_VENV)/bin/python -m pytest tests/selkies -q -s
 

@@ -128,15 +128,23 @@ class CaptureSettings:
     video_paintover_burst_frames: int
     video_streaming_mode: bool
     video_cbr_mode: bool
-    """Stored; this build has no constant-bitrate mode (H.264 is CRF-controlled)."""
+    """H.264 at a constant bitrate (video_bitrate_kbps) instead of video_crf (default False)."""
     video_bitrate_kbps: int
+    """Target of the whole stream in kbit/s under video_cbr_mode, 0..=1000000 (default 4000);
+    live through update_video_bitrate and update_tunables."""
     keyframe_interval_s: float
+    """H.264: every stripe an IDR every this many seconds of frames, 0..=3600 (0, the default:
+    key frames only when asked for)."""
     video_min_qp: int
+    """Lowest H.264 quantizer, 0..=51 (0, the default: x264's), CRF and CBR alike."""
     video_max_qp: int
+    """Highest H.264 quantizer, 0..=51 (0, the default: x264's), CRF and CBR alike."""
     video_bit_depth: int
     """8 or 10; 10 falls back to 8 with one warning."""
     video_reference_frames: int
     video_vbv_multiplier: float
+    """VBV buffer in frames of budget under video_cbr_mode, 0..=1000 (0, the default: 1.5, or
+    3 with keyframe_interval_s)."""
     cursor_size: int
     cursor_size_cap: int
     scale: float
@@ -303,9 +311,11 @@ class ScreenCapture:
     def request_idr_frame(self) -> None: ...
     def update_framerate(self, fps: float) -> None: ...
     def update_tunables(self, settings: CaptureSettings) -> None:
-        """Live: jpeg_quality, paint_over_jpeg_quality, video_crf, target_fps."""
+        """Live: jpeg_quality, paint_over_jpeg_quality, video_crf, video_bitrate_kbps,
+        target_fps."""
     def update_video_bitrate(self, kbps: int) -> None:
-        """Stored, not applied (no constant-bitrate mode in this build)."""
+        """Live under video_cbr_mode (no key frame; the rate follows within a second); stored
+        under CRF. ValueError outside 0..=1000000."""
     def update_vbv_multiplier(self, multiplier: float) -> None: ...
     def update_link_rate(self, kbps: int) -> None: ...
     def rate_hints(self) -> Dict[str, Union[int, float]]:

@@ -474,6 +474,78 @@ def test_update_tunables_applies_crf_live(capture):
     assert sum(len(f) for f in fine) > coarse
 
 
+def _kbps(frames, fps):
+    """Delivered kbit/s of `frames` (2.x StripeFrames, headers included) over the stream time
+    of the frame ids they span (a frame is 1/fps s, so a frame the capture skipped on a busy
+    machine does not count as time the encoder had)."""
+    ids = {f.frame_id for f in frames}
+    return sum(len(f) for f in frames) * 8 / (len(ids) / fps) / 1000
+
+
+def test_rate_control_settings_reach_the_core():
+    s = CaptureSettings(video_cbr_mode=True, video_bitrate_kbps=2500, video_min_qp=12,
+                        video_max_qp=40, keyframe_interval_s=1.5, video_vbv_multiplier=2.0)
+    assert (s.video_cbr_mode, s.video_bitrate_kbps, s.video_min_qp, s.video_max_qp,
+            s.keyframe_interval_s, s.video_vbv_multiplier) == (True, 2500, 12, 40, 1.5, 2.0)
+    assert s == CaptureSettings(**{n: getattr(s, n) for n in (
+        "video_cbr_mode", "video_bitrate_kbps", "video_min_qp", "video_max_qp",
+        "keyframe_interval_s", "video_vbv_multiplier")})
+    for name, bad in [("video_min_qp", 52), ("video_max_qp", -1), ("video_bitrate_kbps", -5),
+                      ("video_bitrate_kbps", 1_000_001), ("keyframe_interval_s", -1.0),
+                      ("keyframe_interval_s", float("nan")), ("video_vbv_multiplier", -2.0)]:
+        with pytest.raises(ValueError, match=name):
+            setattr(s, name, bad)
+    with pytest.raises(TypeError, match="video_min_qp"):
+        s.video_min_qp = 1.5
+    with pytest.raises(TypeError, match="video_cbr_mode"):
+        s.video_cbr_mode = "yes"
+
+
+@pytest.mark.parametrize("fields, name", [
+    ({"video_min_qp": 30, "video_max_qp": 20}, "video_max_qp"),
+    ({"video_cbr_mode": True, "video_bitrate_kbps": 0}, "video_bitrate_kbps"),
+])
+def test_rate_control_rules_between_fields_are_checked_at_start(capture, fields, name):
+    s = v2_settings(capture_width=64, capture_height=64, scene="full", codec="h264", **fields)
+    with pytest.raises(ValueError, match=name):
+        capture.start_capture(Frames(), s)
+    assert not capture.is_capturing
+
+
+def test_cbr_meets_the_bitrate_and_follows_update_video_bitrate(capture):
+    # Full motion at 30 fps: after a second to settle, the delivered rate (header bytes
+    # included, as a client receives them) is within ±20 % of the target; a new target from
+    # update_video_bitrate is met within a second, with no key frame.
+    fps = 30.0
+    frames = Frames()
+    s = v2_settings(capture_width=640, capture_height=384, scene="full", codec="h264",
+                    target_fps=fps, video_cbr_mode=True, video_bitrate_kbps=3000)
+    capture.start_capture(frames, s)
+    assert frames.wait_for(lambda items: len({f.frame_id for f in items}) >= 4 * fps, 60)
+    settled = [f for f in frames.snapshot() if f.frame_id >= fps]
+    got = _kbps(settled, fps)
+    assert 0.8 * 3000 <= got <= 1.2 * 3000, got
+    capture.update_video_bitrate(1000)
+    start = max(f.frame_id for f in frames.snapshot()) + 2
+    assert frames.wait_for(lambda items: max((f.frame_id for f in items), default=-1) >= start + fps, 60)
+    after = [f for f in frames.snapshot() if start <= f.frame_id < start + fps]
+    got = _kbps(after, fps)
+    assert 0.8 * 1000 <= got <= 1.2 * 1000, got
+    assert all(bytes(f)[1] == 0x10 for f in after), "a bitrate change needs no key frame"
+    assert capture.rate_hints()["video_bitrate_kbps"] == 1000
+
+
+def test_keyframe_interval_s_sends_key_frames_on_schedule(capture):
+    frames = Frames()
+    s = v2_settings(capture_width=128, capture_height=128, scene="full", codec="h264",
+                    target_fps=30.0, keyframe_interval_s=0.5)
+    capture.start_capture(frames, s)
+    assert frames.wait_for(lambda items: max((f.frame_id for f in items), default=-1) >= 40, 60)
+    capture.stop_capture()
+    for f in frames.snapshot():
+        assert (bytes(f)[1] == 0x11) == (f.frame_id % 15 == 0), f.frame_id
+
+
 def test_rate_hints_are_stored(capture):
     capture.update_video_bitrate(2500)
     capture.update_link_rate(9000)

@@ -24,13 +24,13 @@ STUB = Path(pixelflux.__file__).with_name("_pixelflux.pyi")
 
 def test_version_is_upstreams_api_with_our_local_label():
     version = pixelflux.__version__
-    assert re.fullmatch(r"1\.2\.2\+rs\.\d+\.\d+\.\d+", version), version
+    assert re.fullmatch(r"2\.2\.1\+rs\.\d+\.\d+\.\d+", version), version
     assert md.version("pixelflux") == version
     v = Version(version)
-    # What Selkies-style pins and ordinary ranges ask for accept it; other releases do not.
-    for spec in ["==1.2.2", ">=1.2", ">=1.2,<2", "~=1.2"]:
+    # Selkies 2.1.0's pin and ordinary ranges accept it; other releases' pins do not.
+    for spec in ["==2.2.1", ">=2.2", "~=2.2", ">=1.2", ">=2,<3"]:
         assert v in SpecifierSet(spec), spec
-    for spec in ["==1.2.1", ">=2", "==2.2.1"]:
+    for spec in ["==1.2.2", "==2.2.0", ">=2.3", "<2"]:
         assert v not in SpecifierSet(spec), spec
 
 

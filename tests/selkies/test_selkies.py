@@ -4,9 +4,9 @@ the page against an x11grab), in JPEG, striped H.264 and full-frame H.264, befor
 the viewport is resized (Selkies then resizes the X screen and calls
 `update_capture_region`).
 
-Run with `make test-selkies`, which builds the venv `.venv-selkies` (selkies==2.1.0 with
---no-deps, its other dependencies from PyPI, our wheel as its pixelflux) and sets
-SELKIES_PYTHON. Audio is switched off through Selkies' own `--audio-enabled false` (pcmflux is
+Run with `make test-selkies`, which builds the venv `.venv-selkies` (our wheel, then
+selkies==2.1.0 with its dependencies from PyPI: our version 2.2.1+rs.… satisfies its
+pixelflux==2.2.1 pin, so pip keeps ours) and sets SELKIES_PYTHON. Audio is switched off through Selkies' own `--audio-enabled false` (pcmflux is
 installed from PyPI but no PulseAudio is needed)."""
 
 import math

@@ -70,6 +70,9 @@ pub struct EncodeOptions {
     /// H.264 CRF (0-51).
     #[arg(long, default_value_t = 25)]
     pub crf: u8,
+    /// H.264 at a constant bitrate of this many kbit/s (the whole stream) instead of --crf.
+    #[arg(long, value_name = "KBPS")]
+    pub bitrate_kbps: Option<u32>,
     /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
     #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
@@ -86,6 +89,8 @@ impl EncodeOptions {
             target_fps: self.fps,
             jpeg_quality: self.quality,
             h264_crf: self.crf,
+            video_cbr_mode: self.bitrate_kbps.is_some(),
+            video_bitrate_kbps: self.bitrate_kbps.unwrap_or(4000),
             stripe_height: self.stripe_height,
             jpeg_subsampling: self.jpeg_subsampling,
             ..Default::default()
@@ -216,6 +221,7 @@ mod tests {
                 fps,
                 quality: 85,
                 crf,
+                bitrate_kbps: None,
                 stripe_height: 0,
                 jpeg_subsampling: JpegSubsampling::Auto,
             },
@@ -228,6 +234,15 @@ mod tests {
         assert!(err.to_string().contains("h264_crf"), "{err}");
         options(30.0, 0, Codec::Jpeg).resolve().unwrap();
         assert_eq!("h264".parse::<Codec>(), Ok(Codec::H264));
+        // --bitrate-kbps: a constant bitrate, checked like the setting.
+        let mut cbr = options(30.0, 25, Codec::H264);
+        cbr.encode.bitrate_kbps = Some(2500);
+        let (settings, _) = cbr.resolve().unwrap();
+        assert!(settings.video_cbr_mode);
+        assert_eq!(settings.video_bitrate_kbps, 2500);
+        cbr.encode.bitrate_kbps = Some(0);
+        let err = cbr.resolve().unwrap_err();
+        assert!(err.to_string().contains("video_bitrate_kbps"), "{err}");
     }
 
     #[test]

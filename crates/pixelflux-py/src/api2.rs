@@ -22,6 +22,17 @@ pub(crate) const ALIASES: [(&str, &str); 3] = [
     ("video_fullframe", "h264_fullframe"),
 ];
 
+/// 2.x names that are fields of the core's settings (rate control): checked and stored by the
+/// core's field table like the 1.2.2 names, and applied by the capture.
+pub(crate) const CORE_NAMES: [&str; 6] = [
+    "video_cbr_mode",
+    "video_bitrate_kbps",
+    "video_vbv_multiplier",
+    "video_min_qp",
+    "video_max_qp",
+    "keyframe_interval_s",
+];
+
 /// A stored 2.x-only setting.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
@@ -34,9 +45,9 @@ pub(crate) enum Value {
     OptBool(Option<bool>),
 }
 
-/// The 2.x settings with no 1.2.2 counterpart, with 2.2.1's defaults. They are accepted,
-/// stored and read back; what each does here is in docs/python.md ("pixelflux 2.x API").
-fn defaults() -> [(&'static str, Value); 28] {
+/// The 2.x settings with no 1.2.2 counterpart and no core field, with 2.2.1's defaults. They
+/// are accepted, stored and read back; what each does here is in docs/python.md ("pixelflux 2.x API").
+fn defaults() -> [(&'static str, Value); 22] {
     use Value::*;
     [
         ("use_cpu", Bool(false)),
@@ -44,14 +55,8 @@ fn defaults() -> [(&'static str, Value); 28] {
         ("video_paintover_crf", Int(18)),
         ("video_paintover_burst_frames", Int(5)),
         ("video_streaming_mode", Bool(false)),
-        ("video_cbr_mode", Bool(false)),
-        ("video_bitrate_kbps", Int(4000)),
-        ("keyframe_interval_s", Float(0.0)),
-        ("video_min_qp", Int(0)),
-        ("video_max_qp", Int(0)),
         ("video_bit_depth", Int(8)),
         ("video_reference_frames", Int(0)),
-        ("video_vbv_multiplier", Float(0.0)),
         ("cursor_size", Int(-1)),
         ("cursor_size_cap", Int(128)),
         ("scale", Float(1.0)),
@@ -74,6 +79,7 @@ fn defaults() -> [(&'static str, Value); 28] {
 pub(crate) fn v2_names() -> Vec<&'static str> {
     let mut names = vec!["codec"];
     names.extend(ALIASES.iter().map(|(n, _)| *n));
+    names.extend(CORE_NAMES);
     names.extend(defaults().iter().map(|(n, _)| *n));
     names
 }
@@ -165,12 +171,8 @@ fn convert(name: &str, old: &Value, value: &Bound<'_, PyAny>) -> PyResult<Value>
                 .map_err(|_| PyValueError::new_err(format!("{name} is out of range")))?;
             let ok = match name {
                 "video_paintover_crf" => (0..=51).contains(&i),
-                "video_min_qp" | "video_max_qp" => (0..=69).contains(&i),
                 "video_bit_depth" => i == 8 || i == 10,
-                "video_bitrate_kbps"
-                | "video_paintover_burst_frames"
-                | "video_reference_frames"
-                | "display_id" => i >= 0,
+                "video_paintover_burst_frames" | "video_reference_frames" | "display_id" => i >= 0,
                 _ => true,
             };
             if !ok {
@@ -261,6 +263,9 @@ pub(crate) fn value<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     if let Some((_, target)) = ALIASES.iter().find(|(n, _)| *n == name) {
         return settings.value(py, target);
+    }
+    if CORE_NAMES.contains(&name) {
+        return settings.value(py, name);
     }
     if name == "codec" {
         let codec = if settings.core.output_mode.index() == 0 {

@@ -525,7 +525,7 @@ impl PyScreenCapture {
 
     /// Applies the live subset of `settings` to the running capture between two frames:
     /// `jpeg_quality` and `paint_over_jpeg_quality` (JPEG), `video_crf`/`h264_crf` (H.264;
-    /// the stripes restart as IDRs) and `target_fps`. Only values that differ from the running
+    /// the stripes restart as IDRs), `video_bitrate_kbps` (H.264, no IDR) and `target_fps`. Only values that differ from the running
     /// ones are applied; settings of the other codec are ignored. The other fields need a
     /// restart (`stop_capture`, `start_capture`) and are ignored here, as in 2.2.1.
     fn update_tunables(&self, settings: PyRef<'_, PyCaptureSettings>) -> PyResult<()> {
@@ -555,11 +555,15 @@ impl PyScreenCapture {
                     ));
                 }
             }
-            Codec::H264 if wanted.h264_crf != running.h264_crf => {
-                controls.push(Control::SetCrf(wanted.h264_crf));
+            Codec::H264 => {
+                if wanted.h264_crf != running.h264_crf {
+                    controls.push(Control::SetCrf(wanted.h264_crf));
+                }
+                if wanted.video_bitrate_kbps != running.video_bitrate_kbps {
+                    controls.push(Control::SetBitrate(wanted.video_bitrate_kbps));
+                }
             }
-            // H.264 with the same CRF; a codec this binding does not know has no live
-            // controls of its own.
+            // A codec this binding does not know has no live controls of its own.
             _ => {}
         }
         for control in controls {
@@ -571,13 +575,27 @@ impl PyScreenCapture {
         Ok(())
     }
 
-    /// Stores a target bitrate (kbps). This build has no constant-bitrate mode (its H.264
-    /// is CRF-controlled), so the value is kept and reported, not applied; `ValueError` for a
-    /// negative rate.
+    /// New target bitrate (kbps) of a running H.264 capture, applied between two frames
+    /// through the core's control path (`Control::SetBitrate`): under `video_cbr_mode` the
+    /// encoders take it without a key frame and the delivered rate follows within a second;
+    /// under CRF it is stored (2.2.1's capped CRF is not implemented). Ignored by a JPEG
+    /// capture; `ValueError` for a rate outside 0..=1000000 (0 under CBR). Also kept for
+    /// `rate_hints()`.
     fn update_video_bitrate(&self, kbps: i64) -> PyResult<()> {
-        let kbps = u64::try_from(kbps)
-            .map_err(|_| PyValueError::new_err(format!("kbps must be >= 0, got {kbps}")))?;
-        self.bitrate_kbps.store(kbps, Ordering::Relaxed);
+        let max = i64::from(pixelflux::settings::MAX_BITRATE_KBPS);
+        let rate = u32::try_from(kbps)
+            .ok()
+            .filter(|&k| i64::from(k) <= max)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("kbps must be within 0..={max}, got {kbps}"))
+            })?;
+        if let Some(active) = self.live() {
+            match active.capture.control(Control::SetBitrate(rate)) {
+                Ok(()) | Err(ControlError::Ended) | Err(ControlError::NotApplicable { .. }) => {}
+                Err(e) => return Err(control_error(e)),
+            }
+        }
+        self.bitrate_kbps.store(u64::from(rate), Ordering::Relaxed);
         Ok(())
     }
 

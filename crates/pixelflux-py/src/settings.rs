@@ -17,8 +17,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
 /// The fields Python sees: the core's table in its order (1.2.2's, then ours) with 1.2.2's
 /// spelling of the watermark location, less `wire_format` (Python always speaks 1.2.2's),
 /// `paint_over_lossless` and `scroll_detection` (stills and copy-rows need the tagged wire
-/// format), plus
-/// `display` and `scene`.
+/// format) and the 2.x rate-control names (`api2::CORE_NAMES`, reached through
+/// `__getattr__`), plus `display` and `scene`.
 pub(crate) fn python_fields() -> &'static [&'static str] {
     static FIELDS: OnceLock<Vec<&'static str>> = OnceLock::new();
     FIELDS.get_or_init(|| {
@@ -29,6 +29,8 @@ pub(crate) fn python_fields() -> &'static [&'static str] {
                     "wire_format" | "paint_over_lossless" | "scroll_detection"
                 )
             })
+            // The 2.x rate-control names are core fields too, but not 1.2.2's.
+            .filter(|f| !crate::api2::CORE_NAMES.contains(f))
             .map(|f| match f {
                 "watermark_location" => "watermark_location_enum",
                 other => other,
@@ -232,7 +234,7 @@ impl PyCaptureSettings {
             }
             _ => {}
         }
-        if !python_fields().contains(&field) {
+        if !python_fields().contains(&field) && !crate::api2::CORE_NAMES.contains(&field) {
             // 2.x names; AttributeError for a name neither API has.
             return crate::api2::assign(self, field, value);
         }
@@ -308,7 +310,7 @@ impl PyCaptureSettings {
             }
             _ => {}
         }
-        if !python_fields().contains(&field) {
+        if !python_fields().contains(&field) && !crate::api2::CORE_NAMES.contains(&field) {
             return crate::api2::value(self, py, field);
         }
         let value = self.core.field(core_name(field)).ok_or_else(|| {

@@ -32,12 +32,38 @@ pub struct JpegConfig {
     pub lossless_stills: bool,
 }
 
+/// How H.264 encoders spend bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum H264Rate {
+    /// Constant quality: x264's CRF at [`H264Config::crf`].
+    Crf,
+    /// Constant bitrate (`video_cbr_mode`): x264's ABR under a VBV whose rate is the target.
+    Cbr {
+        /// Target of the whole stream in kbit/s; each stripe's encoder gets its share of the
+        /// changed area (its rows over the rows of the stripes sent in the last frame).
+        kbps: u32,
+        /// VBV buffer in frames of budget (`video_vbv_multiplier`, 0 resolved: 1.5, or 3
+        /// with periodic key frames).
+        vbv_frames: f64,
+    },
+}
+
 /// Settings of the H.264 encoder of one stripe (or of the whole frame in full-frame mode).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct H264Config {
-    /// Constant rate factor (0–51).
+    /// Constant rate factor (0–51); not used under [`H264Rate::Cbr`].
     pub crf: u8,
+    /// CRF or constant bitrate.
+    pub rate: H264Rate,
+    /// Lowest quantizer (`video_min_qp`; 0: x264's default).
+    pub min_qp: u8,
+    /// Highest quantizer (`video_max_qp`; 0: x264's default).
+    pub max_qp: u8,
+    /// Rows of the whole picture: a stripe's share of a constant bitrate is its rows over
+    /// these.
+    pub frame_height: u32,
     /// 4:4:4 (High 4:4:4 Predictive) instead of 4:2:0.
     pub fullcolor: bool,
     /// x264's own threads per encoder: one per core for a full-frame stream (one encoder),
@@ -57,6 +83,35 @@ pub enum EncoderConfig {
     Jpeg(JpegConfig),
     /// libx264.
     H264(H264Config),
+}
+
+impl H264Config {
+    /// Whether an encoder opened for `self` can take `other` without being reopened: only
+    /// the bitrate, the VBV and the frame rate differ (x264_encoder_reconfig; a frame rate
+    /// change under CBR rescales the bitrate given to x264), so no IDR is needed.
+    pub fn retunable_to(&self, other: &H264Config) -> bool {
+        let same_kind = matches!(
+            (self.rate, other.rate),
+            (H264Rate::Crf, H264Rate::Crf) | (H264Rate::Cbr { .. }, H264Rate::Cbr { .. })
+        );
+        let crf_matters = matches!(self.rate, H264Rate::Crf);
+        same_kind
+            && (!crf_matters || self.crf == other.crf)
+            && (
+                self.fullcolor,
+                self.threads,
+                self.min_qp,
+                self.max_qp,
+                self.frame_height,
+            ) == (
+                other.fullcolor,
+                other.threads,
+                other.min_qp,
+                other.max_qp,
+                other.frame_height,
+            )
+            && self.lossless_stills == other.lossless_stills
+    }
 }
 
 impl EncoderConfig {
@@ -130,6 +185,8 @@ pub struct PipelineConfig {
     /// The region is the whole screen and follows its size (see
     /// [`following_screen`](Self::following_screen)).
     follow_screen: bool,
+    /// Every how many frames a periodic IDR is due (`keyframe_interval_s`), if any.
+    keyframe_every: Option<u64>,
 }
 
 /// Shortest frame interval (`target_fps` is at most 1000).
@@ -178,6 +235,21 @@ impl PipelineConfig {
             }),
             Codec::H264 => EncoderConfig::H264(H264Config {
                 crf: settings.h264_crf,
+                rate: if settings.video_cbr_mode {
+                    H264Rate::Cbr {
+                        kbps: settings.video_bitrate_kbps,
+                        vbv_frames: match settings.video_vbv_multiplier {
+                            m if m > 0.0 => m,
+                            _ if settings.keyframe_interval_s > 0.0 => 3.0,
+                            _ => 1.5,
+                        },
+                    }
+                } else {
+                    H264Rate::Crf
+                },
+                min_qp: settings.video_min_qp,
+                max_qp: settings.video_max_qp,
+                frame_height: height,
                 fullcolor: settings.h264_fullcolor,
                 threads: if fullframe {
                     std::thread::available_parallelism().map_or(0, |n| n.get() as u32)
@@ -201,6 +273,13 @@ impl PipelineConfig {
             watermark,
             cursor: settings.capture_cursor,
         };
+        // Periodic key frames: H.264 only, counted in frames at the target rate.
+        let keyframe_every =
+            (codec == Codec::H264 && settings.keyframe_interval_s > 0.0).then(|| {
+                (settings.keyframe_interval_s * settings.target_fps)
+                    .round()
+                    .max(1.0) as u64
+            });
         Ok(Self {
             region: Region {
                 x: settings.capture_x,
@@ -215,6 +294,7 @@ impl PipelineConfig {
             frame_interval: Duration::try_from_secs_f64(1.0 / settings.target_fps)
                 .unwrap_or(MAX_INTERVAL)
                 .clamp(MIN_INTERVAL, MAX_INTERVAL),
+            keyframe_every,
             settings,
             follow_screen: false,
         })
@@ -297,6 +377,12 @@ impl PipelineConfig {
         self.frame_interval
     }
 
+    /// H.264 with `keyframe_interval_s`: every this many frames is a key frame (frame ids
+    /// that are multiples of it: 0, n, 2n, ...), `keyframe_interval_s × target_fps` rounded.
+    pub fn keyframe_every(&self) -> Option<u64> {
+        self.keyframe_every
+    }
+
     /// What the stream carries: the size after rounding, the codec and the stripe layout.
     pub fn format(&self) -> StreamFormat {
         StreamFormat {
@@ -339,6 +425,10 @@ impl PipelineConfig {
                 needs(Codec::H264, "h264_crf")?;
                 s.h264_crf = crf;
             }
+            Control::SetBitrate(kbps) => {
+                needs(Codec::H264, "video_bitrate_kbps")?;
+                s.video_bitrate_kbps = kbps;
+            }
             Control::Refresh => {}
             Control::SetRegion {
                 x,
@@ -373,6 +463,9 @@ pub enum Control {
     /// New `h264_crf` (H.264 captures). The encoders restart, so every stripe is re-sent as
     /// an IDR at the new rate.
     SetCrf(u8),
+    /// New `video_bitrate_kbps` (H.264 captures). Under `video_cbr_mode` the encoders take
+    /// it from the next frame on without restarting (no IDR); under CRF it is only stored.
+    SetBitrate(u32),
     /// Make the next frame self-contained (every stripe; H.264 as IDRs).
     Refresh,
     /// Move or resize the captured region (screen coordinates), validated and rounded like
@@ -581,5 +674,104 @@ mod tests {
             h.with(&Control::SetJpegQuality(50)),
             Err(ControlError::NotApplicable { .. })
         ));
+        // A bitrate: H.264 only; under CRF stored, under CBR 0 refused.
+        assert!(matches!(
+            c.with(&Control::SetBitrate(1000)),
+            Err(ControlError::NotApplicable {
+                field: "video_bitrate_kbps",
+                ..
+            })
+        ));
+        assert_eq!(
+            h.with(&Control::SetBitrate(0))
+                .unwrap()
+                .settings()
+                .video_bitrate_kbps,
+            0
+        );
+        let cbr = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            ..h264(64, 64)
+        })
+        .unwrap();
+        assert!(matches!(
+            cbr.with(&Control::SetBitrate(0)),
+            Err(ControlError::Invalid(SettingsError {
+                field: "video_bitrate_kbps",
+                ..
+            }))
+        ));
+        let faster = cbr.with(&Control::SetBitrate(9000)).unwrap();
+        let (EncoderConfig::H264(a), EncoderConfig::H264(b)) = (cbr.encoder(), faster.encoder())
+        else {
+            panic!("H.264")
+        };
+        assert!(matches!(b.rate, H264Rate::Cbr { kbps: 9000, .. }));
+        assert!(a.retunable_to(b), "a bitrate change needs no new encoder");
+        let other_fps = cbr.with(&Control::SetFps(30.0)).unwrap();
+        let EncoderConfig::H264(c30) = other_fps.encoder() else {
+            panic!("H.264")
+        };
+        assert!(a.retunable_to(c30), "nor a frame rate change");
+        let EncoderConfig::H264(crf) = h.encoder() else {
+            panic!("H.264")
+        };
+        assert!(!crf.retunable_to(a), "CRF to CBR opens new encoders");
+    }
+
+    #[test]
+    fn rate_control_settings_become_the_encoder_config() {
+        let c = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            video_bitrate_kbps: 2500,
+            video_min_qp: 10,
+            video_max_qp: 40,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        let EncoderConfig::H264(h) = c.encoder() else {
+            panic!("H.264")
+        };
+        assert_eq!(
+            h.rate,
+            H264Rate::Cbr {
+                kbps: 2500,
+                vbv_frames: 1.5
+            }
+        );
+        assert_eq!((h.min_qp, h.max_qp, h.frame_height), (10, 40, 480));
+        assert_eq!(c.keyframe_every(), None);
+        // 2.2.1's automatic VBV: 3 frames with periodic key frames; an explicit one wins.
+        let k = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            keyframe_interval_s: 2.0,
+            target_fps: 30.0,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        assert!(matches!(k.encoder(), EncoderConfig::H264(h)
+            if h.rate == H264Rate::Cbr { kbps: 4000, vbv_frames: 3.0 }));
+        assert_eq!(k.keyframe_every(), Some(60));
+        let v = PipelineConfig::new(&CaptureSettings {
+            video_cbr_mode: true,
+            video_vbv_multiplier: 5.0,
+            ..h264(640, 480)
+        })
+        .unwrap();
+        assert!(matches!(v.encoder(), EncoderConfig::H264(h)
+            if h.rate == H264Rate::Cbr { kbps: 4000, vbv_frames: 5.0 }));
+        // Periodic key frames are an H.264 thing; a tiny interval is every frame.
+        let jpeg = PipelineConfig::new(&CaptureSettings {
+            keyframe_interval_s: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(jpeg.keyframe_every(), None);
+        let every = PipelineConfig::new(&CaptureSettings {
+            keyframe_interval_s: 0.001,
+            ..h264(64, 64)
+        })
+        .unwrap();
+        assert_eq!(every.keyframe_every(), Some(1));
     }
 }

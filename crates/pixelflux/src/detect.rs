@@ -85,7 +85,10 @@ impl DetectConfig {
             jpeg_quality: settings.jpeg_quality,
             start_quality,
             paint_over_quality: settings.paint_over_jpeg_quality,
-            use_paint_over: settings.use_paint_over_quality,
+            // H.264 at a constant bitrate cleans a still stripe up whatever the setting says
+            // (2.2.1's rule: its rate control alone leaves a still screen short of clean).
+            use_paint_over: settings.use_paint_over_quality
+                || (settings.output_mode == Codec::H264 && settings.video_cbr_mode),
             paint_over_trigger: settings.paint_over_trigger_frames,
             damage_threshold: settings.damage_block_threshold,
             damage_duration: settings.damage_block_duration,

@@ -67,6 +67,9 @@ pub struct Pipeline {
     /// The newest copied frame (reused when nothing changed) and a spare buffer.
     last_copy: Option<Arc<OwnedFrame>>,
     spare: Option<OwnedFrame>,
+    /// Rows of the stripes the last frame sent (the frame's height before the first): under
+    /// a constant bitrate each stripe's share of the rate is its rows over these.
+    sent_rows: u32,
     /// The last frame's grab (without the copy) and the wall time of its stripes' work.
     last_grab_ns: u64,
     last_encode_wall_ns: u64,
@@ -138,6 +141,7 @@ impl Pipeline {
             overlays,
             slots,
             frame_id: 0,
+            sent_rows: height,
             refresh_pending: false,
             staged: None,
             in_flight: None,
@@ -221,16 +225,18 @@ impl Pipeline {
             self.scroll = new.scroll_detection().then(ScrollDetector::default);
         }
         let restart = match (old.encoder(), new.encoder()) {
-            // The frame rate only tunes x264's rate control: not worth a restart.
-            (EncoderConfig::H264(a), EncoderConfig::H264(b)) => {
-                (a.crf, a.fullcolor, a.threads) != (b.crf, b.fullcolor, b.threads)
-            }
+            // The frame rate and a constant bitrate are retuned in place (no IDR).
+            (EncoderConfig::H264(a), EncoderConfig::H264(b)) => !a.retunable_to(b),
             (a, b) => a != b,
         };
         if restart {
             let width = self.source.size().0;
             for slot in &mut self.slots {
                 slot.encoder = encode::new_encoder(new.encoder(), width, slot.height)?;
+            }
+        } else if old.encoder() != new.encoder() {
+            for slot in &mut self.slots {
+                slot.encoder.retune(new.encoder())?;
             }
         }
         let (a, b) = (old.settings(), new.settings());
@@ -352,6 +358,7 @@ impl Pipeline {
             frame_id,
             refresh,
             format,
+            self.sent_rows,
         );
         let (mut meta, frame) = match first {
             Ok(started) => started,
@@ -365,6 +372,7 @@ impl Pipeline {
                     frame_id,
                     true,
                     format,
+                    self.sent_rows,
                 )?
             }
             Err(e) => return Err(e),
@@ -396,6 +404,7 @@ impl Pipeline {
         &mut self,
         out: Result<TickOutput, CaptureError>,
     ) -> Result<TickOutput, CaptureError> {
+        self.note_sent(&out);
         if out.is_err() {
             if let Some(scroll) = &mut self.scroll {
                 scroll.forget();
@@ -404,12 +413,26 @@ impl Pipeline {
         out
     }
 
+    /// Keeps the rows the frame sent for the next frames' rate shares.
+    fn note_sent(&mut self, out: &Result<TickOutput, CaptureError>) {
+        if let Ok(out) = out {
+            let rows: u32 = out.stripes.iter().map(|s| s.height).sum();
+            if rows > 0 {
+                self.sent_rows = rows;
+            }
+        }
+    }
+
     /// The next frame's number and whether it is a refresh.
     fn next_frame(&mut self, refresh: bool) -> (u64, bool) {
         let frame_id = self.frame_id;
         self.frame_id += 1;
         let pending = std::mem::take(&mut self.refresh_pending);
-        (frame_id, refresh || pending || frame_id == 0)
+        let periodic = self
+            .config
+            .keyframe_every()
+            .is_some_and(|n| frame_id.is_multiple_of(n));
+        (frame_id, refresh || pending || periodic || frame_id == 0)
     }
 
     /// Pipelined capture, step 1: reads what changed, grabs (only if something did), draws the
@@ -431,6 +454,7 @@ impl Pipeline {
             frame_id,
             refresh,
             format,
+            self.sent_rows,
         );
         let (mut meta, frame) = match first {
             Ok(started) => started,
@@ -443,6 +467,7 @@ impl Pipeline {
                     frame_id,
                     true,
                     format,
+                    self.sent_rows,
                 )?
             }
             Err(e) => return Err(e),
@@ -663,6 +688,7 @@ fn start_frame<'s>(
     frame_id: u64,
     refresh: bool,
     format: StreamFormat,
+    sent_rows: u32,
 ) -> Result<(FrameMeta, Frame<'s>), CaptureError> {
     let captured_at = Instant::now();
     let mut times = StageTimes::default();
@@ -697,6 +723,7 @@ fn start_frame<'s>(
             captured_at,
             damage,
             format,
+            sent_rows,
         },
         grabbed: !nothing_changed,
         times,
@@ -888,6 +915,8 @@ struct Tick {
     captured_at: Instant,
     damage: Damage,
     format: StreamFormat,
+    /// Rows the last frame sent (rate shares under a constant bitrate).
+    sent_rows: u32,
 }
 
 /// One stripe's state and encoder, owned by the slot: no shared maps, no locks per stripe.
@@ -951,7 +980,11 @@ impl StripeSlot {
             y: self.y,
         };
         let mut data = Vec::new();
-        let result = self.encoder.encode(pixels, &request, place, &mut data);
+        let share = f64::from(self.height) / f64::from(tick.sent_rows.max(self.height));
+        let result = self
+            .encoder
+            .set_rate_share(share)
+            .and_then(|()| self.encoder.encode(pixels, &request, place, &mut data));
         let encoded_at = Instant::now();
         self.encode_ns = (encoded_at - t1).as_nanos() as u64;
         self.output = match result {

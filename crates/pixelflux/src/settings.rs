@@ -270,6 +270,23 @@ pub struct CaptureSettings {
     /// move does not explain (ours; needs [`WireFormat::Tagged`]; JPEG only: an H.264 capture
     /// ignores it). See `scroll` (the module) and docs/serve.md.
     pub scroll_detection: bool,
+    /// H.264 at a constant bitrate (`video_bitrate_kbps`) instead of a constant quality
+    /// (`h264_crf`, which is then not used): x264's ABR rate control under a VBV (pixelflux
+    /// 2.x name). See docs/h264.md, "Rate control".
+    pub video_cbr_mode: bool,
+    /// Target bitrate of the whole stream in kbit/s with `video_cbr_mode`, spread over the
+    /// stripes that change by their rows (2.x name; 2.2.1's default 4000).
+    pub video_bitrate_kbps: u32,
+    /// VBV buffer as a multiple of one frame's share of the bitrate with `video_cbr_mode`;
+    /// `0` picks 1.5, or 3 with `keyframe_interval_s` (2.2.1's meaning and defaults).
+    pub video_vbv_multiplier: f64,
+    /// Lowest H.264 quantizer x264 may use (0–51; `0`: x264's default), CRF and CBR alike.
+    pub video_min_qp: u8,
+    /// Highest H.264 quantizer x264 may use (0–51; `0`: x264's default), CRF and CBR alike.
+    pub video_max_qp: u8,
+    /// H.264: a key frame (every stripe an IDR) every this many seconds of frames at
+    /// `target_fps`; `0` sends key frames only when asked for (2.x name and default).
+    pub keyframe_interval_s: f64,
 }
 
 impl Default for CaptureSettings {
@@ -299,6 +316,12 @@ impl Default for CaptureSettings {
             stripe_height: 0,
             wire_format: WireFormat::Compat,
             scroll_detection: false,
+            video_cbr_mode: false,
+            video_bitrate_kbps: 4000,
+            video_vbv_multiplier: 0.0,
+            video_min_qp: 0,
+            video_max_qp: 0,
+            keyframe_interval_s: 0.0,
         }
     }
 }
@@ -344,6 +367,15 @@ pub const MIN_TARGET_FPS: f64 = 0.01;
 /// Highest `target_fps`.
 pub const MAX_TARGET_FPS: f64 = 1000.0;
 
+/// Highest `video_bitrate_kbps` (1 Gbit/s, Selkies' upper bound).
+pub const MAX_BITRATE_KBPS: u32 = 1_000_000;
+
+/// Highest `keyframe_interval_s` (an hour).
+pub const MAX_KEYFRAME_INTERVAL_S: f64 = 3600.0;
+
+/// Highest `video_vbv_multiplier` (frames of budget in the VBV buffer).
+pub const MAX_VBV_MULTIPLIER: f64 = 1000.0;
+
 /// A value for [`CaptureSettings::set_field`], as a binding (Python) or a config file has it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -379,7 +411,7 @@ type FieldEntry = (&'static str, FieldKind, Option<(i64, i64)>);
 /// Every field of [`CaptureSettings`] by name, with its kind and, for integers, the range that
 /// field accepts on its own. The one table that [`CaptureSettings::validate`] and
 /// [`CaptureSettings::set_field`] (and through it the Python settings) check against.
-const FIELDS: [FieldEntry; 24] = {
+const FIELDS: [FieldEntry; 30] = {
     use FieldKind::*;
     let dim = Some((1, MAX_DIMENSION as i64));
     let quality = Some((1, 100));
@@ -413,6 +445,16 @@ const FIELDS: [FieldEntry; 24] = {
         ("jpeg_subsampling", Int, Some((0, 2))),
         ("paint_over_lossless", Bool, None),
         ("scroll_detection", Bool, None),
+        ("video_cbr_mode", Bool, None),
+        (
+            "video_bitrate_kbps",
+            Int,
+            Some((0, MAX_BITRATE_KBPS as i64)),
+        ),
+        ("video_vbv_multiplier", Float, None),
+        ("video_min_qp", Int, Some((0, 51))),
+        ("video_max_qp", Int, Some((0, 51))),
+        ("keyframe_interval_s", Float, None),
     ]
 };
 
@@ -453,13 +495,18 @@ impl CaptureSettings {
         let (name, kind, _) = field_entry(field)?;
         Some(match kind {
             FieldKind::Int => FieldValue::Int(self.int(name)?),
-            FieldKind::Float => FieldValue::Float(self.target_fps),
+            FieldKind::Float => FieldValue::Float(match name {
+                "video_vbv_multiplier" => self.video_vbv_multiplier,
+                "keyframe_interval_s" => self.keyframe_interval_s,
+                _ => self.target_fps,
+            }),
             FieldKind::Bool => FieldValue::Bool(match name {
                 "capture_cursor" => self.capture_cursor,
                 "use_paint_over_quality" => self.use_paint_over_quality,
                 "h264_fullcolor" => self.h264_fullcolor,
                 "paint_over_lossless" => self.paint_over_lossless,
                 "scroll_detection" => self.scroll_detection,
+                "video_cbr_mode" => self.video_cbr_mode,
                 _ => self.h264_fullframe,
             }),
             FieldKind::Path => FieldValue::Path(self.watermark_path.clone()),
@@ -490,13 +537,18 @@ impl CaptureSettings {
                 }
                 next.set_int(name, v);
             }
-            (FieldKind::Float, FieldValue::Float(v)) => next.target_fps = v,
+            (FieldKind::Float, FieldValue::Float(v)) => match name {
+                "video_vbv_multiplier" => next.video_vbv_multiplier = v,
+                "keyframe_interval_s" => next.keyframe_interval_s = v,
+                _ => next.target_fps = v,
+            },
             (FieldKind::Bool, FieldValue::Bool(v)) => match name {
                 "capture_cursor" => next.capture_cursor = v,
                 "use_paint_over_quality" => next.use_paint_over_quality = v,
                 "h264_fullcolor" => next.h264_fullcolor = v,
                 "paint_over_lossless" => next.paint_over_lossless = v,
                 "scroll_detection" => next.scroll_detection = v,
+                "video_cbr_mode" => next.video_cbr_mode = v,
                 _ => next.h264_fullframe = v,
             },
             (FieldKind::Path, FieldValue::Path(v)) => next.watermark_path = v,
@@ -535,6 +587,9 @@ impl CaptureSettings {
             "jpeg_subsampling" => {
                 self.jpeg_subsampling = JpegSubsampling::from_index(v).unwrap_or_default()
             }
+            "video_bitrate_kbps" => self.video_bitrate_kbps = v as u32,
+            "video_min_qp" => self.video_min_qp = v as u8,
+            "video_max_qp" => self.video_max_qp = v as u8,
             _ => {}
         }
     }
@@ -558,6 +613,9 @@ impl CaptureSettings {
             "stripe_height" => self.stripe_height.into(),
             "wire_format" => self.wire_format.index(),
             "jpeg_subsampling" => self.jpeg_subsampling.index(),
+            "video_bitrate_kbps" => self.video_bitrate_kbps.into(),
+            "video_min_qp" => self.video_min_qp.into(),
+            "video_max_qp" => self.video_max_qp.into(),
             _ => return None,
         })
     }
@@ -581,6 +639,26 @@ impl CaptureSettings {
                     return Err(SettingsError::new(
                         field,
                         format!("{fps} is outside {MIN_TARGET_FPS}..={MAX_TARGET_FPS}"),
+                    ));
+                }
+            }
+            "keyframe_interval_s" | "video_vbv_multiplier" => {
+                let (v, max) = if field == "keyframe_interval_s" {
+                    (self.keyframe_interval_s, MAX_KEYFRAME_INTERVAL_S)
+                } else {
+                    (self.video_vbv_multiplier, MAX_VBV_MULTIPLIER)
+                };
+                if !(0.0..=max).contains(&v) {
+                    return Err(SettingsError::new(
+                        field,
+                        format!(
+                            "{v} is outside 0..={max} (0: {})",
+                            if field == "keyframe_interval_s" {
+                                "key frames only when asked for"
+                            } else {
+                                "automatic"
+                            }
+                        ),
                     ));
                 }
             }
@@ -638,6 +716,22 @@ impl CaptureSettings {
                     "0 (lossless) needs h264_fullcolor (High 4:4:4); 4:2:0 takes 1..=51",
                 ));
             }
+        }
+        if self.video_min_qp != 0 && self.video_max_qp != 0 && self.video_max_qp < self.video_min_qp
+        {
+            return Err(SettingsError::new(
+                "video_max_qp",
+                format!(
+                    "{} is below video_min_qp {} (0 leaves either to x264)",
+                    self.video_max_qp, self.video_min_qp
+                ),
+            ));
+        }
+        if self.output_mode == Codec::H264 && self.video_cbr_mode && self.video_bitrate_kbps == 0 {
+            return Err(SettingsError::new(
+                "video_bitrate_kbps",
+                format!("0 with video_cbr_mode: a constant bitrate takes 1..={MAX_BITRATE_KBPS}"),
+            ));
         }
         if self.watermark_location != WatermarkLocation::None && self.watermark_path.is_none() {
             return Err(SettingsError::new(
@@ -770,6 +864,58 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "video_min_qp",
+                CaptureSettings {
+                    video_min_qp: 52,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_max_qp",
+                CaptureSettings {
+                    video_min_qp: 30,
+                    video_max_qp: 20,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_bitrate_kbps",
+                CaptureSettings {
+                    video_bitrate_kbps: MAX_BITRATE_KBPS + 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_bitrate_kbps",
+                CaptureSettings {
+                    output_mode: Codec::H264,
+                    video_cbr_mode: true,
+                    video_bitrate_kbps: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "keyframe_interval_s",
+                CaptureSettings {
+                    keyframe_interval_s: -1.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "keyframe_interval_s",
+                CaptureSettings {
+                    keyframe_interval_s: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "video_vbv_multiplier",
+                CaptureSettings {
+                    video_vbv_multiplier: f64::INFINITY,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, settings) in cases {
             let err = settings.validate().unwrap_err();
@@ -875,6 +1021,27 @@ mod tests {
             Some(FieldValue::Bool(false))
         );
         assert_eq!(d.field("nope"), None);
+        // The float fields are each their own.
+        let mut r = CaptureSettings::default();
+        r.set_field("keyframe_interval_s", FieldValue::Float(2.5))
+            .unwrap();
+        r.set_field("video_vbv_multiplier", FieldValue::Float(3.0))
+            .unwrap();
+        r.set_field("video_cbr_mode", FieldValue::Bool(true))
+            .unwrap();
+        assert_eq!(
+            (r.keyframe_interval_s, r.video_vbv_multiplier, r.target_fps),
+            (2.5, 3.0, 60.0)
+        );
+        assert_eq!(r.field("keyframe_interval_s"), Some(FieldValue::Float(2.5)));
+        assert_eq!(r.field("video_cbr_mode"), Some(FieldValue::Bool(true)));
+        let err = r
+            .set_field("video_min_qp", FieldValue::Int(52))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting `video_min_qp`: 52 is outside 0..=51"
+        );
     }
 
     #[test]

@@ -155,6 +155,29 @@ pub trait StripeEncoder: Send {
         place: StripePlace,
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError>;
+
+    /// Takes a change of `config` that needs no new encoder (H.264: the bitrate and the
+    /// frame rate under a constant bitrate, applied through `x264_encoder_reconfig` with no
+    /// IDR); see [`crate::config::H264Config::retunable_to`]. The default ignores it.
+    ///
+    /// # Errors
+    /// The codec library refused the change ([`EncodeError`]); the encoder goes on as before.
+    fn retune(&mut self, config: &EncoderConfig) -> Result<(), EncodeError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// The part (0–1] of the stream's rate this stripe may spend on the pictures from now on:
+    /// H.264 under a constant bitrate spreads the rate over the stripes by their share of the
+    /// changed area (the pipeline passes the stripe's rows over the rows sent in the last
+    /// frame). The default ignores it.
+    ///
+    /// # Errors
+    /// The codec library refused the new rate ([`EncodeError`]).
+    fn set_rate_share(&mut self, fraction: f64) -> Result<(), EncodeError> {
+        let _ = fraction;
+        Ok(())
+    }
 }
 
 /// Makes the encoder `config` names for a stripe of `width` x `height`.

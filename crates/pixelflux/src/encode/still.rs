@@ -82,6 +82,14 @@ impl StripeEncoder for StillEncoder {
             header_len,
         }))
     }
+
+    fn retune(&mut self, config: &crate::config::EncoderConfig) -> Result<(), EncodeError> {
+        self.inner.retune(config)
+    }
+
+    fn set_rate_share(&mut self, fraction: f64) -> Result<(), EncodeError> {
+        self.inner.set_rate_share(fraction)
+    }
 }
 
 #[cfg(test)]

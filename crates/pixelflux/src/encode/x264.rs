@@ -62,8 +62,26 @@ pub struct Config {
     pub crf: f32,
     /// Encoder threads; 0 lets x264 choose (about one per core).
     pub threads: u32,
-    /// Frame rate written into the stream's timing information.
+    /// Frame rate written into the stream's timing information (and, under [`Cbr`], what
+    /// x264 divides the bitrate by to get a frame's budget).
     pub fps: f64,
+    /// Constant bitrate instead of CRF (`crf` is then not used).
+    pub cbr: Option<Cbr>,
+    /// Lowest quantizer (0: x264's default, 0).
+    pub qp_min: u8,
+    /// Highest quantizer (0: x264's default).
+    pub qp_max: u8,
+}
+
+/// A constant bitrate: x264's ABR rate control with a VBV whose maximum rate is the target,
+/// so no second of frames goes far above it and none far below it while there is detail to
+/// spend the bits on. Changeable on an open encoder ([`Encoder::set_cbr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cbr {
+    /// Target (and VBV maximum) rate in kbit/s, at least 1.
+    pub kbps: u32,
+    /// VBV buffer in kbit, at least 1.
+    pub vbv_kbit: u32,
 }
 
 /// What kind of picture x264 produced.
@@ -218,8 +236,22 @@ impl Encoder {
         param.i_fps_num = (fps * 1000.0).round().max(1.0) as u32;
         param.i_fps_den = 1000;
         param.b_vfr_input = 0;
-        param.rc.i_rc_method = sys::X264_RC_CRF as c_int;
-        param.rc.f_rf_constant = config.crf;
+        match config.cbr {
+            None => {
+                param.rc.i_rc_method = sys::X264_RC_CRF as c_int;
+                param.rc.f_rf_constant = config.crf;
+            }
+            Some(cbr) => {
+                param.rc.i_rc_method = sys::X264_RC_ABR as c_int;
+                set_cbr_params(&mut param, cbr);
+            }
+        }
+        if config.qp_min > 0 {
+            param.rc.i_qp_min = c_int::from(config.qp_min.min(51));
+        }
+        if config.qp_max > 0 {
+            param.rc.i_qp_max = c_int::from(config.qp_max.min(51));
+        }
         // BT.709, limited range: what the colour conversion produces.
         param.vui.b_fullrange = 0;
         param.vui.i_colorprim = 1;
@@ -251,6 +283,38 @@ impl Encoder {
             ip_offset,
             last_qp: None,
         })
+    }
+
+    /// A new constant bitrate for the pictures from the next one on, through
+    /// `x264_encoder_reconfig` (no IDR, the stream goes on). Only for an encoder opened with
+    /// [`Config::cbr`] (x264 cannot switch its VBV on later).
+    pub fn set_cbr(&mut self, cbr: Cbr) -> Result<(), X264Error> {
+        if self.config.cbr.is_none() {
+            return Err(X264Error::Params(
+                "a constant bitrate needs an encoder opened with one".into(),
+            ));
+        }
+        if self.config.cbr == Some(cbr) {
+            return Ok(());
+        }
+        // SAFETY: as in `open`, all-zero bytes are a valid x264_param_t; the next call
+        // overwrites it with the encoder's current parameters.
+        let mut param: Box<sys::x264_param_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: `raw` is open and used by this thread only (&mut self); `param` is a valid,
+        // writable x264_param_t.
+        unsafe { sys::x264_encoder_parameters(self.raw.as_ptr(), &mut *param) };
+        set_cbr_params(&mut param, cbr);
+        // SAFETY: `raw` is open; x264 copies what it takes from `param` (whose log pointers are
+        // still the boxed sink's, valid while the encoder is open).
+        let rc = unsafe { sys::x264_encoder_reconfig(self.raw.as_ptr(), &mut *param) };
+        if rc < 0 {
+            return Err(X264Error::Params(self.log.reason(&format!(
+                "x264_encoder_reconfig refused {} kbit/s",
+                cbr.kbps
+            ))));
+        }
+        self.config.cbr = Some(cbr);
+        Ok(())
     }
 
     /// The quantizer x264's CRF rate control gives the very first picture of a stream, an IDR:
@@ -462,6 +526,14 @@ fn screen_motion_search(param: &mut sys::x264_param_t) {
     param.analyse.b_mb_info_update = 0;
 }
 
+/// Bitrate, VBV rate and buffer of a constant bitrate (x264 counts both in kbit).
+fn set_cbr_params(param: &mut sys::x264_param_t, cbr: Cbr) {
+    let kbps = cbr.kbps.clamp(1, c_int::MAX as u32) as c_int;
+    param.rc.i_bitrate = kbps;
+    param.rc.i_vbv_max_bitrate = kbps;
+    param.rc.i_vbv_buffer_size = cbr.vbv_kbit.clamp(1, c_int::MAX as u32) as c_int;
+}
+
 /// Routes x264's log through our callback (x86-64 Linux, where `va_list` is a pointer we can
 /// hand to `vsnprintf`); elsewhere x264 is silenced, as the library never prints.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -550,6 +622,9 @@ mod tests {
             crf: 25.0,
             threads: 1,
             fps: 30.0,
+            cbr: None,
+            qp_min: 0,
+            qp_max: 0,
         }
     }
 
