@@ -179,8 +179,8 @@
   // H.264 pictures to RGB, exactly as a reference decoder does (the arithmetic is in yuv.js).
   // Where it runs, best first (`?yuv=` forces one, for comparing; a missing part falls back
   // to the next that works, `pixelflux.yuvPath` says which one is in use):
-  //   worker     a worker converts in JavaScript and hands back an ImageBitmap: the main
-  //              thread only transfers the VideoFrame and draws the bitmap
+  //   worker     a worker converts in JavaScript and hands back the RGBA bytes: the main
+  //              thread only transfers the VideoFrame and puts the bytes on the canvas
   //   worker-gl  the same worker with a WebGL2 shader (OffscreenCanvas in the worker)
   //   gl         a WebGL2 shader on the main thread, its canvas drawn into the page's
   //   js         JavaScript on the main thread, putImageData
@@ -207,6 +207,7 @@
   // the same one, so its pictures come back in order.
   let workers = null;
   let workerSeq = 0;
+  const spares = [];
   function startWorkers() {
     const n = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
     workers = [];
@@ -237,7 +238,8 @@
       for (const done of pending.values()) done({ error: why });
     }
   }
-  // Resolves with the worker's answer: { bitmap, ms, path } or { error }.
+  // Resolves with the worker's answer (see yuv-worker.js). RGBA buffers the page is done with
+  // go back with the next pictures, so the worker does not allocate one per picture.
   function convertInWorker(frame, y, gl) {
     if (!workers) startWorkers();
     const row = Math.floor(y / ((state.hello && state.hello.stripe_height) || 64));
@@ -245,7 +247,8 @@
     const id = ++workerSeq;
     return new Promise((resolve) => {
       entry.pending.set(id, resolve);
-      entry.worker.postMessage({ id, frame, gl }, [frame]);
+      const spare = spares.pop();
+      entry.worker.postMessage({ id, frame, gl, spare }, spare ? [frame, spare] : [frame]);
     });
   }
 
@@ -285,6 +288,11 @@
         state.yuvPixels += w * h;
         if (r.path !== path && yuvPath === path) yuvPath = state.yuvPath = r.path;
         const draw = shouldDraw();
+        if (r.rgba) {
+          if (draw) ctx.putImageData(new ImageData(new Uint8ClampedArray(r.rgba), r.w, r.h), 0, y);
+          if (spares.length < 8) spares.push(r.rgba);
+          return draw;
+        }
         if (draw) ctx.drawImage(r.bitmap, 0, y);
         r.bitmap.close();
         return draw;
