@@ -66,7 +66,7 @@
   state.send = send;
   state.onMessage = null;
 
-  let lastRefresh = 0;
+  let lastRefresh = -Infinity; // (0 would refuse refreshes in the page's first 500 ms)
   function requestRefresh() {
     const t = performance.now();
     if (t - lastRefresh < 500) return;
@@ -208,11 +208,20 @@
   let workers = null;
   let workerSeq = 0;
   const spares = [];
+  // Whether the workers started (a refused one, e.g. by a Content-Security-Policy, throws here
+  // or fails later through onerror: either way the page converts from then on).
   function startWorkers() {
     const n = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
     workers = [];
     for (let i = 0; i < n; i++) {
-      const entry = { worker: new Worker(new URL('yuv-worker.js', scriptUrl)), pending: new Map() };
+      let worker;
+      try {
+        worker = new Worker(new URL('yuv-worker.js', scriptUrl));
+      } catch (e) {
+        stopWorkers(`no conversion worker (${e.message})`);
+        return false;
+      }
+      const entry = { worker, pending: new Map() };
       entry.worker.onmessage = (ev) => {
         const done = entry.pending.get(ev.data.id);
         entry.pending.delete(ev.data.id);
@@ -225,6 +234,7 @@
       };
       workers.push(entry);
     }
+    return true;
   }
   function stopWorkers(why) {
     if (!workers) return;
@@ -241,7 +251,6 @@
   // Resolves with the worker's answer (see yuv-worker.js). RGBA buffers the page is done with
   // go back with the next pictures, so the worker does not allocate one per picture.
   function convertInWorker(frame, y, gl) {
-    if (!workers) startWorkers();
     const row = Math.floor(y / ((state.hello && state.hello.stripe_height) || 64));
     const entry = workers[row % workers.length];
     const id = ++workerSeq;
@@ -266,7 +275,8 @@
     };
     try {
       const format = frame.format;
-      const path = yuvPath;
+      let path = yuvPath;
+      if ((path === 'worker' || path === 'worker-gl') && !workers && !startWorkers()) path = yuvPath;
       if (path === 'browser' || (format !== 'I420' && format !== 'I444' && format !== 'NV12')) {
         if (!shouldDraw()) return false;
         ctx.drawImage(frame, 0, y);

@@ -152,4 +152,48 @@ describe('YUV to RGB', () => {
         });
     });
   }
+
+  // What a browser without a part gets: the next path that works, and the same picture.
+  const fallbacks = [
+    { label: 'no Worker: WebGL2 on the page', expect: 'gl', noWorker: true },
+    { label: 'no Worker and no WebGL2: JavaScript on the page', expect: 'js', noWorker: true, noGl: true },
+    { label: 'the worker script fails to load: the page converts from then on', expect: 'gl', brokenWorker: true },
+  ];
+  test('a missing part falls back to the next path, with the same picture', async () => {
+    await withServe(['--scene', 'desktop', '--region', REGION, '--codec', 'h264', '--no-paint-over'],
+      async (server) => {
+        let reference;
+        for (const f of [{ label: 'JavaScript, forced', expect: 'js', query: '?yuv=js' }, ...fallbacks]) {
+          const page = await browser.newPage();
+          const errors = [];
+          page.on('pageerror', (e) => errors.push(e.message));
+          await page.addInitScript(({ noWorker, noGl }) => {
+            if (noWorker) delete window.Worker;
+            if (noGl) {
+              for (const C of [HTMLCanvasElement, OffscreenCanvas]) {
+                const get = C.prototype.getContext;
+                C.prototype.getContext = function (type, ...rest) {
+                  return type === 'webgl2' ? null : get.call(this, type, ...rest);
+                };
+              }
+            }
+          }, { noWorker: !!f.noWorker, noGl: !!f.noGl });
+          if (f.brokenWorker) await page.route('**/yuv-worker.js', (r) => r.fulfill({ status: 404, body: '' }));
+          await recordAllStripes(page);
+          await page.goto(server.url + (f.query || ''));
+          await waitForFullPicture(page);
+          await sleep(300);
+          const canvas = await readCanvas(page);
+          const decoded = ffmpegPicture(await recordedStripes(page), 640, 360);
+          const db = psnr(canvas, decoded);
+          const used = await page.evaluate(() => window.pixelflux.yuvPath);
+          console.log(`${f.label}: ${used}, canvas vs ffmpeg ${db.toFixed(2)} dB`);
+          assert.equal(used, f.expect, f.label);
+          if (reference === undefined) reference = db;
+          assert.ok(Math.abs(db - reference) <= 0.1, `${f.label}: ${db.toFixed(2)} dB, JavaScript ${reference.toFixed(2)} dB`);
+          assert.deepEqual(errors, []);
+          await page.close();
+        }
+      });
+  });
 });
