@@ -30,6 +30,7 @@
     refreshes: 0,
     stills: 0, // lossless stills painted
     yuvPath: null, // where H.264 pictures are converted to RGB (see drawFrame)
+    yuvWorkers: 0, // conversion workers started
     yuvMs: 0, // time spent converting H.264 pictures to RGB (ms), wherever it ran
     yuvPixels: 0, // and the pixels converted
     yuvPictures: 0, // H.264 pictures handed to the conversion
@@ -212,6 +213,7 @@
   // or fails later through onerror: either way the page converts from then on).
   function startWorkers() {
     const n = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+    state.yuvWorkers = n;
     workers = [];
     for (let i = 0; i < n; i++) {
       let worker;

@@ -158,8 +158,10 @@ describe('YUV to RGB', () => {
     { label: 'no Worker: WebGL2 on the page', expect: 'gl', noWorker: true },
     { label: 'no Worker and no WebGL2: JavaScript on the page', expect: 'js', noWorker: true, noGl: true },
     { label: 'the worker script fails to load: the page converts from then on', expect: 'gl', brokenWorker: true },
+    // Not a fallback: more cores, more workers (stripe rows spread over them).
+    { label: 'eight cores: four workers', expect: 'worker', cores: 8, workers: 4 },
   ];
-  test('a missing part falls back to the next path, with the same picture', async () => {
+  test('a missing part falls back to the next path, and more cores use more workers, with the same picture', async () => {
     await withServe(['--scene', 'desktop', '--region', REGION, '--codec', 'h264', '--no-paint-over'],
       async (server) => {
         let reference;
@@ -167,8 +169,9 @@ describe('YUV to RGB', () => {
           const page = await browser.newPage();
           const errors = [];
           page.on('pageerror', (e) => errors.push(e.message));
-          await page.addInitScript(({ noWorker, noGl }) => {
+          await page.addInitScript(({ noWorker, noGl, cores }) => {
             if (noWorker) delete window.Worker;
+            if (cores) Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { get: () => cores });
             if (noGl) {
               for (const C of [HTMLCanvasElement, OffscreenCanvas]) {
                 const get = C.prototype.getContext;
@@ -177,7 +180,7 @@ describe('YUV to RGB', () => {
                 };
               }
             }
-          }, { noWorker: !!f.noWorker, noGl: !!f.noGl });
+          }, { noWorker: !!f.noWorker, noGl: !!f.noGl, cores: f.cores || 0 });
           if (f.brokenWorker) await page.route('**/yuv-worker.js', (r) => r.fulfill({ status: 404, body: '' }));
           await recordAllStripes(page);
           await page.goto(server.url + (f.query || ''));
@@ -189,6 +192,7 @@ describe('YUV to RGB', () => {
           const used = await page.evaluate(() => window.pixelflux.yuvPath);
           console.log(`${f.label}: ${used}, canvas vs ffmpeg ${db.toFixed(2)} dB`);
           assert.equal(used, f.expect, f.label);
+          if (f.workers) assert.equal(await page.evaluate(() => window.pixelflux.yuvWorkers), f.workers);
           if (reference === undefined) reference = db;
           assert.ok(Math.abs(db - reference) <= 0.1, `${f.label}: ${db.toFixed(2)} dB, JavaScript ${reference.toFixed(2)} dB`);
           assert.deepEqual(errors, []);
