@@ -21,9 +21,6 @@
 
   const params = new URLSearchParams(location.search);
   const token = params.get('token');
-  // `?yuv=browser` draws H.264 pictures with the browser's own YUV → RGB conversion
-  // (drawImage of the VideoFrame) instead of ours, for comparing the two.
-  const browserYuv = params.get('yuv') === 'browser';
   const RECONNECT_MIN_MS = 250;
   const RECONNECT_MAX_MS = 8000;
   const PING_EVERY_MS = 2000;
@@ -41,8 +38,12 @@
     stills: 0, // lossless stills painted
     copies: 0, // copy-rows messages applied (scroll detection), and rows they moved
     rowsCopied: 0,
-    yuvMs: 0, // time spent converting H.264 pictures to RGB (ms), and pixels converted
-    yuvPixels: 0,
+    yuvPath: null, // where H.264 pictures are converted to RGB (see drawFrame)
+    yuvWorkers: 0, // conversion workers started
+    yuvMs: 0, // time spent converting H.264 pictures to RGB (ms), wherever it ran
+    yuvPixels: 0, // and the pixels converted
+    yuvPictures: 0, // H.264 pictures handed to the conversion
+    mainMs: 0, // the main thread's time drawing H.264 pictures (ms), conversion included
     codec: null, // the WebCodecs codec string of the last H.264 decoder configured
     clockOffset: 0, // server clock minus ours, in ms, from the best ping
     bestRtt: Infinity,
@@ -82,7 +83,7 @@
   state.send = send;
   state.onMessage = null;
 
-  let lastRefresh = 0;
+  let lastRefresh = -Infinity; // (0 would refuse refreshes in the page's first 500 ms)
   function requestRefresh() {
     const t = performance.now();
     if (t - lastRefresh < 500) return;
@@ -309,97 +310,155 @@
     return null;
   }
 
-  // YUV → RGB lookup tables for one colour description, in fixed point (x 2^12): Y's value,
-  // and each chroma value's share of R, G and B; `clamp` maps a sum (offset by CLAMP_OFF) to
-  // 0..255, so the inner loop is integer adds, shifts and table reads.
-  const FIX = 12;
-  const CLAMP_OFF = 1024;
-  const clamp = new Uint8Array(2048 + 256);
-  for (let i = 0; i < clamp.length; i++) clamp[i] = Math.max(0, Math.min(255, i - CLAMP_OFF));
-  const yuvTables = new Map();
-  function tablesFor(colorSpace) {
-    // Our encoder writes BT.709 limited range into the VUI; BT.601 is handled for streams
-    // from elsewhere. Unknown or missing descriptions are taken as BT.709 limited.
-    const matrix = colorSpace && (colorSpace.matrix === 'smpte170m' || colorSpace.matrix === 'bt470bg')
-      ? 'bt601' : 'bt709';
-    const full = !!(colorSpace && colorSpace.fullRange);
-    const key = `${matrix}/${full}`;
-    let t = yuvTables.get(key);
-    if (t) return t;
-    const [kr, kb] = matrix === 'bt601' ? [0.299, 0.114] : [0.2126, 0.0722];
-    const kg = 1 - kr - kb;
-    const ys = full ? 1 : 255 / 219;
-    const cs = full ? 1 : 255 / 224;
-    const y0 = full ? 0 : 16;
-    const one = 1 << FIX;
-    t = {
-      y: new Int32Array(256), rv: new Int32Array(256), gu: new Int32Array(256),
-      gv: new Int32Array(256), bu: new Int32Array(256),
-    };
-    for (let i = 0; i < 256; i++) {
-      const c = (i - 128) * cs;
-      // The rounding half and the clamp offset ride in Y's entry.
-      t.y[i] = Math.round(((i - y0) * ys + 0.5 + CLAMP_OFF) * one);
-      t.rv[i] = Math.round(2 * (1 - kr) * c * one);
-      t.gu[i] = Math.round(-2 * kb * (1 - kb) / kg * c * one);
-      t.gv[i] = Math.round(-2 * kr * (1 - kr) / kg * c * one);
-      t.bu[i] = Math.round(2 * (1 - kb) * c * one);
-    }
-    yuvTables.set(key, t);
-    return t;
+  // H.264 pictures to RGB, exactly as a reference decoder does (the arithmetic is in yuv.js).
+  // Where it runs, best first (`?yuv=` forces one, for comparing; a missing part falls back
+  // to the next that works, `pixelflux.yuvPath` says which one is in use):
+  //   worker     a worker converts in JavaScript and hands back the RGBA bytes: the main
+  //              thread only transfers the VideoFrame and puts the bytes on the canvas
+  //   worker-gl  the same worker with a WebGL2 shader (OffscreenCanvas in the worker)
+  //   gl         a WebGL2 shader on the main thread, its canvas drawn into the page's
+  //   js         JavaScript on the main thread, putImageData
+  //   browser    Chromium's own conversion (drawImage of the VideoFrame): 1.4 dB (4:2:0) to
+  //              6 dB (4:4:4) below a reference decode, kept for comparison
+  // docs/PERFORMANCE.md has what each costs the main thread (pixelflux.mainMs).
+  const YUV_PATHS = ['worker', 'worker-gl', 'gl', 'js', 'browser'];
+  const yuv = window.pixelfluxYuv; // yuv.js
+  const scriptUrl = document.currentScript ? document.currentScript.src : location.href;
+  let canWork = typeof Worker !== 'undefined' && typeof OffscreenCanvas !== 'undefined' &&
+    typeof VideoFrame !== 'undefined';
+  let glMain = null;
+  // The path that works, starting from `path`.
+  function usablePath(path) {
+    if (!yuv) return 'browser';
+    if ((path === 'worker' || path === 'worker-gl') && !canWork) path = 'gl';
+    if (path === 'gl' && !glMain && !(glMain = yuv.GlConverter.create())) path = 'js';
+    return path;
   }
+  let yuvPath = usablePath(YUV_PATHS.includes(params.get('yuv')) ? params.get('yuv') : YUV_PATHS[0]);
+  state.yuvPath = yuvPath;
 
-  // Converts planar YUV (I420, I444 or NV12 as VideoFrame.copyTo lays it out) to RGBA words
-  // (`out` is a Uint32Array over the ImageData: little-endian, so 0xAABBGGRR).
-  // 4:2:0 chroma samples are repeated over their 2x2 pixels, as ffmpeg's converter does:
-  // measured on the desktop scene, bilinear interpolation came out 0.15 dB worse against the
-  // source and 36 dB (instead of 47 dB) against ffmpeg's picture.
-  function yuvToRgba(buf, layout, format, w, h, t, out) {
-    const Y = buf.subarray(layout[0].offset);
-    const U = buf.subarray(layout[1].offset);
-    const V = format === 'NV12' ? U : buf.subarray(layout[2].offset);
-    const ys = layout[0].stride;
-    const cs = layout[1].stride;
-    const full = format === 'I444';
-    const step = format === 'NV12' ? 2 : 1; // NV12 interleaves U and V
-    const vOff = format === 'NV12' ? 1 : 0;
-    const { y: ty, rv, gu, gv, bu } = t;
-    let o = 0;
-    for (let r = 0; r < h; r++) {
-      let yi = r * ys;
-      const crow = (full ? r : r >> 1) * cs;
-      for (let x = 0; x < w; x++, yi++, o++) {
-        const ci = crow + (full ? x : (x >> 1) * step);
-        const l = ty[Y[yi]];
-        const u = U[ci];
-        const v = V[ci + vOff];
-        const R = clamp[(l + rv[v]) >> FIX];
-        const G = clamp[(l + gu[u] + gv[v]) >> FIX];
-        const B = clamp[(l + bu[u]) >> FIX];
-        out[o] = 0xff000000 | (B << 16) | (G << 8) | R;
+  // Conversion workers: one per core but the page's own, at most 4; a stripe row always goes to
+  // the same one, so its pictures come back in order.
+  let workers = null;
+  let workerSeq = 0;
+  const spares = [];
+  // Whether the workers started (a refused one, e.g. by a Content-Security-Policy, throws here
+  // or fails later through onerror: either way the page converts from then on).
+  function startWorkers() {
+    const n = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+    state.yuvWorkers = n;
+    workers = [];
+    for (let i = 0; i < n; i++) {
+      let worker;
+      try {
+        worker = new Worker(new URL('yuv-worker.js', scriptUrl));
+      } catch (e) {
+        stopWorkers(`no conversion worker (${e.message})`);
+        return false;
       }
+      const entry = { worker, pending: new Map() };
+      entry.worker.onmessage = (ev) => {
+        const done = entry.pending.get(ev.data.id);
+        entry.pending.delete(ev.data.id);
+        if (done) done(ev.data);
+      };
+      // The script did not load (or died): convert on the main thread from now on.
+      entry.worker.onerror = (ev) => {
+        ev.preventDefault();
+        stopWorkers('the conversion worker failed');
+      };
+      workers.push(entry);
+    }
+    return true;
+  }
+  function stopWorkers(why) {
+    if (!workers) return;
+    const all = workers;
+    workers = null;
+    canWork = false;
+    yuvPath = state.yuvPath = usablePath('gl');
+    console.warn(`${why}: converting H.264 pictures with ${yuvPath}`);
+    for (const { worker, pending } of all) {
+      worker.terminate();
+      for (const done of pending.values()) done({ error: why });
     }
   }
+  // Resolves with the worker's answer (see yuv-worker.js). RGBA buffers the page is done with
+  // go back with the next pictures, so the worker does not allocate one per picture.
+  function convertInWorker(frame, y, gl) {
+    const row = Math.floor(y / ((state.hello && state.hello.stripe_height) || 64));
+    const entry = workers[row % workers.length];
+    const id = ++workerSeq;
+    return new Promise((resolve) => {
+      entry.pending.set(id, resolve);
+      const spare = spares.pop();
+      entry.worker.postMessage({ id, frame, gl, spare }, spare ? [frame, spare] : [frame]);
+    });
+  }
 
-  // Draws a decoded picture at row `y` and closes it. The browser's own conversion
-  // (drawImage of a VideoFrame) was measured 1.4 dB (4:2:0) to 6 dB (4:4:4) below a reference
-  // decode in Chromium; converting the planes here gives the reference decoder's picture.
-  // Formats other than planar 8-bit YUV (RGB frames from some hardware paths) are drawn by
-  // the browser. Resolves to whether the picture was drawn.
+  // Draws a decoded picture at row `y` and closes it. Formats other than planar 8-bit YUV
+  // (RGB frames from some hardware paths) are drawn by the browser. Resolves to whether the
+  // picture was drawn. Counts the main thread's time in here (pixelflux.mainMs), the
+  // conversion's wherever it ran (yuvMs) and the pixels converted (yuvPixels).
   const rgbaBuffers = new Map(); // `${w}x${h}` -> ImageData, reused
   async function drawFrame(frame, y, shouldDraw) {
+    let t0 = performance.now();
+    const lap = () => {
+      const t = performance.now();
+      state.mainMs += t - t0;
+      t0 = t;
+    };
     try {
       const format = frame.format;
-      if (browserYuv || (format !== 'I420' && format !== 'I444' && format !== 'NV12')) {
+      let path = yuvPath;
+      if ((path === 'worker' || path === 'worker-gl') && !workers && !startWorkers()) path = yuvPath;
+      if (path === 'browser' || (format !== 'I420' && format !== 'I444' && format !== 'NV12')) {
         if (!shouldDraw()) return false;
         ctx.drawImage(frame, 0, y);
         return true;
       }
       const w = frame.visibleRect ? frame.visibleRect.width : frame.displayWidth;
       const h = frame.visibleRect ? frame.visibleRect.height : frame.displayHeight;
+      state.yuvPictures++;
+      if (path === 'worker' || path === 'worker-gl') {
+        const answer = convertInWorker(frame, y, path === 'worker-gl');
+        lap();
+        const r = await answer;
+        t0 = performance.now();
+        if (r.error) {
+          requestRefresh();
+          throw new Error(r.error);
+        }
+        state.yuvMs += r.ms;
+        state.yuvPixels += w * h;
+        if (r.path !== path && yuvPath === path) yuvPath = state.yuvPath = r.path;
+        const draw = shouldDraw();
+        if (r.rgba) {
+          if (draw) ctx.putImageData(new ImageData(new Uint8ClampedArray(r.rgba), r.w, r.h), 0, y);
+          if (spares.length < 8) spares.push(r.rgba);
+          return draw;
+        }
+        if (draw) ctx.drawImage(r.bitmap, 0, y);
+        r.bitmap.close();
+        return draw;
+      }
       const buf = new Uint8Array(frame.allocationSize());
-      const layout = await frame.copyTo(buf);
+      const copied = frame.copyTo(buf);
+      lap();
+      const layout = await copied;
+      t0 = performance.now();
       if (!shouldDraw()) return false;
+      const tables = yuv.tablesFor(frame.colorSpace);
+      if (path === 'gl') {
+        if (glMain.convert(buf, layout, format, w, h, tables)) {
+          ctx.drawImage(glMain.canvas, 0, y);
+          state.yuvMs += performance.now() - t0;
+          state.yuvPixels += w * h;
+          return true;
+        }
+        // The context was lost: JavaScript from now on.
+        yuvPath = state.yuvPath = 'js';
+      }
       const key = `${w}x${h}`;
       let img = rgbaBuffers.get(key);
       if (!img) {
@@ -407,13 +466,14 @@
         img = { data, words: new Uint32Array(data.data.buffer) };
         rgbaBuffers.set(key, img);
       }
-      const t0 = performance.now();
-      yuvToRgba(buf, layout, format, w, h, tablesFor(frame.colorSpace), img.words);
-      state.yuvMs += performance.now() - t0;
+      const tc = performance.now();
+      yuv.yuvToRgba(buf, layout, format, w, h, tables, img.words);
+      state.yuvMs += performance.now() - tc;
       state.yuvPixels += w * h;
       ctx.putImageData(img.data, 0, y);
       return true;
     } finally {
+      lap();
       frame.close();
     }
   }

@@ -24,6 +24,8 @@ use super::remote::{Remote, Role};
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../../../web/client.js");
 const INPUT_JS: &str = include_str!("../../../../web/input.js");
+const YUV_JS: &str = include_str!("../../../../web/yuv.js");
+const YUV_WORKER_JS: &str = include_str!("../../../../web/yuv-worker.js");
 
 /// Largest message a client may send; anything bigger closes its connection.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -218,12 +220,15 @@ async fn check_host(State(st): State<Arc<AppState>>, req: Request, next: Next) -
     next.run(req).await
 }
 
-/// The routes: `/` (the page), `/client.js`, `/ws` (the stream), behind the `Host` check.
+/// The routes: `/` (the page), its scripts (`/client.js`, `/input.js`, `/yuv.js`,
+/// `/yuv-worker.js`), `/ws` (the stream), behind the `Host` check.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/client.js", get(client_js))
         .route("/input.js", get(input_js))
+        .route("/yuv.js", get(|| async { script(YUV_JS) }))
+        .route("/yuv-worker.js", get(|| async { script(YUV_WORKER_JS) }))
         .route("/ws", get(stream))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -834,6 +839,8 @@ mod tests {
         assert_eq!(get_status(srv.addr, "/?token=wrong").await, 403);
         assert_eq!(get_status(srv.addr, "/?token=s3cret").await, 200);
         assert_eq!(get_status(srv.addr, "/client.js").await, 200);
+        assert_eq!(get_status(srv.addr, "/yuv.js").await, 200);
+        assert_eq!(get_status(srv.addr, "/yuv-worker.js").await, 200);
         assert_eq!(http_status(connect(srv.addr, "").await.unwrap_err()), 403);
         assert_eq!(
             http_status(connect(srv.addr, "?token=s3cre").await.unwrap_err()),
