@@ -70,7 +70,7 @@ pub struct EncodeOptions {
     /// H.264 CRF (0-51).
     #[arg(long, default_value_t = 25)]
     pub crf: u8,
-    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
+    /// Rows per stripe (0: per codec, 64 for JPEG and for H.264 one stripe per core, at least 256 rows).
     #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
     /// JPEG chroma: auto (4:4:4 from quality 90 or for stripes with coloured detail, else
