@@ -102,8 +102,8 @@ class CaptureSettings:
     vaapi_render_node_index: int
     """Accepted for compatibility; software encoders are always used (default -1)."""
     stripe_height: int
-    """Rows per stripe, even, >= 16; 0 picks per codec: 64 for JPEG, 128 for H.264
-    (ours; default 0)."""
+    """Rows per stripe, even, >= 16; 0 picks per codec: 64 for JPEG; for H.264
+    one stripe per core, at least 256 rows (ours; default 0)."""
     display: Optional[str]
     """X display to capture, such as ":1" (ours; default None = $DISPLAY)."""
     scene: Optional[str]

@@ -130,7 +130,8 @@ def test_jpeg_changes_are_sent_and_match(xvfb):
         assert all(abs(m - e) <= 4 for m, e in zip(mean, colour)), (r.stripe_y_start, mean)
 
 
-# 1.2.2's H.264 header of frame 0's stripes (128-row stripes of the 320x240 region), written
+# 1.2.2's H.264 header of frame 0's stripes (128-row stripes, set explicitly, of the 320x240
+# region: the default would be one stripe here), written
 # out byte for byte: 0x04, 0x01 (IDR), frame_id 0, stripe_y_start, width 320, height.
 H264_HEADERS_FRAME0 = {0: b"\x04\x01\x00\x00\x00\x00\x01\x40\x00\x80",
                        128: b"\x04\x01\x00\x00\x00\x80\x01\x40\x00\x70"}
@@ -145,7 +146,8 @@ def test_h264_stripes_decode_to_the_drawn_content(xvfb, fullcolor):
 
     got = Collector()
     cap = ScreenCapture()
-    settings = region_settings(xvfb, output_mode=1, h264_crf=18, h264_fullcolor=fullcolor)
+    settings = region_settings(xvfb, output_mode=1, h264_crf=18, h264_fullcolor=fullcolor,
+                               stripe_height=128)
     cap.start_capture(settings, StripeCallback(got))
     try:
         assert got.wait_for(lambda items: covers(first_frame_of(items), h)), cap.error
@@ -504,7 +506,7 @@ def test_stream_format_is_what_is_encoded():
     got = Collector()
     cap.start_capture(s, StripeCallback(got))
     try:
-        # H.264 rounds odd sizes down to even; 96 rows are one (128-row default) stripe.
+        # H.264 rounds odd sizes down to even; 96 rows are one (default) stripe.
         assert cap.stream_format == {"width": 130, "height": 96, "codec": "h264",
                                      "stripe_height": 96, "h264_fullcolor": False}
         assert got.wait_for(lambda items: len(items) > 0)

@@ -4,6 +4,7 @@ stops it cleanly."""
 
 import asyncio
 import json
+import os
 import queue
 import re
 import signal
@@ -21,10 +22,24 @@ from Xlib import display as xdisplay
 from conftest import H264_HEADER, decode_h264, pattern_image, psnr
 from expect import x264_reference
 
-# 1.2.2's H.264 header, byte for byte after the frame counter: stripe_y_start, width 640,
-# height, for 128-row stripes (the H.264 default; the last one 96 rows).
-HEADERS = {0: b"\x00\x00\x02\x80\x00\x80", 128: b"\x00\x80\x02\x80\x00\x80",
-           256: b"\x01\x00\x02\x80\x00\x80", 384: b"\x01\x80\x02\x80\x00\x60"}
+def headers(rows):
+    """1.2.2's H.264 header, byte for byte after the frame counter: stripe_y_start, width 640,
+    height, for `rows`-row stripes of the 480-row region (the last one what is left)."""
+    return {y: y.to_bytes(2, "big") + (640).to_bytes(2, "big")
+            + min(rows, 480 - y).to_bytes(2, "big") for y in range(0, 480, rows)}
+
+
+# The H.264 default: one stripe per core, at least 256 rows, a multiple of 16 (README); a
+# 480-row region is two stripes (256 and 224 rows) on 2 cores and more, one on a single core.
+assert headers(256) == {0: b"\x00\x00\x02\x80\x01\x00", 256: b"\x01\x00\x02\x80\x00\xe0"}
+
+
+def default_rows(height):
+    cores = len(os.sched_getaffinity(0))
+    return min(height, max(256, -(-(-(-height // cores)) // 16) * 16))
+
+
+HEADERS = headers(default_rows(480))
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "screen_to_browser.py"
 
 
@@ -128,9 +143,9 @@ def test_screen_to_browser_streams_the_screen(xvfb_720p):
     assert "Capture stopped." in out
     assert hello == {"mode": "h264", "width": 640, "height": 480}
 
-    # The screen is static: first the 4 IDRs the new viewer asked for, then (10 still frames
-    # later) the 4 paint-over IDRs, each a whole picture of its stripe.
-    assert len(stripes) == 8, [s[:H264_HEADER].hex() for s in stripes]
+    # The screen is static: first an IDR per stripe the new viewer asked for, then (10 still
+    # frames later) a paint-over IDR per stripe, each a whole picture of its stripe.
+    assert len(stripes) == 2 * len(HEADERS), [s[:H264_HEADER].hex() for s in stripes]
     canvas = Image.new("RGB", (640, 480))
     reference = Image.new("RGB", (640, 480))
     for data in stripes:

@@ -73,7 +73,7 @@ pub struct EncodeOptions {
     /// H.264 at a constant bitrate of this many kbit/s (the whole stream) instead of --crf.
     #[arg(long, value_name = "KBPS")]
     pub bitrate_kbps: Option<u32>,
-    /// Rows per stripe (0: per codec, 64 for JPEG and 128 for H.264).
+    /// Rows per stripe (0: per codec, 64 for JPEG and for H.264 one stripe per core, at least 256 rows).
     #[arg(long, default_value_t = 0)]
     pub stripe_height: u32,
     /// JPEG chroma: auto (4:4:4 from quality 90 or for stripes with coloured detail, else

@@ -447,7 +447,7 @@ properties! {
     watermark_path => get_watermark_path, set_watermark_path, "PNG burnt into every frame: str, bytes, os.PathLike or None (default None).";
     watermark_location_enum => get_watermark_location_enum, set_watermark_location_enum, "0 none, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right, 5 middle, 6 animated.";
     vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index, "Accepted for compatibility; encoding is always in software (default -1).";
-    stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe (ours): 0 (default) picks per codec, 64 for JPEG and 128 for H.264; else even, >= 16.";
+    stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe (ours): 0 (default) picks per codec, 64 for JPEG and for H.264 one stripe per core of at least 256 rows; else even, >= 16.";
     display => get_display, set_display, "X display to capture, such as \":1\" (ours; default None: $DISPLAY).";
     jpeg_subsampling => get_jpeg_subsampling, set_jpeg_subsampling, "JPEG chroma (ours): \"auto\" (default: 4:4:4 from quality 90 or for stripes with coloured detail, else 4:2:0), \"420\" or \"444\" (1.2.2 always used 4:4:4).";
     scene => get_scene, set_scene, "A synthetic scene to capture instead of the screen: static, typing, scroll, video, full, desktop (ours).";

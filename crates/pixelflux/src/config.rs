@@ -14,8 +14,8 @@ use std::time::Duration;
 use crate::detect::{DetectConfig, StripeLayout};
 use crate::encode::EncodeError;
 use crate::settings::{
-    CaptureSettings, Codec, JpegSubsampling, SettingsError, WatermarkLocation, WireFormat,
-    DEFAULT_H264_STRIPE_HEIGHT, DEFAULT_STRIPE_HEIGHT,
+    default_h264_stripe_height, CaptureSettings, Codec, JpegSubsampling, SettingsError,
+    WatermarkLocation, WireFormat, DEFAULT_STRIPE_HEIGHT,
 };
 use crate::source::x11::Region;
 use crate::source::SourceError;
@@ -219,7 +219,7 @@ impl PipelineConfig {
         let rows = match (settings.stripe_height, codec) {
             _ if fullframe => height,
             (0, Codec::Jpeg) => DEFAULT_STRIPE_HEIGHT,
-            (0, Codec::H264) => DEFAULT_H264_STRIPE_HEIGHT,
+            (0, Codec::H264) => default_h264_stripe_height(height, cores()),
             (rows, _) => rows,
         };
         let layout = StripeLayout {
@@ -521,6 +521,11 @@ pub enum ControlError {
     Source(#[from] SourceError),
 }
 
+/// Cores of this machine for the default H.264 stripe layout (2 when unknown).
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,7 +549,7 @@ mod tests {
         );
         let f = c.format();
         assert_eq!((f.width, f.height, f.codec), (1364, 766, Codec::H264));
-        assert_eq!(f.stripe_height, 128);
+        assert_eq!(f.stripe_height, default_h264_stripe_height(766, cores()));
         let jpeg = PipelineConfig::new(&CaptureSettings {
             output_mode: Codec::Jpeg,
             ..h264(1365, 767)
@@ -557,11 +562,18 @@ mod tests {
 
     #[test]
     fn stripe_height_zero_picks_per_codec_and_fullframe_is_one_stripe() {
-        // The documented defaults (README, "Settings"): 64 rows for JPEG, 128 for H.264.
+        // The documented defaults (README, "Settings"): 64 rows for JPEG; for H.264 one
+        // stripe per core, at least 256 rows.
         let jpeg = PipelineConfig::new(&CaptureSettings::default()).unwrap();
         assert_eq!(jpeg.layout().stripe_height, 64);
         let h = PipelineConfig::new(&h264(1920, 1080)).unwrap();
-        assert_eq!(h.layout().stripe_height, 128);
+        let rows = h.layout().stripe_height;
+        assert_eq!(rows, default_h264_stripe_height(1080, cores()));
+        assert!(rows >= 256 && rows.is_multiple_of(16), "{rows}");
+        assert!(h.layout().count() as u32 <= cores().max(5), "{rows}");
+        // A region shorter than the default is one stripe.
+        let small = PipelineConfig::new(&h264(320, 240)).unwrap();
+        assert_eq!(small.layout().count(), 1);
         let fixed = PipelineConfig::new(&CaptureSettings {
             stripe_height: 32,
             ..h264(1920, 1080)
@@ -590,6 +602,26 @@ mod tests {
         })
         .unwrap();
         assert_eq!(short.layout().stripe_height, 40);
+    }
+
+    #[test]
+    fn default_h264_stripes_are_one_per_core_and_at_least_256_rows() {
+        // 1.2.2's layout on 2 cores (two 540-row stripes, rounded up to 16 here).
+        assert_eq!(default_h264_stripe_height(1080, 2), 544);
+        assert_eq!(default_h264_stripe_height(1080, 1), 1088);
+        assert_eq!(default_h264_stripe_height(1080, 4), 272);
+        // Many cores: never below 256 rows (128-row stripes sent 1.6x the bytes on scrolls).
+        assert_eq!(default_h264_stripe_height(1080, 16), 256);
+        assert_eq!(default_h264_stripe_height(2160, 8), 272);
+        assert_eq!(default_h264_stripe_height(2, 0), 256);
+        for (height, cores) in [(1080, 2), (1080, 3), (767, 2), (2160, 16), (100, 1)] {
+            let rows = default_h264_stripe_height(height, cores);
+            let layout = StripeLayout {
+                height,
+                stripe_height: rows.min(height),
+            };
+            assert!(layout.count() as u32 <= cores.max(1), "{height} on {cores}");
+        }
     }
 
     #[test]

@@ -261,7 +261,8 @@ pub struct CaptureSettings {
     /// always used.
     pub vaapi_render_node_index: i32,
     /// Rows per stripe (ours; 1.2.2 used one stripe per CPU core). `0` (the default) picks
-    /// per codec: [`DEFAULT_STRIPE_HEIGHT`] for JPEG, [`DEFAULT_H264_STRIPE_HEIGHT`] for H.264.
+    /// per codec: [`DEFAULT_STRIPE_HEIGHT`] for JPEG, [`default_h264_stripe_height`] for H.264
+    /// (one stripe per core, at least 256 rows).
     /// Otherwise even and at least 16; the last stripe may be shorter. See the README.
     pub stripe_height: u32,
     /// Which stripe headers to write.
@@ -330,13 +331,26 @@ impl Default for CaptureSettings {
 /// 1/17 of a 1080p screen, large enough that per-stripe overhead stays small.
 pub const DEFAULT_STRIPE_HEIGHT: u32 = 64;
 
-/// Default rows per H.264 stripe. Unchanged macroblocks of a P picture cost almost nothing, so
-/// taller stripes lose little on small changes, while each stripe is a separate encoder that
-/// cannot predict across its edges. Measured at 1080p against 64-row stripes
-/// (docs/PERFORMANCE.md): 128 rows send 0.55x the bytes on a scroll and 0.91x on full-screen
-/// motion for 0.85–0.93x the CPU; 256 rows 0.36x and 0.76x, but key frames at the same CRF
-/// lose 1.6 dB in the browser (0.7 dB at 128) and typing costs twice the CPU. 128 balances them.
-pub const DEFAULT_H264_STRIPE_HEIGHT: u32 = 128;
+/// Fewest rows per H.264 stripe in the default layout ([`default_h264_stripe_height`]). Each
+/// stripe is an encoder that cannot predict across its edges, so on a scroll every stripe
+/// intra-codes the rows that came in from below: at 1080p 128-row stripes sent 1.6x the bytes
+/// of 256-row ones on a scroll (docs/PERFORMANCE.md, "H.264 stripe height with `mb_info`").
+pub const DEFAULT_H264_STRIPE_HEIGHT: u32 = 256;
+
+/// Rows per H.264 stripe when `stripe_height` is 0: one stripe per core (the region's height
+/// divided by `cores`, rounded up to a multiple of 16, as 1.2.2 laid stripes out), but at least
+/// [`DEFAULT_H264_STRIPE_HEIGHT`]; capped by the caller at the region's height. Tall stripes
+/// send far less on scrolls and cost no more on full-screen motion; one stripe per core keeps
+/// every core encoding; the price is CPU on small changes, where x264 still converts and sets
+/// up the whole stripe (`mb_info` makes its unchanged macroblocks skips). Measured at 1080p on
+/// 2 cores, 544 against 128 rows: scrolling terminal 0.49x the bytes and 0.93x the CPU,
+/// synthetic scroll 0.41x the bytes, typing 2.1x the CPU (0.66x upstream's per frame).
+pub fn default_h264_stripe_height(region_height: u32, cores: u32) -> u32 {
+    region_height
+        .div_ceil(cores.max(1))
+        .next_multiple_of(16)
+        .max(DEFAULT_H264_STRIPE_HEIGHT)
+}
 
 /// Largest region side we accept (the X protocol's limit).
 pub const MAX_DIMENSION: u32 = 16384;

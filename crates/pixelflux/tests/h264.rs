@@ -17,7 +17,8 @@ use pixelflux::{
 use support::*;
 
 /// H.264 settings with 64-row stripes, so small test regions still have several stripes
-/// (the default for H.264 is 128 rows; `default_stripes_are_128_rows` covers it).
+/// (the default for H.264 is one stripe per core, at least 256 rows;
+/// `default_stripes_are_one_per_core_and_at_least_256_rows` covers it).
 fn h264(w: u32, h: u32) -> CaptureSettings {
     CaptureSettings {
         capture_width: w,
@@ -460,7 +461,9 @@ fn fullframe_mode_sends_one_stripe_of_full_height() {
 }
 
 #[test]
-fn default_stripes_are_128_rows() {
+fn default_stripes_are_one_per_core_and_at_least_256_rows() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    let rows = pixelflux::settings::default_h264_stripe_height(600, cores).min(600);
     let xvfb = Xvfb::start(640, 600);
     let painter = xvfb.connect();
     let pattern = test_pattern(640, 600, 8);
@@ -473,27 +476,26 @@ fn default_stripes_are_128_rows() {
         },
     );
     frames_pass(&cap, 3);
-    // A change inside rows 300..310 re-sends only the stripe of rows 256..384.
-    painter.fill(10, 300, 30, 10, 0x00ff00);
+    assert_eq!(cap.format().stripe_height, rows);
+    // A change inside rows 100..110 re-sends only the first stripe.
+    painter.fill(10, 100, 30, 10, 0x00ff00);
     frames_pass(&cap, 3);
     cap.stop();
     let log = log.lock().unwrap();
     let layout: Vec<(u32, u32)> = log.iter().map(|s| (s.y, s.height)).collect();
-    assert_eq!(
-        layout,
-        [
-            (0, 128),
-            (128, 128),
-            (256, 128),
-            (384, 128),
-            (512, 88),
-            (256, 128)
-        ]
-    );
-    let middle: Vec<&Stripe> = log.iter().filter(|s| s.y == 256).collect();
-    let frames = decode(&middle, 640, 128);
-    let db = psnr(&frames[0], &crop_rows(&pattern, 256, 128));
+    let mut expected: Vec<(u32, u32)> = (0..600)
+        .step_by(rows as usize)
+        .map(|y| (y, rows.min(600 - y)))
+        .collect();
+    assert!(rows >= 256 && expected.len() as u32 <= cores, "{rows} rows");
+    expected.push((0, rows));
+    assert_eq!(layout, expected);
+    let first: Vec<&Stripe> = log.iter().filter(|s| s.y == 0).collect();
+    let frames = decode(&first, 640, rows);
+    let db = psnr(&frames[0], &crop_rows(&pattern, 0, rows));
     assert!(db >= 35.0, "{db:.1} dB");
+    let [b, g, r, _] = frames[1].view().pixel(20, 104);
+    assert!(g > 200 && r < 60 && b < 60, "got {r},{g},{b}");
 }
 
 #[test]

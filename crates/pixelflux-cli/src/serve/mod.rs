@@ -639,8 +639,12 @@ mod tests {
         );
         assert_eq!(
             hello.stripe_height,
-            pixelflux::settings::DEFAULT_H264_STRIPE_HEIGHT
+            PipelineConfig::new(&settings)
+                .unwrap()
+                .layout()
+                .stripe_height
         );
+        assert!(hello.stripe_height >= pixelflux::settings::DEFAULT_H264_STRIPE_HEIGHT.min(766));
         let full = CaptureSettings {
             h264_fullframe: true,
             ..settings
