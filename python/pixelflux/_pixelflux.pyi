@@ -309,14 +309,17 @@ class ScreenCapture:
     @property
     def is_capturing(self) -> bool: ...
     def request_idr_frame(self) -> None: ...
-    def update_framerate(self, fps: float) -> None: ...
+    def update_framerate(self, fps: float) -> None:
+        """Live, between two frames. ValueError outside 0.01..=1000 (target_fps's range)."""
     def update_tunables(self, settings: CaptureSettings) -> None:
         """Live: jpeg_quality, paint_over_jpeg_quality, video_crf, video_bitrate_kbps,
         target_fps."""
     def update_video_bitrate(self, kbps: int) -> None:
         """Live under video_cbr_mode (no key frame; the rate follows within a second); stored
         under CRF. ValueError outside 0..=1000000."""
-    def update_vbv_multiplier(self, multiplier: float) -> None: ...
+    def update_vbv_multiplier(self, multiplier: float) -> None:
+        """Stored for rate_hints(), not applied live. ValueError unless finite and in
+        0..=1000 (video_vbv_multiplier's range)."""
     def update_link_rate(self, kbps: int) -> None: ...
     def rate_hints(self) -> Dict[str, Union[int, float]]:
         """The stored bitrate, link rate and VBV multiplier (ours)."""

@@ -554,6 +554,24 @@ def test_rate_hints_are_stored(capture):
                                     "vbv_multiplier": 1.5}
     with pytest.raises(ValueError, match="kbps"):
         capture.update_video_bitrate(-1)
+    # update_vbv_multiplier takes what the video_vbv_multiplier field takes; a refused value
+    # is not stored.
+    for bad in (-3, -0.5, float("nan"), float("inf"), 1000.5):
+        with pytest.raises(ValueError, match="video_vbv_multiplier"):
+            capture.update_vbv_multiplier(bad)
+    assert capture.rate_hints()["vbv_multiplier"] == 1.5
+    capture.update_vbv_multiplier(0)
+    assert capture.rate_hints()["vbv_multiplier"] == 0.0
+
+
+def test_update_framerate_takes_target_fps_range_without_a_capture(capture):
+    # docs/python.md: 0.01..=1000, the core's target_fps range (not (0, 1000]).
+    for fps in (0.01, 1000, 30):
+        capture.update_framerate(fps)
+    for bad in (0, 0.009, -1, 1000.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="target_fps"):
+            capture.update_framerate(bad)
+    assert not capture.is_capturing
 
 
 def test_cursor_callback_is_stored_and_cleared(capture):

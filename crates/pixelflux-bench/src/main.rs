@@ -31,16 +31,16 @@ use pixelflux::{
     CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Scene, ScreenCapture, SourceError,
     Stripe, StripeKind, WireFormat,
 };
-use pixelflux_cli::options::{EncodeOptions, RegionArg};
+use pixelflux_cli::options::{self, EncodeOptions, RegionArg};
 use pixelflux_testkit::psnr::mse_bgrx;
 use pixelflux_testkit::xvfb::Xvfb;
 use quality::Received;
 use report::{BenchReport, LatencyMs, Machine, SceneResult, StageMs};
 use stats::{percentile, process_cpu_seconds, process_cpu_seconds_of, psnr_summary};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     pixelflux_cli::init_logging();
-    run(BenchArgs::parse())
+    pixelflux_cli::exit_code(run(BenchArgs::parse()))
 }
 /// Which sources to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,17 +62,19 @@ pub enum SourceChoice {
 pub struct BenchArgs {
     #[command(subcommand)]
     pub tool: Option<Tool>,
-    /// Seconds measured per scene (after the warm-up).
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds measured per scene (after the warm-up): more than 0, at most an hour.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true,
+          value_parser = |t: &str| options::float_in(t, 0.0, 3600.0, true, "seconds"))]
     pub seconds: f64,
-    /// Seconds run before measuring (first full frame, encoder start-up).
-    #[arg(long, default_value_t = 0.5)]
+    /// Seconds run before measuring (first full frame, encoder start-up): 0 to 600.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true,
+          value_parser = |t: &str| options::float_in(t, 0.0, 600.0, false, "seconds"))]
     pub warmup: f64,
     /// Codecs to run, comma-separated: jpeg, h264 (default: both).
     #[arg(long, value_delimiter = ',')]
     pub codec: Vec<Codec>,
     /// Scenes to run, comma-separated (default: all, unless --app is given).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = options::scene())]
     pub scene: Vec<Scene>,
     /// Real applications to run on the X display, comma-separated (x11 source only; no PSNR):
     /// terminal (xterm scrolling a log), clock (xclock), video (ffplay of a clip).
@@ -87,8 +89,9 @@ pub struct BenchArgs {
     /// Rate (capture and driver) and quality.
     #[command(flatten)]
     pub encode: EncodeOptions,
-    /// Frames compared with the source for PSNR, per scene (0: no PSNR).
-    #[arg(long, default_value_t = 10)]
+    /// Frames compared with the source for PSNR, per scene (0: no PSNR; at most 10000).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true,
+          value_parser = |t: &str| options::int_in::<usize>(t, 0, 10_000))]
     pub psnr_samples: usize,
     /// X display for the X11 path instead of a private Xvfb (it must be at least --size).
     #[arg(long)]

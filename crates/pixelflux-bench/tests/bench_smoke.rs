@@ -287,3 +287,42 @@ fn bench_measures_scroll_detection_with_copies_in_the_rebuild() {
     let per_frame = r["stripes_per_frame"].as_f64().unwrap();
     assert!(per_frame <= 2.5, "{per_frame} stripes per frame");
 }
+
+/// With `RUST_BACKTRACE=1`, a run-time error is one `error: …` line (status 1) and a value out
+/// of range is refused while parsing, naming the option and the range (status 2).
+#[test]
+fn bench_errors_are_plain_with_rust_backtrace_set() {
+    let bench = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixelflux-bench"));
+        cmd.env("RUST_BACKTRACE", "1");
+        cmd
+    };
+    let out = output_within(
+        bench().args(["snap", "--display", ":59000", "--out", "/nonexistent/x"]),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(":59000"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for (args, option, range) in [
+        (&["--seconds", "NaN"][..], "--seconds", "at most 3600"),
+        (&["--seconds", "-1"][..], "--seconds", "more than 0"),
+        (&["--warmup=inf"][..], "--warmup", "at most 600"),
+        (&["--psnr-samples", "-3"][..], "--psnr-samples", "0..=10000"),
+        (&["--fps", "0"][..], "--fps", "at least 0.01"),
+        (&["--scene", "nope"][..], "--scene", "desktop"),
+    ] {
+        let out = output_within(bench().args(args), Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(option) && err.contains(range),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("backtrace"), "{args:?}: {err}");
+    }
+}

@@ -15,8 +15,8 @@ pub struct CaptureArgs {
     #[command(flatten)]
     pub options: CaptureOptions,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM; either prints the
-    /// summary and exits with status 0).
-    #[arg(long)]
+    /// summary and exits with status 0). More than 0, at most a year.
+    #[arg(long, value_parser = crate::options::seconds, allow_negative_numbers = true)]
     pub seconds: Option<f64>,
 }
 

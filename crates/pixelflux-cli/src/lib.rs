@@ -16,3 +16,16 @@ pub fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+/// The exit status of a command's `result`: 0, or 1 after printing the error and its causes
+/// on one line (`error: what: why`) to stderr — never a backtrace, even with
+/// `RUST_BACKTRACE=1`, which `main` returning the error would print (Debug format).
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

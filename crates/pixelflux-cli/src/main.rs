@@ -30,11 +30,13 @@ enum Command {
     Snapshot(snapshot_cmd::SnapshotArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     pixelflux_cli::init_logging();
-    match Cli::parse().command {
+    // Usage errors: clap prints them and exits with status 2.
+    let result = match Cli::parse().command {
         Command::Capture(args) => capture_cmd::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Snapshot(args) => snapshot_cmd::run(args),
-    }
+    };
+    pixelflux_cli::exit_code(result)
 }

@@ -1,8 +1,9 @@
 //! Command-line options shared by the subcommands: where to capture from and how to encode.
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
-use pixelflux::settings::MAX_DIMENSION;
+use pixelflux::settings::{MAX_BITRATE_KBPS, MAX_DIMENSION, MAX_TARGET_FPS, MIN_TARGET_FPS};
 use pixelflux::{CaptureSettings, Codec, JpegSubsampling, Scene, SourceSpec};
 
 /// A region `WxH+X+Y` (or `WxH`, at 0,0).
@@ -61,20 +62,25 @@ impl std::str::FromStr for RegionArg {
 /// Rate and quality options, shared by `capture`, `serve`, `snapshot` and `bench`.
 #[derive(Debug, Clone, Args)]
 pub struct EncodeOptions {
-    /// Target frames per second.
-    #[arg(long, default_value_t = 60.0)]
+    /// Target frames per second (0.01-1000).
+    #[arg(long, default_value_t = 60.0, value_parser = fps, allow_negative_numbers = true)]
     pub fps: f64,
     /// JPEG quality (1-100).
-    #[arg(long, default_value_t = 85)]
+    #[arg(long, default_value_t = 85, allow_negative_numbers = true,
+          value_parser = |t: &str| int_in::<u8>(t, 1, 100))]
     pub quality: u8,
     /// H.264 CRF (0-51).
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, allow_negative_numbers = true,
+          value_parser = |t: &str| int_in::<u8>(t, 0, 51))]
     pub crf: u8,
-    /// H.264 at a constant bitrate of this many kbit/s (the whole stream) instead of --crf.
-    #[arg(long, value_name = "KBPS")]
+    /// H.264 at a constant bitrate of this many kbit/s (the whole stream, 1-1000000) instead
+    /// of --crf.
+    #[arg(long, value_name = "KBPS", allow_negative_numbers = true,
+          value_parser = |t: &str| int_in::<u32>(t, 1, i64::from(MAX_BITRATE_KBPS)))]
     pub bitrate_kbps: Option<u32>,
-    /// Rows per stripe (0: per codec, 64 for JPEG and for H.264 one stripe per core, at least 256 rows).
-    #[arg(long, default_value_t = 0)]
+    /// Rows per stripe (0: per codec, 64 for JPEG and for H.264 one stripe per core, at least
+    /// 256 rows; else even, 16-16384).
+    #[arg(long, default_value_t = 0, value_parser = stripe_height, allow_negative_numbers = true)]
     pub stripe_height: u32,
     /// JPEG chroma: auto (4:4:4 from quality 90 or for stripes with coloured detail, else
     /// 4:2:0), 420 or 444.
@@ -107,9 +113,8 @@ pub struct CaptureOptions {
     /// Region to capture, WxH+X+Y (default: the whole screen).
     #[arg(long)]
     pub region: Option<RegionArg>,
-    /// Play a built-in synthetic scene instead of capturing a display
-    /// (static, typing, scroll, video, full, desktop).
-    #[arg(long)]
+    /// Play a built-in synthetic scene instead of capturing a display.
+    #[arg(long, value_parser = scene(), conflicts_with = "display")]
     pub scene: Option<Scene>,
     /// Codec of the stripes: jpeg or h264.
     #[arg(long, default_value_t = Codec::Jpeg)]
@@ -153,9 +158,8 @@ pub struct SourceOptions {
     /// Region to capture, WxH+X+Y (default: the whole screen).
     #[arg(long)]
     pub region: Option<RegionArg>,
-    /// Play a built-in synthetic scene instead of capturing a display
-    /// (static, typing, scroll, video, full).
-    #[arg(long)]
+    /// Play a built-in synthetic scene instead of capturing a display.
+    #[arg(long, value_parser = scene(), conflicts_with = "display")]
     pub scene: Option<Scene>,
 }
 
@@ -196,6 +200,93 @@ impl SourceOptions {
         settings.validate()?;
         Ok(spec)
     }
+}
+
+/// `--scene`: the names of [`Scene::ALL`], listed by `--help` and in the error for any other.
+pub fn scene() -> impl TypedValueParser<Value = Scene> {
+    PossibleValuesParser::new(Scene::ALL.map(Scene::name)).try_map(|name| name.parse::<Scene>())
+}
+
+/// A number (of `unit`) that is finite and in `min..=max` (`min` itself excluded when
+/// `min_excluded`); the error names the range (clap names the option and the value).
+pub fn float_in(
+    text: &str,
+    min: f64,
+    max: f64,
+    min_excluded: bool,
+    unit: &str,
+) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number (expected {unit})"))?;
+    let low_ok = if min_excluded {
+        value > min
+    } else {
+        value >= min
+    };
+    if value.is_finite() && low_ok && value <= max {
+        Ok(value)
+    } else {
+        let open = if min_excluded {
+            "more than"
+        } else {
+            "at least"
+        };
+        Err(format!(
+            "out of range: {unit} must be {open} {min} and at most {max}, not {}",
+            text.trim()
+        ))
+    }
+}
+
+/// An integer in `min..=max` (which must fit `T`); the error names the range.
+pub fn int_in<T: TryFrom<i64>>(text: &str, min: i64, max: i64) -> Result<T, String> {
+    let out_of_range = || format!("not an integer in {min}..={max}: {}", text.trim());
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(out_of_range)
+}
+
+/// `--fps`: frames per second within the settings' range (`target_fps`).
+pub fn fps(text: &str) -> Result<f64, String> {
+    float_in(
+        text,
+        MIN_TARGET_FPS,
+        MAX_TARGET_FPS,
+        false,
+        "frames per second",
+    )
+}
+
+/// `--stripe-height`: 0 (per codec) or an even number of rows from 16 to the largest
+/// dimension, as `stripe_height` takes it.
+pub fn stripe_height(text: &str) -> Result<u32, String> {
+    let rows: i64 = text.trim().parse().map_err(|_| {
+        format!(
+            "not an integer: 0 (per codec) or an even number of rows from 16 to {MAX_DIMENSION}"
+        )
+    })?;
+    match u32::try_from(rows) {
+        Ok(rows) if rows == 0 || (16..=MAX_DIMENSION).contains(&rows) && rows.is_multiple_of(2) => {
+            Ok(rows)
+        }
+        _ => Err(format!(
+            "{rows} is out of range: 0 (per codec) or an even number of rows from 16 to \
+             {MAX_DIMENSION}"
+        )),
+    }
+}
+
+/// Longest `--seconds` of `capture` (a year): anything longer is a mistake, not a run.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `--seconds`: a run time more than 0 and at most [`MAX_SECONDS`].
+pub fn seconds(text: &str) -> Result<f64, String> {
+    float_in(text, 0.0, MAX_SECONDS, true, "seconds")
 }
 
 /// A `--display` value, refused at parse time when its number is out of X's range.

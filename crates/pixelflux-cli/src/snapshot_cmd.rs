@@ -27,12 +27,18 @@ pub struct SnapshotArgs {
     /// Where to write the picture.
     #[arg(long)]
     pub out: PathBuf,
-    /// Image format (default: PPM when the file name ends in .ppm or .pnm, else PNG).
+    /// Image format (default: by the file name: .png, .ppm or .pnm; PNG without an
+    /// extension; any other extension is refused unless --format is given).
     #[arg(long, value_enum)]
     pub format: Option<ImageFormat>,
 }
 
 pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
+    // Before capturing: a name the picture cannot have fails at once.
+    let format = match args.format {
+        Some(format) => format,
+        None => format_for(&args.out)?,
+    };
     let mut settings = CaptureSettings::default();
     let spec = args.source.resolve(&mut settings)?;
     let config = pixelflux::PipelineConfig::new(&settings)?;
@@ -47,7 +53,6 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
             rgb.extend_from_slice(&[px[2], px[1], px[0]]);
         }
     }
-    let format = args.format.unwrap_or_else(|| format_for(&args.out));
     let image = match format {
         ImageFormat::Png => png_bytes(width, height, &rgb)?,
         ImageFormat::Ppm => {
@@ -62,13 +67,23 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The format a file name asks for: PPM for `.ppm`/`.pnm`, PNG otherwise.
-fn format_for(path: &Path) -> ImageFormat {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(ext) if ext.eq_ignore_ascii_case("ppm") || ext.eq_ignore_ascii_case("pnm") => {
-            ImageFormat::Ppm
-        }
-        _ => ImageFormat::Png,
+/// The format a file name asks for: PPM for `.ppm`/`.pnm`, PNG for `.png` or no extension;
+/// any other extension (`.jpg`: a PNG inside would be mislabelled) is an error naming these.
+fn format_for(path: &Path) -> anyhow::Result<ImageFormat> {
+    let Some(ext) = path.extension() else {
+        return Ok(ImageFormat::Png);
+    };
+    let is = |name: &str| ext.eq_ignore_ascii_case(name);
+    if is("png") {
+        Ok(ImageFormat::Png)
+    } else if is("ppm") || is("pnm") {
+        Ok(ImageFormat::Ppm)
+    } else {
+        anyhow::bail!(
+            "snapshot writes PNG (.png) or PPM (.ppm, .pnm), not {:?}: name the file so, or \
+             pass --format png|ppm",
+            path.display().to_string()
+        )
     }
 }
 
@@ -90,9 +105,17 @@ mod tests {
 
     #[test]
     fn format_follows_the_file_name() {
-        assert_eq!(format_for(Path::new("a/frame.ppm")), ImageFormat::Ppm);
-        assert_eq!(format_for(Path::new("frame.PNM")), ImageFormat::Ppm);
-        assert_eq!(format_for(Path::new("frame.png")), ImageFormat::Png);
-        assert_eq!(format_for(Path::new("frame")), ImageFormat::Png);
+        let format = |name: &str| format_for(Path::new(name)).ok();
+        assert_eq!(format("a/frame.ppm"), Some(ImageFormat::Ppm));
+        assert_eq!(format("frame.PNM"), Some(ImageFormat::Ppm));
+        assert_eq!(format("frame.png"), Some(ImageFormat::Png));
+        assert_eq!(format("frame"), Some(ImageFormat::Png));
+        for other in ["x.jpg", "x.JPEG", "x.webp", "dir.d/x.gif"] {
+            let err = format_for(Path::new(other)).unwrap_err().to_string();
+            assert!(
+                err.contains(".png") && err.contains(".ppm") && err.contains("--format"),
+                "{other}: {err}"
+            );
+        }
     }
 }

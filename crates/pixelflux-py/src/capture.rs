@@ -173,6 +173,14 @@ fn lock_monitor(m: &Mutex<Option<CursorMonitor>>) -> MutexGuard<'_, Option<Curso
 }
 
 /// Turns a refused control into the Python exception that fits it.
+/// `ValueError` naming the field when `settings` (the defaults with one field changed) are
+/// not valid: the core's checks, so a method takes what the field takes.
+fn check_setting(settings: CaptureSettings) -> PyResult<()> {
+    settings
+        .validate()
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 fn control_error(error: ControlError) -> PyErr {
     let message = error.to_string();
     match error {
@@ -517,9 +525,14 @@ impl PyScreenCapture {
         self.request_idr();
     }
 
-    /// New target frame rate, applied between two frames. `ValueError` outside (0, 1000];
-    /// nothing happens without a running capture.
+    /// New target frame rate, applied between two frames. `ValueError` outside the core's
+    /// `target_fps` range, 0.01..=1000 (NaN too), with or without a capture; nothing else
+    /// happens without a running capture.
     fn update_framerate(&self, fps: f64) -> PyResult<()> {
+        check_setting(CaptureSettings {
+            target_fps: fps,
+            ..CaptureSettings::default()
+        })?;
         self.control(Control::SetFps(fps))
     }
 
@@ -599,10 +612,17 @@ impl PyScreenCapture {
         Ok(())
     }
 
-    /// Stores a VBV multiplier; not applied (no constant-bitrate mode in this build).
-    fn update_vbv_multiplier(&self, multiplier: f64) {
+    /// Stores a VBV multiplier for `rate_hints()`; not applied to a running capture (the
+    /// settings' `video_vbv_multiplier` sets it at start). `ValueError` where that field
+    /// would refuse it: not finite, negative or over 1000.
+    fn update_vbv_multiplier(&self, multiplier: f64) -> PyResult<()> {
+        check_setting(CaptureSettings {
+            video_vbv_multiplier: multiplier,
+            ..CaptureSettings::default()
+        })?;
         self.vbv_multiplier
             .store(multiplier.to_bits(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Stores the rate (kbps) the transport measures; not used by this build's encoders.

@@ -62,11 +62,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub tls_self_signed: bool,
     /// Run the command after `--` in a new private Xvfb even though $DISPLAY is set.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["display", "scene"])]
     pub new_display: bool,
-    /// Screen size of the Xvfb started when there is no X display, WxH. Without it the
-    /// private screen starts at 1280x720 and follows the size of the page's window.
-    #[arg(long)]
+    /// Screen size of the Xvfb started when there is no X display (or with --new-display),
+    /// WxH from 64x64 to 3840x2160. Without it the private screen starts at 1280x720 and
+    /// follows the size of the page's window.
+    #[arg(long, value_parser = private_screen_size, conflicts_with_all = ["display", "scene"])]
     pub size: Option<RegionArg>,
     /// Do not refresh stripes that stopped changing with a lossless still (PNG); the picture
     /// then stays at the quality of the last JPEG or H.264 encode.
@@ -81,6 +82,31 @@ pub struct ServeArgs {
     /// private Xvfb gets a terminal (xterm) when one is installed.
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+/// `--size`: `WxH` within the sizes the private display can take
+/// ([`resize::MIN_SIZE`]..=[`resize::MAX_SIZE`], as a page's resize is clamped to).
+fn private_screen_size(text: &str) -> Result<RegionArg, String> {
+    let (min, max) = (resize::MIN_SIZE, resize::MAX_SIZE);
+    let range = format!("{}x{} to {}x{}", min.0, min.1, max.0, max.1);
+    let parsed = text
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    let Some((width, height)) = parsed else {
+        return Err(format!("a screen size is WxH, from {range}"));
+    };
+    if (min.0..=max.0).contains(&width) && (min.1..=max.1).contains(&height) {
+        Ok(RegionArg {
+            width,
+            height,
+            x: 0,
+            y: 0,
+        })
+    } else {
+        Err(format!(
+            "{width}x{height} is out of range: the private screen is {range}"
+        ))
+    }
 }
 
 /// Prints a line for the person who started `serve`. A stdout nobody reads any more (`serve |
@@ -116,6 +142,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut options = args.options.clone();
     let env_display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
     let use_env = options.scene.is_none() && options.display.is_none() && env_display.is_some();
+    if use_env && args.size.is_some() && !args.new_display {
+        bail!(
+            "$DISPLAY is set ({}): --size sets the size of a private display only. Pass \
+             --new-display to start one, or leave --size out to stream $DISPLAY at its size",
+            env_display.as_deref().unwrap_or_default()
+        );
+    }
     if use_env && !args.command.is_empty() && !args.new_display {
         bail!(
             "$DISPLAY is set ({}): the command after `--` would open on that screen. Pass \
