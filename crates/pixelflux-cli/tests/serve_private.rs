@@ -135,8 +135,11 @@ fn ended(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
+/// A window's `(x, y, width, height)`.
+type Geometry = (i16, i16, u16, u16);
+
 /// The screen size and the mapped top-level windows `(x, y, width, height)` of `display`.
-fn screen_and_windows(display: &str) -> ((u16, u16), Vec<(i16, i16, u16, u16)>) {
+fn screen_and_windows(display: &str) -> ((u16, u16), Vec<Geometry>) {
     let (conn, screen) = x11rb::connect(Some(display)).expect("connect");
     let root = conn.setup().roots[screen].root;
     let g = conn.get_geometry(root).unwrap().reply().unwrap();

@@ -221,8 +221,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         !args.no_paint_over,
         !args.no_scroll_detection,
         resizable,
-        &mut app,
-        &mut own_xvfb,
+        Supervised {
+            app: &mut app,
+            xvfb: &mut own_xvfb,
+        },
     ));
     // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
     // an X server that stopped answering never returns, so bound the wait.
@@ -287,6 +289,13 @@ fn terminal_command() -> Option<Vec<String>> {
             .map(String::from)
             .to_vec()
         })
+}
+
+/// The processes `serve` started and watches: the command (or terminal), and the private
+/// Xvfb it runs in. Serving stops when either ends.
+struct Supervised<'a> {
+    app: &'a mut Option<AppChild>,
+    xvfb: &'a mut Option<OwnXvfb>,
 }
 
 /// Who may connect and control, from the options.
@@ -413,8 +422,7 @@ async fn serve(
     paint_over: bool,
     scroll_detection: bool,
     resizable: bool,
-    app: &mut Option<AppChild>,
-    own_xvfb: &mut Option<OwnXvfb>,
+    supervised: Supervised<'_>,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     let (mut settings, spec) = options.resolve()?;
     settings.wire_format = WireFormat::Tagged;
@@ -606,7 +614,7 @@ async fn serve(
             }
         }
         // The private X server first: when it dies, the app dies of it a moment later.
-        if let Some(xvfb) = own_xvfb.as_mut() {
+        if let Some(xvfb) = supervised.xvfb.as_mut() {
             if let Some(status) = xvfb.exited() {
                 let name = xvfb.display().to_owned();
                 break Err(anyhow::anyhow!(
@@ -614,7 +622,7 @@ async fn serve(
                 ));
             }
         }
-        if let Some(child) = app.as_mut() {
+        if let Some(child) = supervised.app.as_mut() {
             if let Some(status) = child.exited() {
                 tracing::info!("{} exited ({status}): stopping", child.name());
                 exit_status = Some(status);
