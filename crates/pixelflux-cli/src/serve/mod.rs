@@ -413,8 +413,8 @@ fn openable(addr: SocketAddr) -> Vec<SocketAddr> {
     out
 }
 
-/// Serves until a signal, a capture failure or the end of `app`; returns `app`'s exit
-/// status when that is what ended it.
+/// Serves until a signal, a capture failure, or the end of the supervised app or private
+/// Xvfb (an error); returns the app's exit status when that is what ended it.
 async fn serve(
     listen: SocketAddr,
     access: Access,
