@@ -286,7 +286,11 @@ async fn a_dying_x_server_is_named_and_a_normal_stop_does_not_warn() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = s.log();
     assert!(status.success(), "{status}\n{log}");
-    assert!(!log.contains("WARN"), "a normal stop warns:\n{log}");
+    // (Only the X connection's warnings: a loaded machine may warn of other things.)
+    let warned = log
+        .lines()
+        .any(|l| l.contains("WARN") && (l.contains("clipboard") || l.contains("X11 server")));
+    assert!(!warned, "a normal stop warns:\n{log}");
 
     // Its Xvfb killed: serve says so, not only that the terminal exited.
     let mut s = serve(&["--size", "320x240"]).await;
