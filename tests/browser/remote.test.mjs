@@ -268,6 +268,41 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
     });
   });
 
+  test('in the default terminal Ctrl+Shift+V pastes the page\'s clipboard and Ctrl+Shift+C copies the selection', async () => {
+    const out = path.join(dir, 'pasted.txt');
+    // No command: serve's own xterm, with its clipboard keys.
+    await withServe(['--size', '640x360'], async (server) => {
+      await server.waitForStderr(/started "xterm"/);
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+      // The xterm fills the screen and gets keys while the pointer is over it.
+      const at = await pageXY(page, 320, 180);
+      await page.mouse.move(at.x, at.y);
+      await page.mouse.click(at.x, at.y);
+      await page.focus('#screen');
+      // Page → xterm: the page's clipboard pasted with Ctrl+Shift+V runs as a command.
+      await page.evaluate((t) => navigator.clipboard.writeText(t), `echo Pasted-OK > ${out}`);
+      await page.keyboard.press('Control+Shift+V');
+      await sleep(300);
+      await page.keyboard.press('Enter');
+      assert.equal(await waitForFile(out, (t) => t.endsWith('\n'), 'the pasted command'), 'Pasted-OK\n');
+      // xterm → page: the top line selected (triple click), copied with Ctrl+Shift+C.
+      const word = `Copy-Me-${Date.now() % 100000}`;
+      await page.keyboard.type(`clear; echo ${word}`);
+      await page.keyboard.press('Enter');
+      await sleep(1000);
+      const top = await pageXY(page, 20, 5);
+      await page.mouse.click(top.x, top.y, { clickCount: 3 });
+      await sleep(300);
+      assert.notEqual(await page.evaluate(() => window.pixelflux.input.clipboard), word,
+        'a selection alone does not set the CLIPBOARD');
+      await page.keyboard.press('Control+Shift+C');
+      await page.waitForFunction((t) => (window.pixelflux.input.clipboard ?? '').trim() === t, word, { timeout: 10000 });
+      await page.close();
+    });
+  });
+
   test('the browser draws the X pointer: its shape follows the window under it; --cursor burns it in instead', async () => {
     await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '40x10+0+0'], async (server) => {
       const { page, errors } = await openPage(server.url);

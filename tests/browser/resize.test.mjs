@@ -153,6 +153,46 @@ describe('pixelflux serve: the private display follows the page', () => {
     });
   }
 
+  test('the default terminal fills the screen after a resize: a command\'s last line is visible', async () => {
+    // No command: serve's own `xterm -maximized` (white, black text), started at 1280x720.
+    const server = await startServe(['--listen', '127.0.0.1:0'], { env: headless() });
+    const page = await browser.newPage();
+    try {
+      await page.setViewportSize({ width: 800, height: 500 });
+      await page.goto(server.url);
+      await waitForSize(page, 800, 500);
+      const display = await displayOf(page);
+      // The terminal's window follows the screen (no window manager: serve resizes it).
+      const t0 = Date.now();
+      let tree = '';
+      while (Date.now() - t0 < 10000) {
+        tree = spawnSync('xwininfo', ['-display', display, '-root', '-children'], { encoding: 'utf8' }).stdout;
+        if (/"xterm"[^\n]*\s800x500\+0\+0/.test(tree)) break;
+        await sleep(100);
+      }
+      assert.match(tree, /"xterm"[^\n]*\s800x500\+0\+0/, 'the xterm fills the 800x500 screen');
+      await page.mouse.click(400, 250);
+      await page.focus('#screen');
+      // Blank lines push the output to the terminal's bottom rows: on the screen only if the
+      // terminal is no taller than it.
+      const textAtBottom = () => {
+        const c = document.getElementById('screen');
+        // Off the left edge, where the terminal's border shows.
+        const d = c.getContext('2d').getImageData(8, c.height - 60, 200, 56).data;
+        let dark = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 100 && d[i + 1] < 100 && d[i + 2] < 100) dark++;
+        return dark > 30;
+      };
+      assert.equal(await page.evaluate(textAtBottom), false, 'no text at the bottom yet');
+      await page.keyboard.type('clear; for i in $(seq 80); do echo; done; echo Bottom-OK');
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(textAtBottom, null, { timeout: 15000, polling: 200 });
+    } finally {
+      await page.close();
+      await server.stop();
+    }
+  });
+
   test('on a HiDPI screen the display gets the window size in device pixels', async () => {
     const hidpi = await launchBrowser({ deviceScaleFactor: 2, viewport: { width: 500, height: 350 } });
     const server = await startServe(['--listen', '127.0.0.1:0', ...paintRoot], { env: headless() });

@@ -16,7 +16,10 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 mod randr;
-pub use randr::{output_mode_count, screen_size_range, set_screen_size, ResizeError, SizeRange};
+pub use randr::{
+    output_mode_count, screen_mode_count, screen_size_range, set_screen_size, ResizeError,
+    SizeRange,
+};
 
 /// How long a starting Xvfb gets to report its display number.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,19 +92,46 @@ impl Xvfb {
         Ok(xvfb)
     }
 
+    /// [`Xvfb::start`] (`max` `None`) or [`Xvfb::start_resizable`] (`max` the largest size),
+    /// and the server is sent SIGTERM when the thread calling this ends, even by SIGKILL of
+    /// the whole process ([`die_with_this_thread`]). Only for a thread that lives as long as
+    /// the server should, such as the main thread of `pixelflux serve`.
+    ///
+    /// # Errors
+    /// As [`Xvfb::start_resizable`].
+    pub fn start_tied(width: u32, height: u32, max: Option<(u32, u32)>) -> Result<Self, XvfbError> {
+        let Some((max_width, max_height)) = max else {
+            return Self::start_with(&format!("{width}x{height}x24"), true);
+        };
+        let xvfb = Self::start_with(
+            &format!("{}x{}x24", max_width.max(width), max_height.max(height)),
+            true,
+        )?;
+        set_screen_size(&xvfb.display, width, height)?;
+        Ok(xvfb)
+    }
+
     /// [`Xvfb::start`] with the screen given as Xvfb's `WxHxD`.
     fn start_screen(screen: &str) -> Result<Self, XvfbError> {
+        Self::start_with(screen, false)
+    }
+
+    /// [`Xvfb::start_screen`], tied to this thread ([`die_with_this_thread`]) or not.
+    fn start_with(screen: &str, tied: bool) -> Result<Self, XvfbError> {
         // `-displayfd 1`: the number goes to our stdout pipe (std keeps fd 1 open across exec,
         // so no descriptor needs special handling). The server writes nothing else there.
-        let mut child = match Command::new("Xvfb")
+        let mut command = Command::new("Xvfb");
+        command
             .args(["-displayfd", "1"])
             .args(["-screen", "0", screen])
             .args(["-nolisten", "tcp", "-noreset"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        {
+            .stderr(Stdio::null());
+        if tied {
+            die_with_this_thread(&mut command);
+        }
+        let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(XvfbError::NotInstalled),
             Err(e) => return Err(XvfbError::Spawn(e)),
@@ -149,6 +179,40 @@ impl Xvfb {
     /// The server's process id (the benchmark reads its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server's exit status if it has ended (it crashed, or someone killed it).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+/// Makes the process `command` starts get SIGTERM when the thread that spawns it ends
+/// (Linux `PR_SET_PDEATHSIG`): so a `pixelflux serve` killed with SIGKILL, which runs no
+/// cleanup, leaves no Xvfb or terminal behind. The signal follows the spawning *thread*, not
+/// the process: spawn only from a thread that lives as long as the child should (the main
+/// thread). If the parent is already gone when the child starts, the child exits at once.
+pub fn die_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and calls only `prctl`,
+    // `getppid` and `_exit`, which are async-signal-safe; it allocates nothing and takes no
+    // lock.
+    unsafe {
+        command.pre_exec(move || {
+            if nix::libc::prctl(
+                nix::libc::PR_SET_PDEATHSIG,
+                nix::libc::SIGTERM as nix::libc::c_ulong,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: the signal will never come.
+            if nix::libc::getppid() != parent.as_raw() {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 
@@ -291,6 +355,102 @@ mod tests {
             Err(ResizeError::OutOfRange { max_width: 800, .. }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn resizes_destroy_the_modes_of_earlier_sizes() {
+        let xvfb = Xvfb::start_resizable(320, 200, 1000, 800).unwrap();
+        let d = xvfb.display().to_owned();
+        let before = screen_mode_count(&d).unwrap();
+        for i in 0..40 {
+            set_screen_size(&d, 400 + 10 * i, 300 + 7 * i).unwrap();
+        }
+        // The screen's list (all modes, on an output or not), not only the output's.
+        let after = screen_mode_count(&d).unwrap();
+        assert!(after <= before + 1, "{before} modes before, {after} after");
+        assert!(output_mode_count(&d).unwrap() <= after);
+    }
+
+    #[test]
+    fn windows_that_filled_the_screen_follow_its_size_and_others_stay() {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::{ConnectionExt as _, CreateWindowAux, WindowClass};
+        let xvfb = Xvfb::start_resizable(640, 480, 1200, 900).unwrap();
+        let d = xvfb.display().to_owned();
+        let (conn, screen) = x11rb::connect(Some(&d)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        // (x, y, width, height, border): filled with its border, filled inside (xterm
+        // `-maximized`: the border past the edges), not filling, filling but unmapped.
+        let specs = [
+            (0, 0, 638, 478, 1),
+            (0, 0, 640, 480, 1),
+            (10, 10, 300, 200, 0),
+            (0, 0, 640, 480, 0),
+        ];
+        let mut windows = Vec::new();
+        for (i, &(x, y, w, h, b)) in specs.iter().enumerate() {
+            let id = conn.generate_id().unwrap();
+            conn.create_window(
+                0,
+                id,
+                root,
+                x,
+                y,
+                w,
+                h,
+                b,
+                WindowClass::INPUT_OUTPUT,
+                0,
+                &CreateWindowAux::new(),
+            )
+            .unwrap();
+            if i < 3 {
+                conn.map_window(id).unwrap();
+            }
+            windows.push(id);
+        }
+        conn.flush().unwrap();
+        conn.get_input_focus().unwrap().reply().unwrap();
+        let size = |id| {
+            let g = conn.get_geometry(id).unwrap().reply().unwrap();
+            (g.x, g.y, g.width, g.height)
+        };
+        for (w, h) in [(1024u16, 700u16), (400, 300)] {
+            set_screen_size(&d, w.into(), h.into()).unwrap();
+            assert_eq!(size(windows[0]), (0, 0, w - 2, h - 2), "with its border");
+            assert_eq!(size(windows[1]), (0, 0, w, h), "inside");
+            assert_eq!(size(windows[2]), (10, 10, 300, 200), "not filling: kept");
+            assert_eq!(size(windows[3]), (0, 0, 640, 480), "unmapped: kept");
+        }
+    }
+
+    #[test]
+    fn a_tied_server_goes_when_the_thread_that_started_it_ends() {
+        let started = std::thread::spawn(|| {
+            let xvfb = Xvfb::start_tied(64, 48, None).unwrap();
+            let pid = xvfb.pid();
+            // Not dropped: the thread's end alone must stop it.
+            std::mem::forget(xvfb);
+            pid
+        });
+        let pid = started.join().unwrap();
+        let gone = |pid: u32| {
+            // Gone, or a zombie (this process never reaps it: the Child was forgotten).
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true)
+        };
+        let t0 = Instant::now();
+        while !gone(pid) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(pid), "Xvfb {pid} still runs after its thread ended");
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub fn screen_size_range(display: &str) -> Result<SizeRange, ResizeError> {
 /// Sets the screen of `display` to `width` x `height`: a mode of that size (made and added
 /// to the output unless it has one), the screen first grown where the mode needs it, the CRTC
 /// switched to the mode, then the screen set to the exact size. Clients selecting
-/// `StructureNotify` on the root window get a `ConfigureNotify` with the new size.
+/// `StructureNotify` on the root window get a `ConfigureNotify` with the new size. Mapped
+/// top-level windows that filled the old screen are resized to fill the new one (as a window
+/// manager does for maximized windows), and the modes of earlier sizes are destroyed.
 ///
 /// # Errors
 /// [`ResizeError::OutOfRange`] for a size the server does not allow (nothing changes);
@@ -160,15 +162,85 @@ pub fn set_screen_size(display: &str, width: u32, height: u32) -> Result<(), Res
     if (grow_w, grow_h) != (w16, h16) {
         set_size(&conn, root, w16, h16)?;
     }
+    // Windows that filled the old screen fill the new one (what a window manager does for
+    // maximized windows; a private Xvfb has none): a terminal started `-maximized` follows.
+    fit_full_screen_windows(&conn, root, (cur_w, cur_h), (w16, h16));
     // Modes added for earlier sizes go again once unused, so a page resized a thousand times
-    // leaves one mode, not a thousand. The server's own modes refuse the request (ignored).
+    // leaves one mode, not a thousand: taken off the output, then destroyed (a mode only taken
+    // off stays in the screen's list). The server's own modes refuse both requests (ignored).
     for old in output_info.modes.iter().filter(|&&m| m != mode) {
         if let Ok(cookie) = conn.randr_delete_output_mode(output, *old) {
             let _ = cookie.check();
         }
     }
+    for old in res.modes.iter().map(|m| m.id).filter(|&m| m != mode) {
+        if let Ok(cookie) = conn.randr_destroy_mode(old) {
+            let _ = cookie.check();
+        }
+    }
     conn.flush().map_err(req("flush"))?;
     Ok(())
+}
+
+/// Resizes each mapped top-level window that filled a screen of size `old` (at 0,0, with or
+/// without its border) to fill one of size `new`. Best effort: a window that goes away meanwhile
+/// is skipped.
+fn fit_full_screen_windows(conn: &RustConnection, root: u32, old: (u16, u16), new: (u16, u16)) {
+    use x11rb::protocol::xproto::{ConfigureWindowAux, MapState};
+    if old == new {
+        return;
+    }
+    let Ok(Ok(tree)) = conn.query_tree(root).map(|c| c.reply()) else {
+        return;
+    };
+    for window in tree.children {
+        let Ok(Ok(attrs)) = conn.get_window_attributes(window).map(|c| c.reply()) else {
+            continue;
+        };
+        if attrs.map_state != MapState::VIEWABLE || attrs.override_redirect {
+            continue;
+        }
+        let Ok(Ok(g)) = conn.get_geometry(window).map(|c| c.reply()) else {
+            continue;
+        };
+        // Filled with its border (it fits on the screen) or without it (xterm `-maximized`
+        // takes the screen's size for its inside, the border past the edges): kept so.
+        let border = 2 * u32::from(g.border_width);
+        let (w, h) = (u32::from(g.width), u32::from(g.height));
+        let old = (u32::from(old.0), u32::from(old.1));
+        let border = if (w + border, h + border) == old {
+            border
+        } else if (w, h) == old {
+            0
+        } else {
+            continue;
+        };
+        if (g.x, g.y) != (0, 0) {
+            continue;
+        }
+        let inner = |v: u16| (u32::from(v).saturating_sub(border)).max(1);
+        let aux = ConfigureWindowAux::new()
+            .width(inner(new.0))
+            .height(inner(new.1));
+        if let Ok(cookie) = conn.configure_window(window, &aux) {
+            let _ = cookie.check();
+        }
+    }
+}
+
+/// The modes the screen of `display` has (`GetScreenResources`: all modes the server knows,
+/// on an output or not), for tests: how many a series of resizes left.
+///
+/// # Errors
+/// [`ResizeError`] when the server cannot be reached or has no RandR.
+pub fn screen_mode_count(display: &str) -> Result<usize, ResizeError> {
+    let (conn, root) = connect(display)?;
+    let res = conn
+        .randr_get_screen_resources(root)
+        .map_err(req("GetScreenResources"))?
+        .reply()
+        .map_err(req("GetScreenResources"))?;
+    Ok(res.modes.len())
 }
 
 /// The modes the first output of `display` has (for tests: how many a series of resizes

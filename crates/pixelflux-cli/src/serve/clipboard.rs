@@ -96,8 +96,17 @@ impl Clipboard {
         std::thread::Builder::new()
             .name("pixelflux-clipboard".into())
             .spawn(move || {
-                if let Err(e) = event_loop(&c, window, &a, &o, &tx) {
-                    tracing::warn!("clipboard: {e}");
+                match event_loop(&c, window, &a, &o, &tx) {
+                    // The X server went away: at every normal exit (serve stops its Xvfb
+                    // last), and if it dies, which the capture reports.
+                    Err(
+                        ClipboardError::Connection(e)
+                        | ClipboardError::Reply(x11rb::errors::ReplyError::ConnectionError(e)),
+                    ) => {
+                        tracing::debug!("clipboard: X connection ended: {e}");
+                    }
+                    Err(e) => tracing::warn!("clipboard: {e}"),
+                    Ok(()) => {}
                 }
             })
             .map_err(|e| ClipboardError::Connection(e.into()))?;

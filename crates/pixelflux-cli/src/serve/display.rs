@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
-use pixelflux_xvfb::{terminate, Target, GRACE};
+use pixelflux_xvfb::{die_with_this_thread, terminate, Target, GRACE};
 pub use pixelflux_xvfb::{Xvfb as OwnXvfb, XvfbError as DisplayError};
 
 /// How long [`XHold::connect`] keeps trying while the X server resets.
@@ -64,18 +64,22 @@ pub struct AppChild {
 }
 
 impl AppChild {
-    /// Runs `argv` with `DISPLAY` set to `display`.
+    /// Runs `argv` with `DISPLAY` set to `display`. It gets SIGTERM when the calling thread
+    /// ends, even by SIGKILL of `serve` ([`die_with_this_thread`]): call it from the main
+    /// thread.
     pub fn spawn(argv: &[String], display: &str) -> std::io::Result<Self> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "empty command"))?;
         // A process group of its own, so a shell and whatever it started go away together.
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .env("DISPLAY", display)
             .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        die_with_this_thread(&mut command);
+        let child = command.spawn()?;
         let (pid, on) = (child.id(), display.to_string());
         tracing::info!("started {program:?} (pid {pid}) on {on}");
         Ok(Self {

@@ -66,7 +66,8 @@ pub struct ServeArgs {
     pub new_display: bool,
     /// Screen size of the Xvfb started when there is no X display (or with --new-display),
     /// WxH from 64x64 to 3840x2160. Without it the private screen starts at 1280x720 and
-    /// follows the size of the page's window.
+    /// follows the size of the page's window; with --region it is fixed, large enough for the
+    /// region (at least 1280x720).
     #[arg(long, value_parser = private_screen_size, conflicts_with_all = ["display", "scene"])]
     pub size: Option<RegionArg>,
     /// Do not refresh stripes that stopped changing with a lossless still (PNG); the picture
@@ -164,20 +165,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         && options.display.is_none()
         && (env_display.is_none() || args.new_display)
     {
-        let started = match args.size {
-            Some(size) => OwnXvfb::start(size.width, size.height),
+        // Started (and tied: it goes with serve, even on SIGKILL) from this, the main,
+        // thread: `PR_SET_PDEATHSIG` follows the spawning thread.
+        let fixed = fixed_size(args.size, options.region);
+        let started = match fixed {
+            Some((width, height)) => OwnXvfb::start_tied(width, height, None),
             // Resizable up to the limit a page may ask for (docs/serve.md, "Resize").
-            None => OwnXvfb::start_resizable(
-                DEFAULT_SIZE.0,
-                DEFAULT_SIZE.1,
-                resize::MAX_SIZE.0,
-                resize::MAX_SIZE.1,
-            ),
+            None => OwnXvfb::start_tied(DEFAULT_SIZE.0, DEFAULT_SIZE.1, Some(resize::MAX_SIZE)),
         };
         match started {
             Ok(xvfb) => {
                 options.display = Some(xvfb.display().to_owned());
-                resizable = args.size.is_none();
+                resizable = fixed.is_none();
                 own_xvfb = Some(xvfb);
             }
             Err(DisplayError::NotInstalled) => {
@@ -255,7 +254,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         !args.no_paint_over,
         !args.no_scroll_detection,
         resizable,
-        &mut app,
+        Supervised {
+            app: &mut app,
+            xvfb: &mut own_xvfb,
+        },
     ));
     // Dropping a runtime waits for its blocking tasks without bound; a screen-size query to
     // an X server that stopped answering never returns, so bound the wait.
@@ -276,17 +278,57 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     result.map(|_| ())
 }
 
-/// The terminal a private display gets when no command is given: xterm filling the screen,
-/// or `None` when xterm is not installed.
+/// The private display's fixed size, or `None` when it follows the page: `--size`, else with
+/// `--region` a screen that holds the region (at least the default size), so that no page
+/// can shrink the screen under the region captured.
+fn fixed_size(size: Option<RegionArg>, region: Option<RegionArg>) -> Option<(u32, u32)> {
+    if let Some(size) = size {
+        return Some((size.width, size.height));
+    }
+    let region = region?;
+    let end = |at: i32, len: u32| u32::try_from(at).unwrap_or(0).saturating_add(len);
+    Some((
+        end(region.x, region.width).max(DEFAULT_SIZE.0),
+        end(region.y, region.height).max(DEFAULT_SIZE.1),
+    ))
+}
+
+/// xterm's key bindings for the clipboard, as terminals on desktops have them: Ctrl+Shift+C
+/// copies the selected text to the CLIPBOARD (which the page's clipboard gets), Ctrl+Shift+V
+/// pastes the CLIPBOARD (which the page's clipboard sets). The `\n` separate the bindings
+/// (resource-file syntax); `#override` keeps xterm's others.
+const XTERM_CLIPBOARD_KEYS: &str = "XTerm*VT100.translations: #override \\n\
+     Ctrl Shift <Key>C: copy-selection(CLIPBOARD) \\n\
+     Ctrl Shift <Key>V: insert-selection(CLIPBOARD)";
+
+/// The terminal a private display gets when no command is given: xterm filling the screen
+/// (and following it: see `pixelflux_xvfb::set_screen_size`), with the clipboard keys, or
+/// `None` when xterm is not installed.
 fn terminal_command() -> Option<Vec<String>> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .any(|dir| dir.join("xterm").is_file())
         .then(|| {
-            ["xterm", "-maximized", "-fa", "Monospace", "-fs", "11"]
-                .map(String::from)
-                .to_vec()
+            [
+                "xterm",
+                "-maximized",
+                "-fa",
+                "Monospace",
+                "-fs",
+                "11",
+                "-xrm",
+                XTERM_CLIPBOARD_KEYS,
+            ]
+            .map(String::from)
+            .to_vec()
         })
+}
+
+/// The processes `serve` started and watches: the command (or terminal), and the private
+/// Xvfb it runs in. Serving stops when either ends.
+struct Supervised<'a> {
+    app: &'a mut Option<AppChild>,
+    xvfb: &'a mut Option<OwnXvfb>,
 }
 
 /// Who may connect and control, from the options.
@@ -404,8 +446,8 @@ fn openable(addr: SocketAddr) -> Vec<SocketAddr> {
     out
 }
 
-/// Serves until a signal, a capture failure or the end of `app`; returns `app`'s exit
-/// status when that is what ended it.
+/// Serves until a signal, a capture failure, or the end of the supervised app or private
+/// Xvfb (an error); returns the app's exit status when that is what ended it.
 async fn serve(
     listen: SocketAddr,
     access: Access,
@@ -413,7 +455,7 @@ async fn serve(
     paint_over: bool,
     scroll_detection: bool,
     resizable: bool,
-    app: &mut Option<AppChild>,
+    supervised: Supervised<'_>,
 ) -> anyhow::Result<Option<std::process::ExitStatus>> {
     let (mut settings, spec) = options.resolve()?;
     settings.wire_format = WireFormat::Tagged;
@@ -604,7 +646,16 @@ async fn serve(
                 Err(e) => tracing::warn!("cannot change the frame rate: {e}"),
             }
         }
-        if let Some(child) = app.as_mut() {
+        // The private X server first: when it dies, the app dies of it a moment later.
+        if let Some(xvfb) = supervised.xvfb.as_mut() {
+            if let Some(status) = xvfb.exited() {
+                let name = xvfb.display().to_owned();
+                break Err(anyhow::anyhow!(
+                    "the private X server (Xvfb {name}) exited ({status}): stopping"
+                ));
+            }
+        }
+        if let Some(child) = supervised.app.as_mut() {
             if let Some(status) = child.exited() {
                 tracing::info!("{} exited ({status}): stopping", child.name());
                 exit_status = Some(status);

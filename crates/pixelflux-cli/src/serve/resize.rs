@@ -4,7 +4,8 @@
 //! follows the screen by itself (the core reads RandR's `ConfigureNotify`) and the hub sends
 //! every viewer a new hello before the first stripe of the new size.
 //!
-//! Only on the Xvfb `serve` started itself without `--size` (never a user's display); the
+//! Only on the Xvfb `serve` started itself without `--size` or `--region` (never a user's
+//! display; with `--region` the screen is fixed, so no page can shrink it under the region); the
 //! size is clamped to [`MIN_SIZE`]..=[`MAX_SIZE`] and rounded down to the codec's alignment
 //! (H.264: even); with several pages the last request wins; one resize runs at a time.
 
