@@ -139,10 +139,21 @@ pub async fn serve(
                 tokio::spawn(serve_connection(io, app, limits, stop));
             }
             Some(acceptor) => {
-                let handshake = acceptor.accept(io);
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let handshake = async {
+                        // Plain HTTP to an HTTPS port: say so instead of closing silently.
+                        if !starts_with_tls(&io.inner).await? {
+                            answer_plain_http(io).await?;
+                            return Ok(None);
+                        }
+                        acceptor.accept(io).await.map(Some)
+                    };
                     match tokio::time::timeout(limits.header_timeout, handshake).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, limits, stop).await,
+                        Ok(Ok(Some(stream))) => serve_connection(stream, app, limits, stop).await,
+                        Ok(Ok(None)) => {
+                            tracing::debug!("plain HTTP on the HTTPS port: answered 400")
+                        }
                         Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(
                             "TLS handshake not complete within {:?}: closed",
@@ -188,6 +199,61 @@ async fn answer_busy<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> io::Re
     let mut sink = [0u8; 1024];
     while socket.read(&mut sink).await? > 0 {}
     Ok(())
+}
+
+/// Whether the first byte a client sent opens a TLS handshake record (0x16). Waits for it.
+async fn starts_with_tls(socket: &TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    let n = socket.peek(&mut first).await?;
+    Ok(n == 0 || first[0] == 0x16)
+}
+
+/// Longest request head read from a plain-HTTP client on the HTTPS port.
+const PLAIN_HEAD_MAX: usize = 8192;
+
+/// Answers a plain-HTTP request on the HTTPS port with `400` and the `https://` address (from
+/// its `Host` header when that is a plain host name), then closes.
+async fn answer_plain_http<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while head.len() < PLAIN_HEAD_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let body = match plain_host(&head) {
+        Some(host) => format!("this server speaks HTTPS: https://{host}/\n"),
+        None => "this server speaks HTTPS: use https:// with the same address\n".to_string(),
+    };
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(answer.as_bytes()).await?;
+    socket.shutdown().await?;
+    while socket.read(&mut chunk).await? > 0 {}
+    Ok(())
+}
+
+/// The `Host` header of a request head, if it is only host-name characters (it is echoed).
+fn plain_host(head: &[u8]) -> Option<String> {
+    let head = std::str::from_utf8(head).ok()?;
+    let host = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| value.trim())
+    })?;
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    ok.then(|| host.to_string())
 }
 
 /// One HTTP/1.1 connection (and, after an upgrade, its WebSocket). Generic over the socket so
@@ -302,6 +368,37 @@ mod tests {
             .nth(1)
             .unwrap_or_default()
             .to_string()
+    }
+
+    #[tokio::test]
+    async fn plain_http_to_the_https_port_is_told_to_use_https() {
+        let (addr, client) = https(Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /?token=x HTTP/1.1\r\nHost: example.test:8443\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_until_closed(&mut s)
+            .await
+            .expect("an answer, then close");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(
+            out.contains("this server speaks HTTPS: https://example.test:8443/"),
+            "{out}"
+        );
+        // A Host that is not a plain name is not echoed.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_until_closed(&mut s)
+            .await
+            .expect("an answer, then close");
+        assert!(
+            out.contains("use https://") && !out.contains("<script>"),
+            "{out}"
+        );
+        // HTTPS still works on the same port.
+        assert_eq!(get_status(addr, &client).await, "200");
     }
 
     #[tokio::test]
