@@ -31,7 +31,8 @@ use super::limits::Limits;
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
 Content-Type: text/plain\r\nContent-Length: 29\r\n\r\ntoo many connections, retry\r\n";
 
-/// Connections over the cap being answered `503` at once (beyond that they are just closed).
+/// Connections over the cap being answered `503` while reading their request (beyond that
+/// they get the `503` written at once, without waiting, and are closed).
 const BUSY_ANSWERS: usize = 16;
 
 /// How long a `503` answer may take, reading the request so closing does not reset it.
@@ -123,8 +124,14 @@ pub async fn serve(
                 "connection limit ({}) reached: refusing a connection",
                 limits.max_connections
             );
-            if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
-                tokio::spawn(refuse_busy(socket, tls.clone(), permit));
+            match Arc::clone(&busy).try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(refuse_busy(socket, tls.clone(), permit));
+                }
+                // Connections that send nothing hold every lingering answer: answer this one
+                // without waiting (plain HTTP; a TLS client just sees the close).
+                Err(_) if tls.is_none() => refuse_busy_now(socket),
+                Err(_) => {}
             }
             continue;
         };
@@ -188,6 +195,17 @@ async fn refuse_busy(socket: TcpStream, tls: Option<TlsAcceptor>, _permit: Owned
         }
     })
     .await;
+}
+
+/// Writes `503` if the socket has room (a fresh one has), reads what already arrived (so the
+/// close is a FIN, not a reset that could discard the answer) and closes; never waits.
+fn refuse_busy_now(socket: TcpStream) {
+    let _ = socket.try_write(BUSY);
+    let mut sink = [0u8; 4096];
+    while matches!(socket.try_read(&mut sink), Ok(n) if n > 0) {}
+    if let Ok(std) = socket.into_std() {
+        let _ = std.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Writes `503` and closes. The request is read (and dropped) first: closing a socket with
@@ -399,6 +417,48 @@ mod tests {
         );
         // HTTPS still works on the same port.
         assert_eq!(get_status(addr, &client).await, "200");
+    }
+
+    #[tokio::test]
+    async fn over_the_cap_with_every_lingering_answer_held_a_request_still_gets_503() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "hello" }));
+        let limits = Limits {
+            max_connections: 2,
+            header_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            None,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        // Idle connections: two hold the slots, more hold every lingering `503` answer.
+        let mut idle = Vec::new();
+        for _ in 0..(2 + BUSY_ANSWERS + 8) {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..5 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let read = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+                .await
+                .expect("closed by the deadline");
+            let out = String::from_utf8_lossy(&out);
+            assert!(
+                out.starts_with("HTTP/1.1 503 "),
+                "{read:?}: {out:?} (a reset or an empty answer)"
+            );
+        }
+        drop(idle);
     }
 
     #[tokio::test]
