@@ -1175,6 +1175,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_viewer_flooding_refreshes_costs_the_others_one_refresh_a_second() {
+        let srv = server(None).await;
+        let mut other = connect(srv.addr, "").await.unwrap();
+        assert!(recv(&mut other).await.is_text()); // hello
+        let mut flooder = connect(srv.addr, "").await.unwrap();
+        assert!(recv(&mut flooder).await.is_text());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let t0 = Instant::now();
+        let before = srv.refreshes.load(Ordering::SeqCst);
+        // 2.5 s of refresh requests and hidden/shown flips every 10 ms, and a new connection
+        // every 250 ms.
+        let mut joined = Vec::new();
+        for i in 0..250 {
+            let msg = match i % 3 {
+                0 => r#"{"type":"refresh"}"#,
+                1 => r#"{"type":"visibility","hidden":true}"#,
+                _ => r#"{"type":"visibility","hidden":false}"#,
+            };
+            flooder.send(tungstenite::Message::text(msg)).await.unwrap();
+            if i % 25 == 0 {
+                joined.push(connect(srv.addr, "").await.unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = t0.elapsed();
+        let made = srv.refreshes.load(Ordering::SeqCst) - before;
+        let most = usize::try_from(took.as_secs()).unwrap_or(usize::MAX) + 2;
+        assert!(made >= 1 && made <= most, "{made} refreshes in {took:?}");
+        drop(joined);
+    }
+
+    #[tokio::test]
     async fn connections_over_the_cap_get_503_and_slots_come_back() {
         let limits = Limits {
             max_connections: 3,
