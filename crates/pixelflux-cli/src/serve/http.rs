@@ -133,7 +133,7 @@ pub fn parse_client_message(msg: &Message) -> Result<Option<ClientMessage>, BadM
                 let paste = parsed.as_ref().ok().and_then(|v| {
                     (v.get("type")? == "clipboard").then(|| v.get("text")?.as_str())?
                 });
-                if !paste.is_some_and(|t| t.len() <= MAX_CLIPBOARD) {
+                if paste.is_none_or(|t| t.len() > MAX_CLIPBOARD) {
                     return Err(BadMessage::TooLarge(text.len()));
                 }
             }
