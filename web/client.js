@@ -604,12 +604,21 @@
       if (typeof ev.data === 'string') onText(ev.data);
       else onBinary(new Uint8Array(ev.data));
     };
-    socket.onclose = () => {
+    socket.onclose = (ev) => {
       if (ws === socket) state.connected = false;
       clearInterval(pingTimer);
       closeDecoders();
       if (ws !== socket) return;
       ws = null;
+      // The server's command exited: nothing to reconnect to (a restart or a network drop
+      // closes with another reason, or none, and the page reconnects).
+      if (ev.code === 1001 && ev.reason === 'session ended') {
+        state.ended = true;
+        canvas.classList.add('disconnected');
+        overlay.classList.remove('hidden');
+        overlay.textContent = 'the session has ended';
+        return;
+      }
       const wait = backoff;
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
       // A countdown until the next try.

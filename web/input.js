@@ -46,7 +46,12 @@
   // Browser shortcuts left to the browser: fullscreen and developer tools.
   const PASS_THROUGH = new Set(['F11', 'F12']);
 
-  const MAX_MESSAGE = 4096; // the server closes a connection that sends more
+  // A paste of up to MAX_PASTE bytes of text (serve's MAX_CLIPBOARD), at most
+  // MAX_PASTE_MESSAGE bytes as JSON (serve's MAX_PASTE_MESSAGE); the server closes a
+  // connection that sends more, so a larger paste is refused here, with a notice.
+  const MAX_PASTE = 256 * 1024;
+  const MAX_PASTE_MESSAGE = 2 * MAX_PASTE;
+  const NOTICE_MS = 6000;
   const input = {
     control: false, sent: 0, held: new Map(), clipboard: null, pasteTooLarge: 0,
     cursor: null, // { w, h, x, y, css } of the X pointer, once the server sent one
@@ -143,21 +148,48 @@
     deferred = null;
     if (q) for (const m of q) send(m);
   }
+  // The paste key's messages, dropped with a refused paste (the application would paste the
+  // previous clipboard instead); its release is then not sent either.
+  function dropKeys() {
+    const q = deferred;
+    deferred = null;
+    if (q) for (const m of q) if (m.type === 'key' && m.down) input.held.delete(m.code || m.key);
+  }
+  // A notice shown in the page for a few seconds (e.g. a paste that was not sent).
+  let noticeTimer = null;
+  function notify(text) {
+    let el = document.getElementById('notice');
+    if (!el) {
+      el = document.createElement('div');
+      el.id = 'notice';
+      el.setAttribute('role', 'alert');
+      document.body.appendChild(el);
+    }
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { el.hidden = true; }, NOTICE_MS);
+  }
+  // Sends a paste; false (and a notice) when it is too large to send.
   function sendClipboard(text) {
     const msg = { type: 'clipboard', text };
-    if (new TextEncoder().encode(JSON.stringify(msg)).length > MAX_MESSAGE) {
+    const enc = new TextEncoder();
+    const bytes = enc.encode(text).length;
+    if (bytes > MAX_PASTE || enc.encode(JSON.stringify(msg)).length > MAX_PASTE_MESSAGE) {
       input.pasteTooLarge++;
-      console.warn(`pixelflux: pasted text over ${MAX_MESSAGE} bytes not sent`);
-      return;
+      const kib = (n) => `${Math.ceil(n / 1024)} KiB`;
+      notify(`Paste not sent: ${kib(bytes)} of text is over the ${kib(MAX_PASTE)} limit.`);
+      return false;
     }
     send(msg);
+    return true;
   }
   document.addEventListener('paste', (ev) => {
     if (!input.control) return;
     ev.preventDefault();
     const text = ev.clipboardData ? ev.clipboardData.getData('text/plain') : '';
-    if (text) sendClipboard(text);
-    flushKeys();
+    if (text && !sendClipboard(text)) dropKeys();
+    else flushKeys();
   });
   const isPaste = (ev) => ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === 'v') ||
     (ev.shiftKey && ev.key === 'Insert');

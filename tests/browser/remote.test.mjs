@@ -303,6 +303,75 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
     });
   });
 
+  test('a paste over the limit is refused with a visible notice and its key is not sent; 100 KiB pastes', async () => {
+    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const env = { ...headless(), DISPLAY: (await server.waitForStderr(/started Xvfb (:\d+)/))[1] };
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
+      await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+      const xClipboard = () => spawnSync('xclip', ['-o', '-selection', 'clipboard'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
+      const paste = async (text) => {
+        await page.evaluate((t) => navigator.clipboard.writeText(t), text);
+        await page.focus('#screen');
+        const before = await page.evaluate(() => window.pixelflux.input.sent);
+        await page.keyboard.press('Control+V');
+        await sleep(500);
+        return (await page.evaluate(() => window.pixelflux.input.sent)) - before;
+      };
+      // 100 KiB (over the old 4 KiB limit) arrives whole.
+      const medium = `${'0123456789abcdef'.repeat(6400)}${Date.now()}`;
+      assert.equal(await paste(medium), 5, 'Control down, the paste, V down and up, Control up');
+      const t0 = Date.now();
+      while (xClipboard() !== medium && Date.now() - t0 < 10000) await sleep(100);
+      assert.equal(xClipboard(), medium, 'the X clipboard holds the 100 KiB paste');
+      // 300 KiB: refused, shown in the page, and the V key is not sent (the application
+      // would paste the previous clipboard): only Control's press and release went out.
+      const huge = 'x'.repeat(300 * 1024);
+      assert.equal(await paste(huge), 2, 'only Control went out');
+      assert.equal(await page.evaluate(() => window.pixelflux.input.pasteTooLarge), 1);
+      const notice = page.locator('#notice');
+      assert.equal(await notice.isVisible(), true, 'a notice is shown');
+      assert.match(await notice.textContent(), /Paste not sent: 300 KiB of text is over the 256 KiB limit/);
+      assert.equal(xClipboard(), medium, 'the X clipboard is unchanged');
+      // The connection stayed up (the page did not send what the server would close it for).
+      assert.equal(await page.evaluate(() => window.pixelflux.connects), 1);
+      await page.close();
+    });
+  });
+
+  test('when the command exits the page says the session has ended and stops reconnecting', async () => {
+    await withServe(['--size', '320x240', '--', 'sleep', '4'], async (server) => {
+      const { page } = await openPage(server.url);
+      await page.waitForFunction(() => window.pixelflux.ended === true, null, { timeout: 20000 });
+      assert.equal(await page.locator('#overlay').textContent(), 'the session has ended');
+      assert.equal(await page.locator('#overlay').isVisible(), true);
+      await sleep(3000);
+      assert.equal(await page.evaluate(() => window.pixelflux.connects), 1, 'no reconnect');
+      assert.equal(await page.locator('#overlay').textContent(), 'the session has ended');
+      await page.close();
+    });
+  });
+
+  test('the figures badge is clear of the first text line and the full-screen icon is drawn', async () => {
+    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+      await page.goto(server.url);
+      await waitForFullPicture(page);
+      const r = await page.evaluate(() => {
+        const box = (el) => el.getBoundingClientRect().toJSON();
+        return {
+          overlay: box(document.getElementById('overlay')),
+          icon: box(document.querySelector('#fullscreen svg')),
+          path: document.querySelector('#fullscreen svg path').getTotalLength(),
+        };
+      });
+      // Top right, under the buttons: not over the top-left corner where a terminal starts.
+      assert.ok(r.overlay.top >= 28 && r.overlay.left > 500, JSON.stringify(r.overlay));
+      assert.ok(r.icon.width >= 10 && r.icon.height >= 10 && r.path > 20, JSON.stringify(r));
+      await page.close();
+    });
+  });
+
   test('the browser draws the X pointer: its shape follows the window under it; --cursor burns it in instead', async () => {
     await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '40x10+0+0'], async (server) => {
       const { page, errors } = await openPage(server.url);

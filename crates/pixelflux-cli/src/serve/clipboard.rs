@@ -19,7 +19,7 @@ use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
 
 /// Largest clipboard text passed either way, in bytes (more is dropped, with a log line).
-pub const MAX_CLIPBOARD: usize = 64 * 1024;
+pub const MAX_CLIPBOARD: usize = 256 * 1024;
 
 /// Why the clipboard bridge could not start.
 #[derive(Debug, thiserror::Error)]

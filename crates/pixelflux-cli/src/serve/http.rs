@@ -16,6 +16,7 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
+use super::clipboard::MAX_CLIPBOARD;
 use super::hub::{epoch_ms, Hub};
 use super::input::{InputEvent, KeyEvent, PointerEvent, WheelEvent};
 use super::limits::{Limits, PingBudget};
@@ -27,8 +28,13 @@ const INPUT_JS: &str = include_str!("../../../../web/input.js");
 const YUV_JS: &str = include_str!("../../../../web/yuv.js");
 const YUV_WORKER_JS: &str = include_str!("../../../../web/yuv-worker.js");
 
-/// Largest message a client may send; anything bigger closes its connection.
+/// Largest message a client may send, except a paste; anything bigger closes its connection.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
+
+/// Largest paste message (`{"type":"clipboard","text":...}` as JSON), room for
+/// [`MAX_CLIPBOARD`] bytes of text with some escaping; its text must also be at most
+/// [`MAX_CLIPBOARD`] bytes. The page refuses larger pastes itself (with a notice).
+pub const MAX_PASTE_MESSAGE: usize = 2 * MAX_CLIPBOARD;
 
 /// A client may ask for a full refresh at most this often (each one re-encodes everything).
 const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
@@ -101,8 +107,9 @@ impl ClientMessage {
 /// Why a client message was refused (the connection is then closed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadMessage {
-    /// Over [`MAX_CLIENT_MESSAGE`] bytes.
-    #[error("message of {0} bytes is over the {MAX_CLIENT_MESSAGE}-byte limit")]
+    /// Over [`MAX_CLIENT_MESSAGE`] bytes (a paste: over [`MAX_PASTE_MESSAGE`], or its text
+    /// over [`MAX_CLIPBOARD`]).
+    #[error("message of {0} bytes is over the size limit ({MAX_CLIENT_MESSAGE} bytes, a paste {MAX_CLIPBOARD} bytes of text)")]
     TooLarge(usize),
     /// Binary data: clients speak JSON text only.
     #[error("binary messages are not accepted")]
@@ -117,11 +124,20 @@ pub enum BadMessage {
 pub fn parse_client_message(msg: &Message) -> Result<Option<ClientMessage>, BadMessage> {
     match msg {
         Message::Text(text) => {
-            if text.len() > MAX_CLIENT_MESSAGE {
+            if text.len() > MAX_PASTE_MESSAGE {
                 return Err(BadMessage::TooLarge(text.len()));
             }
-            let value: serde_json::Value = serde_json::from_str(text.as_str())
-                .map_err(|e| BadMessage::Invalid(e.to_string()))?;
+            let parsed = serde_json::from_str::<serde_json::Value>(text.as_str());
+            // Only a paste may be longer than MAX_CLIENT_MESSAGE.
+            if text.len() > MAX_CLIENT_MESSAGE {
+                let paste = parsed.as_ref().ok().and_then(|v| {
+                    (v.get("type")? == "clipboard").then(|| v.get("text")?.as_str())?
+                });
+                if paste.is_none_or(|t| t.len() > MAX_CLIPBOARD) {
+                    return Err(BadMessage::TooLarge(text.len()));
+                }
+            }
+            let value = parsed.map_err(|e| BadMessage::Invalid(e.to_string()))?;
             // Objects only: serde would also take `["refresh"]` for a tagged enum.
             if !value.is_object() {
                 return Err(BadMessage::Invalid("not a JSON object".into()));
@@ -302,8 +318,8 @@ async fn stream(
         return (StatusCode::FORBIDDEN, "foreign origin\n").into_response();
     }
     upgrade
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .max_message_size(MAX_PASTE_MESSAGE)
+        .max_frame_size(MAX_PASTE_MESSAGE)
         // tungstenite requires it above its 128 KiB write buffer.
         .max_write_buffer_size(st.limits.max_write_buffer.max(256 << 10))
         .on_upgrade(move |socket| viewer_session(st, socket, role))
@@ -365,7 +381,7 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
             let msg = tokio::select! {
                 msg = viewer.next() => match msg {
                     Some(msg) => msg,
-                    None => return Some(close_frame(close_code::AWAY, "server shutting down")),
+                    None => return Some(close_frame(close_code::AWAY, st.hub.close_reason())),
                 },
                 _ = keepalive.tick() => {
                     let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
@@ -543,6 +559,32 @@ mod tests {
             parse_client_message(&text(&big)),
             Err(BadMessage::TooLarge(_))
         ));
+        // A paste may be larger: up to MAX_CLIPBOARD bytes of text, escaped as JSON.
+        let paste = |t: &str| serde_json::json!({"type": "clipboard", "text": t}).to_string();
+        let most = "é\n\"".repeat(MAX_CLIPBOARD / 4);
+        assert_eq!(
+            parse_client_message(&text(&paste(&most))),
+            Ok(Some(ClientMessage::Clipboard { text: most }))
+        );
+        for over in [
+            "x".repeat(MAX_CLIPBOARD + 1),
+            "\"".repeat(MAX_PASTE_MESSAGE / 2),
+        ] {
+            assert!(matches!(
+                parse_client_message(&text(&paste(&over))),
+                Err(BadMessage::TooLarge(_))
+            ));
+        }
+        // Not a paste (type or text wrong) over MAX_CLIENT_MESSAGE: too large.
+        for not_paste in [
+            serde_json::json!({"type": "clipboard", "text": 5, "pad": "x".repeat(5000)}),
+            serde_json::json!({"type": "key", "text": "x".repeat(5000)}),
+        ] {
+            assert!(matches!(
+                parse_client_message(&text(&not_paste.to_string())),
+                Err(BadMessage::TooLarge(_))
+            ));
+        }
         assert_eq!(
             parse_client_message(&Message::Binary(vec![1u8, 2, 3].into())),
             Err(BadMessage::Binary)
@@ -1130,6 +1172,38 @@ mod tests {
         );
         // Closed, perhaps after a 408; never a page.
         assert!(!String::from_utf8_lossy(&out).contains("200 OK"));
+    }
+
+    #[tokio::test]
+    async fn one_viewer_flooding_refreshes_costs_the_others_one_refresh_a_second() {
+        let srv = server(None).await;
+        let mut other = connect(srv.addr, "").await.unwrap();
+        assert!(recv(&mut other).await.is_text()); // hello
+        let mut flooder = connect(srv.addr, "").await.unwrap();
+        assert!(recv(&mut flooder).await.is_text());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let t0 = Instant::now();
+        let before = srv.refreshes.load(Ordering::SeqCst);
+        // 2.5 s of refresh requests and hidden/shown flips every 10 ms, and a new connection
+        // every 250 ms.
+        let mut joined = Vec::new();
+        for i in 0..250 {
+            let msg = match i % 3 {
+                0 => r#"{"type":"refresh"}"#,
+                1 => r#"{"type":"visibility","hidden":true}"#,
+                _ => r#"{"type":"visibility","hidden":false}"#,
+            };
+            flooder.send(tungstenite::Message::text(msg)).await.unwrap();
+            if i % 25 == 0 {
+                joined.push(connect(srv.addr, "").await.unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = t0.elapsed();
+        let made = srv.refreshes.load(Ordering::SeqCst) - before;
+        let most = usize::try_from(took.as_secs()).unwrap_or(usize::MAX) + 2;
+        assert!(made >= 1 && made <= most, "{made} refreshes in {took:?}");
+        drop(joined);
     }
 
     #[tokio::test]

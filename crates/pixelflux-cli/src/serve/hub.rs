@@ -33,6 +33,11 @@ pub struct HubConfig {
     /// Messages a viewer may have waiting before it is dropped to a resync (at least twice a
     /// full frame's stripes and notes).
     pub max_queue_messages: usize,
+    /// Full refreshes of the capture (every stripe re-encoded, H.264 as IDRs, sent to every
+    /// viewer) happen at most once per this interval, whoever asks: requests in between are
+    /// coalesced into one at the interval's end. One viewer (or many connections) asking
+    /// again and again therefore cannot make the stream heavy for the others.
+    pub min_refresh_interval: std::time::Duration,
 }
 
 impl Default for HubConfig {
@@ -41,6 +46,7 @@ impl Default for HubConfig {
             // A few full 1080p JPEG refreshes; enough to ride out a short network hiccup.
             max_queue_bytes: 8 << 20,
             max_queue_messages: 2048,
+            min_refresh_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -176,10 +182,28 @@ struct Budget {
     messages: usize,
 }
 
+/// Close reason when the session is over (its command exited): the page stops reconnecting.
+pub const SESSION_ENDED: &str = "session ended";
+
+/// Close reason when `serve` stops for another cause (a signal: maybe a restart); the page
+/// reconnects.
+pub const SHUTTING_DOWN: &str = "server shutting down";
+
+/// The shared refresh budget (see [`HubConfig::min_refresh_interval`]).
+#[derive(Debug, Default)]
+struct RefreshGate {
+    last: Option<tokio::time::Instant>,
+    scheduled: bool,
+}
+
 /// The fan-out point between one capture and its viewers.
 pub struct Hub {
     config: HubConfig,
     refresher: Box<dyn Fn() + Send + Sync>,
+    /// When the capture was last asked for a refresh, and whether one is scheduled.
+    refresh_gate: Mutex<RefreshGate>,
+    /// The close frame's reason when the hub closes its viewers.
+    close_reason: Mutex<&'static str>,
     inner: Mutex<Inner>,
     /// Stripes published so far (for logs and tests).
     published: AtomicU64,
@@ -192,6 +216,8 @@ impl Hub {
         Arc::new(Self {
             config,
             refresher: Box::new(refresher),
+            refresh_gate: Mutex::new(RefreshGate::default()),
+            close_reason: Mutex::new(SHUTTING_DOWN),
             inner: Mutex::new(Inner {
                 viewers: Vec::new(),
                 hello: None,
@@ -327,13 +353,54 @@ impl Hub {
             inner.viewers.push((id, Arc::clone(&shared)));
             id
         };
-        (self.refresher)();
+        self.request_refresh();
         tracing::info!(viewers = self.viewer_count(), "viewer {id} joined");
         Viewer {
             id,
             shared,
             hub: Arc::clone(self),
         }
+    }
+
+    /// Asks the capture for a full refresh, within the shared budget: at once if the last one
+    /// was at least [`HubConfig::min_refresh_interval`] ago, else once at the end of that
+    /// interval (however many ask meanwhile).
+    pub fn request_refresh(self: &Arc<Self>) {
+        let interval = self.config.min_refresh_interval;
+        let now = tokio::time::Instant::now();
+        let mut gate = self.refresh_gate.lock().unwrap_or_else(|e| e.into_inner());
+        if gate.scheduled {
+            return;
+        }
+        let due = gate.last.map(|t| t + interval).filter(|due| *due > now);
+        let runtime = tokio::runtime::Handle::try_current();
+        match (due, runtime) {
+            (Some(due), Ok(runtime)) => {
+                gate.scheduled = true;
+                let hub = Arc::clone(self);
+                runtime.spawn(async move {
+                    tokio::time::sleep_until(due).await;
+                    {
+                        let mut gate = hub.refresh_gate.lock().unwrap_or_else(|e| e.into_inner());
+                        gate.scheduled = false;
+                        gate.last = Some(tokio::time::Instant::now());
+                    }
+                    (hub.refresher)();
+                });
+            }
+            // Too soon, outside a runtime (nothing can wait): dropped.
+            (Some(_), Err(_)) => {}
+            (None, _) => {
+                gate.last = Some(now);
+                drop(gate);
+                (self.refresher)();
+            }
+        }
+    }
+
+    /// Why the hub closed its viewers ([`SHUTTING_DOWN`] until [`Hub::close_all`] says).
+    pub fn close_reason(&self) -> &'static str {
+        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Viewers connected now.
@@ -356,8 +423,11 @@ impl Hub {
         self.published.load(Ordering::Relaxed)
     }
 
-    /// Ends every viewer's stream: their writers get `None` and close the connection.
-    pub fn close_all(&self) {
+    /// Ends every viewer's stream: their writers get `None` and close the connection with
+    /// close code 1001 and `reason` (see [`Hub::close_reason`]): [`SESSION_ENDED`] tells the
+    /// page not to reconnect, [`SHUTTING_DOWN`] lets it reconnect (a restart).
+    pub fn close_all(&self, reason: &'static str) {
+        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
         let inner = self.lock();
         for (_, viewer) in &inner.viewers {
             viewer.lock().closed = true;
@@ -417,7 +487,7 @@ impl Viewer {
             };
             if resync {
                 tracing::debug!("viewer {} caught up: full refresh", self.id);
-                (self.hub.refresher)();
+                self.hub.request_refresh();
                 continue;
             }
             notified.await;
@@ -446,7 +516,7 @@ impl Viewer {
 
     /// Asks the capture for a full refresh (the client lost something).
     pub fn request_refresh(&self) {
-        (self.hub.refresher)();
+        self.hub.request_refresh();
     }
 
     /// Counters so far.
@@ -527,7 +597,17 @@ mod tests {
         assert_eq!(json["codec"].as_str().unwrap().parse(), Ok(Codec::H264));
     }
 
+    /// A hub counting its refreshes; with no refresh budget unless `config` is
+    /// [`budgeted`].
     fn hub(config: HubConfig) -> (Arc<Hub>, Arc<AtomicUsize>) {
+        let config = if config.min_refresh_interval == BUDGETED {
+            config
+        } else {
+            HubConfig {
+                min_refresh_interval: Duration::ZERO,
+                ..config
+            }
+        };
         let refreshes = Arc::new(AtomicUsize::new(0));
         let r = Arc::clone(&refreshes);
         let hub = Hub::new(config, move || {
@@ -571,6 +651,48 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The interval the budget tests use.
+    const BUDGETED: Duration = Duration::from_millis(200);
+
+    #[tokio::test]
+    async fn a_flood_of_refresh_requests_costs_other_viewers_one_refresh_per_interval() {
+        let (hub, refreshes) = hub(HubConfig {
+            min_refresh_interval: BUDGETED,
+            ..HubConfig::default()
+        });
+        let t0 = std::time::Instant::now();
+        let _watcher = hub.join();
+        assert_eq!(refreshes.load(Ordering::SeqCst), 1, "the first one at once");
+        let flooder = hub.join();
+        // A request every 2 ms, and a viewer joining every 20 ms, from one client.
+        let mut joined = Vec::new();
+        for i in 0..300 {
+            flooder.request_refresh();
+            if i % 10 == 0 {
+                joined.push(hub.join());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(BUDGETED * 2).await;
+        let n = refreshes.load(Ordering::SeqCst);
+        let most = t0.elapsed().as_millis() / BUDGETED.as_millis() + 1;
+        // At most one per interval: 300 requests and 30 joins made a handful of refreshes.
+        assert!(
+            n >= 2 && n as u128 <= most,
+            "{n} refreshes in {:?}",
+            t0.elapsed()
+        );
+        // A request after a quiet interval is served at once again.
+        tokio::time::sleep(BUDGETED).await;
+        flooder.request_refresh();
+        assert_eq!(refreshes.load(Ordering::SeqCst), n + 1);
+        // One just after it waits for the interval's end, but comes.
+        flooder.request_refresh();
+        assert_eq!(refreshes.load(Ordering::SeqCst), n + 1);
+        tokio::time::sleep(BUDGETED * 2).await;
+        assert_eq!(refreshes.load(Ordering::SeqCst), n + 2);
     }
 
     #[tokio::test]
@@ -617,6 +739,7 @@ mod tests {
         let config = HubConfig {
             max_queue_bytes: 64 * 1024,
             max_queue_messages: 1000,
+            ..HubConfig::default()
         };
         let (hub, refreshes) = hub(config);
         let slow = hub.join();
@@ -655,6 +778,7 @@ mod tests {
         let config = HubConfig {
             max_queue_bytes: 64 * 1024,
             max_queue_messages: 3,
+            ..HubConfig::default()
         };
         let (hub, refreshes) = hub(config);
         hub.set_format(&Hello {
@@ -780,7 +904,8 @@ mod tests {
             Ok(Some(Message::Text(_)))
         ));
         assert!(a.next_timeout(Duration::from_millis(50)).await.is_err());
-        hub.close_all();
+        hub.close_all(SESSION_ENDED);
+        assert_eq!(hub.close_reason(), SESSION_ENDED);
         // Closed: `next` ends at once (a timeout here would mean close_all did nothing).
         assert!(matches!(
             a.next_timeout(Duration::from_secs(5)).await,

@@ -12,7 +12,8 @@
 //! | stripes waiting for a viewer | the hub's queue budget ([`super::hub::HubConfig`]) |
 //! | bytes waiting in the WebSocket write buffer | [`Limits::max_write_buffer`] |
 //! | one message written to a viewer | done within [`Limits::write_timeout`], else the connection is dropped |
-//! | client messages | [`super::http::MAX_CLIENT_MESSAGE`] bytes (close 1009) |
+//! | client messages | [`super::http::MAX_CLIENT_MESSAGE`] bytes; a paste [`super::http::MAX_PASTE_MESSAGE`] with at most [`super::clipboard::MAX_CLIPBOARD`] bytes of text (close 1009) |
+//! | full refreshes of the capture (every viewer gets them) | one per [`super::hub::HubConfig::min_refresh_interval`] for the whole server, coalesced |
 //! | protocol pings from a client | a burst of [`Limits::ping_burst`], then [`Limits::pings_per_second`] (close 1008) |
 //! | a silent viewer | pinged every [`Limits::ping_interval`], closed after [`Limits::idle_timeout`] without a pong (close 1008) |
 

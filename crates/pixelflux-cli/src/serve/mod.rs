@@ -39,8 +39,9 @@ use hub::{Hello, Hub, HubConfig};
 pub struct ServeArgs {
     #[command(flatten)]
     pub options: CaptureOptions,
-    /// Address and port to listen on. Anything but loopback needs a token.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address and port to listen on (`HOST:PORT`; a host name is resolved, its first IPv4
+    /// address preferred). Anything but loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Token the page must present (`?token=`) to watch and control; required off loopback.
     #[arg(long, env = "PIXELFLUX_TOKEN", hide_env_values = true)]
@@ -134,6 +135,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let nonempty = |t: &Option<String>| t.clone().filter(|t| !t.is_empty());
     let token = nonempty(&args.token);
     let view_token = nonempty(&args.view_token);
+    if token.is_some() && token == view_token {
+        bail!(
+            "--token and --view-token are the same: the view-only link would give control. \
+             Pick two different tokens"
+        );
+    }
     if !args.listen.ip().is_loopback() && token.is_none() && view_token.is_none() {
         bail!(
             "listening on {} (not loopback) needs a token: pass --token or set PIXELFLUX_TOKEN",
@@ -300,6 +307,25 @@ fn fixed_size(size: Option<RegionArg>, region: Option<RegionArg>) -> Option<(u32
 const XTERM_CLIPBOARD_KEYS: &str = "XTerm*VT100.translations: #override \\n\
      Ctrl Shift <Key>C: copy-selection(CLIPBOARD) \\n\
      Ctrl Shift <Key>V: insert-selection(CLIPBOARD)";
+
+/// `--listen`: `IP:PORT`, or `HOST:PORT` resolved now (the first IPv4 address, else the
+/// first address). Only that one address is listened on.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s}: expected HOST:PORT or IP:PORT ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s}: the host name has no address"))
+}
 
 /// The terminal a private display gets when no command is given: xterm filling the screen
 /// (and following it: see `pixelflux_xvfb::set_screen_size`), with the clipboard keys, or
@@ -632,9 +658,10 @@ async fn serve(
                 Ok(()) => {
                     if watched {
                         // A page flipping between hidden and shown cannot make the capture
-                        // re-encode everything more than four times a second.
+                        // re-encode everything more than four times a second (and the hub
+                        // allows one full refresh a second overall).
                         if last_resume.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
-                            capture.request_refresh();
+                            hub.request_refresh();
                         }
                         last_resume = Some(std::time::Instant::now());
                         tracing::info!("a viewer is watching: capture resumed");
@@ -678,7 +705,12 @@ async fn serve(
             }
         }
     };
-    hub.close_all();
+    // Pages stop reconnecting when the command ended the session; after a signal they retry.
+    hub.close_all(if exit_status.is_some() {
+        hub::SESSION_ENDED
+    } else {
+        hub::SHUTTING_DOWN
+    });
     tracing::info!("{} stripes published", hub.published());
     let refused = state
         .remote

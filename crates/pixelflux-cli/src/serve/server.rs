@@ -31,7 +31,8 @@ use super::limits::Limits;
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
 Content-Type: text/plain\r\nContent-Length: 29\r\n\r\ntoo many connections, retry\r\n";
 
-/// Connections over the cap being answered `503` at once (beyond that they are just closed).
+/// Connections over the cap being answered `503` while reading their request (beyond that
+/// they get the `503` written at once, without waiting, and are closed).
 const BUSY_ANSWERS: usize = 16;
 
 /// How long a `503` answer may take, reading the request so closing does not reset it.
@@ -123,8 +124,14 @@ pub async fn serve(
                 "connection limit ({}) reached: refusing a connection",
                 limits.max_connections
             );
-            if let Ok(permit) = Arc::clone(&busy).try_acquire_owned() {
-                tokio::spawn(refuse_busy(socket, tls.clone(), permit));
+            match Arc::clone(&busy).try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(refuse_busy(socket, tls.clone(), permit));
+                }
+                // Connections that send nothing hold every lingering answer: answer this one
+                // without waiting (plain HTTP; a TLS client just sees the close).
+                Err(_) if tls.is_none() => refuse_busy_now(socket),
+                Err(_) => {}
             }
             continue;
         };
@@ -139,10 +146,21 @@ pub async fn serve(
                 tokio::spawn(serve_connection(io, app, limits, stop));
             }
             Some(acceptor) => {
-                let handshake = acceptor.accept(io);
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let handshake = async {
+                        // Plain HTTP to an HTTPS port: say so instead of closing silently.
+                        if !starts_with_tls(&io.inner).await? {
+                            answer_plain_http(io).await?;
+                            return Ok(None);
+                        }
+                        acceptor.accept(io).await.map(Some)
+                    };
                     match tokio::time::timeout(limits.header_timeout, handshake).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, limits, stop).await,
+                        Ok(Ok(Some(stream))) => serve_connection(stream, app, limits, stop).await,
+                        Ok(Ok(None)) => {
+                            tracing::debug!("plain HTTP on the HTTPS port: answered 400")
+                        }
                         Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(
                             "TLS handshake not complete within {:?}: closed",
@@ -179,6 +197,17 @@ async fn refuse_busy(socket: TcpStream, tls: Option<TlsAcceptor>, _permit: Owned
     .await;
 }
 
+/// Writes `503` if the socket has room (a fresh one has), reads what already arrived (so the
+/// close is a FIN, not a reset that could discard the answer) and closes; never waits.
+fn refuse_busy_now(socket: TcpStream) {
+    let _ = socket.try_write(BUSY);
+    let mut sink = [0u8; 4096];
+    while matches!(socket.try_read(&mut sink), Ok(n) if n > 0) {}
+    if let Ok(std) = socket.into_std() {
+        let _ = std.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 /// Writes `503` and closes. The request is read (and dropped) first: closing a socket with
 /// unread data resets it, and the client would lose the answer.
 async fn answer_busy<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> io::Result<()> {
@@ -188,6 +217,61 @@ async fn answer_busy<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> io::Re
     let mut sink = [0u8; 1024];
     while socket.read(&mut sink).await? > 0 {}
     Ok(())
+}
+
+/// Whether the first byte a client sent opens a TLS handshake record (0x16). Waits for it.
+async fn starts_with_tls(socket: &TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    let n = socket.peek(&mut first).await?;
+    Ok(n == 0 || first[0] == 0x16)
+}
+
+/// Longest request head read from a plain-HTTP client on the HTTPS port.
+const PLAIN_HEAD_MAX: usize = 8192;
+
+/// Answers a plain-HTTP request on the HTTPS port with `400` and the `https://` address (from
+/// its `Host` header when that is a plain host name), then closes.
+async fn answer_plain_http<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while head.len() < PLAIN_HEAD_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let body = match plain_host(&head) {
+        Some(host) => format!("this server speaks HTTPS: https://{host}/\n"),
+        None => "this server speaks HTTPS: use https:// with the same address\n".to_string(),
+    };
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(answer.as_bytes()).await?;
+    socket.shutdown().await?;
+    while socket.read(&mut chunk).await? > 0 {}
+    Ok(())
+}
+
+/// The `Host` header of a request head, if it is only host-name characters (it is echoed).
+fn plain_host(head: &[u8]) -> Option<String> {
+    let head = std::str::from_utf8(head).ok()?;
+    let host = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| value.trim())
+    })?;
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    ok.then(|| host.to_string())
 }
 
 /// One HTTP/1.1 connection (and, after an upgrade, its WebSocket). Generic over the socket so
@@ -302,6 +386,79 @@ mod tests {
             .nth(1)
             .unwrap_or_default()
             .to_string()
+    }
+
+    #[tokio::test]
+    async fn plain_http_to_the_https_port_is_told_to_use_https() {
+        let (addr, client) = https(Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /?token=x HTTP/1.1\r\nHost: example.test:8443\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_until_closed(&mut s)
+            .await
+            .expect("an answer, then close");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(
+            out.contains("this server speaks HTTPS: https://example.test:8443/"),
+            "{out}"
+        );
+        // A Host that is not a plain name is not echoed.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_until_closed(&mut s)
+            .await
+            .expect("an answer, then close");
+        assert!(
+            out.contains("use https://") && !out.contains("<script>"),
+            "{out}"
+        );
+        // HTTPS still works on the same port.
+        assert_eq!(get_status(addr, &client).await, "200");
+    }
+
+    #[tokio::test]
+    async fn over_the_cap_with_every_lingering_answer_held_a_request_still_gets_503() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "hello" }));
+        let limits = Limits {
+            max_connections: 2,
+            header_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            None,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        // Idle connections: two hold the slots, more hold every lingering `503` answer.
+        let mut idle = Vec::new();
+        for _ in 0..(2 + BUSY_ANSWERS + 8) {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..5 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let read = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+                .await
+                .expect("closed by the deadline");
+            let out = String::from_utf8_lossy(&out);
+            assert!(
+                out.starts_with("HTTP/1.1 503 "),
+                "{read:?}: {out:?} (a reset or an empty answer)"
+            );
+        }
+        drop(idle);
     }
 
     #[tokio::test]
