@@ -8,6 +8,10 @@ use yuv::{BufferStoreMut, YuvConversionMode, YuvPlanarImageMut, YuvRange, YuvSta
 use super::x264::{Chroma, Planes};
 use crate::frame::FrameRef;
 
+/// Pictures converted whole without a copy of the input after one where every row changed
+/// (see [`YuvPlanes::convert_changed`]).
+pub const UNTRACKED_AFTER_FULL_CHANGE: u32 = 8;
+
 /// The colour conversion failed (sizes that do not fit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("colour conversion: {0}")]
@@ -24,6 +28,9 @@ pub struct YuvPlanes {
     /// The last picture [`convert_changed`](Self::convert_changed) converted, packed BGRX
     /// rows; empty when the planes may not match it (none yet, or a plain `convert`).
     previous: Vec<u8>,
+    /// Pictures left to convert whole without keeping a copy, after one where every row
+    /// changed.
+    untracked: u32,
     width: u32,
     height: u32,
     chroma: Chroma,
@@ -41,6 +48,7 @@ impl YuvPlanes {
             v: vec![0; chroma_len],
             scratch: Vec::new(),
             previous: Vec::new(),
+            untracked: 0,
             width,
             height,
             chroma,
@@ -81,9 +89,20 @@ impl YuvPlanes {
     /// converted whole. Empty when no row changed. The planes come out exactly as a whole
     /// conversion would make them: every conversion starts on an even row, and a 4:2:0
     /// chroma sample depends on its own two luma rows only.
+    ///
+    /// When every row changed (motion, a scroll), the next [`UNTRACKED_AFTER_FULL_CHANGE`]
+    /// pictures are converted whole without keeping a copy of the input to compare with, as
+    /// copying every row costs more than converting it (docs/PERFORMANCE.md); the picture
+    /// after them is kept again.
     pub fn convert_changed(&mut self, pixels: FrameRef<'_>) -> Result<Range<u32>, ColorError> {
         self.check_size(pixels)?;
         let (h, row_len) = (self.height, self.width as usize * 4);
+        if self.untracked > 0 {
+            self.untracked -= 1;
+            self.previous.clear();
+            self.convert_band(pixels, 0..h)?;
+            return Ok(0..h);
+        }
         let known = self.previous.len() == row_len * h as usize;
         let changed = if known {
             let previous = &self.previous;
@@ -101,6 +120,12 @@ impl YuvPlanes {
         let rows = changed.start / 16 * 16..changed.end.div_ceil(16).saturating_mul(16).min(h);
         if rows.is_empty() {
             return Ok(0..0);
+        }
+        if known && rows == (0..h) {
+            self.untracked = UNTRACKED_AFTER_FULL_CHANGE;
+            self.previous.clear();
+            self.convert_band(pixels, 0..h)?;
+            return Ok(0..h);
         }
         if !known {
             self.previous.clear();
@@ -362,6 +387,21 @@ mod tests {
             // A plain conversion in between: the next picture is converted whole.
             partial.convert(band(&frame, w, h)).unwrap();
             assert_eq!(partial.convert_changed(band(&frame, w, h)).unwrap(), 0..h);
+            // Every row changed: the next pictures are converted whole, unchanged or not,
+            // then one whole again to keep, then only changes.
+            for y in [3usize, 49] {
+                frame.data[y * (w as usize + 6) * 4] ^= 1;
+            }
+            assert_eq!(partial.convert_changed(band(&frame, w, h)).unwrap(), 0..h);
+            for _ in 0..UNTRACKED_AFTER_FULL_CHANGE + 1 {
+                assert_eq!(partial.convert_changed(band(&frame, w, h)).unwrap(), 0..h);
+            }
+            assert_eq!(partial.convert_changed(band(&frame, w, h)).unwrap(), 0..0);
+            frame.data[20 * (w as usize + 6) * 4] ^= 1;
+            assert_eq!(partial.convert_changed(band(&frame, w, h)).unwrap(), 16..32);
+            let mut whole = YuvPlanes::new(w, h, chroma);
+            whole.convert(band(&frame, w, h)).unwrap();
+            assert!(partial.y == whole.y && partial.u == whole.u && partial.v == whole.v);
         }
     }
 

@@ -670,6 +670,13 @@ mod tests {
             steps.push((frame.clone(), request(true, true)));
             dot(&mut frame, 61, 20, 200);
             steps.push((frame.clone(), request(false, false)));
+            // Every row changes (converted whole for a while), then small changes again.
+            let mut moved = picture(w, h, 1);
+            for k in 0..12u32 {
+                dot(&mut moved, 3 * k, 70 - 5 * k, 10 * k as u8);
+                steps.push((moved.clone(), request(false, false)));
+            }
+            frame = moved;
             // A new size: new planes, every row converted again.
             let mut small = picture(w, h - 16, 2);
             steps.push((small.clone(), request(false, false)));
@@ -695,7 +702,9 @@ mod tests {
     /// height, on small changes (a caret typing 3 glyphs a frame), a third of the width
     /// changing (video) and every row changing (a 4-row scroll). Two encoders per case, with
     /// and without, fed the same frames alternately; wall time per picture (p10 / median,
-    /// colour conversion and the comparison included) and bytes. Figures in docs/h264.md:
+    /// colour conversion and the comparison included) and bytes. A third encoder tells x264
+    /// too but converts and compares every row (the encoders convert only the rows that
+    /// changed, [`YuvPlanes::convert_changed`]). Figures in docs/h264.md:
     /// `cargo test --release -p pixelflux --lib -- --ignored --nocapture bench_mb_info`
     #[test]
     #[ignore = "benchmark: run in release with --ignored --nocapture"]
@@ -753,10 +762,22 @@ mod tests {
             let mut with = H264Encoder::new(&settings(25, false), w, rows).unwrap();
             let mut without = H264Encoder::new(&settings(25, false), w, rows).unwrap();
             without.constant = None;
-            let mut times = [Vec::new(), Vec::new()];
-            let mut bytes = [0usize; 2];
+            let mut whole = H264Encoder::new(&settings(25, false), w, rows).unwrap();
+            whole.changed_rows_only = false;
+            let mut times = [Vec::new(), Vec::new(), Vec::new()];
+            let mut bytes = [0usize; 3];
             for (k, f) in frames.iter().enumerate() {
-                for (j, enc) in [&mut with, &mut without].into_iter().enumerate() {
+                let mut order: Vec<(usize, &mut H264Encoder)> =
+                    [&mut with, &mut without, &mut whole]
+                        .into_iter()
+                        .enumerate()
+                        .collect();
+                // Each encoder goes first as often as last (the frame is in the cache after
+                // the first).
+                if k % 2 == 1 {
+                    order.reverse();
+                }
+                for (j, enc) in order {
                     let t = Instant::now();
                     let (out, _) = run(enc, f, request(false, false), k as u64);
                     if k > 0 {
@@ -765,7 +786,7 @@ mod tests {
                     }
                 }
             }
-            for (j, label) in ["yes", "no"].iter().enumerate() {
+            for (j, label) in ["yes", "no", "yes, every row converted"].iter().enumerate() {
                 let n = times[j].len();
                 println!(
                     "| {name} | {rows} | {label} | {:.0} | {:.0} | {} |",
