@@ -199,6 +199,33 @@ mod tests {
     }
 
     #[test]
+    fn only_the_given_rows_are_compared_and_kept() {
+        // 32x48: 2x3 macroblocks. Changes in the first and the third macroblock row, rows
+        // 32..48 given: only the third row's change is seen (and kept as the previous).
+        let (w, h) = (32usize, 48usize);
+        let (cw, ch) = (16usize, 24usize);
+        let mut y = vec![50u8; w * h];
+        let u = vec![128u8; cw * ch];
+        let v = vec![128u8; cw * ch];
+        let mut blocks = ConstantBlocks::default();
+        blocks.update(&planes(&y, &u, &v, w, cw), (32, 48), Chroma::I420, 0..48);
+        y[3 * w + 1] = 0;
+        y[40 * w + 20] = 0;
+        let c = MBINFO_CONSTANT;
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), (32, 48), Chroma::I420, 32..48)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![c, c, c, c, c, 0]);
+        // Compared everywhere now: the first row's change was not kept, the third's was.
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), (32, 48), Chroma::I420, 0..48)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![0, c, c, c, c, c]);
+    }
+
+    #[test]
     fn full_colour_chroma_blocks_are_16_wide() {
         let (w, h) = (32usize, 16usize);
         let y = vec![50u8; w * h];
