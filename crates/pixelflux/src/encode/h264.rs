@@ -41,6 +41,10 @@ pub struct H264Encoder {
     /// The macroblocks unchanged since the last picture, told to x264 (`mb_info`); `None`
     /// only in the benchmark that measures what telling costs and saves.
     constant: Option<ConstantBlocks>,
+    /// Whether only the rows that changed since the last picture are converted and compared
+    /// (see [`YuvPlanes::convert_changed`]); `false` only in the tests and the benchmark that
+    /// hold it against converting every row.
+    changed_rows_only: bool,
     config: H264Config,
     /// The frame rate the open x264 encoder counts in; a later one rescales the bitrate.
     opened_fps: f64,
@@ -103,6 +107,7 @@ impl H264Encoder {
             encoder,
             planes: YuvPlanes::new(width, height, chroma),
             constant: Some(ConstantBlocks::default()),
+            changed_rows_only: true,
             config: *config,
             opened_fps: usable_fps(config.fps),
             feedback: Feedback::default(),
@@ -200,52 +205,17 @@ impl H264Encoder {
         }
         Ok(())
     }
-}
 
-/// A stripe of `rows`' fraction of the frame.
-fn height_fraction(config: &H264Config, rows: u32) -> f64 {
-    f64::from(rows) / f64::from(config.frame_height.max(rows).max(1))
-}
-
-fn usable_fps(fps: f64) -> f64 {
-    if fps.is_finite() && fps > 0.0 {
-        fps
-    } else {
-        60.0
-    }
-}
-
-/// What x264 is given under a constant bitrate for `share` of the stream's rate, for an
-/// encoder that counts in `opened_fps`: scaled by `opened_fps / fps` when the capture's frame
-/// rate changed since (x264 cannot change its own, and what it spends per frame is its rate
-/// over its frame rate), and a VBV buffer of `vbv_frames` frames of that share.
-fn cbr_share(config: &H264Config, share: f64, opened_fps: f64) -> Option<x264::Cbr> {
-    let H264Rate::Cbr { kbps, vbv_frames } = config.rate else {
-        return None;
-    };
-    let fps = usable_fps(config.fps);
-    let share = f64::from(kbps) * share;
-    let per_frame_kbit = share / fps;
-    Some(x264::Cbr {
-        kbps: (share * opened_fps / fps)
-            .round()
-            .clamp(1.0, f64::from(u32::MAX)) as u32,
-        vbv_kbit: (per_frame_kbit * vbv_frames)
-            .round()
-            .clamp(1.0, f64::from(u32::MAX)) as u32,
-    })
-}
-
-impl StripeEncoder for H264Encoder {
-    fn encode(
+    /// Encodes the picture in the planes, `rows` of which were converted from `pixels` this
+    /// time (the rest are unchanged since the last picture).
+    fn encode_planes(
         &mut self,
         pixels: FrameRef<'_>,
         request: &EncodeRequest,
         place: StripePlace,
+        rows: std::ops::Range<u32>,
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
-        self.fit(pixels.width, pixels.height)?;
-        self.planes.convert(pixels).map_err(EncodeError::Color)?;
         // Every key frame after the first is one we ask for (infinite GOP, no scene cuts):
         // paint-overs at their own quantizer, refreshes at the quantizer x264 gives a stream's
         // first picture, as rate control would make a refresh after another I picture
@@ -298,7 +268,7 @@ impl StripeEncoder for H264Encoder {
         let mb_info = self
             .constant
             .as_mut()
-            .and_then(|c| c.update(&planes, w, h, chroma));
+            .and_then(|c| c.update(&planes, (w, h), chroma, rows));
         let produced = self
             .encoder
             .encode_with(planes, force_idr, qp, mb_info, out)
@@ -324,6 +294,69 @@ impl StripeEncoder for H264Encoder {
             kind: StripeKind::H264(frame_type),
             header_len,
         }))
+    }
+}
+
+/// A stripe of `rows`' fraction of the frame.
+fn height_fraction(config: &H264Config, rows: u32) -> f64 {
+    f64::from(rows) / f64::from(config.frame_height.max(rows).max(1))
+}
+
+fn usable_fps(fps: f64) -> f64 {
+    if fps.is_finite() && fps > 0.0 {
+        fps
+    } else {
+        60.0
+    }
+}
+
+/// What x264 is given under a constant bitrate for `share` of the stream's rate, for an
+/// encoder that counts in `opened_fps`: scaled by `opened_fps / fps` when the capture's frame
+/// rate changed since (x264 cannot change its own, and what it spends per frame is its rate
+/// over its frame rate), and a VBV buffer of `vbv_frames` frames of that share.
+fn cbr_share(config: &H264Config, share: f64, opened_fps: f64) -> Option<x264::Cbr> {
+    let H264Rate::Cbr { kbps, vbv_frames } = config.rate else {
+        return None;
+    };
+    let fps = usable_fps(config.fps);
+    let share = f64::from(kbps) * share;
+    let per_frame_kbit = share / fps;
+    Some(x264::Cbr {
+        kbps: (share * opened_fps / fps)
+            .round()
+            .clamp(1.0, f64::from(u32::MAX)) as u32,
+        vbv_kbit: (per_frame_kbit * vbv_frames)
+            .round()
+            .clamp(1.0, f64::from(u32::MAX)) as u32,
+    })
+}
+
+impl StripeEncoder for H264Encoder {
+    fn encode(
+        &mut self,
+        pixels: FrameRef<'_>,
+        request: &EncodeRequest,
+        place: StripePlace,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<EncodeOutcome>, EncodeError> {
+        self.fit(pixels.width, pixels.height)?;
+        let h = self.planes.height();
+        let rows = if self.changed_rows_only {
+            self.planes.convert_changed(pixels)
+        } else {
+            self.planes.convert(pixels).map(|()| 0..h)
+        };
+        let rows = rows.map_err(EncodeError::Color)?;
+        let result = self.encode_planes(pixels, request, place, rows, out);
+        if result.is_err() {
+            // The planes and the macroblock comparison must see the same pictures: start both
+            // over from a whole picture.
+            self.planes.forget_previous();
+            if let Some(constant) = self.constant.as_mut() {
+                constant.reset();
+            }
+        }
+        result
     }
 
     fn retune(&mut self, config: &EncoderConfig) -> Result<(), EncodeError> {
@@ -604,11 +637,74 @@ mod tests {
         assert_eq!(&out[8..10], &[0, 32]);
     }
 
+    /// Converting and comparing only the rows that changed gives x264 exactly the pictures
+    /// and `mb_info` that converting every row does: the same bytes, picture by picture, over
+    /// the first picture, small changes (across macroblock rows, on the last row, none at
+    /// all), a refresh, a paint-over and a size change, in 4:2:0 and 4:4:4.
+    #[test]
+    fn changed_rows_only_encode_the_same_bytes_as_whole_pictures() {
+        let (w, h) = (96u32, 80u32);
+        for fullcolor in [false, true] {
+            let mut partial = H264Encoder::new(&settings(25, fullcolor), w, h).unwrap();
+            let mut whole = H264Encoder::new(&settings(25, fullcolor), w, h).unwrap();
+            whole.changed_rows_only = false;
+            let mut frame = picture(w, h, 0);
+            let dot = |f: &mut OwnedFrame, x: u32, y: u32, v: u8| {
+                let i = ((y * f.width + x) * 4) as usize;
+                f.data[i..i + 3].copy_from_slice(&[v, 255 - v, v / 2]);
+            };
+            let mut steps: Vec<(OwnedFrame, EncodeRequest)> = Vec::new();
+            steps.push((frame.clone(), request(false, false)));
+            for (k, (x, y)) in [(5, 15), (40, 16), (90, 79), (0, 0), (50, 31), (7, 47)]
+                .into_iter()
+                .enumerate()
+            {
+                dot(&mut frame, x, y, 40 * k as u8);
+                dot(&mut frame, x + 1, y.saturating_sub(17), 90);
+                steps.push((frame.clone(), request(false, false)));
+            }
+            steps.push((frame.clone(), request(false, false)));
+            steps.push((frame.clone(), request(true, false)));
+            dot(&mut frame, 60, 62, 3);
+            steps.push((frame.clone(), request(false, false)));
+            steps.push((frame.clone(), request(true, true)));
+            dot(&mut frame, 61, 20, 200);
+            steps.push((frame.clone(), request(false, false)));
+            // Every row changes (converted whole for a while), then small changes again.
+            let mut moved = picture(w, h, 1);
+            for k in 0..12u32 {
+                dot(&mut moved, 3 * k, 70 - 5 * k, 10 * k as u8);
+                steps.push((moved.clone(), request(false, false)));
+            }
+            frame = moved;
+            // A new size: new planes, every row converted again.
+            let mut small = picture(w, h - 16, 2);
+            steps.push((small.clone(), request(false, false)));
+            dot(&mut small, 30, 33, 77);
+            steps.push((small.clone(), request(false, false)));
+            steps.push((frame.clone(), request(false, false)));
+            let mut sizes = Vec::new();
+            for (k, (f, req)) in steps.iter().enumerate() {
+                let (a, _) = run(&mut partial, f, *req, k as u64);
+                let (b, _) = run(&mut whole, f, *req, k as u64);
+                assert_eq!(a, b, "fullcolor {fullcolor}, picture {k}");
+                let (pa, pb) = (partial.planes.planes(), whole.planes.planes());
+                assert!(pa.y == pb.y && pa.u == pb.u && pa.v == pb.v, "picture {k}");
+                sizes.push(a.len());
+            }
+            // A test that can fail: the small changes were P pictures, far smaller than the
+            // first IDR (so mb_info and the skipped rows were in play).
+            assert!(sizes[2] * 4 < sizes[0], "{sizes:?}");
+        }
+    }
+
     /// What telling x264 the unchanged macroblocks (`mb_info`) costs and saves, per stripe
     /// height, on small changes (a caret typing 3 glyphs a frame), a third of the width
     /// changing (video) and every row changing (a 4-row scroll). Two encoders per case, with
     /// and without, fed the same frames alternately; wall time per picture (p10 / median,
-    /// colour conversion and the comparison included) and bytes. Figures in docs/h264.md:
+    /// colour conversion and the comparison included) and bytes. A third encoder tells x264
+    /// too but converts and compares every row (the encoders convert only the rows that
+    /// changed, [`YuvPlanes::convert_changed`]). Figures in docs/h264.md:
     /// `cargo test --release -p pixelflux --lib -- --ignored --nocapture bench_mb_info`
     #[test]
     #[ignore = "benchmark: run in release with --ignored --nocapture"]
@@ -666,10 +762,22 @@ mod tests {
             let mut with = H264Encoder::new(&settings(25, false), w, rows).unwrap();
             let mut without = H264Encoder::new(&settings(25, false), w, rows).unwrap();
             without.constant = None;
-            let mut times = [Vec::new(), Vec::new()];
-            let mut bytes = [0usize; 2];
+            let mut whole = H264Encoder::new(&settings(25, false), w, rows).unwrap();
+            whole.changed_rows_only = false;
+            let mut times = [Vec::new(), Vec::new(), Vec::new()];
+            let mut bytes = [0usize; 3];
             for (k, f) in frames.iter().enumerate() {
-                for (j, enc) in [&mut with, &mut without].into_iter().enumerate() {
+                let mut order: Vec<(usize, &mut H264Encoder)> =
+                    [&mut with, &mut without, &mut whole]
+                        .into_iter()
+                        .enumerate()
+                        .collect();
+                // Each encoder goes first as often as last (the frame is in the cache after
+                // the first).
+                if k % 2 == 1 {
+                    order.reverse();
+                }
+                for (j, enc) in order {
                     let t = Instant::now();
                     let (out, _) = run(enc, f, request(false, false), k as u64);
                     if k > 0 {
@@ -678,7 +786,7 @@ mod tests {
                     }
                 }
             }
-            for (j, label) in ["yes", "no"].iter().enumerate() {
+            for (j, label) in ["yes", "no", "yes, every row converted"].iter().enumerate() {
                 let n = times[j].len();
                 println!(
                     "| {name} | {rows} | {label} | {:.0} | {:.0} | {} |",

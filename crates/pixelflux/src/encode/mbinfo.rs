@@ -8,6 +8,8 @@
 //! rounded up to 16, as x264 counts them; the padding rows and columns of the last ones are
 //! x264's own copies of the edge, which change only when the edge does.
 
+use std::ops::Range;
+
 use super::x264::{Chroma, Planes, MBINFO_CONSTANT};
 
 /// The previous picture's planes and the flags computed against them.
@@ -31,12 +33,16 @@ impl ConstantBlocks {
     /// Compares `planes` (a `width` x `height` picture in `chroma`) with the previous picture,
     /// keeps `planes` as the next one's previous, and returns the flags, or `None` for the
     /// first picture (nothing to compare with).
+    ///
+    /// Only the luma rows `rows` (even bounds; `0..height` for all) may differ from the
+    /// previous picture: the caller vouches that the planes outside them are unchanged since
+    /// the last call, so they are neither compared nor copied.
     pub fn update(
         &mut self,
         planes: &Planes<'_>,
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
         chroma: Chroma,
+        rows: Range<u32>,
     ) -> Option<&mut [u8]> {
         let (w, h) = (width as usize, height as usize);
         let (mbw, mbh) = (w.div_ceil(16), h.div_ceil(16));
@@ -53,13 +59,20 @@ impl ConstantBlocks {
             && self.prev_y.len() == y_len
             && self.prev_u.len() == c_len
             && self.flags.len() == mbw * mbh;
+        // The chroma rows of luma rows `rows`.
+        let (_, c_start) = chroma.plane_size(width, rows.start.min(height));
+        let (_, c_end) = chroma.plane_size(width, rows.end.min(height));
+        let (y_rows, c_rows) = (
+            rows.start.min(height) as usize..rows.end.min(height) as usize,
+            c_start as usize..c_end as usize,
+        );
         if compared {
             self.flags.fill(MBINFO_CONSTANT);
             mark_changed(
                 &mut self.flags,
                 mbw,
                 (&self.prev_y, &planes.y[..y_len]),
-                (planes.y_stride, w, h),
+                (planes.y_stride, w, y_rows.clone()),
                 16,
             );
             for (prev, cur) in [(&self.prev_u, planes.u), (&self.prev_v, planes.v)] {
@@ -67,17 +80,24 @@ impl ConstantBlocks {
                     &mut self.flags,
                     mbw,
                     (prev, &cur[..c_len]),
-                    (planes.c_stride, cw, ch),
+                    (planes.c_stride, cw, c_rows.clone()),
                     cbw.min(cbh),
                 );
             }
+            copy_rows(&mut self.prev_y, planes.y, (planes.y_stride, w, y_rows));
+            copy_rows(
+                &mut self.prev_u,
+                planes.u,
+                (planes.c_stride, cw, c_rows.clone()),
+            );
+            copy_rows(&mut self.prev_v, planes.v, (planes.c_stride, cw, c_rows));
         } else {
             self.flags.clear();
             self.flags.resize(mbw * mbh, 0);
+            copy_into(&mut self.prev_y, &planes.y[..y_len]);
+            copy_into(&mut self.prev_u, &planes.u[..c_len]);
+            copy_into(&mut self.prev_v, &planes.v[..c_len]);
         }
-        copy_into(&mut self.prev_y, &planes.y[..y_len]);
-        copy_into(&mut self.prev_u, &planes.u[..c_len]);
-        copy_into(&mut self.prev_v, &planes.v[..c_len]);
         self.primed = true;
         compared.then_some(self.flags.as_mut_slice())
     }
@@ -88,16 +108,26 @@ fn copy_into(dst: &mut Vec<u8>, src: &[u8]) {
     dst.extend_from_slice(src);
 }
 
+/// Copies rows `rows` of a plane (`stride`, `width` samples a row) into `dst`, which holds a
+/// picture of the same size.
+fn copy_rows(dst: &mut [u8], src: &[u8], (stride, width, rows): (usize, usize, Range<usize>)) {
+    for row in rows {
+        let start = row * stride;
+        dst[start..start + width].copy_from_slice(&src[start..start + width]);
+    }
+}
+
 /// Clears the flag of every macroblock with a differing pixel in this plane, whose blocks are
-/// `block` x `block` samples; `(stride, width, height)` of the plane.
+/// `block` x `block` samples; `(stride, width, rows)` of the plane, `rows` the rows that may
+/// differ.
 fn mark_changed(
     flags: &mut [u8],
     mbw: usize,
     (prev, cur): (&[u8], &[u8]),
-    (stride, width, height): (usize, usize, usize),
+    (stride, width, rows): (usize, usize, Range<usize>),
     block: usize,
 ) {
-    for row in 0..height {
+    for row in rows {
         let start = row * stride;
         let (a, b) = (&prev[start..start + width], &cur[start..start + width]);
         if a == b {
@@ -137,11 +167,11 @@ mod tests {
         let mut blocks = ConstantBlocks::default();
         // First picture: nothing to compare with.
         assert!(blocks
-            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .update(&planes(&y, &u, &v, w, cw), (40, 20), Chroma::I420, 0..20)
             .is_none());
         // Unchanged: every block constant.
         let flags = blocks
-            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .update(&planes(&y, &u, &v, w, cw), (40, 20), Chroma::I420, 0..20)
             .unwrap()
             .to_vec();
         assert_eq!(flags, vec![MBINFO_CONSTANT; 6]);
@@ -150,22 +180,49 @@ mod tests {
         y[17 * w + 20] = 51;
         u[3 * cw + 17] = 1;
         let flags = blocks
-            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .update(&planes(&y, &u, &v, w, cw), (40, 20), Chroma::I420, 0..20)
             .unwrap()
             .to_vec();
         let c = MBINFO_CONSTANT;
         assert_eq!(flags, vec![c, c, 0, c, 0, c]);
         // Compared with the picture just before (not the first one).
         let flags = blocks
-            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .update(&planes(&y, &u, &v, w, cw), (40, 20), Chroma::I420, 0..20)
             .unwrap()
             .to_vec();
         assert_eq!(flags, vec![c; 6]);
         // After a reset, nothing to compare with again.
         blocks.reset();
         assert!(blocks
-            .update(&planes(&y, &u, &v, w, cw), 40, 20, Chroma::I420)
+            .update(&planes(&y, &u, &v, w, cw), (40, 20), Chroma::I420, 0..20)
             .is_none());
+    }
+
+    #[test]
+    fn only_the_given_rows_are_compared_and_kept() {
+        // 32x48: 2x3 macroblocks. Changes in the first and the third macroblock row, rows
+        // 32..48 given: only the third row's change is seen (and kept as the previous).
+        let (w, h) = (32usize, 48usize);
+        let (cw, ch) = (16usize, 24usize);
+        let mut y = vec![50u8; w * h];
+        let u = vec![128u8; cw * ch];
+        let v = vec![128u8; cw * ch];
+        let mut blocks = ConstantBlocks::default();
+        blocks.update(&planes(&y, &u, &v, w, cw), (32, 48), Chroma::I420, 0..48);
+        y[3 * w + 1] = 0;
+        y[40 * w + 20] = 0;
+        let c = MBINFO_CONSTANT;
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), (32, 48), Chroma::I420, 32..48)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![c, c, c, c, c, 0]);
+        // Compared everywhere now: the first row's change was not kept, the third's was.
+        let flags = blocks
+            .update(&planes(&y, &u, &v, w, cw), (32, 48), Chroma::I420, 0..48)
+            .unwrap()
+            .to_vec();
+        assert_eq!(flags, vec![0, c, c, c, c, c]);
     }
 
     #[test]
@@ -175,10 +232,10 @@ mod tests {
         let mut u = vec![128u8; w * h];
         let v = vec![128u8; w * h];
         let mut blocks = ConstantBlocks::default();
-        blocks.update(&planes(&y, &u, &v, w, w), 32, 16, Chroma::I444);
+        blocks.update(&planes(&y, &u, &v, w, w), (32, 16), Chroma::I444, 0..16);
         u[5 * w + 15] = 0; // still the first macroblock in 4:4:4
         let flags = blocks
-            .update(&planes(&y, &u, &v, w, w), 32, 16, Chroma::I444)
+            .update(&planes(&y, &u, &v, w, w), (32, 16), Chroma::I444, 0..16)
             .unwrap()
             .to_vec();
         assert_eq!(flags, vec![0, MBINFO_CONSTANT]);
