@@ -241,12 +241,18 @@ describe('touch, IME and dead keys reach the X server', () => {
     const blank = path.join(dir, 'blank.xbm');
     writeFileSync(blank, `#define blank_width 16\n#define blank_height 16\nstatic unsigned char blank_bits[] = {\n${
       Array(32).fill('0x00').join(', ')} };\n`);
-    await withServe(['--size', '320x240', '--', 'sh', '-c', `sleep 2; xsetroot -cursor ${blank} ${blank}; sleep 60`],
+    await withServe(['--size', '320x240', '--', 'sleep', '60'],
       async (server) => {
+        const display = (await server.waitForStderr(/started Xvfb (:\d+)/))[1];
         const { page, errors } = await openPage(server.url);
         await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.cursor);
         assert.match(await page.evaluate(() => window.pixelflux.input.cursor.css), /^url\(/, 'the server\'s default pointer first');
-        await page.waitForFunction(() => window.pixelflux.input.cursor.css === 'none', null, { timeout: 10000 });
+        // Only once the page shows the default pointer (no race with serve's start on a
+        // loaded machine) does the application hide it.
+        const set = spawnSync('xsetroot', ['-cursor', blank, blank],
+          { env: { ...headless(), DISPLAY: display }, encoding: 'utf8', timeout: 10000 });
+        assert.equal(set.status, 0, `xsetroot: ${set.stderr}`);
+        await page.waitForFunction(() => window.pixelflux.input.cursor.css === 'none', null, { timeout: 15000 });
         assert.equal(await page.evaluate(() => document.getElementById('screen').style.cursor), 'none');
         assert.deepEqual(errors, []);
         await page.close();
