@@ -102,6 +102,7 @@ fn watch(watcher: &CursorWatcher, cap: u32, callback: &Py<PyAny>, stop: &AtomicB
                     }
                     deliver(callback, &image);
                 }
+                // Not knowable (see CursorWatcher::shape): the last one delivered stands.
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("cursor monitor ended: {e}");

@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pixelflux::overlay::OverlayError;
 use pixelflux::{
@@ -611,6 +612,67 @@ fn a_pointer_hidden_with_xfixes_hide_cursor_is_still_reported_so_still_drawn() {
     assert!(db >= 38.0, "drawn although hidden: {db:.1} dB");
     painter.conn.xfixes_show_cursor(painter.root).unwrap();
     painter.sync();
+}
+
+#[test]
+fn a_cursor_whose_client_has_gone_ends_nothing_and_the_last_one_stays_drawn() {
+    // X.Org refuses (BadAccess) the image of a cursor whose client disconnected: what
+    // `xsetroot -cursor_name left_ptr` leaves on the root window. It used to end the capture.
+    let xvfb = Xvfb::start(320, 240);
+    let painter = xvfb.connect();
+    painter.put(&test_pattern(320, 240, 12), 0, 0);
+    define_test_cursor(&painter);
+    move_pointer(&painter, 150, 100);
+    let (visible, hot) = server_cursor(&painter);
+    let (cap, log) = start(
+        x11(&xvfb),
+        CaptureSettings {
+            capture_cursor: true,
+            ..settings(320, 240)
+        },
+    )
+    .expect("capture starts");
+    frames_pass(&cap, 2);
+    let watcher = pixelflux::overlay::CursorWatcher::open(Some(&xvfb.display)).unwrap();
+    {
+        let gone = xvfb.connect();
+        define_blank_cursor(&gone);
+    }
+    // Whether this server refuses it (it did on Debian's Xvfb 21.1.7-3+deb12u13): the
+    // last cursor drawn stays when it does, the new (invisible) one is drawn when not.
+    let refused = wait_for(Duration::from_secs(5), || {
+        painter
+            .conn
+            .xfixes_get_cursor_image()
+            .unwrap()
+            .reply()
+            .is_err()
+    });
+    let shape = watcher.shape().expect("a refused image is not an error");
+    assert_eq!(
+        shape.is_none(),
+        refused,
+        "refused: {refused}, shape: {shape:?}"
+    );
+    let screen = test_pattern(320, 240, 13);
+    painter.put(&screen, 0, 0);
+    frames_pass(&cap, 3);
+    assert!(
+        cap.error().is_none(),
+        "the capture ended: {:?}",
+        cap.error()
+    );
+    let last = cap.stats().frames;
+    cap.stop();
+    let canvas = canvas_at(&log.lock().unwrap(), last, 320, 240);
+    let at = (150 - hot.0, 100 - hot.1);
+    let expected = if refused {
+        visible.over(&screen, at.0, at.1)
+    } else {
+        screen.clone()
+    };
+    let db = psnr(&canvas, &expected);
+    assert!(db >= 38.0, "refused: {refused}: {db:.1} dB");
 }
 
 #[test]

@@ -168,18 +168,33 @@ impl CursorWatcher {
         }
     }
 
-    /// The current cursor; `None` for an empty or malformed image.
+    /// The current cursor; `None` when it cannot be known: an empty or malformed image, or
+    /// one the server will not show. Callers keep the last shape they had.
+    ///
+    /// X.Org (seen on Debian's Xvfb 21.1.7-3+deb12u13) answers `BadAccess` for a cursor
+    /// whose client has disconnected: `xsetroot -cursor_name left_ptr`, the classic
+    /// `.xinitrc` line, leaves the root window such a cursor. That is a fact about this
+    /// cursor, not a broken connection, so it ends nothing.
     ///
     /// # Errors
-    /// [`SourceError`](crate::SourceError) when the server is gone or refuses the request.
+    /// [`SourceError::ServerGone`](crate::SourceError::ServerGone) when the connection broke.
     pub fn shape(&self) -> Result<Option<CursorShape>, crate::SourceError> {
         let reply = self
             .conn
             .xfixes_get_cursor_image()
             .map_err(x11::gone)?
-            .reply()
-            .map_err(x11::reply_err("XFixesGetCursorImage"))?;
-        Ok(CursorShape::from_reply(reply))
+            .reply();
+        match reply {
+            Ok(reply) => Ok(CursorShape::from_reply(reply)),
+            Err(ReplyError::X11Error(e)) => {
+                tracing::debug!(
+                    "the X server will not show the cursor image ({:?}); keeping the last one",
+                    e.error_kind
+                );
+                Ok(None)
+            }
+            Err(ReplyError::ConnectionError(e)) => Err(x11::gone(e)),
+        }
     }
 
     /// A handle that breaks a blocked request on this connection (see [`Interrupter`]).
@@ -285,8 +300,11 @@ impl Overlay for CursorOverlay {
         let pointer = conn.query_pointer(self.watcher.root).map_err(gone)?;
         self.stale |= self.watcher.changed().map_err(OverlayError::X)?;
         if self.stale {
+            // A cursor that cannot be known leaves the last one drawn.
             let shape = self.watcher.shape().map_err(OverlayError::X)?;
-            self.image = shape.as_ref().and_then(cursor_image);
+            if let Some(image) = shape.as_ref().and_then(cursor_image) {
+                self.image = Some(image);
+            }
             self.stale = false;
         }
         let pointer = pointer.reply().map_err(reply_err("QueryPointer"))?;
