@@ -35,7 +35,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<()> {
     let interrupted = Arc::new(AtomicBool::new(false));
     ctrlc_flag(Arc::clone(&interrupted))?;
     // Without --region the whole screen, following its size (RandR) instead of failing.
-    let follow = args.options.region.is_none() && matches!(spec, SourceSpec::X11 { .. });
+    let follow = args.options.source.region.is_none() && matches!(spec, SourceSpec::X11 { .. });
     let config = PipelineConfig::new(&settings)?.following_screen(follow);
     let capture = ScreenCapture::start_config(config, &spec, |_| {})?;
     let t0 = Instant::now();

@@ -107,15 +107,8 @@ impl EncodeOptions {
 /// Source and encoding options.
 #[derive(Debug, Clone, Args)]
 pub struct CaptureOptions {
-    /// X display to capture (default: $DISPLAY).
-    #[arg(long, value_parser = display_name)]
-    pub display: Option<String>,
-    /// Region to capture, WxH+X+Y (default: the whole screen).
-    #[arg(long)]
-    pub region: Option<RegionArg>,
-    /// Play a built-in synthetic scene instead of capturing a display.
-    #[arg(long, value_parser = scene(), conflicts_with = "display")]
-    pub scene: Option<Scene>,
+    #[command(flatten)]
+    pub source: SourceOptions,
     /// Codec of the stripes: jpeg or h264.
     #[arg(long, default_value_t = Codec::Jpeg)]
     pub codec: Codec,
@@ -139,17 +132,12 @@ impl CaptureOptions {
             output_mode: self.codec,
             ..self.encode.settings()
         };
-        let source = SourceOptions {
-            display: self.display.clone(),
-            region: self.region,
-            scene: self.scene,
-        };
-        let spec = source.resolve(&mut settings)?;
+        let spec = self.source.resolve(&mut settings)?;
         Ok((settings, spec))
     }
 }
 
-/// Where to capture from, without encoding options (`pixelflux snapshot`).
+/// Where to capture from: `pixelflux snapshot`'s options, and the first of [`CaptureOptions`].
 #[derive(Debug, Clone, Args)]
 pub struct SourceOptions {
     /// X display to capture (default: $DISPLAY).
@@ -304,9 +292,11 @@ mod tests {
     #[test]
     fn options_the_capture_cannot_run_are_refused_naming_the_setting() {
         let options = |fps: f64, crf: u8, codec: Codec| CaptureOptions {
-            display: None,
-            region: Some("64x32".parse().unwrap()),
-            scene: Some(Scene::Static),
+            source: SourceOptions {
+                display: None,
+                region: Some("64x32".parse().unwrap()),
+                scene: Some(Scene::Static),
+            },
             codec,
             encode: EncodeOptions {
                 fps,

@@ -2,15 +2,14 @@
 //! whose full refresh is larger than the default queue budget, and a client flooding
 //! WebSocket pings without ever reading (server memory sampled from /proc).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Every wait ends by this deadline.
-const DEADLINE: Duration = Duration::from_secs(60);
+mod support;
+use support::{addr_of, spawn_serve, DEADLINE};
 
 struct Serve {
     child: tokio::process::Child,
@@ -19,29 +18,13 @@ struct Serve {
 
 impl Serve {
     async fn start(args: &[&str]) -> Serve {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("PIXELFLUX_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary runs");
-        // Only the first line is read and the pipe then closed: `serve` must go on with its
-        // stdout gone (it once panicked printing its second line).
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        let line = tokio::time::timeout(DEADLINE, lines.next_line())
-            .await
-            .expect("serve printed its URL by the deadline")
-            .expect("stdout")
-            .expect("a line");
-        let addr = line
-            .strip_prefix("open http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, line) = spawn_serve(&[&["--listen", "127.0.0.1:0"][..], args].concat()).await;
+        let addr = addr_of(&line);
+        assert_eq!(
+            line,
+            format!("open http://{addr}/"),
+            "unexpected first line"
+        );
         Serve { child, addr }
     }
 

@@ -2,13 +2,12 @@
 //! listen on, and plain HTTP sent to an HTTPS port.
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Every wait ends by this deadline.
-const DEADLINE: Duration = Duration::from_secs(60);
+mod support;
+use support::{addr_of, spawn_serve, DEADLINE};
 
 /// A synthetic scene: no X server needed.
 const SCENE: [&str; 4] = ["--scene", "static", "--region", "64x64"];
@@ -25,35 +24,9 @@ fn serve_output(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-/// `serve` started with `args`; its first line (the URL) read.
+/// `serve` on the synthetic scene, started with `args`; its first line (the URL) read.
 async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .arg("serve")
-        .args(SCENE)
-        .args(args)
-        .env_remove("PIXELFLUX_TOKEN")
-        .env_remove("PIXELFLUX_VIEW_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary runs");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-    let line = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .expect("serve printed its URL by the deadline")
-        .expect("stdout")
-        .expect("a line");
-    (child, line)
-}
-
-/// The `host:port` of an `open http(s)://host:port/...` line.
-fn addr_of(line: &str) -> String {
-    let rest = line
-        .strip_prefix("open http://")
-        .or_else(|| line.strip_prefix("open https://"))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    rest.split('/').next().unwrap_or_default().to_string()
+    spawn_serve(&[&SCENE[..], args].concat()).await
 }
 
 /// Sends `request` and reads until the server closes.

@@ -13,7 +13,7 @@ use pyo3::exceptions::{PyAttributeError, PyFileNotFoundError, PyTypeError, PyVal
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
 
-use crate::settings::PyCaptureSettings;
+use crate::settings::{type_name, PyCaptureSettings};
 
 /// 2.x names for a 1.2.2 field: one value under two names.
 pub(crate) const ALIASES: [(&str, &str); 3] = [
@@ -120,14 +120,6 @@ impl Extra {
             _ => None,
         }
     }
-}
-
-fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// Checks `value` against the kind of `old` and returns the new value.

@@ -48,7 +48,8 @@ fn core_name(field: &str) -> &str {
     }
 }
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+/// The Python type name of `value`, for "must be a ..., not X" errors (`?` when it has none).
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()

@@ -490,18 +490,7 @@ impl ScreenCapture {
         let mut current = lock(&self.shared.config);
         let next = current.with(&control)?;
         if let (Control::SetRegion { .. }, Some((sw, sh))) = (control, *lock(&self.shared.screen)) {
-            let r = next.region();
-            if !crate::source::x11::fits(r, sw, sh) {
-                return Err(SourceError::RegionOutsideScreen {
-                    x: r.x,
-                    y: r.y,
-                    width: r.width,
-                    height: r.height,
-                    screen_width: sw,
-                    screen_height: sh,
-                }
-                .into());
-            }
+            crate::source::x11::check_fits(next.region(), sw, sh)?;
         }
         *current = next.clone();
         // Each config is derived from the previous one, so the newest replaces a pending one.

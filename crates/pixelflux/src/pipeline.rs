@@ -29,6 +29,50 @@ use crate::source::{Damage, FrameSource, Interrupter, SourceSpec};
 /// so a change the report missed is still sent within a second or so.
 const FULL_CHECK_EVERY: u64 = 60;
 
+/// Starts the pipeline's next frame: follows the screen, numbers the frame
+/// ([`Pipeline::next_frame`]) and runs [`start_frame`]. Should the grab find that the screen
+/// shrank under the region meanwhile (a config that follows the screen), it follows the
+/// screen and starts the frame again, as a refresh. Evaluates to `(FrameMeta, Frame)`;
+/// an error returns from the calling method.
+///
+/// A macro rather than a method: the frame borrows only the pipeline's `source`, so the caller
+/// goes on using the other fields while it holds the frame; and the retry needs the whole
+/// pipeline after a failed first try, which a function returning the first try's frame could
+/// not have (the borrow checker keeps a borrow that one path returns alive on every path).
+macro_rules! start_next_frame {
+    ($pipeline:ident, $refresh:expr) => {{
+        $pipeline.follow_screen()?;
+        let (frame_id, refresh) = $pipeline.next_frame($refresh);
+        let follow = $pipeline.config.follows_screen();
+        let format = $pipeline.format();
+        let first = start_frame(
+            $pipeline.source.as_mut(),
+            &mut $pipeline.overlays,
+            frame_id,
+            refresh,
+            format,
+            $pipeline.sent_rows,
+        );
+        match first {
+            Ok(started) => started,
+            Err(e) if follow && no_longer_fits(&e) => {
+                // The screen shrank under the region: follow it and grab again.
+                $pipeline.follow_screen()?;
+                let format = $pipeline.format();
+                start_frame(
+                    $pipeline.source.as_mut(),
+                    &mut $pipeline.overlays,
+                    frame_id,
+                    true,
+                    format,
+                    $pipeline.sent_rows,
+                )?
+            }
+            Err(e) => return Err(e),
+        }
+    }};
+}
+
 /// What one [`Pipeline::tick`] produced.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -348,35 +392,7 @@ impl Pipeline {
             // Left by the pipelined path: finish that frame first, in order.
             return self.finish_pipelined();
         }
-        self.follow_screen()?;
-        let (frame_id, refresh) = self.next_frame(refresh);
-        let follow = self.config.follows_screen();
-        let format = self.format();
-        let first = start_frame(
-            self.source.as_mut(),
-            &mut self.overlays,
-            frame_id,
-            refresh,
-            format,
-            self.sent_rows,
-        );
-        let (mut meta, frame) = match first {
-            Ok(started) => started,
-            Err(e) if follow && no_longer_fits(&e) => {
-                // The screen shrank under the region: follow it and grab again.
-                self.follow_screen()?;
-                let format = self.format();
-                start_frame(
-                    self.source.as_mut(),
-                    &mut self.overlays,
-                    frame_id,
-                    true,
-                    format,
-                    self.sent_rows,
-                )?
-            }
-            Err(e) => return Err(e),
-        };
+        let (mut meta, frame) = start_next_frame!(self, refresh);
         let view = frame.view();
         let cfg = *self.config.detect();
         self.last_grab_ns = meta.times.grab;
@@ -444,34 +460,7 @@ impl Pipeline {
     /// the one before is encoding (two frames in flight at most, never a queue).
     pub(crate) fn grab_next(&mut self, refresh: bool) -> Result<(), CaptureError> {
         debug_assert!(self.staged.is_none(), "one staged frame at most");
-        self.follow_screen()?;
-        let (frame_id, refresh) = self.next_frame(refresh);
-        let follow = self.config.follows_screen();
-        let format = self.format();
-        let first = start_frame(
-            self.source.as_mut(),
-            &mut self.overlays,
-            frame_id,
-            refresh,
-            format,
-            self.sent_rows,
-        );
-        let (mut meta, frame) = match first {
-            Ok(started) => started,
-            Err(e) if follow && no_longer_fits(&e) => {
-                self.follow_screen()?;
-                let format = self.format();
-                start_frame(
-                    self.source.as_mut(),
-                    &mut self.overlays,
-                    frame_id,
-                    true,
-                    format,
-                    self.sent_rows,
-                )?
-            }
-            Err(e) => return Err(e),
-        };
+        let (mut meta, frame) = start_next_frame!(self, refresh);
         self.last_grab_ns = meta.times.grab;
         let copy = match &self.last_copy {
             // Nothing changed: the pixels are the last copy's.

@@ -149,7 +149,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut options = args.options.clone();
     let env_display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
-    let use_env = options.scene.is_none() && options.display.is_none() && env_display.is_some();
+    let use_env =
+        options.source.scene.is_none() && options.source.display.is_none() && env_display.is_some();
     if use_env && args.size.is_some() && !args.new_display {
         bail!(
             "$DISPLAY is set ({}): --size sets the size of a private display only. Pass \
@@ -168,13 +169,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut own_xvfb = None;
     // The private screen follows the page's window (no --size).
     let mut resizable = false;
-    if options.scene.is_none()
-        && options.display.is_none()
+    if options.source.scene.is_none()
+        && options.source.display.is_none()
         && (env_display.is_none() || args.new_display)
     {
         // Started (and tied: it goes with serve, even on SIGKILL) from this, the main,
         // thread: `PR_SET_PDEATHSIG` follows the spawning thread.
-        let fixed = fixed_size(args.size, options.region);
+        let fixed = fixed_size(args.size, options.source.region);
         let started = match fixed {
             Some((width, height)) => OwnXvfb::start_tied(width, height, None),
             // Resizable up to the limit a page may ask for (docs/serve.md, "Resize").
@@ -182,7 +183,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         match started {
             Ok(xvfb) => {
-                options.display = Some(xvfb.display().to_owned());
+                options.source.display = Some(xvfb.display().to_owned());
                 resizable = fixed.is_none();
                 own_xvfb = Some(xvfb);
             }
@@ -191,7 +192,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     "no X display and Xvfb is not installed: streaming the built-in synthetic \
                      `typing` scene instead"
                 );
-                options.scene = Some(Scene::Typing);
+                options.source.scene = Some(Scene::Typing);
                 let size = args.size.unwrap_or(RegionArg {
                     x: 0,
                     y: 0,
@@ -199,19 +200,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     height: DEFAULT_SIZE.1,
                 });
                 options
+                    .source
                     .region
                     .get_or_insert(RegionArg { x: 0, y: 0, ..size });
             }
             Err(e) => return Err(e.into()),
         }
     }
-    let display = options.display.clone().or(env_display);
-    if options.scene.is_none() {
+    let display = options.source.display.clone().or(env_display);
+    if options.source.scene.is_none() {
         // A bad `$DISPLAY` is refused here like a bad --display (clap's check).
         pixelflux::source::x11::check_display_name(display.as_deref())?;
     }
     // Held until serving ends, so our own connections closing cannot reset the X server.
-    let _x_hold = match (&display, options.scene) {
+    let _x_hold = match (&display, options.source.scene) {
         (Some(d), None) => XHold::connect(d)
             .map_err(|e| tracing::debug!("cannot hold a connection to {d}: {e}"))
             .ok(),
@@ -230,7 +232,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut app = None;
     if !command.is_empty() {
-        let Some(display) = display.as_deref().filter(|_| options.scene.is_none()) else {
+        let Some(display) = display
+            .as_deref()
+            .filter(|_| options.source.scene.is_none())
+        else {
             bail!("a command to run needs an X display, not a synthetic scene");
         };
         app = Some(
@@ -492,7 +497,7 @@ async fn serve(
     settings.scroll_detection = scroll_detection;
     // Without --region the capture follows the screen's size (the core re-reads it after a
     // RandR change and goes on at the new size; the hub re-announces it).
-    let follow_screen = options.region.is_none() && matches!(spec, SourceSpec::X11 { .. });
+    let follow_screen = options.source.region.is_none() && matches!(spec, SourceSpec::X11 { .. });
     let current: CurrentCapture = Arc::default();
     let cell = Arc::clone(&current);
     let hub = Hub::new(HubConfig::default(), move || {

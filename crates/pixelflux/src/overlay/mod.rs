@@ -133,13 +133,11 @@ pub enum OverlayError {
         /// What is wrong.
         reason: String,
     },
-    /// The pointer's X connection failed: no server, no XFixes, the server gone, or a request
-    /// refused (the X error kept).
+    /// The pointer's X connection failed: no server, no XFixes 2.0 or later
+    /// ([`SourceError::MissingExtension`]), the server gone, or a request refused (the X error
+    /// kept).
     #[error("cursor: {0}")]
     X(SourceError),
-    /// The server's XFixes cannot report cursors (older than 2.0).
-    #[error("cursor: {0}")]
-    Cursor(String),
 }
 
 /// The overlays `config` asks for, in drawing order, for `region` of the screen `source`

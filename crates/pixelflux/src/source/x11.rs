@@ -224,16 +224,7 @@ impl X11Source {
             screen.width_in_pixels as u32,
             screen.height_in_pixels as u32,
         );
-        if !fits(region, sw, sh) {
-            return Err(SourceError::RegionOutsideScreen {
-                x: region.x,
-                y: region.y,
-                width: region.width,
-                height: region.height,
-                screen_width: sw,
-                screen_height: sh,
-            });
-        }
+        check_fits(region, sw, sh)?;
         let depth = screen.root_depth;
         let bpp = setup
             .pixmap_formats
@@ -393,16 +384,7 @@ impl FrameSource for X11Source {
     /// attached) or resizes the GetImage buffer. DAMAGE keeps watching the whole root window.
     fn set_region(&mut self, region: Region) -> Result<(), SourceError> {
         let (sw, sh) = self.read_screen_size()?;
-        if !fits(region, sw, sh) {
-            return Err(SourceError::RegionOutsideScreen {
-                x: region.x,
-                y: region.y,
-                width: region.width,
-                height: region.height,
-                screen_width: sw,
-                screen_height: sh,
-            });
-        }
+        check_fits(region, sw, sh)?;
         if let Transport::Shm { seg_id, .. } = self.transport {
             let bytes = |r: Region| r.width as usize * r.height as usize * 4;
             if bytes(region) != bytes(self.region) {
@@ -567,6 +549,24 @@ impl X11Source {
         }
         refused(request, &x11)
     }
+}
+
+/// `Ok` when `region` lies wholly on a `sw` x `sh` screen.
+///
+/// # Errors
+/// [`SourceError::RegionOutsideScreen`] naming the region and the screen otherwise.
+pub(crate) fn check_fits(region: Region, sw: u32, sh: u32) -> Result<(), SourceError> {
+    if fits(region, sw, sh) {
+        return Ok(());
+    }
+    Err(SourceError::RegionOutsideScreen {
+        x: region.x,
+        y: region.y,
+        width: region.width,
+        height: region.height,
+        screen_width: sw,
+        screen_height: sh,
+    })
 }
 
 /// Whether `region` lies wholly on a `sw` x `sh` screen.

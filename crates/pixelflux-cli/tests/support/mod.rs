@@ -1,0 +1,43 @@
+//! What the `serve` process tests share: starting `pixelflux serve` and reading the URL it
+//! prints first.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt;
+
+/// Every wait ends by this deadline.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `pixelflux serve` started with `args` (the token variables of the environment removed, so
+/// only `args` set tokens), and its first line (the URL) read by [`DEADLINE`]. Only that line
+/// is read and the pipe then closed: `serve` must go on with its stdout gone (it once panicked
+/// printing its second line). The child is killed when dropped.
+pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
+        .arg("serve")
+        .args(args)
+        .env_remove("PIXELFLUX_TOKEN")
+        .env_remove("PIXELFLUX_VIEW_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("serve printed its URL by the deadline")
+        .expect("stdout")
+        .expect("a line");
+    (child, line)
+}
+
+/// The `host:port` of an `open http(s)://host:port/...` line.
+pub fn addr_of(line: &str) -> String {
+    let rest = line
+        .strip_prefix("open http://")
+        .or_else(|| line.strip_prefix("open https://"))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    rest.split('/').next().unwrap_or_default().to_string()
+}
