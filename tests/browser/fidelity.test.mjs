@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  ffmpegJpegPicture, ffmpegPicture, launchBrowser, psnr, psnrRgb, readCanvas, recordedStripes, recordAllStripes, sleep,
-  snapshot, startServe, waitForFullPicture,
+  WAIT_MS, ffmpegJpegPicture, ffmpegPicture, launchBrowser, openPage, psnr, psnrRgb, readCanvas, readSettled,
+  serverDisplay, snapshot, startServe, waitForFile, withServe,
 } from './support.mjs';
 
 const REGION = '640x360';
@@ -17,33 +17,16 @@ let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-async function withServe(args, fn) {
-  const server = await startServe(['--listen', '127.0.0.1:0', ...args]);
-  try {
-    return await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
 /** Bytes of the recorded stripes with this tag (first byte). */
 function bytesOf(stripes, tag) {
   return stripes.filter((b) => b[0] === tag).reduce((n, b) => n + b.length, 0);
 }
 
 /** Opens a recording viewer and waits for its whole first picture. */
-async function viewer(url) {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await recordAllStripes(page);
-  await page.goto(url);
-  await waitForFullPicture(page);
-  return { page, errors };
-}
+const viewer = (url) => openPage(browser, url, { record: true });
 
 /** Waits until every stripe has had a lossless still painted since the viewer connected. */
-async function waitForStills(page, { timeout = 10000 } = {}) {
+async function waitForStills(page, { timeout = WAIT_MS } = {}) {
   await page.waitForFunction(() => {
     const s = window.pixelflux;
     return s.stills >= Math.ceil(s.hello.height / s.hello.stripe_height);
@@ -58,28 +41,19 @@ describe('fidelity at the canvas', () => {
       const extra = fullcolor ? ['--h264-fullcolor'] : [];
       await withServe(['--scene', 'desktop', '--region', REGION, '--codec', 'h264', '--no-paint-over',
         '--crf', String(crf), ...extra], async (server) => {
-        const page = await browser.newPage();
-        const errors = [];
-        page.on('pageerror', (e) => errors.push(e.message));
-        await recordAllStripes(page);
-        await page.goto(server.url);
-        await waitForFullPicture(page);
-        await sleep(500);
-        const canvas = await readCanvas(page);
-        const stripes = await recordedStripes(page);
-        const decoded = ffmpegPicture(stripes, 640, 360);
+        const { page, errors } = await viewer(server.url);
+        // The canvas and the stripes it shows, read at one moment once the stream rests.
+        const { canvas, recorded } = await readSettled(page);
+        const decoded = ffmpegPicture(recorded, 640, 360);
         const dbCanvas = psnr(canvas, ref);
         const dbFfmpeg = psnrRgb(decoded, ref);
         const dbBetween = psnr(canvas, decoded);
         console.log(`${label}: canvas ${dbCanvas.toFixed(2)} dB, ffmpeg ${dbFfmpeg.toFixed(2)} dB ` +
           `(against the source); canvas vs ffmpeg ${dbBetween.toFixed(2)} dB`);
         // For the record: the browser's own conversion (drawImage of the VideoFrame).
-        const own = await browser.newPage();
-        await own.goto(`${server.url}?yuv=browser`);
-        await waitForFullPicture(own);
-        await sleep(500);
-        const dbBrowser = psnr(await readCanvas(own), ref);
-        await own.close();
+        const own = await openPage(browser, `${server.url}?yuv=browser`);
+        const dbBrowser = psnr((await readSettled(own.page)).canvas, ref);
+        await own.page.close();
         console.log(`${label}: Chromium's own conversion ${dbBrowser.toFixed(2)} dB`);
         assert.ok(dbCanvas >= dbFfmpeg - 0.5,
           `canvas ${dbCanvas.toFixed(2)} dB is more than 0.5 dB below ffmpeg's ${dbFfmpeg.toFixed(2)} dB`);
@@ -95,9 +69,8 @@ describe('fidelity at the canvas', () => {
     const ref = snapshot(['--scene', 'desktop', '--region', REGION]);
     await withServe(['--scene', 'desktop', '--region', REGION, '--codec', 'jpeg', '--no-paint-over'], async (server) => {
       const v = await viewer(server.url);
-      await sleep(500);
-      const canvas = await readCanvas(v.page);
-      const decoded = ffmpegJpegPicture(await recordedStripes(v.page), 640, 360);
+      const { canvas, recorded } = await readSettled(v.page);
+      const decoded = ffmpegJpegPicture(recorded, 640, 360);
       const dbCanvas = psnr(canvas, ref);
       const dbRef = psnrRgb(decoded, ref);
       console.log(`JPEG q85 auto: canvas ${dbCanvas.toFixed(2)} dB, ffmpeg ${dbRef.toFixed(2)} dB (against the source); ` +
@@ -119,8 +92,7 @@ describe('fidelity at the canvas', () => {
       const q95 = await withServe(['--scene', 'desktop', '--region', REGION, '--codec', 'jpeg',
         '--quality', '95', '--jpeg-subsampling', '444', '--no-paint-over'], async (server) => {
         const v = await viewer(server.url);
-        await sleep(300);
-        const bytes = bytesOf(await recordedStripes(v.page), 0x03);
+        const bytes = bytesOf((await readSettled(v.page)).recorded, 0x03);
         await v.page.close();
         return bytes;
       });
@@ -128,10 +100,9 @@ describe('fidelity at the canvas', () => {
         const v = await viewer(server.url);
         const first = psnr(await readCanvas(v.page), ref);
         await waitForStills(v.page);
-        await sleep(300);
-        const still = psnr(await readCanvas(v.page), ref);
-        const stripes = await recordedStripes(v.page);
-        const stillBytes = bytesOf(stripes, 0x05);
+        const settled = await readSettled(v.page);
+        const still = psnr(settled.canvas, ref);
+        const stillBytes = bytesOf(settled.recorded, 0x05);
         console.log(`${label}: first paint ${first.toFixed(2)} dB, after the stills ${still.toFixed(2)} dB; ` +
           `stills ${stillBytes} B vs q95 4:4:4 JPEG ${q95} B (${(stillBytes / q95).toFixed(2)}x)`);
         assert.equal(still, Infinity, `the still screen is exact at the canvas (${still.toFixed(2)} dB)`);
@@ -139,8 +110,7 @@ describe('fidelity at the canvas', () => {
         // A viewer joining later gets key pictures, then the stills again.
         const late = await viewer(server.url);
         await waitForStills(late.page);
-        await sleep(300);
-        const lateDb = psnr(await readCanvas(late.page), ref);
+        const lateDb = psnr((await readSettled(late.page)).canvas, ref);
         assert.equal(lateDb, Infinity, `late viewer: ${lateDb.toFixed(2)} dB`);
         const state = await v.page.evaluate(() => window.pixelflux.errors);
         assert.equal(state, 0, 'no decode errors');
@@ -163,15 +133,18 @@ describe('fidelity at the canvas', () => {
       delete env.DISPLAY;
       const dir = mkdtempSync(path.join(tmpdir(), 'pixelflux-fidelity-'));
       const flag = path.join(dir, 'change');
+      // `ready` once the first pattern is on the screen: the command starts on its own time,
+      // not the test's.
+      const ready = path.join(dir, 'ready');
       const script = "xsetroot -mod 3 5 -fg '#cc3366' -bg '#33cc66' && " +
-        `until [ -e '${flag}' ]; do sleep 0.05; done && ` +
+        `touch '${ready}' && until [ -e '${flag}' ]; do sleep 0.05; done && ` +
         "xsetroot -mod 7 2 -fg '#303848' -bg '#d8d0c8' && exec sleep 60";
       // 4 fps: a still follows a change by 10 frames (2.5 s), time to see the change alone.
       // The second pattern is near grey: 4:2:0 cannot show 1-pixel colour stripes at all.
       const server = await startServe(['--listen', '127.0.0.1:0', '--size', '320x240', '--fps', '4',
         ...args, '--', 'sh', '-c', script], { env });
       try {
-        const display = server.stderr.match(/started Xvfb (:\d+)/)[1];
+        const display = await serverDisplay(server);
         const grab = () => {
           const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', '320x240',
             '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
@@ -179,39 +152,39 @@ describe('fidelity at the canvas', () => {
           assert.equal(r.status, 0, `x11grab: ${r.stderr}`);
           return { width: 320, height: 240, rgb: r.stdout };
         };
-        /** Polls the canvas until `done(canvas)`; returns that canvas. */
-        const until = async (page, done, what, timeoutMs = 10000) => {
+        /**
+         * Reads the canvas, with the counters and stripes of that moment, each time the stream
+         * rests, until `done(canvas)`; returns that reading ({ canvas, counts, recorded }).
+         */
+        const until = async (page, done, what, timeoutMs = WAIT_MS) => {
           const deadline = Date.now() + timeoutMs;
           for (;;) {
-            const c = await readCanvas(page);
-            if (done(c)) return c;
+            const r = await readSettled(page, { quietMs: 200, timeout: timeoutMs });
+            if (done(r.canvas)) return r;
             if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-            await sleep(50);
           }
         };
         const v = await viewer(server.url);
         // The first pattern, exact once its stills are in.
+        await waitForFile(ready, () => true, 'the first pattern');
         const a = grab();
-        await until(v.page, (c) => psnr(c, a) === Infinity, 'the first pattern exact', 15000);
-        const stillsBefore = await v.page.evaluate(() => window.pixelflux.stills);
+        const stillsBefore = (await until(v.page, (c) => psnr(c, a) === Infinity, 'the first pattern exact')).counts.stills;
         writeFileSync(flag, '');
         // The change arrives as JPEG or an H.264 P picture, a second before its stills.
         let b = null;
-        const changed = await until(v.page, (c) => {
+        const { canvas: changed, counts: { stills: stillsMid }, recorded } = await until(v.page, (c) => {
           if (psnr(c, a) > 20) return false;
           b ??= grab();
           return psnr(c, b) >= 20;
         }, 'the change');
-        const stillsMid = await v.page.evaluate(() => window.pixelflux.stills);
         const dbChange = psnr(changed, b);
         if (label.startsWith('H.264')) {
-          // What the decoder drew is what ffmpeg makes of the same stream: in step.
-          const decoded = ffmpegPicture(await recordedStripes(v.page), 320, 240);
+          // What the decoder drew is what ffmpeg makes of the stripes received until then.
+          const decoded = ffmpegPicture(recorded, 320, 240);
           const db = psnr(changed, decoded);
           assert.ok(db >= 40, `the change vs ffmpeg's decode of the stream: ${db.toFixed(2)} dB`);
         }
-        await until(v.page, (c) => psnr(c, b) === Infinity, 'the second pattern exact', 15000);
-        const stillsAfter = await v.page.evaluate(() => window.pixelflux.stills);
+        const stillsAfter = (await until(v.page, (c) => psnr(c, b) === Infinity, 'the second pattern exact')).counts.stills;
         console.log(`${label}: change ${dbChange.toFixed(2)} dB (stills: ${stillsBefore} before, ` +
           `${stillsMid} at the change, ${stillsAfter} after)`);
         assert.equal(stillsMid, stillsBefore, 'the change was read before its stills');

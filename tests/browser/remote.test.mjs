@@ -3,12 +3,15 @@
 // xterm (its effect on disk) and xev (the events it records).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { launchBrowser, runBin, sleep, startServe, waitForFullPicture } from './support.mjs';
+import {
+  WAIT_MS, headless, launchBrowser, openPage as open, runBin, serverDisplay, sleep, startServe,
+  waitForFile, waitForFullPicture, waitForQuiet, waitForRole, waitForWindow, withServe,
+} from './support.mjs';
 
 let browser;
 let dir;
@@ -21,31 +24,11 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** The environment of a machine with no display (so serve starts its own Xvfb). */
-function headless() {
-  const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
-  delete env.DISPLAY;
-  return env;
-}
-
-async function withServe(args, fn) {
-  const server = await startServe(['--listen', '127.0.0.1:0', ...args], { env: headless() });
-  try {
-    return await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
+/** Serves `args` on a private display (no $DISPLAY), runs `fn(server)`. */
+const serve = (args, fn) => withServe(args, fn, { env: headless() });
 
 /** A page at a viewport whose shape differs from the capture's, so the picture is letterboxed. */
-async function openPage(url) {
-  const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(url);
-  await waitForFullPicture(page);
-  return { page, errors };
-}
+const openPage = (url) => open(browser, url, { viewport: { width: 1000, height: 700 } });
 
 /** Page coordinates of capture pixel (x, y), through the page's scaling and letterboxing. */
 async function pageXY(page, x, y) {
@@ -60,20 +43,6 @@ async function pageXY(page, x, y) {
   }, [x, y]);
 }
 
-/** Waits (with a deadline) until `file` exists and `check(text)` is true; returns the text. */
-async function waitForFile(file, check, what, timeoutMs = 15000) {
-  const t0 = Date.now();
-  let text = '';
-  while (Date.now() - t0 < timeoutMs) {
-    if (existsSync(file)) {
-      text = readFileSync(file, 'utf8');
-      if (check(text)) return text;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what}: not seen within ${timeoutMs} ms; ${file} has:\n${text.slice(-3000)}`);
-}
-
 /**
  * Presses and releases a key that produces `ch` on a layout Playwright does not know (it only
  * knows US keys), through the DevTools protocol, as a Russian or French keyboard would.
@@ -83,15 +52,6 @@ async function pressChar(page, ch) {
   await cdp.send('Input.dispatchKeyEvent', { type: 'keyDown', key: ch, text: ch, unmodifiedText: ch });
   await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: ch });
   await cdp.detach();
-}
-
-/** Waits until xev's (white) window shows on the canvas, so events have a window to go to. */
-async function waitForWindow(page) {
-  await page.waitForFunction(() => {
-    const c = document.getElementById('screen');
-    const [r, g, b] = c.getContext('2d').getImageData(320, 180, 1, 1).data;
-    return r > 200 && g > 200 && b > 200;
-  }, null, { timeout: 15000, polling: 100 });
 }
 
 /** xev's ButtonPress/ButtonRelease records: [{ kind, button, x, y, state }]. */
@@ -110,16 +70,31 @@ function motions(log) {
   return [...log.matchAll(re)].map((m) => ({ x: +m[1], y: +m[2], state: parseInt(m[3], 16) }));
 }
 
+/**
+ * What `xclip -o` reads from an X selection, polled until it is `want` or a deadline (a new
+ * owner takes a moment to be asked); the last reading either way.
+ */
+async function xSelection(env, selection, want) {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const got = spawnSync('xclip', ['-o', '-selection', selection], { env, encoding: 'utf8', timeout: 10000 }).stdout;
+    if (got === want || Date.now() > deadline) return got;
+    await sleep(100);
+  }
+}
+
 const xevCommand = (log) => ['--', 'sh', '-c', `exec xev -geometry 640x360+0+0 -event mouse -event button -event keyboard > ${log}`];
 
 describe('pixelflux serve: input from the page reaches the X server', () => {
   test('keys typed into the page run a shell command in an xterm, Unicode included', async () => {
     const out = path.join(dir, 'typed.txt');
-    await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '80x20+0+0', '-e', 'sh'], async (server) => {
+    await serve(['--size', '640x360', '--', 'xterm', '-geometry', '80x20+0+0', '-e', 'sh'], async (server) => {
       const { page, errors } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       assert.match(await page.title(), /^:\d+ 640x360 · pixelflux$/, 'the title names the display');
-      // xterm gets keys when the pointer is over it (no window manager: PointerRoot focus).
+      // xterm gets keys when the pointer is over it (no window manager: PointerRoot focus):
+      // once its window is up, which may be well after serve's first picture.
+      await waitForWindow(page, 100, 100);
       const at = await pageXY(page, 100, 100);
       await page.mouse.move(at.x, at.y);
       await page.mouse.click(at.x, at.y);
@@ -148,7 +123,7 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
 
   test('clicks, drags and wheels land at the right place with the right buttons (xev)', async () => {
     const log = path.join(dir, 'xev-mouse.log');
-    await withServe(['--size', '640x360', ...xevCommand(log)], async (server) => {
+    await serve(['--size', '640x360', ...xevCommand(log)], async (server) => {
       const { page, errors } = await openPage(server.url);
       await waitForWindow(page);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
@@ -201,17 +176,16 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
 
   test('a view token watches but its input is refused and counted; the control token controls', async () => {
     const log = path.join(dir, 'xev-roles.log');
-    const server = await withServe(['--size', '640x360', '--token', 'ctl-tok', '--view-token', 'see/tok&',
+    const server = await serve(['--size', '640x360', '--token', 'ctl-tok', '--view-token', 'see/tok&',
       ...xevCommand(log)], async (server) => {
       // Both URLs printed, the view token percent-encoded.
-      const t0 = Date.now();
-      while (!/view only: /.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
+      await server.waitForStdout(/view only: /);
       assert.match(server.stdout, /view only: http:\/\/127\.0\.0\.1:\d+\/\?token=see%2Ftok%26/);
       const viewUrl = server.stdout.match(/view only: (\S+)/)[1];
       const viewer = await openPage(viewUrl);
       await waitForWindow(viewer.page);
-      await viewer.page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control === false &&
-        window.pixelflux.connects > 0);
+      await waitForRole(viewer.page);
+      assert.equal(await viewer.page.evaluate(() => window.pixelflux.input.control), false);
       // The page itself sends nothing without control: force messages through its socket.
       await viewer.page.evaluate(() => {
         const s = window.pixelflux;
@@ -220,7 +194,9 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
         s.send({ type: 'key', key: 'q', code: 'KeyQ', down: true });
         s.send({ type: 'key', key: 'q', code: 'KeyQ', down: false });
       });
-      await sleep(500);
+      // The server took them (and refused the first) before the controller connects: a
+      // viewer's input it let through would reach xev before the controller's click.
+      await server.waitForStderr(/refused input from a viewer without control/);
       const ctl = await openPage(server.url);
       await ctl.page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       const a = await pageXY(ctl.page, 60, 70);
@@ -239,31 +215,25 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
   });
 
   test('clipboard text goes both ways between the page and the X clipboard', async () => {
-    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
-      const env = { ...headless(), DISPLAY: (await server.waitForStderr(/started Xvfb (:\d+)/))[1] };
+    await serve(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const env = { ...headless(), DISPLAY: await serverDisplay(server) };
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
-      // X → page: xclip takes the CLIPBOARD (it stays in the background to serve it).
+      // X → page: xclip takes the CLIPBOARD (it forks, and its child owns and serves it until
+      // another client takes it; it may take it after spawnSync returns: waited for below).
       const fromX = `copied in X: ünïcødé ✓ ${Date.now()}`;
       const put = spawnSync('xclip', ['-selection', 'clipboard', '-i'], { input: fromX, env, stdio: ['pipe', 'ignore', 'ignore'], timeout: 10000 });
       assert.equal(put.status, 0);
-      await page.waitForFunction((t) => window.pixelflux.input.clipboard === t, fromX, { timeout: 10000 });
+      await page.waitForFunction((t) => window.pixelflux.input.clipboard === t, fromX, { timeout: WAIT_MS });
       // Page → X: text on the browser's clipboard, pasted with Ctrl+V into the canvas.
       await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
       const fromPage = `pasted in the page: жé ✓ ${Date.now()}`;
       await page.evaluate((t) => navigator.clipboard.writeText(t), fromPage);
       await page.focus('#screen');
       await page.keyboard.press('Control+V');
-      const t0 = Date.now();
-      let got = '';
-      while (Date.now() - t0 < 10000) {
-        got = spawnSync('xclip', ['-o', '-selection', 'clipboard'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
-        if (got === fromPage) break;
-        await sleep(100);
-      }
-      assert.equal(got, fromPage, 'the X clipboard holds the pasted text');
-      const primary = spawnSync('xclip', ['-o', '-selection', 'primary'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
-      assert.equal(primary, fromPage, 'and so does PRIMARY (middle-click paste)');
+      // Each selection polled on its own: serve need not take both at the same moment.
+      assert.equal(await xSelection(env, 'clipboard', fromPage), fromPage, 'the X clipboard holds the pasted text');
+      assert.equal(await xSelection(env, 'primary', fromPage), fromPage, 'and so does PRIMARY (middle-click paste)');
       await page.close();
     });
   });
@@ -271,63 +241,86 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
   test('in the default terminal Ctrl+Shift+V pastes the page\'s clipboard and Ctrl+Shift+C copies the selection', async () => {
     const out = path.join(dir, 'pasted.txt');
     // No command: serve's own xterm, with its clipboard keys.
-    await withServe(['--size', '640x360'], async (server) => {
+    await serve(['--size', '640x360'], async (server) => {
       await server.waitForStderr(/started "xterm"/);
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
-      // The xterm fills the screen and gets keys while the pointer is over it.
+      // The xterm fills the screen and gets keys while the pointer is over it (once it is up).
+      await waitForWindow(page, 320, 180);
       const at = await pageXY(page, 320, 180);
       await page.mouse.move(at.x, at.y);
       await page.mouse.click(at.x, at.y);
       await page.focus('#screen');
-      // Page → xterm: the page's clipboard pasted with Ctrl+Shift+V runs as a command.
-      await page.evaluate((t) => navigator.clipboard.writeText(t), `echo Pasted-OK > ${out}`);
+      // Page → xterm: the page's clipboard pasted with Ctrl+Shift+V runs as a command. Its
+      // own line break ends it (an Enter typed after it could overtake the paste, which xterm
+      // fetches from the selection owner while later keys are already queued).
+      await page.evaluate((t) => navigator.clipboard.writeText(t), `echo Pasted-OK > ${out}\n`);
       await page.keyboard.press('Control+Shift+V');
-      await sleep(300);
-      await page.keyboard.press('Enter');
       assert.equal(await waitForFile(out, (t) => t.endsWith('\n'), 'the pasted command'), 'Pasted-OK\n');
       // xterm → page: the top line selected (triple click), copied with Ctrl+Shift+C.
       const word = `Copy-Me-${Date.now() % 100000}`;
       await page.keyboard.type(`clear; echo ${word}`);
       await page.keyboard.press('Enter');
-      await sleep(1000);
+      // Selected once the screen shows it: the top text line is the word alone (13 characters;
+      // before the clear it held the prompt and the pasted command, far wider).
+      await page.waitForFunction(() => {
+        const c = document.getElementById('screen');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const dark = (x, y) => {
+          const i = (y * c.width + x) * 4;
+          return d[i] < 100 && d[i + 1] < 100 && d[i + 2] < 100;
+        };
+        // Inside xterm's 1-pixel border.
+        let right = -1;
+        let inLine = false;
+        for (let y = 2; y < 40; y++) {
+          let rowRight = -1;
+          for (let x = 2; x < c.width - 2; x++) if (dark(x, y)) rowRight = x;
+          if (rowRight < 0 && inLine) break;
+          if (rowRight >= 0) inLine = true;
+          right = Math.max(right, rowRight);
+        }
+        return right > 60 && right < 200;
+      }, null, { timeout: WAIT_MS, polling: 100 });
       const top = await pageXY(page, 20, 5);
       await page.mouse.click(top.x, top.y, { clickCount: 3 });
       await sleep(300);
       assert.notEqual(await page.evaluate(() => window.pixelflux.input.clipboard), word,
         'a selection alone does not set the CLIPBOARD');
       await page.keyboard.press('Control+Shift+C');
-      await page.waitForFunction((t) => (window.pixelflux.input.clipboard ?? '').trim() === t, word, { timeout: 10000 });
+      await page.waitForFunction((t) => (window.pixelflux.input.clipboard ?? '').trim() === t, word, { timeout: WAIT_MS });
       await page.close();
     });
   });
 
   test('a paste over the limit is refused with a visible notice and its key is not sent; 100 KiB pastes', async () => {
-    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
-      const env = { ...headless(), DISPLAY: (await server.waitForStderr(/started Xvfb (:\d+)/))[1] };
+    await serve(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const env = { ...headless(), DISPLAY: await serverDisplay(server) };
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
       const xClipboard = () => spawnSync('xclip', ['-o', '-selection', 'clipboard'], { env, encoding: 'utf8', timeout: 5000 }).stdout;
-      const paste = async (text) => {
+      // The messages the paste sent: once `expect` of them are out (the paste key waits for
+      // the browser's paste event), and nothing more for a moment.
+      const paste = async (text, expect) => {
         await page.evaluate((t) => navigator.clipboard.writeText(t), text);
         await page.focus('#screen');
         const before = await page.evaluate(() => window.pixelflux.input.sent);
         await page.keyboard.press('Control+V');
-        await sleep(500);
+        await page.waitForFunction(([b, n]) => window.pixelflux.input.sent - b >= n, [before, expect],
+          { timeout: WAIT_MS, polling: 50 }).catch(() => {});
+        await sleep(300);
         return (await page.evaluate(() => window.pixelflux.input.sent)) - before;
       };
       // 100 KiB (over the old 4 KiB limit) arrives whole.
       const medium = `${'0123456789abcdef'.repeat(6400)}${Date.now()}`;
-      assert.equal(await paste(medium), 5, 'Control down, the paste, V down and up, Control up');
-      const t0 = Date.now();
-      while (xClipboard() !== medium && Date.now() - t0 < 10000) await sleep(100);
-      assert.equal(xClipboard(), medium, 'the X clipboard holds the 100 KiB paste');
+      assert.equal(await paste(medium, 5), 5, 'Control down, the paste, V down and up, Control up');
+      assert.equal(await xSelection(env, 'clipboard', medium), medium, 'the X clipboard holds the 100 KiB paste');
       // 300 KiB: refused, shown in the page, and the V key is not sent (the application
       // would paste the previous clipboard): only Control's press and release went out.
       const huge = 'x'.repeat(300 * 1024);
-      assert.equal(await paste(huge), 2, 'only Control went out');
+      assert.equal(await paste(huge, 2), 2, 'only Control went out');
       assert.equal(await page.evaluate(() => window.pixelflux.input.pasteTooLarge), 1);
       const notice = page.locator('#notice');
       assert.equal(await notice.isVisible(), true, 'a notice is shown');
@@ -340,9 +333,14 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
   });
 
   test('when the command exits the page says the session has ended and stops reconnecting', async () => {
-    await withServe(['--size', '320x240', '--', 'sleep', '4'], async (server) => {
+    // The command ends once the page shows the picture (the test creates the flag file), not
+    // after a fixed time that a loaded machine may spend starting serve and the page.
+    const flag = path.join(dir, 'end-session');
+    await serve(['--size', '320x240', '--', 'sh', '-c', 'until [ -e "$1" ]; do sleep 0.05; done', 'sh', flag], async (server) => {
       const { page } = await openPage(server.url);
-      await page.waitForFunction(() => window.pixelflux.ended === true, null, { timeout: 20000 });
+      await waitForRole(page);
+      writeFileSync(flag, '');
+      await page.waitForFunction(() => window.pixelflux.ended === true, null, { timeout: WAIT_MS });
       assert.equal(await page.locator('#overlay').textContent(), 'the session has ended');
       assert.equal(await page.locator('#overlay').isVisible(), true);
       await sleep(3000);
@@ -353,10 +351,8 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
   });
 
   test('the figures badge is clear of the first text line and the full-screen icon is drawn', async () => {
-    await withServe(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
-      const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
-      await page.goto(server.url);
-      await waitForFullPicture(page);
+    await serve(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const { page } = await openPage(server.url);
       const r = await page.evaluate(() => {
         const box = (el) => el.getBoundingClientRect().toJSON();
         return {
@@ -373,25 +369,26 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
   });
 
   test('the browser draws the X pointer: its shape follows the window under it; --cursor burns it in instead', async () => {
-    await withServe(['--size', '640x360', '--', 'xterm', '-geometry', '40x10+0+0'], async (server) => {
+    await serve(['--size', '640x360', '--', 'xterm', '-geometry', '40x10+0+0'], async (server) => {
       const { page, errors } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control &&
         window.pixelflux.input.cursor);
       const root = await page.evaluate(() => window.pixelflux.input.cursor);
       assert.match(await page.evaluate(() => document.getElementById('screen').style.cursor),
         /^url\("?data:image\/png;base64,[A-Za-z0-9+/=]+"?\) \d+ \d+, default$/);
-      // Over the xterm the X server shows xterm's text cursor: a new shape arrives.
+      // Over the xterm (once it is up) the X server shows xterm's text cursor: a new shape.
+      await waitForWindow(page, 30, 30);
       const at = await pageXY(page, 30, 30);
       await page.mouse.move(at.x, at.y);
-      await page.waitForFunction((css) => window.pixelflux.input.cursor.css !== css, root.css, { timeout: 10000 });
+      await page.waitForFunction((css) => window.pixelflux.input.cursor.css !== css, root.css, { timeout: WAIT_MS });
       // And back over the root window, the root's shape again.
       const out = await pageXY(page, 600, 300);
       await page.mouse.move(out.x, out.y);
-      await page.waitForFunction((css) => window.pixelflux.input.cursor.css === css, root.css, { timeout: 10000 });
+      await page.waitForFunction((css) => window.pixelflux.input.cursor.css === css, root.css, { timeout: WAIT_MS });
       assert.deepEqual(errors, []);
       await page.close();
     });
-    await withServe(['--size', '320x240', '--cursor', '--', 'sleep', '60'], async (server) => {
+    await serve(['--size', '320x240', '--cursor', '--', 'sleep', '60'], async (server) => {
       const { page } = await openPage(server.url);
       await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       await sleep(500);
@@ -401,14 +398,12 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
   });
 
   test('--view-only: no page gets control', async () => {
-    await withServe(['--size', '320x240', '--view-only', '--', 'sleep', '60'], async (server) => {
-      // The line follows the URL the harness waited for: give it a moment to arrive.
-      const t0 = Date.now();
-      while (!/view only/.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
-      assert.match(server.stdout, /view only/);
+    await serve(['--size', '320x240', '--view-only', '--', 'sleep', '60'], async (server) => {
+      // The line follows the URL the harness waited for.
+      await server.waitForStdout(/view only/);
       const { page } = await openPage(server.url);
-      await page.waitForFunction(() => window.pixelflux.input && window.pixelflux.connects > 0);
-      await sleep(300);
+      // The server's word, not the page's initial `control: false`.
+      await waitForRole(page);
       assert.equal(await page.evaluate(() => window.pixelflux.input.control), false);
       await page.close();
     });
@@ -417,14 +412,13 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
 
 describe('pixelflux serve: displays and commands', () => {
   test('no capture work while no page is visible; a full picture when one shows again', async () => {
-    await withServe(['--scene', 'typing', '--region', '320x192', '--fps', '30'], async (server) => {
+    await serve(['--scene', 'typing', '--region', '320x192', '--fps', '30'], async (server) => {
       await server.waitForStderr(/no one is watching: capture paused/);
       const { page } = await openPage(server.url);
       await server.waitForStderr(/capture paused[\s\S]*a viewer is watching: capture resumed/);
       const stripes = () => page.evaluate(() => window.pixelflux.stripes);
       const a = await stripes();
-      await sleep(500);
-      assert.ok(await stripes() > a, 'the typing scene streams while the tab is visible');
+      await page.waitForFunction((n) => window.pixelflux.stripes > n, a, { timeout: WAIT_MS, polling: 50 });
       const setHidden = (hidden) => page.evaluate((h) => {
         Object.defineProperty(document, 'hidden', { value: h, configurable: true });
         Object.defineProperty(document, 'visibilityState', { value: h ? 'hidden' : 'visible', configurable: true });
@@ -432,13 +426,14 @@ describe('pixelflux serve: displays and commands', () => {
       }, hidden);
       await setHidden(true);
       await server.waitForStderr(/capture resumed[\s\S]*no one is watching: capture paused/);
-      await sleep(300);
+      // What was captured before the pause has arrived and been drawn.
+      await waitForQuiet(page, { quietMs: 500 });
       const b = await stripes();
       await sleep(1500);
       assert.equal(await stripes(), b, 'nothing is captured or sent while the only tab is hidden');
       await setHidden(false);
       await server.waitForStderr(/capture paused[\s\S]*capture resumed[\s\S]*capture paused[\s\S]*capture resumed/);
-      await page.waitForFunction((n) => window.pixelflux.stripes > n, b, { timeout: 10000 });
+      await page.waitForFunction((n) => window.pixelflux.stripes > n, b, { timeout: WAIT_MS });
       await page.close();
     });
   });
@@ -461,7 +456,7 @@ describe('pixelflux serve: displays and commands', () => {
   });
 
   test('with no display and no command, the private display gets a terminal', async () => {
-    await withServe(['--size', '640x360'], async (server) => {
+    await serve(['--size', '640x360'], async (server) => {
       await server.waitForStderr(/started "xterm"/);
       const { page } = await openPage(server.url);
       // The terminal paints something other than black.
@@ -470,7 +465,7 @@ describe('pixelflux serve: displays and commands', () => {
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         for (let i = 0; i < d.length; i += 4) if (d[i] > 128 && d[i + 1] > 128 && d[i + 2] > 128) return true;
         return false;
-      }, null, { timeout: 15000, polling: 200 });
+      }, null, { timeout: WAIT_MS, polling: 200 });
       await page.close();
     });
   });
@@ -507,9 +502,7 @@ describe('pixelflux serve over TLS', () => {
     try {
       assert.match(server.url, new RegExp(`^https://${host.replace(/\./g, '\\.')}:\\d+/\\?token=tls\\+tok$`));
       // stdout may come in pieces: wait for the line after the URL.
-      const t0 = Date.now();
-      while (!/fingerprint: [0-9A-F:]{95}/.test(server.stdout) && Date.now() - t0 < 5000) await sleep(20);
-      const fp = server.stdout.match(/fingerprint: ([0-9A-F:]{95})/)[1];
+      const fp = (await server.waitForStdout(/fingerprint: ([0-9A-F:]{95})/))[1];
       const { hostname, port } = new URL(server.url);
       assert.equal(await peerFingerprint(hostname, +port), fp, 'the printed fingerprint is the served certificate\'s');
       const page = await tlsBrowser.newPage();
@@ -534,7 +527,7 @@ describe('pixelflux serve over TLS', () => {
       const page = await browser.newPage();
       await page.goto(plain.url);
       await page.waitForFunction(() => /H\.264 needs a secure context/.test(document.getElementById('overlay').textContent),
-        null, { timeout: 15000 });
+        null, { timeout: WAIT_MS });
       assert.equal(await page.evaluate(() => window.isSecureContext), false);
       await page.close();
     } finally {

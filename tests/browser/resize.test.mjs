@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { launchBrowser, sleep, startServe, waitForFullPicture } from './support.mjs';
+import { WAIT_MS, headless, launchBrowser, sleep, startServe, waitForFullPicture } from './support.mjs';
 
 let browser;
 before(async () => {
@@ -15,13 +15,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** The environment of a machine with no display (so serve starts its own Xvfb). */
-function headless() {
-  const env = { ...process.env };
-  delete env.DISPLAY;
-  return env;
-}
 
 /** The root window painted one colour (RGB 51,102,204), so no part of the screen is black. */
 const BLUE = [51, 102, 204];
@@ -37,7 +30,7 @@ function xScreen(display) {
 
 /** The display the page shows, from its title (`:N WxH · pixelflux`). */
 async function displayOf(page) {
-  await page.waitForFunction(() => /^:\d+/.test(document.title), null, { timeout: 10000 });
+  await page.waitForFunction(() => /^:\d+/.test(document.title), null, { timeout: WAIT_MS });
   return (await page.title()).match(/^(:\d+)/)[1];
 }
 
@@ -85,7 +78,7 @@ async function waitForSize(page, width, height) {
     return s.hello && s.hello.width === w && s.hello.height === h &&
       c.width === w && c.height === h &&
       s.paintedYs.size >= Math.ceil(h / s.hello.stripe_height);
-  }, [width, height], { timeout: 15000, polling: 50 });
+  }, [width, height], { timeout: WAIT_MS, polling: 50 });
 }
 
 /** The canvas pixel at the centre. */
@@ -117,7 +110,7 @@ describe('pixelflux serve: the private display follows the page', () => {
           const c = document.getElementById('screen');
           const [r, g, b] = c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data;
           return Math.abs(r - blue[0]) + Math.abs(g - blue[1]) + Math.abs(b - blue[2]) < 36;
-        }, BLUE, { timeout: 10000 });
+        }, BLUE, { timeout: WAIT_MS });
         // Smaller, then larger than at start (odd sizes: H.264 gets them rounded to even).
         for (const [w, h] of [[801, 501], [1200, 800]]) {
           const want = codec === 'h264' ? [w & ~1, h & ~1] : [w, h];
@@ -165,7 +158,7 @@ describe('pixelflux serve: the private display follows the page', () => {
       // The terminal's window follows the screen (no window manager: serve resizes it).
       const t0 = Date.now();
       let tree = '';
-      while (Date.now() - t0 < 10000) {
+      while (Date.now() - t0 < WAIT_MS) {
         tree = spawnSync('xwininfo', ['-display', display, '-root', '-children'], { encoding: 'utf8' }).stdout;
         if (/"xterm"[^\n]*\s800x500\+0\+0/.test(tree)) break;
         await sleep(100);
@@ -186,7 +179,7 @@ describe('pixelflux serve: the private display follows the page', () => {
       assert.equal(await page.evaluate(textAtBottom), false, 'no text at the bottom yet');
       await page.keyboard.type('clear; for i in $(seq 80); do echo; done; echo Bottom-OK');
       await page.keyboard.press('Enter');
-      await page.waitForFunction(textAtBottom, null, { timeout: 15000, polling: 200 });
+      await page.waitForFunction(textAtBottom, null, { timeout: WAIT_MS, polling: 200 });
     } finally {
       await page.close();
       await server.stop();
@@ -217,8 +210,12 @@ describe('pixelflux serve: the private display follows the page', () => {
       await page.goto(server.url);
       await waitForFullPicture(page);
       const display = await displayOf(page);
+      await page.evaluate(() => window.addEventListener('resize', () => { window.__resizedAt = performance.now(); }, { once: true }));
       await page.setViewportSize({ width: 900, height: 600 });
-      await sleep(1000);
+      // Past the page's 300 ms debounce after the resize event (not after a fixed time a
+      // loaded machine may spend before delivering it): a size would have gone out by now.
+      await page.waitForFunction(() => window.__resizedAt !== undefined && performance.now() - window.__resizedAt > 1000,
+        null, { timeout: WAIT_MS, polling: 100 });
       const s = await page.evaluate(() => ({
         canResize: window.pixelflux.canResize,
         sent: window.pixelflux.sizeSent,

@@ -6,12 +6,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  launchBrowser, psnr, readCanvas, recordAllStripes, recordedStripes, sleep, startServe,
-  waitForFullPicture,
+  WAIT_MS, launchBrowser, openPage, psnr, readSettled, serverDisplay, startServe, waitForFile,
 } from './support.mjs';
 
 const W = 480;
@@ -51,47 +50,45 @@ test('JPEG scrolling: copy-rows on the canvas, then the exposed rows; the canvas
   delete env.DISPLAY;
   const dir = mkdtempSync(path.join(tmpdir(), 'pixelflux-scroll-'));
   const done = path.join(dir, 'done');
-  // 240 lines, one every 20 ms, then still (no cursor blink in xterm by default).
-  const script = 'i=0; while [ $i -lt 240 ]; do i=$((i+1)); ' +
+  // The test's cues: `start` once the first viewer has its picture, `finish` once the late
+  // viewer joined mid-scroll and got copies (so neither depends on how fast a loaded machine
+  // starts serve, xterm and the pages).
+  const start = path.join(dir, 'start');
+  const finish = path.join(dir, 'finish');
+  // A line every 20 ms from `start` until 40 lines after `finish` (at most 3000), then still
+  // (no cursor blink in xterm by default).
+  const script = `until [ -e '${start}' ]; do sleep 0.05; done; ` +
+    'i=0; n=3000; while [ $i -lt $n ]; do i=$((i+1)); ' +
+    `if [ $n -eq 3000 ] && [ -e '${finish}' ]; then n=$((i+40)); fi; ` +
     'echo "line $i: compiling crate-$i v0.$((i % 7)).$((i % 13)) ... ok"; sleep 0.02; done; ' +
     `touch '${done}'; exec sleep 600`;
   const server = await startServe(['--listen', '127.0.0.1:0', '--size', `${W}x${H}`, '--codec', 'jpeg',
     '--no-paint-over', '--', 'xterm', '-geometry', `${W / 6}x${H / 13}+0+0`, '-e', 'sh', '-c', script], { env });
   try {
-    const display = server.stderr.match(/started Xvfb (:\d+)/)[1];
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await recordAllStripes(page);
-    await page.goto(server.url);
-    await waitForFullPicture(page);
+    const display = await serverDisplay(server);
+    const first = await openPage(browser, server.url, { record: true });
+    const page = first.page;
+    writeFileSync(start, '');
     // A second viewer joins while the terminal scrolls: a full refresh, then copies.
-    await sleep(1500);
-    const late = await browser.newPage();
-    late.on('pageerror', (e) => errors.push(e.message));
-    await late.goto(server.url);
-    await waitForFullPicture(late);
-    const deadline = Date.now() + 30000;
-    while (!existsSync(done)) {
-      assert.ok(Date.now() < deadline, 'the terminal did not finish printing');
-      await sleep(100);
-    }
-    // The last frames of the scroll reach the page, then nothing changes.
-    await sleep(1500);
+    await page.waitForFunction(() => window.pixelflux.copies >= 10, null, { timeout: WAIT_MS, polling: 50 });
+    const second = await openPage(browser, server.url);
+    const late = second.page;
+    await late.waitForFunction(() => window.pixelflux.copies > 0, null, { timeout: WAIT_MS, polling: 50 });
+    writeFileSync(finish, '');
+    await waitForFile(done, () => true, 'the terminal finishing its output');
+    // The last frames of the scroll reach the pages, then nothing changes: the screen, then
+    // each canvas with what it received until then.
+    const settled = await readSettled(page, { quietMs: 1000 });
     const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', `${W}x${H}`,
       '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
     { timeout: 20000, maxBuffer: 1 << 24 });
     assert.equal(r.status, 0, `x11grab: ${r.stderr}`);
     const screen = { width: W, height: H, rgb: r.stdout };
-    const canvas = await readCanvas(page);
-    const state = await page.evaluate(() => ({
-      copies: window.pixelflux.copies, rows: window.pixelflux.rowsCopied,
-      errors: window.pixelflux.errors, stripes: window.pixelflux.stripes,
-    }));
-    const { picture, copies } = replay(await recordedStripes(page), W, H);
+    const { canvas, counts: state } = settled;
+    state.rows = await page.evaluate(() => window.pixelflux.rowsCopied);
+    const { picture, copies } = replay(settled.recorded, W, H);
     const dbScreen = psnr(canvas, screen);
-    const lateCanvas = await readCanvas(late);
-    const lateCopies = await late.evaluate(() => window.pixelflux.copies);
+    const { canvas: lateCanvas, counts: { copies: lateCopies } } = await readSettled(late, { quietMs: 1000 });
     const dbLate = psnr(lateCanvas, screen);
     const dbReplay = psnr(canvas, picture);
     console.log(`scroll: ${state.copies} copies (${state.rows} rows) of ${state.stripes} messages; ` +
@@ -106,7 +103,7 @@ test('JPEG scrolling: copy-rows on the canvas, then the exposed rows; the canvas
     // The page applies the stream as specified: what ffmpeg's decode plus the copies give.
     assert.ok(dbReplay >= 40, `canvas vs replayed stream: ${dbReplay.toFixed(2)} dB`);
     assert.equal(state.errors, 0);
-    assert.deepEqual(errors, []);
+    assert.deepEqual([...first.errors, ...second.errors], []);
     await page.close();
     await late.close();
   } finally {

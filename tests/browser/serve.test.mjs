@@ -7,8 +7,9 @@ import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  decodeWithFfmpeg, launchBrowser, processAlive, psnr, psnrRgb, readCanvas, receivedStripes,
-  recordStripes, rssKiB, runBin, sleep, snapshot, stalledViewer, startServe, waitForFullPicture,
+  WAIT_MS, decodeWithFfmpeg, launchBrowser, processAlive, psnr, psnrRgb, readCanvas, receivedStripes,
+  recordStripes, rssKiB, runBin, serverDisplay, sleep, snapshot, stalledViewer, startServe,
+  waitForFullPicture, waitForQuiet, withServe,
 } from './support.mjs';
 
 // The canvas is compared with the source picture, and the bar is what a standard decoder
@@ -27,16 +28,6 @@ let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-/** Serves `args`, runs `fn(server)`, always stops the server. */
-async function withServe(args, fn, opts) {
-  const server = await startServe(['--listen', '127.0.0.1:0', ...args], opts);
-  try {
-    return await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
 async function openViewer(url) {
   const page = await browser.newPage();
   await recordStripes(page);
@@ -49,11 +40,11 @@ async function openViewer(url) {
 /**
  * Checks the canvas against `ref` with the bar above; returns its PSNR in dB. The canvas and
  * the stripes it should show are read with no stripe arriving in between, and again until
- * the bar is met or 10 s pass: a stripe still being decoded, or one that arrived between the
- * two readings (JPEG's paint-over, seconds after a change), is not yet on the canvas.
+ * the bar is met or `WAIT_MS` pass: a stripe still being decoded, or one that arrived between
+ * the two readings (JPEG's paint-over, seconds after a change), is not yet on the canvas.
  */
 async function assertCanvas(page, ref, label) {
-  const deadline = Date.now() + 10000;
+  const deadline = Date.now() + WAIT_MS;
   for (;;) {
     await sleep(300);
     const count = () => page.evaluate(() => window.pixelflux.stripes);
@@ -86,9 +77,10 @@ describe('pixelflux serve in Chromium', () => {
       const b = await openViewer(server.url);
       const dbA = await assertMatches(a.page, ref, 'viewer A');
       const dbB = await assertMatches(b.page, ref, 'viewer B');
-      // The static scene sends nothing after its first frame: a viewer joining now only has
-      // a picture if its joining made the server refresh every stripe.
-      await sleep(1500);
+      // The static scene sends nothing after its first frame and its stills: once nothing
+      // has come for a second, a viewer joining only has a picture if its joining made the
+      // server refresh every stripe.
+      await waitForQuiet(a.page, { quietMs: 1000 });
       const late = await openViewer(server.url);
       const dbLate = await assertMatches(late.page, ref, 'late viewer');
       const hello = await late.page.evaluate(() => window.pixelflux.hello);
@@ -116,8 +108,8 @@ describe('pixelflux serve in Chromium', () => {
         // The decoder is configured with the stream's own profile: High 4:4:4 or baseline.
         assert.match(state.codec, fullcolor ? /^avc1\.F400[0-9A-F]{2}$/ : /^avc1\.42[0-9A-F]{4}$/);
         assert.equal(state.errors, 0, 'no decoder errors');
-        // A late viewer gets IDRs on every stripe.
-        await sleep(1000);
+        // A late viewer gets IDRs on every stripe (once the first one's stream rests).
+        await waitForQuiet(v.page, { quietMs: 1000 });
         const late = await openViewer(server.url);
         const dbLate = await assertMatches(late.page, ref, `${label} late viewer`);
         assert.deepEqual([...v.errors, ...late.errors], []);
@@ -209,7 +201,7 @@ describe('pixelflux serve in Chromium', () => {
       const second = await startServe([...listen, '--scene', 'static', '--region', '480x272']);
       try {
         await v.page.waitForFunction(() => window.pixelflux.hello && window.pixelflux.hello.width === 480,
-          null, { timeout: 20000 });
+          null, { timeout: WAIT_MS });
         await assertMatches(v.page, snapshot(['--scene', 'static', '--region', '480x272']), 'after restart');
         const connects = await v.page.evaluate(() => window.pixelflux.connects);
         assert.ok(connects >= 2);
@@ -245,7 +237,7 @@ describe('pixelflux serve in Chromium', () => {
             if (c.width !== 320) return false;
             const [r, g, b] = c.getContext('2d').getImageData(160, 120, 1, 1).data;
             return Math.abs(r - r0) < 8 && Math.abs(g - g0) < 8 && Math.abs(b - b0) < 8;
-          }, rgb, { timeout: 20000, polling: 100 });
+          }, rgb, { timeout: WAIT_MS, polling: 100 });
           const flat = { width: 320, height: 240, rgb: Buffer.alloc(320 * 240 * 3) };
           for (let i = 0; i < 320 * 240; i++) flat.rgb.set(rgb, i * 3);
           await assertCanvas(v.page, flat, `${codec} ${rgb}`);
@@ -255,7 +247,7 @@ describe('pixelflux serve in Chromium', () => {
         assert.deepEqual(state, { errors: 0, refreshes: 0 }, 'no decode errors, no refresh needed');
         assert.deepEqual(v.errors, []);
         await v.page.close();
-        display = server.stderr.match(/started Xvfb :(\d+)/)[1];
+        display = (await serverDisplay(server)).slice(1);
         socketIno = statSync(`/tmp/.X11-unix/X${display}`).ino;
         childPid = +server.stderr.match(/started "sh" \(pid (\d+)\)/)[1];
         assert.ok(processAlive(childPid));
@@ -291,7 +283,7 @@ describe('pixelflux serve in Chromium', () => {
       await waitForFullPicture(v.page);
       await v.page.waitForFunction(() => window.pixelflux.live.latency !== null &&
         /fps .* kbit\/s .* capture→paint \d+ ms/.test(document.getElementById('overlay').textContent),
-      null, { timeout: 10000 });
+      null, { timeout: WAIT_MS });
       const live = await v.page.evaluate(() => window.pixelflux.live);
       assert.ok(live.fps > 0 && live.kbps > 0, JSON.stringify(live));
       // Same machine, same clock: a latency below zero would mean the offset is wrong.

@@ -1,7 +1,7 @@
 // Helpers for the browser tests: start `pixelflux serve`, take reference snapshots, drive
 // headless Chromium (Debian's /usr/bin/chromium through playwright-core), compare pixels.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,8 +15,147 @@ export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * How long a test waits for something that should happen (a page painting, a process
+ * starting, a file appearing): long enough for a 2-core machine under full load (debug builds,
+ * Chromium, ffmpeg beside the test). Waits end as soon as their condition holds; only a
+ * failing test waits this long.
+ */
+export const WAIT_MS = 30000;
+
+/** The environment of a machine with no display (so serve starts its own Xvfb), in UTF-8. */
+export function headless() {
+  const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
+  delete env.DISPLAY;
+  return env;
+}
+
+/** Serves `args` on a free loopback port, runs `fn(server)`, always stops the server. */
+export async function withServe(args, fn, opts) {
+  const server = await startServe(['--listen', '127.0.0.1:0', ...args], opts);
+  try {
+    return await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Opens `url` in a new page of `browser` (from `launchBrowser`) and waits for its whole first
+ * picture. `record`: keep every stripe (see `recordAllStripes`); `viewport`: the page's size.
+ * Returns { page, errors } (errors: the page's uncaught exceptions).
+ */
+export async function openPage(browser, url, { record = false, viewport, wait = true } = {}) {
+  const page = await browser.newPage();
+  // The persistent context's pages take no options: the size is set on the page.
+  if (viewport) await page.setViewportSize(viewport);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  if (record) await recordAllStripes(page);
+  await page.goto(url);
+  if (wait) await waitForFullPicture(page);
+  return { page, errors };
+}
+
+/** The private display serve started (`:N`), once its log says so (it may follow the URL). */
+export async function serverDisplay(server) {
+  return (await server.waitForStderr(/started Xvfb (:\d+)/))[1];
+}
+
+/** Waits (with a deadline) until `file` exists and `check(text)` is true; returns the text. */
+export async function waitForFile(file, check, what, timeoutMs = WAIT_MS) {
+  const t0 = Date.now();
+  let text = '';
+  while (Date.now() - t0 < timeoutMs) {
+    if (existsSync(file)) {
+      text = readFileSync(file, 'utf8');
+      if (check(text)) return text;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${what}: not seen within ${timeoutMs} ms; ${file} has:\n${text.slice(-3000)}`);
+}
+
+/**
+ * Waits until the canvas shows a light (white) pixel at capture pixel (x, y): an X client's
+ * window (xev, xterm) is mapped there, so input sent there has a window to go to.
+ */
+export async function waitForWindow(page, x = 320, y = 180) {
+  await page.waitForFunction(([x, y]) => {
+    const c = document.getElementById('screen');
+    if (x >= c.width || y >= c.height) return false;
+    const [r, g, b] = c.getContext('2d').getImageData(x, y, 1, 1).data;
+    return r > 200 && g > 200 && b > 200;
+  }, [x, y], { timeout: WAIT_MS, polling: 100 });
+}
+
+/**
+ * Waits until the page has the server's role message (`input.control` is its word, not the
+ * initial false): on a private display its title then names the display (`:N ...`).
+ */
+export async function waitForRole(page) {
+  await page.waitForFunction(() => window.pixelflux.input && /^:\d+ /.test(document.title), null,
+    { timeout: WAIT_MS, polling: 50 });
+}
+
+/**
+ * Waits until the page has received and painted nothing for `quietMs`: the stripes that were
+ * on their way (a lossless still or a paint-over seconds after a change, an H.264 refresh for a
+ * joining viewer) have arrived and been drawn. Fails after `timeout` if the stream never rests.
+ */
+export async function waitForQuiet(page, { quietMs = 500, timeout = WAIT_MS } = {}) {
+  await page.waitForFunction((quietMs) => {
+    const s = window.pixelflux;
+    if (!s) return false;
+    const key = [s.stripes, s.painted, s.errors, s.copies].join('/');
+    const now = performance.now();
+    const q = window.__quiet;
+    if (!q || q.key !== key) {
+      window.__quiet = { key, since: now };
+      return false;
+    }
+    return now - q.since >= quietMs;
+  }, quietMs, { timeout, polling: 50 });
+}
+
+/**
+ * Once the stream rests (`waitForQuiet`), reads the canvas with the page's counters in one
+ * go (nothing arrives within one evaluate), again if a stripe came meanwhile. Returns
+ * { canvas, counts: { stripes, painted, stills, copies, errors, refreshes }, recorded }: with
+ * `recordAllStripes`, `recorded` is the stripes received up to that moment (Buffers).
+ */
+export async function readSettled(page, { quietMs = 500, timeout = WAIT_MS } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    await waitForQuiet(page, { quietMs, timeout: Math.max(1000, deadline - Date.now()) });
+    const r = await page.evaluate(() => {
+      const s = window.pixelflux;
+      const c = document.getElementById('screen');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let bin = '';
+      for (let i = 0; i < d.length; i += 0x8000) bin += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+      return {
+        width: c.width, height: c.height, b64: btoa(bin), quiet: window.__quiet.key,
+        key: [s.stripes, s.painted, s.errors, s.copies].join('/'),
+        counts: {
+          stripes: s.stripes, painted: s.painted, stills: s.stills, copies: s.copies,
+          errors: s.errors, refreshes: s.refreshes,
+        },
+        recorded: s.record ? s.record.length : 0,
+      };
+    });
+    if (r.key !== r.quiet) {
+      if (Date.now() > deadline) throw new Error(`the stream did not rest within ${timeout} ms`);
+      continue;
+    }
+    const canvas = { width: r.width, height: r.height, rgba: Buffer.from(r.b64, 'base64') };
+    const recorded = r.recorded ? (await recordedStripes(page)).slice(0, r.recorded) : [];
+    return { canvas, counts: r.counts, recorded };
+  }
+}
+
 /** Starts `pixelflux serve` with `args`; resolves once it prints its URL. */
-export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) {
+export function startServe(args, { env = process.env, timeoutMs = WAIT_MS } = {}) {
   const proc = spawn(BIN, ['serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -34,11 +173,21 @@ export function startServe(args, { env = process.env, timeoutMs = 20000 } = {}) 
      * Resolves with the match once stderr matches `re`; fails after `timeoutMs`, showing what
      * came.
      */
-    async waitForStderr(re, timeoutMs = 10000) {
+    async waitForStderr(re, timeoutMs = WAIT_MS) {
       const deadline = Date.now() + timeoutMs;
       let m;
       while (!(m = this.stderr.match(re))) {
         if (Date.now() > deadline) throw new Error(`no ${re} in stderr within ${timeoutMs} ms:\n${this.stderr}`);
+        await sleep(20);
+      }
+      return m;
+    },
+    /** Like `waitForStderr`, for stdout (lines printed after the URL may come later). */
+    async waitForStdout(re, timeoutMs = WAIT_MS) {
+      const deadline = Date.now() + timeoutMs;
+      let m;
+      while (!(m = stdout.match(re))) {
+        if (Date.now() > deadline) throw new Error(`no ${re} in stdout within ${timeoutMs} ms:\n${stdout}`);
         await sleep(20);
       }
       return m;
@@ -125,7 +274,7 @@ export async function launchBrowser(options = {}) {
 }
 
 /** Waits until the page has painted every stripe of the current picture (since its hello). */
-export async function waitForFullPicture(page, { timeout = 20000 } = {}) {
+export async function waitForFullPicture(page, { timeout = WAIT_MS } = {}) {
   await page.waitForFunction(() => {
     const s = window.pixelflux;
     if (!s || !s.hello) return false;
@@ -213,14 +362,22 @@ export function processAlive(pid) {
   }
 }
 
-/** Makes the page keep a copy of every binary stripe it receives (window.pixelflux.record). */
+/**
+ * Makes the page keep a copy of every binary stripe it receives (window.pixelflux.record),
+ * from the first: armed as the page's script publishes its state, before it can connect (on
+ * DOMContentLoaded, as before, the first picture could already be in and go unrecorded).
+ */
 export async function recordAllStripes(page) {
   await page.addInitScript(() => {
-    const arm = () => {
-      if (window.pixelflux) window.pixelflux.record = [];
-      else setTimeout(arm, 0);
-    };
-    document.addEventListener('DOMContentLoaded', arm);
+    let state;
+    Object.defineProperty(window, 'pixelflux', {
+      configurable: true,
+      get: () => state,
+      set: (v) => {
+        if (v && typeof v === 'object' && !Array.isArray(v.record)) v.record = [];
+        state = v;
+      },
+    });
   });
 }
 

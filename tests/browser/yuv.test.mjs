@@ -5,8 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ffmpegPicture, launchBrowser, psnr, readCanvas, recordedStripes, recordAllStripes, sleep,
-  startServe, waitForFullPicture,
+  ffmpegPicture, launchBrowser, psnr, readSettled, recordAllStripes, waitForFullPicture, withServe,
 } from './support.mjs';
 
 const REGION = '640x360';
@@ -15,15 +14,6 @@ const PATHS = ['js', 'gl', 'worker', 'worker-gl'];
 let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
-
-async function withServe(args, fn) {
-  const server = await startServe(['--listen', '127.0.0.1:0', ...args]);
-  try {
-    return await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
 
 describe('YUV to RGB', () => {
   test('WebGL2 and the worker (JavaScript and WebGL2) match the JavaScript converter exactly', async () => {
@@ -130,9 +120,9 @@ describe('YUV to RGB', () => {
             await recordAllStripes(page);
             await page.goto(path === 'default' ? server.url : `${server.url}?yuv=${path}`);
             await waitForFullPicture(page);
-            await sleep(300);
-            const canvas = await readCanvas(page);
-            const decoded = ffmpegPicture(await recordedStripes(page), 640, 360);
+            // The canvas and the stripes it shows, read at one moment once the stream rests.
+            const { canvas, recorded } = await readSettled(page);
+            const decoded = ffmpegPicture(recorded, 640, 360);
             db[path] = psnr(canvas, decoded);
             const used = await page.evaluate(() => window.pixelflux.yuvPath);
             const counts = await page.evaluate(() => [window.pixelflux.yuvPictures, window.pixelflux.errors]);
@@ -185,9 +175,8 @@ describe('YUV to RGB', () => {
           await recordAllStripes(page);
           await page.goto(server.url + (f.query || ''));
           await waitForFullPicture(page);
-          await sleep(300);
-          const canvas = await readCanvas(page);
-          const decoded = ffmpegPicture(await recordedStripes(page), 640, 360);
+          const { canvas, recorded } = await readSettled(page);
+          const decoded = ffmpegPicture(recorded, 640, 360);
           const db = psnr(canvas, decoded);
           const used = await page.evaluate(() => window.pixelflux.yuvPath);
           console.log(`${f.label}: ${used}, canvas vs ffmpeg ${db.toFixed(2)} dB`);
