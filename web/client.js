@@ -657,5 +657,12 @@
       `${state.live.kbps} kbit/s  capture→paint ${lat}`;
   }, 1000);
 
-  connect();
+  // input.js, the next script, must be listening before the server's first messages (its
+  // role message gives control): on a slow network they can arrive while input.js is still
+  // loading, so the page connects once every script has run.
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', connect, { once: true });
+  } else {
+    connect();
+  }
 })();

@@ -408,6 +408,18 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       await page.close();
     });
   });
+
+  test('a page whose input.js loads after the server\'s first messages still gets control (slow network)', async () => {
+    await serve(['--size', '320x240', '--', 'sleep', '60'], async (server) => {
+      const page = await browser.newPage();
+      // client.js is in; input.js, which applies the server's role message, comes 1.5 s later.
+      await page.route('**/input.js*', async (route) => { await sleep(1500); await route.continue(); });
+      await page.goto(server.url);
+      await waitForRole(page);
+      assert.equal(await page.evaluate(() => window.pixelflux.input.control), true);
+      await page.close();
+    });
+  });
 });
 
 describe('pixelflux serve: displays and commands', () => {
