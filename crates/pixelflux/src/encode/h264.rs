@@ -797,4 +797,77 @@ mod tests {
             }
         }
     }
+
+    /// x264's share of the instructions per picture under its settings, for
+    /// `valgrind --tool=callgrind` (instruction counts are deterministic where wall time on a
+    /// shared machine is not): the synthetic scene `PIXELFLUX_CG_SCENE` (scroll, full, video,
+    /// typing) at 1920x1080 in the 2-core default layout (544 + 536 rows),
+    /// `PIXELFLUX_CG_FRAMES` pictures, x264 set as `PIXELFLUX_CG_SEARCH` says: `screen` (ours:
+    /// umh, range 64, mb_info), `umh` (the same without mb_info), `dia` (ultrafast's diamond,
+    /// range 16, upstream's) or `dia-mbinfo`. Prints the bytes after the first picture. Run by
+    /// `scripts/callgrind-x264.sh`; figures in docs/PERFORMANCE.md.
+    #[test]
+    #[ignore = "measurement: run under callgrind (scripts/callgrind-x264.sh)"]
+    fn callgrind_x264_settings() {
+        use super::super::x264::TestSearch;
+        use crate::source::synthetic::SyntheticSource;
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let scene: crate::Scene = env("PIXELFLUX_CG_SCENE", "scroll").parse().unwrap();
+        let frames: u64 = env("PIXELFLUX_CG_FRAMES", "10").parse().unwrap();
+        let search = env("PIXELFLUX_CG_SEARCH", "screen");
+        let (umh, dia) = (x264::TEST_ME_UMH, x264::TEST_ME_DIA);
+        let test_search = match search.as_str() {
+            "screen" => None,
+            "umh" => Some(TestSearch {
+                method: umh,
+                range: x264::MOTION_RANGE,
+                mb_info: false,
+            }),
+            "dia" => Some(TestSearch {
+                method: dia,
+                range: 16,
+                mb_info: false,
+            }),
+            "dia-mbinfo" => Some(TestSearch {
+                method: dia,
+                range: 16,
+                mb_info: true,
+            }),
+            other => panic!("PIXELFLUX_CG_SEARCH {other}"),
+        };
+        x264::TEST_SEARCH.with(|s| s.set(test_search));
+        let (w, h) = (1920u32, 1080u32);
+        let layout = [(0u32, 544u32), (544, 536)];
+        let mut encoders: Vec<H264Encoder> = layout
+            .iter()
+            .map(|&(_, rows)| {
+                let mut e = H264Encoder::new(&settings(25, false), w, rows).unwrap();
+                if test_search.is_some_and(|t| !t.mb_info) {
+                    e.constant = None;
+                }
+                e
+            })
+            .collect();
+        let mut source = SyntheticSource::new(scene, w, h);
+        let mut bytes = 0;
+        for k in 0..frames {
+            let frame = source.advance().clone();
+            for (enc, &(y, rows)) in encoders.iter_mut().zip(&layout) {
+                let mut out = Vec::new();
+                let produced = enc
+                    .encode(
+                        frame.view().rows(y, rows),
+                        &request(false, false),
+                        StripePlace { frame_id: k, y },
+                        &mut out,
+                    )
+                    .unwrap();
+                if k > 0 && produced.is_some() {
+                    bytes += out.len();
+                }
+            }
+        }
+        x264::TEST_SEARCH.with(|s| s.set(None));
+        println!("{scene} {search} frames {frames} bytes after the first {bytes}");
+    }
 }
