@@ -952,5 +952,9 @@ mod tests {
         }
         x264::TEST_SEARCH.with(|s| s.set(None));
         println!("{scene} {search} frames {frames} bytes after the first {bytes}");
+        assert!(
+            frames < 2 || bytes > 0,
+            "{scene} changes every picture: P pictures expected"
+        );
     }
 }
