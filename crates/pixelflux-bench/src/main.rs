@@ -96,6 +96,17 @@ pub struct BenchArgs {
     /// X display for the X11 path instead of a private Xvfb (it must be at least --size).
     #[arg(long)]
     pub display: Option<String>,
+    /// Frames the X11 scene driver draws per second (default: the capture's --fps). Lower
+    /// than --fps, every drawn frame is captured once even when the capture runs slowly
+    /// (under `valgrind --tool=callgrind`: instructions per frame on the same pixels as
+    /// upstream's, docs/PERFORMANCE.md).
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = |t: &str| options::float_in(t, 0.0, 1000.0, true, "frames per second"))]
+    pub driver_fps: Option<f64>,
+    /// Start the scene driver by this program's path instead of /proc/self/exe (needed under
+    /// valgrind, where /proc/self/exe is valgrind itself).
+    #[arg(long)]
+    pub valgrind_self: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -293,6 +304,8 @@ struct Plan {
     warmup: f64,
     psnr_samples: usize,
     display: Option<String>,
+    driver_fps: Option<f64>,
+    valgrind_self: bool,
 }
 
 impl Plan {
@@ -355,6 +368,8 @@ impl Plan {
             warmup: args.warmup,
             psnr_samples: args.psnr_samples,
             display: args.display.clone(),
+            driver_fps: args.driver_fps,
+            valgrind_self: args.valgrind_self,
         })
     }
 
@@ -433,7 +448,14 @@ impl Plan {
                 let display = env.display.context("no X display")?;
                 match workload {
                     Workload::Scene(scene) => {
-                        driver = Some(Driver::spawn(display, scene, (w, h), settings.target_fps)?);
+                        let fps = self.driver_fps.unwrap_or(settings.target_fps);
+                        driver = Some(Driver::spawn(
+                            display,
+                            scene,
+                            (w, h),
+                            fps,
+                            self.valgrind_self,
+                        )?);
                     }
                     // No reference frames for an application: no PSNR.
                     Workload::App(app) => app_run = Some(AppRun::start(app, display, (w, h))?),
@@ -762,10 +784,18 @@ struct Driver {
 
 impl Driver {
     /// Starts the driver and waits until its first frame is on the screen.
-    fn spawn(display: &str, scene: Scene, (w, h): (u32, u32), fps: f64) -> anyhow::Result<Self> {
-        // /proc/self/exe is this very binary even when a rebuild has replaced the file.
+    fn spawn(
+        display: &str,
+        scene: Scene,
+        (w, h): (u32, u32),
+        fps: f64,
+        by_path: bool,
+    ) -> anyhow::Result<Self> {
+        // /proc/self/exe is this very binary even when a rebuild has replaced the file. Under
+        // valgrind it is valgrind's own tool: there `--valgrind-self` names this program by
+        // its path (std::env::current_exe, which valgrind answers with the client's path).
         let exe = match std::path::Path::new("/proc/self/exe") {
-            p if p.exists() => p.to_path_buf(),
+            p if p.exists() && !by_path => p.to_path_buf(),
             _ => std::env::current_exe().context("path of this program")?,
         };
         let mut child = Command::new(exe)

@@ -127,17 +127,23 @@ impl YuvPlanes {
             self.convert_band(pixels, 0..h)?;
             return Ok(0..h);
         }
-        if !known {
-            self.previous.clear();
-            self.previous.resize(row_len * h as usize, 0);
-        }
         let converted = self.convert_band(pixels, rows.clone());
         if converted.is_err() {
             self.previous.clear();
         }
         converted?;
-        for y in rows.clone() {
-            self.previous[y as usize * row_len..][..row_len].copy_from_slice(pixels.row(y));
+        if known {
+            for y in rows.clone() {
+                self.previous[y as usize * row_len..][..row_len].copy_from_slice(pixels.row(y));
+            }
+        } else {
+            // Every row was converted (nothing known to compare with): the copy is built by
+            // appending, without zeroing it first.
+            self.previous.clear();
+            self.previous.reserve(row_len * h as usize);
+            for y in 0..h {
+                self.previous.extend_from_slice(pixels.row(y));
+            }
         }
         Ok(rows)
     }

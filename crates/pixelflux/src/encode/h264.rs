@@ -41,6 +41,9 @@ pub struct H264Encoder {
     /// The macroblocks unchanged since the last picture, told to x264 (`mb_info`); `None`
     /// only in the benchmark that measures what telling costs and saves.
     constant: Option<ConstantBlocks>,
+    /// Pictures left to encode without comparing for `mb_info`, after one where most
+    /// macroblocks changed (see [`MB_INFO_PAUSE_AFTER_MOTION`]).
+    mb_info_paused: u32,
     /// Whether only the rows that changed since the last picture are converted and compared
     /// (see [`YuvPlanes::convert_changed`]); `false` only in the tests and the benchmark that
     /// hold it against converting every row.
@@ -107,6 +110,7 @@ impl H264Encoder {
             encoder,
             planes: YuvPlanes::new(width, height, chroma),
             constant: Some(ConstantBlocks::default()),
+            mb_info_paused: 0,
             changed_rows_only: true,
             config: *config,
             opened_fps: usable_fps(config.fps),
@@ -265,10 +269,23 @@ impl H264Encoder {
         let planes = self.planes.planes();
         let (w, h) = (self.planes.width(), self.planes.height());
         let chroma = self.planes.chroma();
-        let mb_info = self
-            .constant
-            .as_mut()
-            .and_then(|c| c.update(&planes, (w, h), chroma, rows));
+        let mb_info = match self.constant.as_mut() {
+            Some(constant) if self.mb_info_paused > 0 => {
+                // No comparison and no copy of the planes: the next comparison starts over
+                // from a whole copy.
+                self.mb_info_paused -= 1;
+                constant.reset();
+                None
+            }
+            Some(constant) => match constant.update(&planes, (w, h), chroma, rows) {
+                Some(flags) if mostly_changed(flags) => {
+                    self.mb_info_paused = MB_INFO_PAUSE_AFTER_MOTION;
+                    None
+                }
+                flags => flags,
+            },
+            None => None,
+        };
         let produced = self
             .encoder
             .encode_with(planes, force_idr, qp, mb_info, out)
@@ -296,6 +313,28 @@ impl H264Encoder {
         }))
     }
 }
+
+/// Whether more than half of a picture's macroblocks changed (`mb_info` flags of 0), in which
+/// case x264 is not told which did not. x264 codes a macroblock flagged constant with a zero
+/// motion vector: as a skip where the predicted vector is zero, else as a 16x16 block with
+/// its vector spelled out. In a scroll or a pan the flagged ones are flat areas amid moved
+/// content, whose neighbours predict the move, so each costs a vector and breaks the
+/// neighbours' prediction: measured on the synthetic scroll (two 1080p stripes, 30-36% of the
+/// macroblocks unchanged), 8.6% more bytes than with no flags at 0.6 M fewer x264 instructions
+/// a picture; unchanged on typing and video (at most a third changed). See
+/// docs/PERFORMANCE.md ("Instruction counts").
+fn mostly_changed(flags: &[u8]) -> bool {
+    flags.iter().filter(|&&f| f == 0).count() * 2 > flags.len()
+}
+
+/// Pictures encoded without `mb_info` after one where most macroblocks changed (see
+/// [`mostly_changed`]), skipping the comparison and the copy of the planes it needs: under
+/// continuous motion (a scroll, a pan, full-screen video) x264 would not be told anyway, and
+/// comparing and copying 3 MB of planes a 1080p picture is memory-bound (measured with
+/// `perf record` on the X11 scroll: 7-8% of the capture's CPU time for 3% of its
+/// instructions). The picture after them is compared against a fresh copy of the planes, so
+/// flags are back one picture later, as after a new encoder.
+pub const MB_INFO_PAUSE_AFTER_MOTION: u32 = 8;
 
 /// A stripe of `rows`' fraction of the frame.
 fn height_fraction(config: &H264Config, rows: u32) -> f64 {
@@ -698,6 +737,50 @@ mod tests {
         }
     }
 
+    /// x264 is told the unchanged macroblocks only while at most half of them changed.
+    #[test]
+    fn mb_info_is_left_out_when_most_macroblocks_changed() {
+        let c = super::super::x264::MBINFO_CONSTANT;
+        assert!(!mostly_changed(&[c, c, 0, 0]), "half changed");
+        assert!(mostly_changed(&[c, 0, 0, 0]));
+        assert!(!mostly_changed(&[c; 6]));
+        assert!(mostly_changed(&[0; 6]));
+    }
+
+    /// After a picture where most macroblocks changed, the next
+    /// [`MB_INFO_PAUSE_AFTER_MOTION`] pictures are encoded without comparing; the comparison
+    /// then starts over, and small changes keep it going.
+    #[test]
+    fn mb_info_pauses_after_motion_and_resumes() {
+        let (w, h) = (96u32, 64u32);
+        let mut enc = H264Encoder::new(&settings(25, false), w, h).unwrap();
+        let mut k = 0;
+        let mut step = |enc: &mut H264Encoder, f: &OwnedFrame| {
+            run(enc, f, request(false, false), k);
+            k += 1;
+            enc.mb_info_paused
+        };
+        let still = picture(w, h, 0);
+        assert_eq!(step(&mut enc, &still), 0, "first picture");
+        assert_eq!(step(&mut enc, &still), 0, "nothing changed");
+        assert_eq!(
+            step(&mut enc, &picture(w, h, 1)),
+            MB_INFO_PAUSE_AFTER_MOTION
+        );
+        for left in (0..MB_INFO_PAUSE_AFTER_MOTION).rev() {
+            assert_eq!(step(&mut enc, &picture(w, h, 2 + left)), left, "paused");
+        }
+        // Compared again: a small change keeps it going.
+        let mut dotted = picture(w, h, 2);
+        assert_eq!(step(&mut enc, &dotted), 0);
+        dotted.data[4 * (10 * w as usize + 10)] ^= 0xff;
+        assert_eq!(step(&mut enc, &dotted), 0);
+        assert_eq!(
+            step(&mut enc, &picture(w, h, 3)),
+            MB_INFO_PAUSE_AFTER_MOTION
+        );
+    }
+
     /// What telling x264 the unchanged macroblocks (`mb_info`) costs and saves, per stripe
     /// height, on small changes (a caret typing 3 glyphs a frame), a third of the width
     /// changing (video) and every row changing (a 4-row scroll). Two encoders per case, with
@@ -796,5 +879,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// x264's share of the instructions per picture under its settings, for
+    /// `valgrind --tool=callgrind` (instruction counts are deterministic where wall time on a
+    /// shared machine is not): the synthetic scene `PIXELFLUX_CG_SCENE` (scroll, full, video,
+    /// typing) at 1920x1080 in the 2-core default layout (544 + 536 rows),
+    /// `PIXELFLUX_CG_FRAMES` pictures, x264 set as `PIXELFLUX_CG_SEARCH` says: `screen` (ours:
+    /// umh, range 64, mb_info), `umh` (the same without mb_info), `dia` (ultrafast's diamond,
+    /// range 16, upstream's) or `dia-mbinfo`. Prints the bytes after the first picture. Run by
+    /// `scripts/callgrind-x264.sh`; figures in docs/PERFORMANCE.md.
+    #[test]
+    #[ignore = "measurement: run under callgrind (scripts/callgrind-x264.sh)"]
+    fn callgrind_x264_settings() {
+        use super::super::x264::TestSearch;
+        use crate::source::synthetic::SyntheticSource;
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let scene: crate::Scene = env("PIXELFLUX_CG_SCENE", "scroll").parse().unwrap();
+        let frames: u64 = env("PIXELFLUX_CG_FRAMES", "10").parse().unwrap();
+        let search = env("PIXELFLUX_CG_SEARCH", "screen");
+        let (umh, dia) = (x264::TEST_ME_UMH, x264::TEST_ME_DIA);
+        let test_search = match search.as_str() {
+            "screen" => None,
+            "umh" => Some(TestSearch {
+                method: umh,
+                range: x264::MOTION_RANGE,
+                mb_info: false,
+            }),
+            "dia" => Some(TestSearch {
+                method: dia,
+                range: 16,
+                mb_info: false,
+            }),
+            "dia-mbinfo" => Some(TestSearch {
+                method: dia,
+                range: 16,
+                mb_info: true,
+            }),
+            other => panic!("PIXELFLUX_CG_SEARCH {other}"),
+        };
+        x264::TEST_SEARCH.with(|s| s.set(test_search));
+        let (w, h) = (1920u32, 1080u32);
+        let layout = [(0u32, 544u32), (544, 536)];
+        let mut encoders: Vec<H264Encoder> = layout
+            .iter()
+            .map(|&(_, rows)| {
+                let mut e = H264Encoder::new(&settings(25, false), w, rows).unwrap();
+                if test_search.is_some_and(|t| !t.mb_info) {
+                    e.constant = None;
+                }
+                e
+            })
+            .collect();
+        let mut source = SyntheticSource::new(scene, w, h);
+        let mut bytes = 0;
+        for k in 0..frames {
+            let frame = source.advance().clone();
+            for (enc, &(y, rows)) in encoders.iter_mut().zip(&layout) {
+                let mut out = Vec::new();
+                let produced = enc
+                    .encode(
+                        frame.view().rows(y, rows),
+                        &request(false, false),
+                        StripePlace { frame_id: k, y },
+                        &mut out,
+                    )
+                    .unwrap();
+                if k > 0 && produced.is_some() {
+                    bytes += out.len();
+                }
+            }
+        }
+        x264::TEST_SEARCH.with(|s| s.set(None));
+        println!("{scene} {search} frames {frames} bytes after the first {bytes}");
+        assert!(
+            frames < 2 || bytes > 0,
+            "{scene} changes every picture: P pictures expected"
+        );
     }
 }

@@ -520,10 +520,42 @@ pub const MOTION_RANGE: c_int = 64;
 /// Also `b_mb_info`: pictures may say which macroblocks did not change
 /// ([`Encoder::encode_with`]), which x264 then skips without analysis.
 fn screen_motion_search(param: &mut sys::x264_param_t) {
+    #[cfg(test)]
+    if let Some(search) = TEST_SEARCH.with(std::cell::Cell::get) {
+        param.analyse.i_me_method = search.method;
+        param.analyse.i_me_range = search.range;
+        param.analyse.b_mb_info = c_int::from(search.mb_info);
+        param.analyse.b_mb_info_update = 0;
+        return;
+    }
     param.analyse.i_me_method = sys::X264_ME_UMH as c_int;
     param.analyse.i_me_range = MOTION_RANGE;
     param.analyse.b_mb_info = 1;
     param.analyse.b_mb_info_update = 0;
+}
+
+/// Test-only replacement for [`screen_motion_search`]'s settings (x264's `i_me_method`,
+/// `i_me_range`, `b_mb_info`), for encoders opened on this thread while set: the
+/// instruction-count comparison of the settings in `h264.rs` (`callgrind_x264_settings`).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TestSearch {
+    pub method: c_int,
+    pub range: c_int,
+    pub mb_info: bool,
+}
+
+/// x264's uneven multi-hexagon motion search (test-only name, for [`TestSearch`]).
+#[cfg(test)]
+pub(crate) const TEST_ME_UMH: c_int = sys::X264_ME_UMH as c_int;
+/// x264's diamond motion search, `ultrafast`'s (test-only name, for [`TestSearch`]).
+#[cfg(test)]
+pub(crate) const TEST_ME_DIA: c_int = sys::X264_ME_DIA as c_int;
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static TEST_SEARCH: std::cell::Cell<Option<TestSearch>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Bitrate, VBV rate and buffer of a constant bitrate (x264 counts both in kbit).
