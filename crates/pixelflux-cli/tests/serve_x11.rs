@@ -131,3 +131,44 @@ async fn every_start_against_a_bare_xvfb_succeeds() {
         one_run(&xvfb.display, run).await;
     }
 }
+
+/// With no page watching, the capture ticks once every 100 s; the end of a `--display`
+/// server must still end serve at once (it took 98 s), with the reason.
+#[tokio::test]
+async fn a_display_that_goes_away_while_no_one_watches_ends_serve_at_once() {
+    let mut xvfb = Xvfb::start();
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
+        .args([
+            "serve",
+            "--display",
+            &xvfb.display,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("PIXELFLUX_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary runs");
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().expect("piped")).lines();
+    let mut log = String::new();
+    while !log.contains("capture paused") {
+        match tokio::time::timeout(DEADLINE, lines.next_line()).await {
+            Ok(Ok(Some(line))) => log += &(line + "\n"),
+            other => panic!("serve never paused ({other:?}):\n{log}"),
+        }
+    }
+    xvfb.child.kill().expect("kill Xvfb");
+    let _ = xvfb.child.wait();
+    let status = tokio::time::timeout(Duration::from_secs(5), serve.wait())
+        .await
+        .unwrap_or_else(|_| panic!("serve still runs 5 s after its X server went away:\n{log}"))
+        .expect("wait");
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(DEADLINE, lines.next_line()).await {
+        log += &(line + "\n");
+    }
+    assert!(!status.success(), "exit {status}");
+    assert!(log.contains("the X server went away"), "{log}");
+}

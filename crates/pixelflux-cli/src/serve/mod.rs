@@ -18,6 +18,7 @@ pub mod remote;
 pub mod resize;
 pub mod server;
 pub mod tls;
+pub mod xalive;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -506,6 +507,11 @@ async fn serve(
         }
     });
     let capture = start_capture(&hub, &settings, &spec, follow_screen, &current)?;
+    // A display serve did not start: watched for its end while the capture idles.
+    let alive = match (&spec, &supervised.xvfb) {
+        (SourceSpec::X11 { display }, None) => xalive::XAlive::open(display.as_deref()),
+        _ => None,
+    };
     let region_of = |s: &CaptureSettings| input::Region {
         x: s.capture_x,
         y: s.capture_y,
@@ -700,6 +706,9 @@ async fn serve(
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "it stopped".into());
             break Err(anyhow::anyhow!("capture ended: {why}"));
+        }
+        if let Some(why) = alive.as_ref().and_then(xalive::XAlive::gone) {
+            break Err(anyhow::anyhow!("{why}: stopping"));
         }
         // The pointer maps into the region captured now (it follows the screen).
         let captured = region_of(&capture.settings());
