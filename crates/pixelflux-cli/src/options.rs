@@ -2,9 +2,131 @@
 
 use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::Args;
-use pixelflux::settings::{MAX_BITRATE_KBPS, MAX_DIMENSION, MAX_TARGET_FPS, MIN_TARGET_FPS};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use pixelflux::settings::{
+    SettingsError, MAX_BITRATE_KBPS, MAX_DIMENSION, MAX_TARGET_FPS, MIN_TARGET_FPS,
+};
 use pixelflux::{CaptureSettings, Codec, JpegSubsampling, Scene, SourceSpec};
+
+/// Options that cannot run together or with the values given, found after parsing (a setting
+/// the options make that the capture refuses, a `$DISPLAY` that is not a display name): the
+/// command prints it as a usage error, naming the options, and exits with status 2 like
+/// clap's own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Options that only one codec uses: (the argument's id, the option, the codec it is for,
+/// what the other codec takes instead).
+const CODEC_OPTIONS: [(&str, &str, Codec, &str); 6] = [
+    (
+        "quality",
+        "--quality",
+        Codec::Jpeg,
+        "H.264's quality is --crf or --bitrate-kbps",
+    ),
+    (
+        "jpeg_subsampling",
+        "--jpeg-subsampling",
+        Codec::Jpeg,
+        "H.264's chroma is 4:2:0, or 4:4:4 with --h264-fullcolor",
+    ),
+    (
+        "no_scroll_detection",
+        "--no-scroll-detection",
+        Codec::Jpeg,
+        "H.264 never detects scrolling",
+    ),
+    ("crf", "--crf", Codec::H264, "JPEG's quality is --quality"),
+    (
+        "bitrate_kbps",
+        "--bitrate-kbps",
+        Codec::H264,
+        "JPEG's quality is --quality",
+    ),
+    (
+        "h264_fullcolor",
+        "--h264-fullcolor",
+        Codec::H264,
+        "JPEG's chroma is --jpeg-subsampling",
+    ),
+];
+
+/// Whether the argument `id` was given (on the command line or by its environment variable),
+/// not just defaulted; `false` for an argument the subcommand does not have.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    // `value_source` panics (debug builds) for an id the subcommand does not have.
+    matches!(matches.try_contains_id(id), Ok(true))
+        && matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+}
+
+/// The first pair of options in a subcommand's `matches` where one would be ignored, as the
+/// message of a usage error (`the argument '--quality' cannot be used with '--codec h264'…`),
+/// in the words of clap's own conflicts: an option of one codec with the other codec (JPEG by
+/// default), or a `--region` offset with a `--scene` (a scene plays at the region's size).
+/// Conflicts of presence alone (`--scene` with `--display`) are clap's `conflicts_with`.
+pub fn ignored_together(matches: &ArgMatches) -> Option<String> {
+    if let Ok(Some(codec)) = matches.try_get_one::<Codec>("codec") {
+        let named = if given(matches, "codec") {
+            format!("'--codec {codec}'")
+        } else {
+            format!("'--codec {codec}' (the default)")
+        };
+        for (id, option, for_codec, instead) in CODEC_OPTIONS {
+            if for_codec != *codec && given(matches, id) {
+                return Some(format!(
+                    "the argument '{option}' cannot be used with {named}: it is for {for_codec} \
+                     only ({instead})"
+                ));
+            }
+        }
+    }
+    let scene = matches.try_get_one::<Scene>("scene").ok().flatten();
+    let region = matches.try_get_one::<RegionArg>("region").ok().flatten();
+    if let (Some(scene), Some(r)) = (scene, region) {
+        if (r.x, r.y) != (0, 0) {
+            return Some(format!(
+                "the argument '--region {}x{}+{}+{}' cannot be used with '--scene {scene}': a \
+                 scene plays at the region's size and has no offset (give --region {}x{})",
+                r.width, r.height, r.x, r.y, r.width, r.height
+            ));
+        }
+    }
+    None
+}
+
+/// The options behind a setting the capture refused, in the error instead of the setting's
+/// name: `h264_crf` is `--crf`, `h264_fullcolor` is `--h264-fullcolor`, and so on. Errors of
+/// settings no option makes are returned as they are.
+pub fn options_error(err: SettingsError) -> anyhow::Error {
+    let option = match err.field {
+        "h264_crf" if err.reason.contains("h264_fullcolor") => {
+            return UsageError(
+                "--crf 0 (lossless) needs --h264-fullcolor (High 4:4:4): H.264 4:2:0 takes \
+                 --crf 1..=51"
+                    .into(),
+            )
+            .into();
+        }
+        "target_fps" => "--fps",
+        "jpeg_quality" => "--quality",
+        "h264_crf" => "--crf",
+        "video_bitrate_kbps" => "--bitrate-kbps",
+        "stripe_height" => "--stripe-height",
+        "jpeg_subsampling" => "--jpeg-subsampling",
+        "capture_width" | "capture_height" | "capture_x" | "capture_y" => "--region",
+        _ => return err.into(),
+    };
+    let reason = err
+        .reason
+        .replace("h264_fullcolor", "--h264-fullcolor")
+        .replace("video_cbr_mode", "--bitrate-kbps");
+    UsageError(format!("{option}: {reason}")).into()
+}
 
 /// A region `WxH+X+Y` (or `WxH`, at 0,0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +197,7 @@ pub struct EncodeOptions {
     pub crf: u8,
     /// H.264 at a constant bitrate of this many kbit/s (the whole stream, 1-1000000) instead
     /// of --crf.
-    #[arg(long, value_name = "KBPS", allow_negative_numbers = true,
+    #[arg(long, value_name = "KBPS", allow_negative_numbers = true, conflicts_with = "crf",
           value_parser = |t: &str| int_in::<u32>(t, 1, i64::from(MAX_BITRATE_KBPS)))]
     pub bitrate_kbps: Option<u32>,
     /// Rows per stripe (0: per codec, 64 for JPEG and for H.264 one stripe per core, at least
@@ -114,8 +236,8 @@ pub struct CaptureOptions {
     pub codec: Codec,
     #[command(flatten)]
     pub encode: EncodeOptions,
-    /// Blend the pointer into the picture.
-    #[arg(long)]
+    /// Blend the pointer into the picture (an X display's; a scene has none).
+    #[arg(long, conflicts_with = "scene")]
     pub cursor: bool,
     /// H.264 in 4:4:4 (High 4:4:4 profile) instead of 4:2:0 (baseline).
     #[arg(long)]
@@ -134,6 +256,33 @@ impl CaptureOptions {
         };
         let spec = self.source.resolve(&mut settings)?;
         Ok((settings, spec))
+    }
+
+    /// Checks the settings these options make before anything starts (with the region's
+    /// size, or any valid size when the display's is not known yet): an error names the
+    /// options, e.g. `--crf 0` without `--h264-fullcolor`.
+    ///
+    /// # Errors
+    /// A [`UsageError`] (or, for a setting no option makes, the settings error).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let region = self.source.region.unwrap_or(RegionArg {
+            width: 640,
+            height: 480,
+            x: 0,
+            y: 0,
+        });
+        CaptureSettings {
+            capture_cursor: self.cursor,
+            h264_fullcolor: self.h264_fullcolor,
+            output_mode: self.codec,
+            capture_width: region.width,
+            capture_height: region.height,
+            capture_x: region.x,
+            capture_y: region.y,
+            ..self.encode.settings()
+        }
+        .validate()
+        .map_err(options_error)
     }
 }
 
@@ -159,7 +308,11 @@ impl SourceOptions {
         let display = self
             .display
             .clone()
-            .or_else(|| std::env::var("DISPLAY").ok());
+            .or_else(|| std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()));
+        if let (None, Some(name)) = (self.scene, &display) {
+            // A bad `$DISPLAY` is refused like a bad --display, before anything connects.
+            check_display(name).map_err(|e| UsageError(format!("$DISPLAY: {e}")))?;
+        }
         let spec = match (self.scene, display) {
             (Some(scene), _) => SourceSpec::Synthetic(scene),
             (None, Some(display)) => SourceSpec::X11 {
@@ -185,7 +338,7 @@ impl SourceOptions {
             // A synthetic scene plays at the settings' size.
             (None, _) => {}
         }
-        settings.validate()?;
+        settings.validate().map_err(options_error)?;
         Ok(spec)
     }
 }
@@ -277,10 +430,28 @@ pub fn seconds(text: &str) -> Result<f64, String> {
     float_in(text, 0.0, MAX_SECONDS, true, "seconds")
 }
 
-/// A `--display` value, refused at parse time when its number is out of X's range.
+/// A `--display` value, refused at parse time when it is not a display name or its number
+/// is out of X's range.
 fn display_name(name: &str) -> Result<String, String> {
-    pixelflux::source::x11::check_display_name(Some(name)).map_err(|e| e.to_string())?;
+    check_display(name)?;
     Ok(name.to_string())
+}
+
+/// Checks an X display name (`--display` or `$DISPLAY`) the way the connection will read it,
+/// so that a malformed one fails at once, saying what names look like, and a number out of
+/// range names the range. A socket path (`/…`, `unix:…`) is left to the connection.
+///
+/// # Errors
+/// What is wrong, for a usage error.
+pub fn check_display(name: &str) -> Result<(), String> {
+    use x11rb::reexports::x11rb_protocol::parse_display;
+    if parse_display::parse_display_with_file_exists_callback(name, |_| true).is_err() {
+        return Err(format!(
+            "{name:?} is not an X display name: names look like :N or host:N[.S] (e.g. :0, \
+             :1.0, localhost:10)"
+        ));
+    }
+    pixelflux::source::x11::check_display_name(Some(name)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -310,9 +481,16 @@ mod tests {
             h264_fullcolor: false,
         };
         let err = options(1e-20, 25, Codec::Jpeg).resolve().unwrap_err();
-        assert!(err.to_string().contains("target_fps"), "{err}");
+        assert!(err.to_string().contains("--fps"), "{err}");
+        // Named as the options, and a usage error (status 2).
         let err = options(30.0, 0, Codec::H264).resolve().unwrap_err();
-        assert!(err.to_string().contains("h264_crf"), "{err}");
+        assert!(
+            err.to_string().contains("--crf 0") && err.to_string().contains("--h264-fullcolor"),
+            "{err}"
+        );
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        let err = options(30.0, 0, Codec::H264).check().unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
         options(30.0, 0, Codec::Jpeg).resolve().unwrap();
         assert_eq!("h264".parse::<Codec>(), Ok(Codec::H264));
         // --bitrate-kbps: a constant bitrate, checked like the setting.
@@ -323,7 +501,7 @@ mod tests {
         assert_eq!(settings.video_bitrate_kbps, 2500);
         cbr.encode.bitrate_kbps = Some(0);
         let err = cbr.resolve().unwrap_err();
-        assert!(err.to_string().contains("video_bitrate_kbps"), "{err}");
+        assert!(err.to_string().contains("--bitrate-kbps"), "{err}");
     }
 
     #[test]

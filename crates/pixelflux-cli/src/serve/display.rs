@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
+use x11rb::errors::ConnectError;
+
 use pixelflux_xvfb::{die_with_this_thread, terminate, Target, GRACE};
 pub use pixelflux_xvfb::{Xvfb as OwnXvfb, XvfbError as DisplayError};
 
@@ -26,29 +28,43 @@ pub struct XHold {
 
 impl XHold {
     /// Connects to `display` and completes a round trip, retrying while the server is in a
-    /// reset (another client, such as a previous `serve`, just left) for up to 5 s.
+    /// reset (another client, such as a previous `serve`, just left) for up to 5 s; the retry is
+    /// logged once (info). A name that is not a display name fails at once.
     pub fn connect(display: &str) -> Result<Self, String> {
         use x11rb::connection::Connection as _;
         use x11rb::protocol::xproto::ConnectionExt as _;
         pixelflux::source::x11::check_display_name(Some(display)).map_err(|e| e.to_string())?;
         let t0 = Instant::now();
+        let mut said = false;
         loop {
             let attempt = x11rb::connect(Some(display))
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    // A name no retry can make valid fails at once.
+                    ConnectError::DisplayParsingError(_) => Err(e.to_string()),
+                    e => Ok(e.to_string()),
+                })
                 .and_then(|(conn, _)| {
+                    let again = |e: String| Ok(e);
                     conn.get_input_focus()
-                        .map_err(|e| e.to_string())?
+                        .map_err(|e| again(e.to_string()))?
                         .reply()
-                        .map_err(|e| e.to_string())?;
-                    conn.flush().map_err(|e| e.to_string())?;
+                        .map_err(|e| again(e.to_string()))?;
+                    conn.flush().map_err(|e| again(e.to_string()))?;
                     Ok(conn)
                 });
             match attempt {
                 Ok(conn) => return Ok(Self { _conn: conn }),
-                Err(e) if t0.elapsed() >= HOLD_TIMEOUT => return Err(e),
-                Err(e) => {
-                    let name = display;
-                    tracing::debug!("X display {name} not ready ({e}): retrying");
+                Err(Err(fatal)) => return Err(fatal),
+                Err(Ok(e)) if t0.elapsed() >= HOLD_TIMEOUT => return Err(e),
+                Err(Ok(e)) => {
+                    // Said once, so a display that never answers is not 5 s of silence.
+                    if !said {
+                        said = true;
+                        let (name, secs) = (display, HOLD_TIMEOUT.as_secs());
+                        tracing::info!(
+                            "X display {name} does not answer ({e}): retrying for up to {secs} s"
+                        );
+                    }
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }

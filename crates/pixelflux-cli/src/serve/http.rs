@@ -220,12 +220,25 @@ pub fn host_allowed(host: &str, listen: SocketAddr) -> bool {
     }
 }
 
+/// A header's value for a log line, as sent (`evil.example:8080`), or what stands in for it:
+/// `(none)` when it is missing, `(not text)` when it is not visible ASCII.
+pub fn header_text(value: Option<&HeaderValue>) -> &str {
+    match value.map(HeaderValue::to_str) {
+        None => "(none)",
+        Some(Ok(text)) => text,
+        Some(Err(_)) => "(not text)",
+    }
+}
+
 /// Without a token, refuses requests whose `Host` is not loopback or the listen address.
 async fn check_host(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if st.token.is_none() {
         let host = req.headers().get(header::HOST).map(HeaderValue::to_str);
         if !matches!(host, Some(Ok(h)) if host_allowed(h, st.listen)) {
-            tracing::warn!("refused a request for a foreign Host: {host:?}");
+            tracing::warn!(
+                "refused a request for a foreign Host: {}",
+                header_text(req.headers().get(header::HOST))
+            );
             return (
                 StatusCode::FORBIDDEN,
                 "this server answers only to localhost without a token\n",
@@ -312,8 +325,8 @@ async fn stream(
     };
     if !origin_matches(&headers) {
         tracing::warn!(
-            "refused a WebSocket from a foreign origin: {:?}",
-            headers.get(header::ORIGIN)
+            "refused a WebSocket from a foreign origin: {}",
+            header_text(headers.get(header::ORIGIN))
         );
         return (StatusCode::FORBIDDEN, "foreign origin\n").into_response();
     }
@@ -929,6 +942,16 @@ mod tests {
         req.headers_mut()
             .insert(header::ORIGIN, own.parse().unwrap());
         assert!(tokio_tungstenite::connect_async(req).await.is_ok());
+    }
+
+    /// A refused `Host` or `Origin` is logged as sent, not as `Some(Ok("evil.example:8080"))`.
+    #[test]
+    fn header_values_are_logged_plainly() {
+        let value = HeaderValue::from_static("evil.example:8080");
+        assert_eq!(header_text(Some(&value)), "evil.example:8080");
+        assert_eq!(header_text(None), "(none)");
+        let binary = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(header_text(Some(&binary)), "(not text)");
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub struct ServeArgs {
     /// Command to run inside the display (after `--`), e.g. `pixelflux serve -- xterm`.
     /// Serving stops when it exits, and `serve` exits with its status. Without one, a
     /// private Xvfb gets a terminal (xterm) when one is installed.
-    #[arg(last = true)]
+    #[arg(last = true, conflicts_with = "scene")]
     pub command: Vec<String>,
 }
 
@@ -166,6 +166,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             env_display.as_deref().unwrap_or_default()
         );
     }
+    // The port and the certificate first: a port in use or a missing key fails before any
+    // Xvfb or command has started.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // (tokio's bind: SO_REUSEADDR, so a restart is not refused for the last run's
+    // connections in TIME_WAIT.)
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e} (use --listen HOST:PORT to choose another port)",
+                args.listen
+            )
+        })?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::from_files(cert, key)?),
+        _ if args.tls_self_signed => Some(tls::self_signed(&openable(args.listen))?),
+        _ => None,
+    };
     // Dropped (Xvfb stopped) after everything that uses it.
     let mut own_xvfb = None;
     // The private screen follows the page's window (no --size).
@@ -209,9 +231,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let display = options.source.display.clone().or(env_display);
-    if options.source.scene.is_none() {
-        // A bad `$DISPLAY` is refused here like a bad --display (clap's check).
-        pixelflux::source::x11::check_display_name(display.as_deref())?;
+    if let (None, Some(name)) = (options.source.scene, &display) {
+        // A bad `$DISPLAY` is refused here like a bad --display (clap's check): at once,
+        // saying what display names look like.
+        crate::options::check_display(name)
+            .map_err(|e| crate::options::UsageError(format!("$DISPLAY: {e}")))?;
     }
     // Held until serving ends, so our own connections closing cannot reset the X server.
     let _x_hold = match (&display, options.source.scene) {
@@ -244,16 +268,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot run {:?}", command[0]))?,
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::from_files(cert, key)?),
-        _ if args.tls_self_signed => Some(tls::self_signed(&openable(args.listen))?),
-        _ => None,
-    };
     let access = Access {
         token,
         view_token,
@@ -261,7 +275,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tls,
     };
     let result = runtime.block_on(serve(
-        args.listen,
+        listener,
         access,
         &options,
         !args.no_paint_over,
@@ -481,7 +495,7 @@ fn openable(addr: SocketAddr) -> Vec<SocketAddr> {
 /// Serves until a signal, a capture failure, or the end of the supervised app or private
 /// Xvfb (an error); returns the app's exit status when that is what ended it.
 async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     access: Access,
     options: &CaptureOptions,
     paint_over: bool,
@@ -556,9 +570,6 @@ async fn serve(
         _ => None,
     };
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let scheme = if access.tls.is_some() {
         "https"

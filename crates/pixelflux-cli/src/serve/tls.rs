@@ -56,12 +56,33 @@ pub(crate) fn build(
 
 /// TLS from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn from_files(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
+    // Each error says which file (the certificate or the key) and its path.
     let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("cannot read {}", cert.display()))?
+        .with_context(|| {
+            format!(
+                "cannot read the TLS certificate (--tls-cert) {}",
+                cert.display()
+            )
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
+        .with_context(|| {
+            format!(
+                "the TLS certificate (--tls-cert) {} is not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "the TLS certificate (--tls-cert) {} holds no PEM certificate",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "cannot read a PEM private key from the TLS key (--tls-key) {}",
+            key.display()
+        )
+    })?;
     build(certs, key)
 }
 
