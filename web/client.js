@@ -747,7 +747,10 @@
       : `${state.live.latency.toFixed(0)} ms (max ${state.live.latencyMax.toFixed(0)})`;
     overlay.textContent = (state.notice ? `${state.notice}\n` : '') +
       `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
-      `${state.live.kbps} kbit/s  capture→paint ${lat}`;
+      `${state.live.kbps} kbit/s  capture→paint ${lat}` +
+      // A page slower than its stream: what it left out to keep up (see onH264).
+      (state.skipped || state.decoderResets
+        ? `\nkeeping up: ${state.skipped} pictures skipped, ${state.decoderResets} decoder resets` : '');
   }, 1000);
 
   // input.js, the next script, must be listening before the server's first messages (its
