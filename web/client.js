@@ -45,6 +45,14 @@
     yuvPictures: 0, // H.264 pictures handed to the conversion
     mainMs: 0, // the main thread's time drawing H.264 pictures (ms), conversion included
     codec: null, // the WebCodecs codec string of the last H.264 decoder configured
+    // A page slower than its H.264 stream (see onH264): decoded pictures closed unpainted
+    // because a newer one of their stripe came (or a still was already newer), chunks not
+    // decoded (a decoder reset, or waiting for an IDR), and decoders reset for falling behind.
+    // Every H.264 stripe received ends up painted, skipped, dropped or in `errors`.
+    skipped: 0,
+    dropped: 0,
+    decoderResets: 0,
+    shownAt: null, // capture time (server clock, ms) of the newest picture painted
     clockOffset: 0, // server clock minus ours, in ms, from the best ping
     bestRtt: Infinity,
     live: { fps: 0, kbps: 0, latency: null, latencyMax: null },
@@ -68,7 +76,11 @@
   let barrier = Promise.resolve();
   const pendingDraws = new Set();
   const decoders = new Map(); // y -> { decoder, width, height }
-  const frameTimes = new Map(); // frame_id -> capture time (server clock, ms)
+  // frame_id -> capture time (server clock, ms). Frame ids wrap at 65536; the oldest go
+  // beyond FRAME_TIMES (over two minutes at 60 fps), so a page far behind still knows when
+  // what it paints was captured.
+  const frameTimes = new Map();
+  const FRAME_TIMES = 8192;
   // Per-second counters for the overlay.
   let secBytes = 0;
   const secFrames = new Set();
@@ -93,9 +105,7 @@
   }
 
   function closeDecoders() {
-    for (const { decoder } of decoders.values()) {
-      if (decoder.state !== 'closed') decoder.close();
-    }
+    for (const [y, entry] of [...decoders]) dropDecoder(y, entry);
     decoders.clear();
   }
 
@@ -109,6 +119,7 @@
     barrier = Promise.resolve();
     pendingDraws.clear();
     frameTimes.clear();
+    state.shownAt = null;
     closeDecoders();
     if (changed && canvas.width > 1) {
       beginResize(h);
@@ -231,7 +242,10 @@
     resizeProgress();
     secFrames.add(frameId);
     const t = frameTimes.get(frameId);
-    if (t !== undefined) secLatency.push(now() + state.clockOffset - t);
+    if (t !== undefined) {
+      secLatency.push(now() + state.clockOffset - t);
+      if (state.shownAt === null || t > state.shownAt) state.shownAt = t;
+    }
   }
 
   // A self-contained image at the stripe's y: a JPEG stripe (0x03) or a lossless still
@@ -478,34 +492,105 @@
     }
   }
 
+  // A page slower than its stream (a slow machine, a busy tab, 1080p at 60 fps) must not fall
+  // behind without limit: the server only notices a viewer whose socket fills, and H.264's
+  // small pictures rarely fill it. So, per stripe:
+  // - decoded pictures wait for conversion and paint one at a time: a newer one replaces the
+  //   waiting one, which is closed unpainted (`skipped`; a decoded picture can be left
+  //   undrawn, the decoder keeps its references);
+  // - a decoder that falls behind (more than DECODER_MAX_CHUNKS chunks in it, or one waiting
+  //   in it for over DECODER_MAX_WAIT_MS) or a stream that arrives over STREAM_MAX_AGE_MS after
+  //   its capture is dropped with what is queued in it (`dropped`, `decoderResets`), and the
+  //   stripe waits for its next IDR, asking the server for a refresh: a P picture is never
+  //   decoded without its references.
+  const DECODER_MAX_CHUNKS = 30;
+  const DECODER_MAX_WAIT_MS = 1000;
+  const STREAM_MAX_AGE_MS = 1500;
+
   function newDecoder(y, width, height, codec, gen) {
-    const decoder = new VideoDecoder({
+    // `queued`: the chunks given to the decoder and not out yet ({ timestamp, at }).
+    // `waiting`: the newest decoded picture not yet handed to drawFrame; `busy`: one is there.
+    const entry = { decoder: null, width, height, queued: [], waiting: null, busy: false };
+    const drawNext = () => {
+      const next = entry.waiting;
+      if (!next || entry.busy) return;
+      entry.waiting = null;
+      entry.busy = true;
+      const { frame, mySeq, frameId } = next;
+      // A picture older than what is on the canvas (a still refresh that came after it) is
+      // decoded, not drawn.
+      const shouldDraw = () => gen === state.generation && (drawnSeq.get(y) ?? -1) < mySeq;
+      drawFrame(frame, y, shouldDraw).then((drawn) => {
+        if (drawn) {
+          drawnSeq.set(y, mySeq);
+          painted(frameId, y);
+        } else {
+          state.skipped++;
+        }
+      }, (e) => {
+        state.errors++;
+        console.warn(`drawing stripe y=${y}: ${e.message}`);
+      }).finally(() => {
+        entry.busy = false;
+        drawNext();
+      });
+    };
+    entry.decoder = new VideoDecoder({
       output: (frame) => {
-        // The chunk's arrival order rides in the timestamp (see onH264): a picture older than
-        // what is on the canvas (a still refresh that came after it) is decoded, not drawn.
+        // The chunk's arrival order rides in the timestamp (see onH264).
+        while (entry.queued.length && entry.queued[0].timestamp !== frame.timestamp) {
+          entry.queued.shift();
+          state.dropped++; // a chunk the decoder gave no picture for
+        }
+        entry.queued.shift();
         const mySeq = Math.floor(frame.timestamp / 65536);
         const frameId = frame.timestamp % 65536;
-        const shouldDraw = () => gen === state.generation && (drawnSeq.get(y) ?? -1) < mySeq;
-        drawFrame(frame, y, shouldDraw).then((drawn) => {
-          if (drawn) {
-            drawnSeq.set(y, mySeq);
-            painted(frameId, y);
-          }
-        }, (e) => {
-          state.errors++;
-          console.warn(`drawing stripe y=${y}: ${e.message}`);
-        });
+        if (gen !== state.generation) {
+          frame.close();
+          return;
+        }
+        if (entry.waiting) {
+          entry.waiting.frame.close();
+          state.skipped++;
+        }
+        entry.waiting = { frame, mySeq, frameId };
+        drawNext();
       },
       error: (e) => {
         state.errors++;
         console.warn(`decoder for stripe y=${y}: ${e.message}`);
-        if (decoders.get(y)?.decoder === decoder) decoders.delete(y);
+        dropDecoder(y, entry);
         requestRefresh();
       },
     });
-    decoder.configure({ codec, codedWidth: width, codedHeight: height, optimizeForLatency: true });
+    entry.decoder.configure({ codec, codedWidth: width, codedHeight: height, optimizeForLatency: true });
     state.codec = codec;
-    return { decoder, width, height };
+    return entry;
+  }
+
+  // Closes a stripe's decoder: what is queued in it is dropped, a picture waiting for its
+  // turn to be drawn is closed, one being drawn finishes.
+  function dropDecoder(y, entry) {
+    if (entry.decoder.state !== 'closed') entry.decoder.close();
+    state.dropped += entry.queued.length;
+    entry.queued = [];
+    if (entry.waiting) {
+      entry.waiting.frame.close();
+      entry.waiting = null;
+      state.skipped++;
+    }
+    if (decoders.get(y) === entry) decoders.delete(y);
+  }
+
+  // Whether a stripe's decoding is too far behind to catch up picture by picture.
+  function fallenBehind(entry, frameId) {
+    if (entry.queued.length > DECODER_MAX_CHUNKS) return true;
+    if (entry.queued.length && performance.now() - entry.queued[0].at > DECODER_MAX_WAIT_MS) return true;
+    // The stream's age as it arrives: the page's main thread may be what is late (known once
+    // a pong has set the clock offset).
+    const t = frameTimes.get(frameId);
+    return t !== undefined && state.bestRtt !== Infinity &&
+      now() + state.clockOffset - t > STREAM_MAX_AGE_MS;
   }
 
   function onH264(buf) {
@@ -525,13 +610,21 @@
     const height = (buf[8] << 8) | buf[9];
     const data = buf.subarray(10);
     let entry = decoders.get(y);
+    if (entry && entry.decoder.state !== 'closed' && fallenBehind(entry, frameId)) {
+      // An IDR starts the stripe afresh by itself; before a P picture, ask for one.
+      state.decoderResets++;
+      dropDecoder(y, entry);
+      entry = null;
+      if (!key) console.warn(`stripe y=${y} fell behind: waiting for its next IDR`);
+    }
     if (!entry || entry.decoder.state === 'closed' || entry.width !== width || entry.height !== height) {
       if (!key) {
         // Nothing to decode against: wait for the IDR a refresh brings.
+        state.dropped++;
         requestRefresh();
         return;
       }
-      if (entry && entry.decoder.state !== 'closed') entry.decoder.close();
+      if (entry) dropDecoder(y, entry);
       const fallback = state.hello && state.hello.fullcolor ? 'avc1.F4001F' : 'avc1.42E01F';
       entry = newDecoder(y, width, height, codecFromSps(data) || fallback, state.generation);
       decoders.set(y, entry);
@@ -540,10 +633,10 @@
     const timestamp = ++seq * 65536 + frameId;
     try {
       entry.decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp, data }));
+      entry.queued.push({ timestamp, at: performance.now() });
     } catch (e) {
       state.errors++;
-      entry.decoder.close();
-      decoders.delete(y);
+      dropDecoder(y, entry);
       requestRefresh();
     }
   }
@@ -559,7 +652,7 @@
       onHello(msg);
     } else if (msg.type === 'frame') {
       frameTimes.set(msg.id, msg.t);
-      if (frameTimes.size > 256) frameTimes.delete(frameTimes.keys().next().value);
+      if (frameTimes.size > FRAME_TIMES) frameTimes.delete(frameTimes.keys().next().value);
     } else if (msg.type === 'pong') {
       const t = now();
       const rtt = t - msg.t;
@@ -654,7 +747,10 @@
       : `${state.live.latency.toFixed(0)} ms (max ${state.live.latencyMax.toFixed(0)})`;
     overlay.textContent = (state.notice ? `${state.notice}\n` : '') +
       `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
-      `${state.live.kbps} kbit/s  capture→paint ${lat}`;
+      `${state.live.kbps} kbit/s  capture→paint ${lat}` +
+      // A page slower than its stream: what it left out to keep up (see onH264).
+      (state.skipped || state.decoderResets
+        ? `\nkeeping up: ${state.skipped} pictures skipped, ${state.decoderResets} decoder resets` : '');
   }, 1000);
 
   // input.js, the next script, must be listening before the server's first messages (its
