@@ -58,6 +58,10 @@
     live: { fps: 0, kbps: 0, latency: null, latencyMax: null },
     notice: null, // a problem to show in the overlay above the figures
     connected: false, // the WebSocket is open
+    closeReason: null, // why the server last closed the connection (shown until one opens)
+    tokenRefused: false, // the last failed connect: the server refuses this page's token
+    retries: 0, // reconnects scheduled
+    display: null, // the X display shown (role message), for the title
     record: null, // set to an array (tests) to keep a copy of every binary stripe received
     scale: 1, // device pixels per capture pixel on screen (see fitCanvas)
     resizes: 0, // size changes shown (a hello with a new size, its first picture complete)
@@ -109,10 +113,18 @@
     decoders.clear();
   }
 
+  // The title names the display and the size streamed now: `:20 1280x720 · pixelflux`.
+  function setTitle() {
+    const h = state.hello;
+    const size = h ? ` ${h.width}x${h.height}` : '';
+    document.title = state.display ? `${state.display}${size} · pixelflux` : `pixelflux${size}`;
+  }
+
   function onHello(h) {
     const changed = !state.hello || h.width !== state.hello.width ||
       h.height !== state.hello.height || h.codec !== state.hello.codec;
     state.hello = h;
+    setTitle();
     state.generation++;
     state.paintedYs = new Set();
     drawnSeq.clear();
@@ -661,7 +673,11 @@
         state.clockOffset = msg.server - (msg.t + rtt / 2);
       }
     } else {
-      if (msg.type === 'role') onRoleResize(msg);
+      if (msg.type === 'role') {
+        state.display = msg.display || null;
+        setTitle();
+        onRoleResize(msg);
+      }
       if (state.onMessage) state.onMessage(msg);
     }
   }
@@ -686,9 +702,13 @@
     const socket = new WebSocket(url.href);
     socket.binaryType = 'arraybuffer';
     ws = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       state.connects++;
       state.connected = true;
+      state.closeReason = null;
+      state.tokenRefused = false;
       state.bestRtt = Infinity;
       send({ type: 'ping', t: now() });
       pingTimer = setInterval(() => send({ type: 'ping', t: now() }), PING_EVERY_MS);
@@ -712,21 +732,52 @@
         overlay.textContent = 'the session has ended';
         return;
       }
-      const wait = backoff;
-      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-      // A countdown until the next try.
-      const at = performance.now() + wait;
-      const show = () => {
-        const left = Math.max(0, at - performance.now()) / 1000;
-        overlay.textContent = `disconnected: reconnecting in ${left.toFixed(1)} s`;
-      };
-      show();
-      const countdown = setInterval(show, 100);
-      setTimeout(() => {
-        clearInterval(countdown);
-        connect();
-      }, wait);
+      // Why the server closed (serve stopped: "the server stopped" after a signal, or the
+      // error that ended it, e.g. "capture ended: the X server went away"): shown while the
+      // page retries (a restart is likely), until a connection opens.
+      if (ev.reason) state.closeReason = ev.reason;
+      canvas.classList.add('disconnected');
+      overlay.classList.remove('hidden');
+      if (opened) {
+        state.tokenRefused = false;
+        retry();
+        return;
+      }
+      // A refused upgrade looks like any failed connect to a WebSocket: ask for the page
+      // with the same token over HTTP, which answers 403 to a token no longer accepted
+      // (serve restarted with another --token). Then retry slowly: that serve may be
+      // replaced by one with this token again.
+      fetch(location.href, { cache: 'no-store' })
+        .then((r) => r.status === 403 && r.text().then((t) => /token/.test(t)))
+        .catch(() => false)
+        .then((refused) => {
+          state.tokenRefused = !!refused;
+          if (refused) backoff = RECONNECT_MAX_MS;
+          retry();
+        });
     };
+  }
+
+  // Reconnects after the backoff, counting down in the overlay under the reason last heard.
+  function retry() {
+    state.retries++;
+    const wait = backoff;
+    backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
+    const why = state.tokenRefused
+      ? 'the token is not accepted: open the link serve prints'
+      : state.closeReason;
+    const at = performance.now() + wait;
+    const show = () => {
+      const left = Math.max(0, at - performance.now()) / 1000;
+      overlay.textContent = (why ? `${why}\n` : '') +
+        `disconnected: reconnecting in ${left.toFixed(1)} s`;
+    };
+    show();
+    const countdown = setInterval(show, 100);
+    setTimeout(() => {
+      clearInterval(countdown);
+      connect();
+    }, wait);
   }
 
   setInterval(() => {

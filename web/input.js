@@ -5,7 +5,8 @@
 //   {"type":"key","key":KeyboardEvent.key,"code":KeyboardEvent.code,"down":bool}
 //   {"type":"pointer","x":px,"y":px,"buttons":MouseEvent.buttons}   (capture pixels)
 //   {"type":"wheel","x":px,"y":px,"dx":clicks,"dy":clicks}
-//   {"type":"clipboard","text":str}   (pasted into the page: becomes the X clipboard)
+//   {"type":"clipboard","text":str}   (pasted into the page, line breaks as LF: becomes the
+//   X clipboard)
 // Server → page: {"type":"clipboard","text":str} when the X clipboard changes;
 //   {"type":"cursor","w","h","x","y","rgba":base64} when the X pointer's shape changes
 //   (drawn by the browser as the canvas's CSS cursor, hotspot x,y).
@@ -97,9 +98,7 @@
   const prevOnMessage = px.onMessage;
   px.onMessage = (msg) => {
     if (msg.type === 'role') {
-      input.control = !!msg.control;
-      const size = px.hello ? ` ${px.hello.width}x${px.hello.height}` : '';
-      document.title = msg.display ? `${msg.display}${size} · pixelflux` : `pixelflux${size}`;
+      input.control = !!msg.control; // (client.js puts the display in the title)
       canvas.classList.remove('disconnected');
       // The figures step aside a few seconds after connecting, unless something is wrong.
       clearTimeout(hideTimer);
@@ -170,8 +169,12 @@
     clearTimeout(noticeTimer);
     noticeTimer = setTimeout(() => { el.hidden = true; }, NOTICE_MS);
   }
-  // Sends a paste; false (and a notice) when it is too large to send.
-  function sendClipboard(text) {
+  // Windows (CRLF) and old Mac (lone CR) line breaks as LF, as X applications expect: a
+  // terminal turns a pasted CR into Enter, so "a\r\nb" would paste two line breaks.
+  const unixLines = (text) => text.replace(/\r\n?/g, '\n');
+  // Sends a paste (line breaks as LF); false (and a notice) when it is too large to send.
+  function sendClipboard(pasted) {
+    const text = unixLines(pasted);
     const msg = { type: 'clipboard', text };
     const enc = new TextEncoder();
     const bytes = enc.encode(text).length;
@@ -198,8 +201,8 @@
   // not as keys: a press and release of each one's keysym. Line breaks and tabs are keys.
   function sendText(text) {
     if (!input.control || !text) return;
-    for (const ch of text) {
-      const key = ch === '\n' || ch === '\r' ? 'Enter' : ch === '\t' ? 'Tab' : ch;
+    for (const ch of unixLines(text)) {
+      const key = ch === '\n' ? 'Enter' : ch === '\t' ? 'Tab' : ch;
       if (key.length === 1 && key.charCodeAt(0) < 0x20) continue;
       sendKey({ type: 'key', key, code: '', down: true });
       sendKey({ type: 'key', key, code: '', down: false });

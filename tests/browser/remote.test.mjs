@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   WAIT_MS, headless, launchBrowser, openPage as open, runBin, serverDisplay, sleep, startServe,
   waitForFile, waitForFullPicture, waitForQuiet, waitForRole, waitForWindow, withServe,
@@ -189,6 +189,8 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       // The page itself sends nothing without control: force messages through its socket.
       await viewer.page.evaluate(() => {
         const s = window.pixelflux;
+        s.send({ type: 'clipboard', text: 'not from a viewer' });
+        s.send({ type: 'resize', width: 800, height: 600 });
         s.send({ type: 'pointer', x: 10, y: 10, buttons: 1 });
         s.send({ type: 'pointer', x: 10, y: 10, buttons: 0 });
         s.send({ type: 'key', key: 'q', code: 'KeyQ', down: true });
@@ -196,7 +198,9 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       });
       // The server took them (and refused the first) before the controller connects: a
       // viewer's input it let through would reach xev before the controller's click.
-      await server.waitForStderr(/refused input from a viewer without control/);
+      // Every kind of input goes through the same counted log: the first refusal is logged
+      // (then every 100th), whatever its kind.
+      await server.waitForStderr(/refused input \(paste\) from a viewer without control \(1 refused so far\)/);
       const ctl = await openPage(server.url);
       await ctl.page.waitForFunction(() => window.pixelflux.input && window.pixelflux.input.control);
       const a = await pageXY(ctl.page, 60, 70);
@@ -210,8 +214,9 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       await ctl.page.close();
       return server;
     });
-    // The four refusals were counted.
-    await server.waitForStderr(/4 input messages refused from viewers without control/);
+    // The six refusals were counted, paste and resize included; only the first was logged.
+    await server.waitForStderr(/6 input messages refused \(from viewers without control/);
+    assert.equal(server.stderr.match(/refused input \(/g).length, 1, server.stderr);
   });
 
   test('clipboard text goes both ways between the page and the X clipboard', async () => {
@@ -234,6 +239,20 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       // Each selection polled on its own: serve need not take both at the same moment.
       assert.equal(await xSelection(env, 'clipboard', fromPage), fromPage, 'the X clipboard holds the pasted text');
       assert.equal(await xSelection(env, 'primary', fromPage), fromPage, 'and so does PRIMARY (middle-click paste)');
+      // Windows and old Mac line breaks arrive as LF (a terminal would paste CRLF as two).
+      // The page sends them so (serve also converts what other clients send).
+      await page.evaluate(() => {
+        const s = window.pixelflux;
+        const send = s.send;
+        s.pastesSent = [];
+        s.send = (m) => { if (m.type === 'clipboard') s.pastesSent.push(m.text); send(m); };
+      });
+      const crlf = `one\r\ntwo\rthree\n${Date.now()}`;
+      await page.evaluate((t) => navigator.clipboard.writeText(t), crlf);
+      await page.keyboard.press('Control+V');
+      const lf = crlf.replace(/\r\n?/g, '\n');
+      assert.equal(await xSelection(env, 'clipboard', lf), lf);
+      assert.deepEqual(await page.evaluate(() => window.pixelflux.pastesSent), [lf]);
       await page.close();
     });
   });
@@ -348,6 +367,48 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       assert.equal(await page.locator('#overlay').textContent(), 'the session has ended');
       await page.close();
     });
+  });
+
+  test('when the capture fails (its X server went away) the page shows why and keeps reconnecting', async () => {
+    // A user's display: our own Xvfb, which numbers itself (-displayfd) and is then killed.
+    const xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '320x240x24', '-nolisten', 'tcp'],
+      { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    try {
+      const display = await new Promise((resolve, reject) => {
+        let got = '';
+        xvfb.stdio[3].on('data', (d) => {
+          got += d;
+          if (got.includes('\n')) resolve(`:${got.trim()}`);
+        });
+        xvfb.on('exit', (code) => reject(new Error(`Xvfb exited (${code})`)));
+      });
+      const server = await startServe(['--listen', '127.0.0.1:0', '--display', display],
+        { env: { ...headless(), DISPLAY: display } });
+      try {
+        const { page, errors } = await openPage(server.url);
+        await waitForRole(page);
+        xvfb.kill('SIGKILL');
+        const { code } = await server.exited;
+        assert.notEqual(code, 0);
+        const reason = server.stderr.match(/capture ended: [^\n]*/)?.[0];
+        assert.ok(reason, server.stderr);
+        await page.waitForFunction(() => window.pixelflux.closeReason !== null, null, { timeout: WAIT_MS });
+        // The reason the capture gave is the page's (minus serve's own log decoration).
+        assert.ok(reason.startsWith(await page.evaluate(() => window.pixelflux.closeReason)));
+        assert.match(await page.evaluate(() => window.pixelflux.closeReason), /^capture ended: the X server went away/);
+        // Nothing answers now: the reason stays above the countdown while it retries.
+        await page.waitForFunction(() => window.pixelflux.retries >= 3, null, { timeout: WAIT_MS });
+        assert.match(await page.locator('#overlay').textContent(),
+          /^capture ended: the X server went away[^\n]*\ndisconnected: reconnecting in \d+\.\d s$/);
+        assert.equal(await page.evaluate(() => window.pixelflux.ended), undefined);
+        assert.deepEqual(errors, []);
+        await page.close();
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      xvfb.kill('SIGKILL');
+    }
   });
 
   test('the figures badge is clear of the first text line and the full-screen icon is drawn', async () => {

@@ -106,6 +106,8 @@ describe('pixelflux serve: the private display follows the page', () => {
         await waitForSize(page, 1000, 700);
         const display = await displayOf(page);
         assert.deepEqual(xScreen(display), { width: 1000, height: 700 });
+        // The title follows the size streamed (not the size when the page connected).
+        assert.equal(await page.title(), `${display} 1000x700 · pixelflux`);
         await page.waitForFunction((blue) => {
           const c = document.getElementById('screen');
           const [r, g, b] = c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data;
@@ -127,6 +129,7 @@ describe('pixelflux serve: the private display follows the page', () => {
             t.diagnostic(`${codec} ${want[0]}x${want[1]}: shown ${(shown.t - resizedAt).toFixed(0)} ms after the window resize (300 ms of it debounce)`);
           }
           assert.deepEqual(xScreen(display), { width: want[0], height: want[1] });
+          assert.equal(await page.title(), `${display} ${want[0]}x${want[1]} · pixelflux`);
           assert.ok(near(await centre(page), BLUE), `the canvas shows the screen at ${want}`);
           const resizes = await page.evaluate(() => window.pixelflux.resizes);
           assert.equal(resizes, resizesBefore + 1, 'one size change shown');

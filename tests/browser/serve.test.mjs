@@ -215,6 +215,39 @@ describe('pixelflux serve in Chromium', () => {
     }
   });
 
+  test('a stopped server says why and the page keeps reconnecting; a token no longer accepted is named', async () => {
+    const first = await startServe(['--listen', '127.0.0.1:0', '--scene', 'static', '--region', '320x192',
+      '--token', 'first-token']);
+    const listen = ['--listen', `127.0.0.1:${new URL(first.url).port}`];
+    const v = await openViewer(first.url);
+    let second;
+    try {
+      await waitForFullPicture(v.page);
+      // SIGTERM: every page is closed with a reason, shown above the countdown.
+      const { code } = await first.stop();
+      assert.equal(code, 0);
+      await v.page.waitForFunction(() => window.pixelflux.closeReason !== null, null, { timeout: WAIT_MS });
+      assert.equal(await v.page.evaluate(() => window.pixelflux.closeReason), 'the server stopped');
+      // It keeps trying (nothing listens: those tries fail without a reason), still saying why.
+      await v.page.waitForFunction(() => window.pixelflux.retries >= 3, null, { timeout: WAIT_MS });
+      assert.match(await v.page.locator('#overlay').textContent(),
+        /^the server stopped\ndisconnected: reconnecting in \d+\.\d s$/);
+      assert.equal(await v.page.evaluate(() => window.pixelflux.ended), undefined, 'not ended');
+      // Restarted with another token: the page's is refused (403), and the page says so.
+      second = await startServe([...listen, '--scene', 'static', '--region', '320x192', '--token', 'second-token']);
+      await v.page.waitForFunction(() => window.pixelflux.tokenRefused, null, { timeout: WAIT_MS });
+      await v.page.waitForFunction(() => /^the token is not accepted: open the link serve prints\ndisconnected: reconnecting in [4-8]\.\d s$/
+        .test(document.getElementById('overlay').textContent), null, { timeout: WAIT_MS, polling: 50 });
+      assert.match(second.stderr, /refused a WebSocket with a missing or wrong token/);
+      assert.equal(await v.page.evaluate(() => window.pixelflux.connects), 1);
+      assert.deepEqual(v.errors, []);
+    } finally {
+      await second?.stop();
+      await first.stop();
+      await v.page.close();
+    }
+  });
+
   for (const codec of ['jpeg', 'h264']) {
     test(`${codec}: with no X display it starts its own Xvfb, runs the command in it, follows changes, cleans up`, async () => {
       const env = { ...process.env };

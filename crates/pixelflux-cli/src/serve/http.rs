@@ -394,7 +394,7 @@ async fn viewer_session(st: Arc<AppState>, socket: WebSocket, role: Role) {
             let msg = tokio::select! {
                 msg = viewer.next() => match msg {
                     Some(msg) => msg,
-                    None => return Some(close_frame(close_code::AWAY, st.hub.close_reason())),
+                    None => return Some(close_frame(close_code::AWAY, &st.hub.close_reason())),
                 },
                 _ = keepalive.tick() => {
                     let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));

@@ -185,9 +185,9 @@ struct Budget {
 /// Close reason when the session is over (its command exited): the page stops reconnecting.
 pub const SESSION_ENDED: &str = "session ended";
 
-/// Close reason when `serve` stops for another cause (a signal: maybe a restart); the page
-/// reconnects.
-pub const SHUTTING_DOWN: &str = "server shutting down";
+/// Close reason when `serve` is stopped by a signal (SIGTERM, Ctrl-C: maybe a restart); the
+/// page shows it and reconnects. Other causes (the capture failed) close with their error.
+pub const SHUTTING_DOWN: &str = "the server stopped";
 
 /// The shared refresh budget (see [`HubConfig::min_refresh_interval`]).
 #[derive(Debug, Default)]
@@ -203,7 +203,7 @@ pub struct Hub {
     /// When the capture was last asked for a refresh, and whether one is scheduled.
     refresh_gate: Mutex<RefreshGate>,
     /// The close frame's reason when the hub closes its viewers.
-    close_reason: Mutex<&'static str>,
+    close_reason: Mutex<Arc<str>>,
     inner: Mutex<Inner>,
     /// Stripes published so far (for logs and tests).
     published: AtomicU64,
@@ -217,7 +217,7 @@ impl Hub {
             config,
             refresher: Box::new(refresher),
             refresh_gate: Mutex::new(RefreshGate::default()),
-            close_reason: Mutex::new(SHUTTING_DOWN),
+            close_reason: Mutex::new(SHUTTING_DOWN.into()),
             inner: Mutex::new(Inner {
                 viewers: Vec::new(),
                 hello: None,
@@ -399,8 +399,8 @@ impl Hub {
     }
 
     /// Why the hub closed its viewers ([`SHUTTING_DOWN`] until [`Hub::close_all`] says).
-    pub fn close_reason(&self) -> &'static str {
-        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn close_reason(&self) -> Arc<str> {
+        Arc::clone(&self.close_reason.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Viewers connected now.
@@ -425,9 +425,10 @@ impl Hub {
 
     /// Ends every viewer's stream: their writers get `None` and close the connection with
     /// close code 1001 and `reason` (see [`Hub::close_reason`]): [`SESSION_ENDED`] tells the
-    /// page not to reconnect, [`SHUTTING_DOWN`] lets it reconnect (a restart).
-    pub fn close_all(&self, reason: &'static str) {
-        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    /// page not to reconnect; any other reason ([`SHUTTING_DOWN`], a capture error) is shown
+    /// by the page, which reconnects (a restart is likely).
+    pub fn close_all(&self, reason: &str) {
+        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.into();
         let inner = self.lock();
         for (_, viewer) in &inner.viewers {
             viewer.lock().closed = true;
@@ -905,7 +906,7 @@ mod tests {
         ));
         assert!(a.next_timeout(Duration::from_millis(50)).await.is_err());
         hub.close_all(SESSION_ENDED);
-        assert_eq!(hub.close_reason(), SESSION_ENDED);
+        assert_eq!(&*hub.close_reason(), SESSION_ENDED);
         // Closed: `next` ends at once (a timeout here would mean close_all did nothing).
         assert!(matches!(
             a.next_timeout(Duration::from_secs(5)).await,

@@ -81,6 +81,15 @@ pub enum InputEvent {
 }
 
 impl InputEvent {
+    /// The message's type as the page sends it (`key`, `pointer`, `wheel`), for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InputEvent::Key(_) => "key",
+            InputEvent::Pointer(_) => "pointer",
+            InputEvent::Wheel(_) => "wheel",
+        }
+    }
+
     /// Checks the ranges serde cannot: name lengths, finite in-range coordinates, click
     /// counts. A message that fails closes its connection, like any malformed message.
     pub fn validate(&self) -> Result<(), String> {

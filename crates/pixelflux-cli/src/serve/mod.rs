@@ -730,19 +730,23 @@ async fn serve(
             }
         }
     };
-    // Pages stop reconnecting when the command ended the session; after a signal they retry.
-    hub.close_all(if exit_status.is_some() {
-        hub::SESSION_ENDED
-    } else {
-        hub::SHUTTING_DOWN
-    });
+    // Pages stop reconnecting when the command ended the session; otherwise they show why
+    // serve stopped (a signal, or the error that ends it) and retry.
+    match (&outcome, exit_status.is_some()) {
+        (_, true) => hub.close_all(hub::SESSION_ENDED),
+        (Ok(()), false) => hub.close_all(hub::SHUTTING_DOWN),
+        (Err(e), false) => hub.close_all(&e.to_string()),
+    }
     tracing::info!("{} stripes published", hub.published());
     let refused = state
         .remote
         .refused
         .load(std::sync::atomic::Ordering::Relaxed);
     if refused > 0 {
-        tracing::info!("{refused} input messages refused from viewers without control");
+        tracing::info!(
+            "{refused} input messages refused (from viewers without control, \
+             or a resize of a fixed-size display)"
+        );
     }
     let _ = stop_tx.send(());
     if tokio::time::timeout(Duration::from_secs(4), server)

@@ -51,6 +51,19 @@ pub struct Remote {
     pub watchers_changed: tokio::sync::Notify,
 }
 
+/// Why most input is refused (the log line docs/serve.md quotes).
+const WITHOUT_CONTROL: &str = "from a viewer without control";
+
+/// `text` with Windows (CRLF) and old Mac (lone CR) line breaks as LF: X applications take LF
+/// (a terminal turns a pasted CR into Enter, so CRLF would be two line breaks).
+pub fn unix_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        text.into()
+    }
+}
+
 fn same(expected: &str, given: &str) -> bool {
     bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
@@ -110,10 +123,24 @@ impl Remote {
                 resizer.request(width, height);
                 true
             }
-            _ => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+            (None, Role::Control) => {
+                self.refuse("resize", "for a display of a fixed size");
                 false
             }
+            (_, Role::View) => {
+                self.refuse("resize", WITHOUT_CONTROL);
+                false
+            }
+        }
+    }
+
+    /// Counts a refused input message of `kind` ("key", "pointer", "paste", "resize"…) and
+    /// logs it, `why`: the first refusal and then every 100th, so that a misbehaving page
+    /// cannot flood the log (the total is logged at exit).
+    fn refuse(&self, kind: &str, why: &str) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 || n.is_multiple_of(100) {
+            tracing::warn!("refused input ({kind}) {why} ({n} refused so far)");
         }
     }
 
@@ -126,29 +153,24 @@ impl Remote {
                 true
             }
             _ => {
-                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                // The first and then every 100th, so a misbehaving page cannot flood the log.
-                if n == 1 || n.is_multiple_of(100) {
-                    tracing::warn!(
-                        "refused input from a viewer without control ({n} refused so far)"
-                    );
-                }
+                self.refuse(event.kind(), WITHOUT_CONTROL);
                 false
             }
         }
     }
 
-    /// Text a page pasted: becomes the X clipboard if the page has control.
+    /// Text a page pasted: becomes the X clipboard if the page has control, its line breaks
+    /// as LF (see [`unix_lines`]).
     pub fn paste(&self, role: Role, text: &str) -> bool {
         match (&self.clipboard, role) {
             (Some(clipboard), Role::Control) => {
-                if let Err(e) = clipboard.set(text) {
+                if let Err(e) = clipboard.set(&unix_lines(text)) {
                     tracing::warn!("clipboard: {e}");
                 }
                 true
             }
             _ => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.refuse("paste", WITHOUT_CONTROL);
                 false
             }
         }
@@ -283,6 +305,31 @@ mod tests {
         assert!(!r.input(0, Role::View, ev.clone()));
         assert!(!r.input(0, Role::Control, ev));
         assert_eq!(r.refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn pasted_line_breaks_become_lf() {
+        assert_eq!(unix_lines("a\r\nb"), "a\nb");
+        assert_eq!(unix_lines("a\rb\r\n\r\nc\n\r"), "a\nb\n\nc\n\n");
+        assert_eq!(unix_lines("ünï\ncødé"), "ünï\ncødé");
+    }
+
+    #[test]
+    fn every_kind_of_refused_input_is_counted() {
+        let r = Remote::default();
+        assert!(!r.paste(Role::View, "text"));
+        assert!(!r.paste(Role::Control, "no clipboard bridge"));
+        assert!(!r.resize(Role::View, 800, 600));
+        assert!(!r.input(
+            0,
+            Role::View,
+            InputEvent::Key(super::super::input::KeyEvent {
+                key: "a".into(),
+                code: "KeyA".into(),
+                down: true,
+            })
+        ));
+        assert_eq!(r.refused.load(Ordering::Relaxed), 4);
     }
 
     #[test]
