@@ -169,7 +169,11 @@ impl Remote {
                 }
                 true
             }
-            _ => {
+            (None, Role::Control) => {
+                self.refuse("paste", "with no X clipboard to take it");
+                false
+            }
+            (_, Role::View) => {
                 self.refuse("paste", WITHOUT_CONTROL);
                 false
             }
