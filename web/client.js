@@ -511,13 +511,31 @@
   //   waiting one, which is closed unpainted (`skipped`; a decoded picture can be left
   //   undrawn, the decoder keeps its references);
   // - a decoder that falls behind (more than DECODER_MAX_CHUNKS chunks in it, or one waiting
-  //   in it for over DECODER_MAX_WAIT_MS) or a stream that arrives over STREAM_MAX_AGE_MS after
-  //   its capture is dropped with what is queued in it (`dropped`, `decoderResets`), and the
-  //   stripe waits for its next IDR, asking the server for a refresh: a P picture is never
+  //   in it for over DECODER_MAX_WAIT_MS) or a stream that arrives over STREAM_MAX_LATE_MS
+  //   later than usual is dropped with what is queued in it (`dropped`, `decoderResets`), and
+  //   the stripe waits for its next IDR, asking the server for a refresh: a P picture is never
   //   decoded without its references.
+  // "Later than usual": a chunk's age on arrival (our clock plus the ping's offset, minus its
+  // capture time) above the lowest age seen in the last 5–10 s. The lowest age is the link's
+  // own delay plus any error in the clock offset, which no reset can shorten: a page 2 s away
+  // (or with an offset 2 s off, or after the server's clock stepped) stays smooth at that
+  // delay; only a page whose own backlog grows is reset.
   const DECODER_MAX_CHUNKS = 30;
   const DECODER_MAX_WAIT_MS = 1000;
-  const STREAM_MAX_AGE_MS = 1500;
+  const STREAM_MAX_LATE_MS = 1500;
+  const AGE_WINDOW_MS = 5000;
+  const ageFloor = { current: Infinity, previous: Infinity, since: -Infinity };
+  // Notes a chunk's age on arrival; returns how much later than usual it is (ms).
+  function lateness(age) {
+    const t = performance.now();
+    if (t - ageFloor.since >= AGE_WINDOW_MS) {
+      ageFloor.previous = ageFloor.current;
+      ageFloor.current = Infinity;
+      ageFloor.since = t;
+    }
+    ageFloor.current = Math.min(ageFloor.current, age);
+    return age - Math.min(ageFloor.current, ageFloor.previous);
+  }
 
   function newDecoder(y, width, height, codec, gen) {
     // `queued`: the chunks given to the decoder and not out yet ({ timestamp, at }).
@@ -598,11 +616,11 @@
   function fallenBehind(entry, frameId) {
     if (entry.queued.length > DECODER_MAX_CHUNKS) return true;
     if (entry.queued.length && performance.now() - entry.queued[0].at > DECODER_MAX_WAIT_MS) return true;
-    // The stream's age as it arrives: the page's main thread may be what is late (known once
-    // a pong has set the clock offset).
+    // The stream's age as it arrives, against its usual age: the page's main thread may be
+    // what is late (known once a pong has set the clock offset).
     const t = frameTimes.get(frameId);
     return t !== undefined && state.bestRtt !== Infinity &&
-      now() + state.clockOffset - t > STREAM_MAX_AGE_MS;
+      lateness(now() + state.clockOffset - t) > STREAM_MAX_LATE_MS;
   }
 
   function onH264(buf) {
@@ -780,6 +798,8 @@
     }, wait);
   }
 
+  let lastSkipped = 0;
+  let lastResets = 0;
   setInterval(() => {
     state.live.fps = secFrames.size;
     state.live.kbps = Math.round((secBytes * 8) / 1000);
@@ -792,6 +812,10 @@
     secBytes = 0;
     secFrames.clear();
     secLatency = [];
+    const skippedNow = state.skipped - lastSkipped;
+    const resetsNow = state.decoderResets - lastResets;
+    lastSkipped = state.skipped;
+    lastResets = state.decoderResets;
     if (!ws || ws.readyState !== WebSocket.OPEN || !state.hello) return;
     const h = state.hello;
     const lat = state.live.latency === null ? '–'
@@ -799,9 +823,10 @@
     overlay.textContent = (state.notice ? `${state.notice}\n` : '') +
       `${h.codec} ${h.width}x${h.height}  ${state.live.fps} fps  ` +
       `${state.live.kbps} kbit/s  capture→paint ${lat}` +
-      // A page slower than its stream: what it left out to keep up (see onH264).
-      (state.skipped || state.decoderResets
-        ? `\nkeeping up: ${state.skipped} pictures skipped, ${state.decoderResets} decoder resets` : '');
+      // A page slower than its stream: what it left out in the last second to keep up (see
+      // onH264); a page skipping now and then, as any does, shows nothing for long.
+      (skippedNow || resetsNow
+        ? `\nkeeping up: ${skippedNow} pictures skipped, ${resetsNow} decoder resets in the last second` : '');
   }, 1000);
 
   // input.js, the next script, must be listening before the server's first messages (its

@@ -8,6 +8,7 @@
 // references (no errors).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { WAIT_MS, launchBrowser, openPage, sleep, snapshot, withServe } from './support.mjs';
 
 const W = 1920;
@@ -130,4 +131,50 @@ describe('a page slower than its H.264 stream', () => {
       });
     });
   }
+});
+
+/** A TCP proxy to 127.0.0.1:`port` that holds every chunk `delayMs` in each direction. */
+function delayingProxy(port, delayMs) {
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    client.on('data', (d) => setTimeout(() => upstream.write(d), delayMs));
+    upstream.on('data', (d) => setTimeout(() => client.write(d), delayMs));
+    const end = () => { client.destroy(); upstream.destroy(); };
+    for (const s of [client, upstream]) { s.on('close', end); s.on('error', end); }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+describe('a page far from its H.264 stream', () => {
+  test('2 s away each way it stays smooth at that delay: no decoder resets, no refresh storm', async () => {
+    // The stream is always 2 s old on arrival, which no reset can shorten: a page that reset
+    // on age alone asked for a refresh every second or so and painted 2 fps (136 refreshes a
+    // minute, found by trying it), and every viewer paid for those refreshes.
+    await withServe(['--scene', 'video', '--region', '640x360', '--fps', '30', '--codec', 'h264'], async (server) => {
+      const port = Number(new URL(server.url).port);
+      const proxy = await delayingProxy(port, 2000);
+      try {
+        const url = new URL(server.url);
+        url.port = String(proxy.address().port);
+        const { page, errors } = await openPage(browser, url.href);
+        // Once a pong has set the clock offset (a 4 s round trip), 12 s of playing.
+        await page.waitForFunction(() => window.pixelflux.bestRtt !== Infinity, null, { timeout: WAIT_MS });
+        const a = await stats(page);
+        await sleep(12000);
+        const b = await stats(page);
+        // The video changes one stripe 30 times a second.
+        const fps = (b.painted - a.painted) / 12;
+        console.log(`2 s away: ${fps.toFixed(1)} pictures painted a second, resets ${b.resets - a.resets}, ` +
+          `refreshes ${b.refreshes - a.refreshes}, skipped ${b.skipped - a.skipped}, age ${b.age?.toFixed(0)} ms`);
+        assert.equal(b.resets - a.resets, 0, 'decoders reset on a page that keeps up');
+        assert.ok(b.refreshes - a.refreshes <= 1, `${b.refreshes - a.refreshes} refreshes asked in 12 s`);
+        assert.ok(fps >= 10, `${fps.toFixed(1)} pictures painted a second (about 30 sent)`);
+        assert.equal(b.errors, 0);
+        assert.deepEqual(errors, []);
+        await page.close();
+      } finally {
+        proxy.close();
+      }
+    });
+  });
 });
