@@ -529,6 +529,39 @@ fn a_busy_port_fails_before_anything_starts_and_names_listen() {
     drop(busy);
 }
 
+/// An address the machine does not have, or one with no host, is named as what is wrong (not
+/// the port, not a DNS failure).
+#[test]
+fn listen_addresses_that_cannot_be_listened_on_say_why() {
+    // 192.0.2.0/24 is reserved for documentation (RFC 5737): no machine has it.
+    let out = run_bounded(
+        &[
+            "serve",
+            "--scene",
+            "static",
+            "--listen",
+            "192.0.2.1:0",
+            "--token",
+            "t",
+        ],
+        None,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot listen on 192.0.2.1:0")
+            && err.contains("this machine has no such address"),
+        "{err}"
+    );
+    let out = run_bounded(&["serve", "--scene", "static", "--listen", ":8080"], None);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("give the host too, e.g. 127.0.0.1:8080") && !err.contains("lookup"),
+        "{err}"
+    );
+}
+
 /// A TLS file that cannot be read is named: the certificate or the key, and its path.
 #[test]
 fn tls_file_errors_say_which_file() {
@@ -577,6 +610,15 @@ fn tls_file_errors_say_which_file() {
         err.contains(&format!(
             "TLS certificate (--tls-cert) {cert_s} holds no PEM certificate"
         )),
+        "{err}"
+    );
+    // A certificate and a key of two different pairs: both files are named.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&cert, other.cert.pem()).unwrap();
+    let err = stderr(&serve(cert_s, key_s));
+    assert!(
+        err.contains(&format!("--tls-cert {cert_s} and --tls-key {key_s}"))
+            && err.contains("do not belong together"),
         "{err}"
     );
 }

@@ -178,10 +178,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.listen))
         .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {}: {e} (use --listen HOST:PORT to choose another port)",
-                args.listen
-            )
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrNotAvailable => {
+                    "this machine has no such address: use --listen with one of its own, \
+                     e.g. 127.0.0.1:PORT or 0.0.0.0:PORT for all"
+                }
+                _ => "use --listen HOST:PORT to choose another port",
+            };
+            anyhow::anyhow!("cannot listen on {}: {e} ({hint})", args.listen)
         })?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls::from_files(cert, key)?),
@@ -335,6 +339,12 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     use std::net::ToSocketAddrs;
+    if s.starts_with(':') {
+        return Err(format!(
+            "{s}: give the host too, e.g. 127.0.0.1{s} (this machine only) or 0.0.0.0{s} (all \
+             its addresses)"
+        ));
+    }
     let addrs: Vec<SocketAddr> = s
         .to_socket_addrs()
         .map_err(|e| format!("{s}: expected HOST:PORT or IP:PORT ({e})"))?

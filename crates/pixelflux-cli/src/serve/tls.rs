@@ -45,7 +45,7 @@ pub(crate) fn build(
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .context("the certificate and key do not go together")?;
+        .context("the certificate and the key do not belong together")?;
     // WebSockets need HTTP/1.1 (the upgrade); no h2.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Tls {
@@ -77,13 +77,19 @@ pub fn from_files(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
             cert.display()
         );
     }
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+    let key_der = PrivateKeyDer::from_pem_file(key).with_context(|| {
         format!(
             "cannot read a PEM private key from the TLS key (--tls-key) {}",
             key.display()
         )
     })?;
-    build(certs, key)
+    build(certs, key_der).with_context(|| {
+        format!(
+            "--tls-cert {} and --tls-key {}",
+            cert.display(),
+            key.display()
+        )
+    })
 }
 
 /// A self-signed certificate for `localhost` and `addrs`, made now (a new key each start).
