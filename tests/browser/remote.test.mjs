@@ -277,7 +277,7 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
       await page.evaluate((t) => navigator.clipboard.writeText(t), `echo Pasted-OK > ${out}\n`);
       await page.keyboard.press('Control+Shift+V');
       assert.equal(await waitForFile(out, (t) => t.endsWith('\n'), 'the pasted command'), 'Pasted-OK\n');
-      // xterm → page: the top line selected (triple click), copied with Ctrl+Shift+C.
+      // xterm → page: the top line selected, copied with Ctrl+Shift+C.
       const word = `Copy-Me-${Date.now() % 100000}`;
       await page.keyboard.type(`clear; echo ${word}`);
       await page.keyboard.press('Enter');
@@ -302,8 +302,14 @@ describe('pixelflux serve: input from the page reaches the X server', () => {
         }
         return right > 60 && right < 200;
       }, null, { timeout: WAIT_MS, polling: 100 });
-      const top = await pageXY(page, 20, 5);
-      await page.mouse.click(top.x, top.y, { clickCount: 3 });
+      // Selected by a drag along it, past its end: a triple click depends on its clicks
+      // reaching xterm within its multi-click time (250 ms), which a loaded machine missed.
+      const from = await pageXY(page, 2, 5);
+      const to = await pageXY(page, 400, 5);
+      await page.mouse.move(from.x, from.y);
+      await page.mouse.down();
+      await page.mouse.move(to.x, to.y, { steps: 8 });
+      await page.mouse.up();
       await sleep(300);
       assert.notEqual(await page.evaluate(() => window.pixelflux.input.clipboard), word,
         'a selection alone does not set the CLIPBOARD');
