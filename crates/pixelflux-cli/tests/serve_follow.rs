@@ -12,6 +12,9 @@ use pixelflux_testkit::Xvfb;
 use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
+mod support;
+use support::{watch, Ws};
+
 /// Every wait ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -37,18 +40,6 @@ async fn serve(display: &str, extra: &[&str]) -> Serve {
         other => panic!("no URL: {other:?}"),
     };
     Serve { child, url }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn watch(url: &str) -> Ws {
-    let ws_url = format!("{}ws", url.replacen("http://", "ws://", 1));
-    tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(&ws_url))
-        .await
-        .expect("a WebSocket by the deadline")
-        .expect("the upgrade")
-        .0
 }
 
 /// The next message (pings and the like skipped).

@@ -13,6 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, MapState};
 
+mod support;
+use support::{children_named, watch, Ws};
+
 /// Every wait ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -62,18 +65,6 @@ async fn serve(extra: &[&str]) -> Serve {
     Serve { child, url, log }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn watch(url: &str) -> Ws {
-    let ws_url = format!("{}ws", url.replacen("http://", "ws://", 1));
-    tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(&ws_url))
-        .await
-        .expect("a WebSocket by the deadline")
-        .expect("the upgrade")
-        .0
-}
-
 /// The role and hello messages a viewer gets first, in either order.
 async fn role_and_hello(ws: &mut Ws) -> (serde_json::Value, serde_json::Value) {
     let (mut role, mut hello) = (None, None);
@@ -99,27 +90,6 @@ async fn role_and_hello(ws: &mut Ws) -> (serde_json::Value, serde_json::Value) {
 async fn send_resize(ws: &mut Ws, width: u32, height: u32) {
     let msg = format!(r#"{{"type":"resize","width":{width},"height":{height}}}"#);
     ws.send(Message::Text(msg.into())).await.expect("sent");
-}
-
-/// The pids of `pid`'s children named `comm`.
-fn children_named(pid: u32, comm: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return found;
-    };
-    for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            found.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok())
-                    .filter(|p| {
-                        std::fs::read_to_string(format!("/proc/{p}/comm"))
-                            .is_ok_and(|c| c.trim() == comm)
-                    }),
-            );
-        }
-    }
-    found
 }
 
 /// Whether `pid` has ended (no such process, or a zombie waiting to be reaped).
