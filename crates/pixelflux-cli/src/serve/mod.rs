@@ -648,7 +648,6 @@ async fn serve(
     let mut exit_status = None;
     // Whether the capture runs at full rate (it starts so; paused when no one watches).
     let mut capturing = true;
-    let mut last_resume: Option<std::time::Instant> = None;
     // The region the injector maps pointer positions into (the screen followed).
     let mut input_region = region_of(&settings);
     let mut resizes = state.remote.resize.as_ref().map(resize::Resizer::subscribe);
@@ -677,8 +676,7 @@ async fn serve(
                 resizing = resizer.apply_pending();
             }
         }
-        // No capture work while no page is visible; back to full rate (and a full picture)
-        // as soon as one is.
+        // No capture work while no page is visible; back to full rate as soon as one is.
         let watched = state.remote.watching() > 0;
         if watched != capturing {
             let fps = if watched {
@@ -689,13 +687,9 @@ async fn serve(
             match capture.control(pixelflux::Control::SetFps(fps)) {
                 Ok(()) => {
                     if watched {
-                        // A page flipping between hidden and shown cannot make the capture
-                        // re-encode everything more than four times a second (and the hub
-                        // allows one full refresh a second overall).
-                        if last_resume.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
-                            hub.request_refresh();
-                        }
-                        last_resume = Some(std::time::Instant::now());
+                        // No refresh asked here: the page that is watching now asked for its
+                        // own when it joined or was shown again (http.rs), and a second
+                        // request would re-encode the whole screen once more a second later.
                         tracing::info!("a viewer is watching: capture resumed");
                     } else {
                         tracing::info!("no one is watching: capture paused");
