@@ -68,7 +68,7 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
 }
 
 /// The format a file name asks for: PPM for `.ppm`/`.pnm`, PNG for `.png` or no extension;
-/// any other extension (`.jpg`: a PNG inside would be mislabelled) is an error naming these.
+/// any other extension (`.jpg`: a PNG inside would be mislabelled) is a usage error naming these.
 fn format_for(path: &Path) -> anyhow::Result<ImageFormat> {
     let Some(ext) = path.extension() else {
         return Ok(ImageFormat::Png);
@@ -79,11 +79,13 @@ fn format_for(path: &Path) -> anyhow::Result<ImageFormat> {
     } else if is("ppm") || is("pnm") {
         Ok(ImageFormat::Ppm)
     } else {
-        anyhow::bail!(
-            "snapshot writes PNG (.png) or PPM (.ppm, .pnm), not {:?}: name the file so, or \
-             pass --format png|ppm",
+        // A usage error (status 2), like any option the command cannot run with.
+        Err(crate::options::UsageError(format!(
+            "--out: snapshot writes PNG (.png) or PPM (.ppm, .pnm), not {:?}: name the file \
+             so, or pass --format png|ppm",
             path.display().to_string()
-        )
+        ))
+        .into())
     }
 }
 

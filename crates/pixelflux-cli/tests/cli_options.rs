@@ -6,7 +6,7 @@
 //! cannot run (naming the options) and display names that are not ones; `serve` takes its port
 //! and reads its TLS files before starting anything; a run-time error is one `error: …` line with
 //! its causes and status 1, never a backtrace; `snapshot` refuses a file name whose extension
-//! is not a format it writes; `--help` lists every scene.
+//! is not a format it writes (status 2); `--help` lists every scene.
 
 use std::process::{Command, Output};
 
@@ -216,9 +216,12 @@ fn snapshot_names_the_formats_it_writes_and_help_lists_every_scene() {
         ];
         let out = run(&args);
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
         assert!(
-            err.contains(".png") && err.contains(".ppm") && err.contains("--format"),
+            err.contains("--out")
+                && err.contains(".png")
+                && err.contains(".ppm")
+                && err.contains("--format"),
             "{name}: {err}"
         );
         assert!(!path.exists(), "{name} was written");
