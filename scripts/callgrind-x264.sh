@@ -5,7 +5,7 @@
 # Each case runs SHORT and LONG pictures; the difference over LONG - SHORT pictures leaves out
 # start-up and the first (IDR) picture. See docs/PERFORMANCE.md ("Instruction counts").
 #
-#   scripts/callgrind-x264.sh [scenes (scroll,full)] [searches (screen,umh,dia,dia-mbinfo)]
+#   scripts/callgrind-x264.sh [scenes (scroll,full)] [searches (screen,umh,dia,dia-mbinfo,umh-mbinfo)]
 set -eu
 cd "$(dirname "$0")/.."
 scenes=${1:-scroll,full}

@@ -58,6 +58,188 @@ pub struct H264Encoder {
     /// of the stripes sent in the last frame; see [`StripeEncoder::set_rate_share`]), at first
     /// its rows over the frame's.
     fraction: f64,
+    /// Which motion search the pictures use; `None` where a test fixes it.
+    search: Option<SearchChoice>,
+}
+
+/// Picks x264's motion search per stripe by what it saves: `umh` finds whole-line scrolls
+/// (a terminal printing a log: 0.32x the bytes of `dia`), `dia` costs 8-17% fewer x264
+/// instructions a picture on everything else (a pan, a steady scroll, video), where both find
+/// the move (x264 also tries the last picture's vectors). Content cannot say which it is
+/// cheaply (a scroll inside a window beside still ones is no move of whole rows), so the
+/// encoder tries: while pictures move ([`moves`]), now and then one is encoded with the
+/// other search, and its size against the recent median decides.
+///
+/// One picture's size varies a lot (measured: 0.4-2x the median on a 2-pixel pan, 0.5-4x
+/// on the synthetic scroll scene, with either search, picture for picture the same), so a
+/// switch takes two probes in a row that win: `umh` below [`UMH_GAIN`] of `dia`'s recent
+/// median, `dia` at most [`DIA_LOSS`] of `umh`'s. A stripe starts on `umh`, the cheaper
+/// mistake (a few pictures of CPU, where `dia` on a terminal's scroll costs up to 7x the
+/// bytes). `umh` probes `dia` after [`PROBE_BASE`] moving pictures, then at twice the last
+/// gap (up to [`PROBE_GAP_MAX`]) while `dia` loses by far ([`DIA_FAR`]), since a `dia` probe
+/// on a big scroll costs two or three pictures' bytes, or turns out worse than its probes
+/// once switched to ([`DIA_REGRET`]); `dia` probes `umh` [`PROBE_BASE`] pictures into each
+/// motion and every [`PROBE_EVERY_DIA`] moving pictures. A still picture forgets the sizes
+/// (what moves next may be other content); IDRs and paint-overs do not count.
+#[derive(Debug, Clone, Copy)]
+struct SearchChoice {
+    mode: x264::MotionSearch,
+    /// Sizes of the last [`RECENT`] moving P pictures in `mode` (a ring, `next` the slot to
+    /// write), whose median a probe is held against: a median, as one picture in four of a
+    /// pan can be 3x the others.
+    recent: [usize; RECENT],
+    next: usize,
+    /// Moving P pictures in `mode` since it was chosen or motion began (saturating).
+    pictures: u32,
+    /// Moving pictures in `mode` since the last probe.
+    since_probe: u32,
+    /// Moving pictures between probes of `dia` while on `umh`.
+    umh_gap: u32,
+    /// Just switched to `dia`: `umh`'s median then, which `dia`'s first [`RECENT`] pictures
+    /// are held against (0 once they were).
+    umh_median: f64,
+    /// The last probe won: the next moving picture probes again, to confirm.
+    confirming: bool,
+    /// The picture being encoded is a probe of the other search.
+    probing: bool,
+}
+
+/// Two probes of `umh` in a row below this fraction of `dia`'s median switch to `umh`.
+const UMH_GAIN: f64 = 0.85;
+/// Two probes of `dia` in a row at most this multiple of `umh`'s median switch to `dia`.
+const DIA_LOSS: f64 = 1.0;
+/// A probe of `dia` above this multiple of `umh`'s median lost by far (a terminal's scroll:
+/// 2-7x): the next probe waits twice as long. A near miss (content where both searches find
+/// the move) keeps the gap.
+const DIA_FAR: f64 = 1.5;
+/// `dia`'s first [`RECENT`] pictures after a switch with a median above this multiple of
+/// `umh`'s before it switch back (and the next probe of `dia` waits twice as long).
+const DIA_REGRET: f64 = 1.1;
+/// Moving pictures measured before a probe.
+const PROBE_BASE: u32 = 4;
+/// Moving pictures whose median a probe is held against.
+const RECENT: usize = 8;
+/// Moving pictures between probes of `umh` while on `dia`.
+const PROBE_EVERY_DIA: u32 = 16;
+/// The longest gap between probes of `dia` while on `umh`, in moving pictures.
+const PROBE_GAP_MAX: u32 = 256;
+
+impl SearchChoice {
+    fn new() -> Self {
+        Self {
+            mode: x264::MotionSearch::Umh,
+            recent: [0; RECENT],
+            next: 0,
+            pictures: 0,
+            since_probe: 0,
+            umh_gap: PROBE_BASE,
+            umh_median: 0.0,
+            confirming: false,
+            probing: false,
+        }
+    }
+
+    /// The median size of the recent moving pictures in `mode` (0 with none).
+    fn median(&self) -> f64 {
+        let filled = (self.pictures as usize).min(RECENT);
+        let mut sizes = self.recent;
+        let sizes = &mut sizes[..filled];
+        sizes.sort_unstable();
+        sizes.get(filled / 2).copied().unwrap_or(0) as f64
+    }
+
+    /// Switches to the other search, forgetting the sizes.
+    fn switch(&mut self) {
+        self.umh_median = match self.mode {
+            x264::MotionSearch::Umh => self.median(),
+            x264::MotionSearch::Dia => 0.0,
+        };
+        self.mode = self.mode.other();
+        self.pictures = 0;
+        self.next = 0;
+        self.since_probe = 0;
+        self.confirming = false;
+        tracing::debug!(search = ?self.mode, "motion search switched");
+    }
+
+    fn probe_every(&self) -> u32 {
+        match self.mode {
+            x264::MotionSearch::Dia => PROBE_EVERY_DIA,
+            x264::MotionSearch::Umh => self.umh_gap,
+        }
+    }
+
+    /// Forgets the sizes: a new motion begins.
+    fn restart(&mut self) {
+        self.pictures = 0;
+        self.next = 0;
+        self.confirming = false;
+        self.umh_median = 0.0;
+        // On `dia`, `umh` is tried PROBE_BASE pictures into a motion: a terminal that starts
+        // scrolling pays up to 7x the bytes until then. On `umh` the probes keep their gap.
+        if self.mode == x264::MotionSearch::Dia {
+            self.since_probe = self.since_probe.max(PROBE_EVERY_DIA - PROBE_BASE);
+        }
+    }
+
+    /// The search for the next picture: a P picture that moves (`Some(true)`), one that does
+    /// not, or one that nothing is known of or no P picture (`None`).
+    fn for_picture(&mut self, moving_p: Option<bool>) -> x264::MotionSearch {
+        self.probing = moving_p == Some(true)
+            && self.pictures >= PROBE_BASE
+            && (self.confirming || self.since_probe >= self.probe_every());
+        if self.probing {
+            self.mode.other()
+        } else {
+            self.mode
+        }
+    }
+
+    /// What the picture [`for_picture`](Self::for_picture) was asked for came to: `moving_p`
+    /// as given there (`None` also when x264 produced nothing), `bytes` its size.
+    fn encoded(&mut self, moving_p: Option<bool>, bytes: usize) {
+        let probing = std::mem::take(&mut self.probing);
+        match moving_p {
+            Some(true) => {}
+            Some(false) => return self.restart(),
+            None => return,
+        }
+        if probing {
+            let median = self.median();
+            let bytes = bytes as f64;
+            self.since_probe = 0;
+            let won = match self.mode {
+                x264::MotionSearch::Dia => bytes < UMH_GAIN * median,
+                x264::MotionSearch::Umh => bytes <= DIA_LOSS * median,
+            };
+            let confirmed = self.confirming;
+            self.confirming = won && !confirmed;
+            if won && confirmed {
+                if self.mode == x264::MotionSearch::Dia {
+                    self.umh_gap = PROBE_BASE;
+                }
+                self.switch();
+            } else if self.mode == x264::MotionSearch::Umh && bytes > DIA_FAR * median {
+                self.umh_gap = (self.umh_gap * 2).min(PROBE_GAP_MAX);
+            }
+            return;
+        }
+        self.recent[self.next] = bytes;
+        self.next = (self.next + 1) % RECENT;
+        self.pictures = self.pictures.saturating_add(1);
+        self.since_probe = self.since_probe.saturating_add(1);
+        // A probe of `dia` follows the vectors `umh` found in the pictures before it (x264's
+        // temporal candidates), so it can look as good as `umh` where `dia` alone falls
+        // behind (a terminal whose scroll changes pace). Its first RECENT pictures decide.
+        if self.umh_median > 0.0 && self.pictures as usize >= RECENT {
+            if self.median() > DIA_REGRET * self.umh_median {
+                self.umh_gap = (self.umh_gap * 2).min(PROBE_GAP_MAX);
+                self.switch();
+            } else {
+                self.umh_median = 0.0;
+            }
+        }
+    }
 }
 
 /// x264's one-pass ABR misjudges how many bits a lower quantizer buys on screen content that
@@ -116,6 +298,7 @@ impl H264Encoder {
             opened_fps: usable_fps(config.fps),
             feedback: Feedback::default(),
             fraction,
+            search: (!x264::fixed_search()).then(SearchChoice::new),
         })
     }
 
@@ -269,23 +452,40 @@ impl H264Encoder {
         let planes = self.planes.planes();
         let (w, h) = (self.planes.width(), self.planes.height());
         let chroma = self.planes.chroma();
+        // Whether the picture moves (see `moves`; most macroblocks changed, now or within the
+        // pause); `None` where nothing says (the first comparison after a pause primes its
+        // copy).
+        let mut moving = None;
         let mb_info = match self.constant.as_mut() {
             Some(constant) if self.mb_info_paused > 0 => {
                 // No comparison and no copy of the planes: the next comparison starts over
                 // from a whole copy.
                 self.mb_info_paused -= 1;
                 constant.reset();
+                moving = Some(true);
                 None
             }
             Some(constant) => match constant.update(&planes, (w, h), chroma, rows) {
                 Some(flags) if mostly_changed(flags) => {
                     self.mb_info_paused = MB_INFO_PAUSE_AFTER_MOTION;
+                    moving = Some(true);
                     None
                 }
-                flags => flags,
+                flags => {
+                    moving = flags.as_deref().map(moves);
+                    flags
+                }
             },
             None => None,
         };
+        // An IDR is no P picture to compare.
+        let moving_p = if force_idr { None } else { moving };
+        if let Some(choice) = self.search.as_mut() {
+            let search = choice.for_picture(moving_p);
+            self.encoder
+                .set_motion_search(search)
+                .map_err(EncodeError::H264)?;
+        }
         let produced = self
             .encoder
             .encode_with(planes, force_idr, qp, mb_info, out)
@@ -294,6 +494,10 @@ impl H264Encoder {
             self.encoder = fresh;
         }
         let produced = produced?;
+        if let Some(choice) = self.search.as_mut() {
+            let moving_p = moving_p.filter(|_| produced.is_some());
+            choice.encoded(moving_p, out.len().saturating_sub(header_len));
+        }
         let Some(picture) = produced else {
             out.clear();
             return Ok(None);
@@ -325,6 +529,14 @@ impl H264Encoder {
 /// docs/PERFORMANCE.md ("Instruction counts").
 fn mostly_changed(flags: &[u8]) -> bool {
     flags.iter().filter(|&&f| f == 0).count() * 2 > flags.len()
+}
+
+/// Whether enough of a picture changed for its motion search to matter: at least a sixteenth
+/// of its macroblocks (`mb_info` flags of 0). Typing and a blinking cursor do not move a
+/// picture; a scroll or a video in a window does (the synthetic `video` scene's 640x360 in a
+/// 1920x544 stripe: 11%).
+fn moves(flags: &[u8]) -> bool {
+    flags.iter().filter(|&&f| f == 0).count() * 16 >= flags.len()
 }
 
 /// Pictures encoded without `mb_info` after one where most macroblocks changed (see
@@ -737,6 +949,184 @@ mod tests {
         }
     }
 
+    /// Lines of 13 rows of dark "glyphs" on white, as a terminal shows text: row `y` of a
+    /// tall page, each line's glyphs drawn from its number.
+    fn text_page_row(y: u32, w: u32, row: &mut [u8]) {
+        let (line, r) = (y / 13, y % 13);
+        for x in 0..w {
+            let glyph = x / 8;
+            let bits = (line.wrapping_mul(2_654_435_761) ^ glyph.wrapping_mul(40_503)) >> 7;
+            let ink = (2..11).contains(&r) && (bits >> ((x % 8) + (r % 4) * 2)) & 1 == 1;
+            let v = if ink || bits % 7 == 0 && r > 9 {
+                25
+            } else {
+                235
+            };
+            row[(x * 4) as usize..(x * 4 + 4) as usize].copy_from_slice(&[v, v, v, 0]);
+        }
+    }
+
+    /// `w` x `h` of [`picture`] with a terminal-like page `text_w` wide at its left, scrolled
+    /// down by `offset` rows.
+    fn text_window(w: u32, h: u32, text_w: u32, offset: u32) -> OwnedFrame {
+        let mut f = picture(w, h, 0);
+        for y in 0..h {
+            let i = (y * w * 4) as usize;
+            text_page_row(
+                y + offset,
+                text_w,
+                &mut f.data[i..i + (text_w * 4) as usize],
+            );
+        }
+        f
+    }
+
+    /// [`picture`]'s blocks and strokes, panned left by `offset` pixels (a map, a page
+    /// dragged sideways).
+    fn panned(w: u32, h: u32, offset: u32) -> OwnedFrame {
+        let wide = picture(w + offset, h, 0);
+        let mut f = OwnedFrame::new(w, h);
+        for y in 0..h {
+            let from = ((y * (w + offset) + offset) * 4) as usize;
+            let to = (y * w * 4) as usize;
+            f.data[to..to + (w * 4) as usize]
+                .copy_from_slice(&wide.data[from..from + (w * 4) as usize]);
+        }
+        f
+    }
+
+    /// The motion search follows what it saves: a stripe starts on `umh`; a pan (which both
+    /// find) moves it to `dia`; after a pause, a terminal window scrolling 1-4 lines a picture
+    /// (13-52 rows, which `dia` does not find) moves it back to `umh`, where its pictures are
+    /// far smaller; after another pause a pan moves it to `dia` again.
+    #[test]
+    fn motion_search_follows_what_it_saves() {
+        use super::super::x264::MotionSearch;
+        let (w, h) = (320u32, 192u32);
+        let mut enc = H264Encoder::new(&settings(25, false), w, h).unwrap();
+        let mode = |enc: &H264Encoder| {
+            let mode = enc.search.as_ref().map(|c| c.mode);
+            assert_eq!(mode, Some(enc.encoder.motion_search()), "x264 was told");
+            mode
+        };
+        let mut k = 0u64;
+        let mut encode = |enc: &mut H264Encoder, f: &OwnedFrame| {
+            k += 1;
+            run(enc, f, request(false, false), k).0.len()
+        };
+        let pan = |enc: &mut H264Encoder,
+                   encode: &mut dyn FnMut(&mut H264Encoder, &OwnedFrame) -> usize,
+                   n: u32| {
+            for i in 0..n {
+                encode(enc, &panned(w, h, 2 * i));
+            }
+        };
+        encode(&mut enc, &panned(w, h, 0));
+        assert_eq!(
+            mode(&enc),
+            Some(MotionSearch::Umh),
+            "a new encoder starts on umh"
+        );
+        pan(&mut enc, &mut encode, 40);
+        assert_eq!(mode(&enc), Some(MotionSearch::Dia), "a pan: dia");
+        // A pause (the same picture again), then the terminal. Lines printed vary, as a
+        // terminal's do: x264 also tries the last picture's vectors, so a scroll by the same
+        // amount every picture is found by `dia` too. The terminal is a window 128 pixels
+        // wide, the rest of the stripe still (less than half of the picture changes: its
+        // unchanged macroblocks go to x264 as such).
+        let mut offset = 0;
+        let window = |offset| text_window(w, h, 128, offset);
+        encode(&mut enc, &window(0));
+        encode(&mut enc, &window(0));
+        let sizes: Vec<usize> = (0..60)
+            .map(|i| {
+                offset += 13 * [3, 4, 2, 4, 1, 3, 2][i % 7];
+                encode(&mut enc, &window(offset))
+            })
+            .collect();
+        assert_eq!(
+            mode(&enc),
+            Some(MotionSearch::Umh),
+            "a scroll of lines: umh"
+        );
+        let (on_dia, on_umh) = (
+            sizes[0..4].iter().sum::<usize>(),
+            sizes[50..54].iter().sum::<usize>(),
+        );
+        assert!(
+            on_umh * 2 < on_dia,
+            "dia {on_dia} B, umh {on_umh} B (4 pictures): {sizes:?}"
+        );
+        // Another pause, and a longer pan: `umh`'s probes of `dia` are further apart now.
+        encode(&mut enc, &window(offset));
+        encode(&mut enc, &window(offset));
+        pan(&mut enc, &mut encode, 150);
+        assert_eq!(mode(&enc), Some(MotionSearch::Dia), "a pan again: dia");
+    }
+
+    /// The choice's rules on sizes alone: two winning probes switch, one does not; `dia`
+    /// worse than its probes said goes back to `umh` and is tried again twice as late; a
+    /// still picture forgets the sizes.
+    #[test]
+    fn search_choice_rules() {
+        use super::super::x264::MotionSearch::{Dia, Umh};
+        // One moving picture, sized by the search it gets; returns that search.
+        let step = |c: &mut SearchChoice, umh: usize, dia: usize| {
+            let search = c.for_picture(Some(true));
+            c.encoded(Some(true), if search == Umh { umh } else { dia });
+            search
+        };
+        let mut c = SearchChoice::new();
+        let seen: Vec<_> = (0..6).map(|_| step(&mut c, 1000, 990)).collect();
+        assert_eq!(
+            seen,
+            [Umh, Umh, Umh, Umh, Dia, Dia],
+            "4 pictures, then two probes"
+        );
+        assert_eq!(c.mode, Dia, "both probes won");
+        // On dia, pictures at 1.5x umh's: back to umh after RECENT of them.
+        let seen: Vec<_> = (0..RECENT).map(|_| step(&mut c, 1000, 1500)).collect();
+        assert!(seen.iter().all(|&s| s == Dia), "{seen:?}");
+        assert_eq!(c.mode, Umh, "dia regretted");
+        assert_eq!(c.umh_gap, 2 * PROBE_BASE, "and tried twice as late");
+        let seen: Vec<_> = (0..=2 * PROBE_BASE)
+            .map(|_| step(&mut c, 1000, 1600))
+            .collect();
+        assert_eq!(
+            seen.last(),
+            Some(&Dia),
+            "the probe after the longer gap: {seen:?}"
+        );
+        assert_eq!(seen.iter().filter(|&&s| s == Dia).count(), 1);
+        // That probe lost by far: the gap doubles again. One winning probe, then a losing
+        // one: no switch.
+        assert_eq!(c.umh_gap, 4 * PROBE_BASE);
+        let seen: Vec<_> = (0..=4 * PROBE_BASE)
+            .map(|_| step(&mut c, 1000, 1000))
+            .collect();
+        assert_eq!(seen.last(), Some(&Dia));
+        assert_eq!(step(&mut c, 1000, 1200), Dia, "the confirming probe");
+        assert_eq!(c.mode, Umh, "one win is not enough");
+        // A still picture forgets the sizes: no probe before PROBE_BASE new ones.
+        c.encoded(Some(false), 0);
+        assert_eq!(c.for_picture(Some(true)), Umh);
+        assert_eq!(
+            c.for_picture(Some(false)),
+            Umh,
+            "a still picture is never a probe"
+        );
+        // On dia, umh is tried PROBE_BASE pictures into a motion and wins on a third of the
+        // bytes.
+        let mut c = SearchChoice::new();
+        c.mode = Dia;
+        c.restart();
+        let seen: Vec<_> = (0..PROBE_BASE + 2)
+            .map(|_| step(&mut c, 300, 1000))
+            .collect();
+        assert_eq!(seen[PROBE_BASE as usize..], [Umh, Umh]);
+        assert_eq!(c.mode, Umh);
+    }
+
     /// x264 is told the unchanged macroblocks only while at most half of them changed.
     #[test]
     fn mb_info_is_left_out_when_most_macroblocks_changed() {
@@ -886,8 +1276,10 @@ mod tests {
     /// shared machine is not): the synthetic scene `PIXELFLUX_CG_SCENE` (scroll, full, video,
     /// typing) at 1920x1080 in the 2-core default layout (544 + 536 rows),
     /// `PIXELFLUX_CG_FRAMES` pictures, x264 set as `PIXELFLUX_CG_SEARCH` says: `screen` (ours:
-    /// umh, range 64, mb_info), `umh` (the same without mb_info), `dia` (ultrafast's diamond,
-    /// range 16, upstream's) or `dia-mbinfo`. Prints the bytes after the first picture. Run by
+    /// the search chosen per picture, [`SearchChoice`], and mb_info), `umh-mbinfo` (umh, range
+    /// 64, on every picture: ours before that choice), `umh` (the same without mb_info), `dia`
+    /// (ultrafast's diamond, range 16, upstream's) or `dia-mbinfo`. Prints the bytes after the
+    /// first picture. Run by
     /// `scripts/callgrind-x264.sh`; figures in docs/PERFORMANCE.md.
     #[test]
     #[ignore = "measurement: run under callgrind (scripts/callgrind-x264.sh)"]
@@ -914,6 +1306,12 @@ mod tests {
             "dia-mbinfo" => Some(TestSearch {
                 method: dia,
                 range: 16,
+                mb_info: true,
+            }),
+            // Before the per-picture choice: umh on every picture.
+            "umh-mbinfo" => Some(TestSearch {
+                method: umh,
+                range: x264::MOTION_RANGE,
                 mb_info: true,
             }),
             other => panic!("PIXELFLUX_CG_SEARCH {other}"),

@@ -169,6 +169,8 @@ pub struct Encoder {
     ip_offset: f32,
     /// The quantizer of the last picture produced, as x264 reported it.
     last_qp: Option<u8>,
+    /// The motion search the next picture is analysed with.
+    search: MotionSearch,
 }
 
 // SAFETY: an x264_t is not tied to the thread that opened it; x264's documentation only
@@ -282,7 +284,41 @@ impl Encoder {
             pts: 0,
             ip_offset,
             last_qp: None,
+            search: MotionSearch::Umh,
         })
+    }
+
+    /// The motion search the next picture is analysed with ([`MotionSearch::Umh`] when opened;
+    /// for tests).
+    #[cfg(test)]
+    pub fn motion_search(&self) -> MotionSearch {
+        self.search
+    }
+
+    /// Analyses the pictures from the next one on with `search`, through
+    /// `x264_encoder_reconfig` (the stream goes on; x264 copies `analyse.i_me_method` and
+    /// `analyse.i_me_range` on a reconfig).
+    pub fn set_motion_search(&mut self, search: MotionSearch) -> Result<(), X264Error> {
+        if search == self.search {
+            return Ok(());
+        }
+        // SAFETY: as in `open`, all-zero bytes are a valid x264_param_t; the next call
+        // overwrites it with the encoder's current parameters.
+        let mut param: Box<sys::x264_param_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: `raw` is open and used by this thread only (&mut self); `param` is a valid,
+        // writable x264_param_t.
+        unsafe { sys::x264_encoder_parameters(self.raw.as_ptr(), &mut *param) };
+        search.apply(&mut param);
+        // SAFETY: `raw` is open; x264 copies what it takes from `param` (whose log pointers are
+        // still the boxed sink's, valid while the encoder is open).
+        let rc = unsafe { sys::x264_encoder_reconfig(self.raw.as_ptr(), &mut *param) };
+        if rc < 0 {
+            return Err(X264Error::Params(self.log.reason(&format!(
+                "x264_encoder_reconfig refused the {search:?} motion search"
+            ))));
+        }
+        self.search = search;
+        Ok(())
     }
 
     /// A new constant bitrate for the pictures from the next one on, through
@@ -510,12 +546,42 @@ pub const MBINFO_CONSTANT: u8 = sys::X264_MBINFO_CONSTANT as u8;
 /// a frame moves its text 52 rows, and a page scrolled by the wheel about as much.
 pub const MOTION_RANGE: c_int = 64;
 
-/// Motion search for screen content, on top of `ultrafast` (whose diamond search looks 16
-/// pixels around the predicted vector, one step at a time, and never finds a scroll of more
-/// than a few rows: every scrolled macroblock was then coded anew). x264's uneven multi-hexagon
-/// search (`umh`) with a 64-pixel range finds whole-line scrolls; measured on an xterm
-/// printing a log (docs/h264.md, "Motion search"): 0.32x the bytes at +1.9 dB, for
-/// about the same CPU (fewer bits to code pays for the wider search).
+/// x264's motion search (`analyse.i_me_method`, `analyse.i_me_range`), changeable on an open
+/// encoder ([`Encoder::set_motion_search`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MotionSearch {
+    /// The uneven multi-hexagon search with a [`MOTION_RANGE`] range: finds whole-line
+    /// scrolls, which `ultrafast`'s diamond never does (every scrolled macroblock was then
+    /// coded anew); measured on an xterm printing a log (docs/h264.md, "Motion search"):
+    /// 0.32x the bytes at +1.9 dB.
+    Umh,
+    /// `ultrafast`'s diamond, range 16: one pixel at a time around the predicted vector.
+    /// Finds small moves (a pan, a slow scroll, video) as well as `umh` does, with 8-17%
+    /// fewer x264 instructions a picture (docs/PERFORMANCE.md, "x264's settings").
+    Dia,
+}
+
+impl MotionSearch {
+    /// The other one.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Umh => Self::Dia,
+            Self::Dia => Self::Umh,
+        }
+    }
+
+    fn apply(self, param: &mut sys::x264_param_t) {
+        let (method, range) = match self {
+            Self::Umh => (sys::X264_ME_UMH as c_int, MOTION_RANGE),
+            Self::Dia => (sys::X264_ME_DIA as c_int, 16),
+        };
+        param.analyse.i_me_method = method;
+        param.analyse.i_me_range = range;
+    }
+}
+
+/// Motion search for screen content, on top of `ultrafast`: [`MotionSearch::Umh`] at first
+/// (the stripe encoder then picks per picture, see `encode::h264`).
 ///
 /// Also `b_mb_info`: pictures may say which macroblocks did not change
 /// ([`Encoder::encode_with`]), which x264 then skips without analysis.
@@ -528,10 +594,19 @@ fn screen_motion_search(param: &mut sys::x264_param_t) {
         param.analyse.b_mb_info_update = 0;
         return;
     }
-    param.analyse.i_me_method = sys::X264_ME_UMH as c_int;
-    param.analyse.i_me_range = MOTION_RANGE;
+    MotionSearch::Umh.apply(param);
     param.analyse.b_mb_info = 1;
     param.analyse.b_mb_info_update = 0;
+}
+
+/// Whether the motion search is fixed by a test ([`TestSearch`]): the stripe encoder then does
+/// not choose one per picture.
+pub(crate) fn fixed_search() -> bool {
+    #[cfg(test)]
+    if TEST_SEARCH.with(std::cell::Cell::get).is_some() {
+        return true;
+    }
+    false
 }
 
 /// Test-only replacement for [`screen_motion_search`]'s settings (x264's `i_me_method`,
