@@ -26,8 +26,9 @@ export const WAIT_MS = 30000;
 /**
  * The environment of a machine with no display (so serve starts its own Xvfb), in UTF-8, whose
  * terminals run a plain `/bin/sh`: the tests type into serve's own xterm, and the user's login
- * shell runs their startup files first, which can take a minute (pyenv's `rehash` waits 60 s on
- * a lock a killed `pip` left), and the keys typed meanwhile wait with them.
+ * shell runs their startup files first, which can take a minute (this machine's `.bashrc` runs
+ * `pyenv rehash`, which waits 60 s on a lock an interrupted rehash left behind), and the keys
+ * typed meanwhile wait with them.
  */
 export function headless() {
   const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', SHELL: '/bin/sh' };
