@@ -482,9 +482,11 @@ impl H264Encoder {
         let moving_p = if force_idr { None } else { moving };
         if let Some(choice) = self.search.as_mut() {
             let search = choice.for_picture(moving_p);
-            self.encoder
-                .set_motion_search(search)
-                .map_err(EncodeError::H264)?;
+            // A refused switch costs only the saving: the stripe keeps its search.
+            if let Err(e) = self.encoder.set_motion_search(search) {
+                tracing::warn!("motion search stays as it is: {e}");
+                self.search = None;
+            }
         }
         let produced = self
             .encoder
