@@ -24,14 +24,22 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const WAIT_MS = 30000;
 
 /**
- * The environment of a machine with no display (so serve starts its own Xvfb), in UTF-8, whose
- * terminals run a plain `/bin/sh`: the tests type into serve's own xterm, and the user's login
- * shell runs their startup files first, which can take a minute (this machine's `.bashrc` runs
+ * An empty home for the programs serve starts in the tests. Their terminals run bash, which
+ * first runs the user's startup files: those can take a minute (this machine's `.bashrc` runs
  * `pyenv rehash`, which waits 60 s on a lock an interrupted rehash left behind), and the keys
  * typed meanwhile wait with them.
  */
+const HOME = mkdtempSync(path.join(tmpdir(), 'pixelflux-home-'));
+// Pasted text runs at its own line break, as the paste tests expect (bash 5.2's readline
+// would otherwise hold a bracketed paste for an Enter).
+writeFileSync(path.join(HOME, '.inputrc'), 'set enable-bracketed-paste off\n');
+
+/**
+ * The environment of a machine with no display (so serve starts its own Xvfb), in UTF-8, with
+ * bash as the shell and an empty home (see `HOME`).
+ */
 export function headless() {
-  const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', SHELL: '/bin/sh' };
+  const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', SHELL: '/bin/bash', HOME };
   for (const name of ['DISPLAY', 'ENV', 'BASH_ENV']) delete env[name];
   return env;
 }
