@@ -4,7 +4,6 @@
 //! BadMatch"); with `--region`, a screen that shrinks under the region ends serve with the
 //! region error.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,7 +12,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
 mod support;
-use support::{watch, Ws};
+use support::{serve_command, watch, Ws};
 
 /// Every wait ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -24,14 +23,9 @@ struct Serve {
 }
 
 async fn serve(display: &str, extra: &[&str]) -> Serve {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .args(["serve", "--display", display, "--listen", "127.0.0.1:0"])
+    let mut child = serve_command(&["--display", display, "--listen", "127.0.0.1:0"])
         .args(["--codec", "h264", "--fps", "30"])
         .args(extra)
-        .env_remove("PIXELFLUX_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the binary runs");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();

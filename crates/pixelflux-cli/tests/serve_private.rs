@@ -3,7 +3,6 @@
 //! size; `kill -9` of serve leaves no Xvfb or terminal behind; the logs name a dying X server
 //! and a normal stop does not warn.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use x11rb::connection::Connection as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, MapState};
 
 mod support;
-use support::{children_named, watch, Ws};
+use support::{children_named, serve_command, watch, Ws};
 
 /// Every wait ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -34,15 +33,10 @@ impl Serve {
 
 /// `serve` with no display, so it starts its own Xvfb and terminal.
 async fn serve(extra: &[&str]) -> Serve {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--fps", "30"])
+    let mut child = serve_command(&["--listen", "127.0.0.1:0", "--fps", "30"])
         .args(extra)
         .env_remove("DISPLAY")
-        .env_remove("PIXELFLUX_TOKEN")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the binary runs");
     let log = Arc::new(Mutex::new(String::new()));

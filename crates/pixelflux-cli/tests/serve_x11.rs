@@ -12,6 +12,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::io::AsyncBufReadExt;
 
+mod support;
+use support::serve_command;
+
 /// Every wait ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -67,22 +70,16 @@ impl Drop for Xvfb {
 
 /// One start: the URL is printed, a viewer gets the hello and a stripe, SIGTERM exits 0.
 async fn one_run(display: &str, run: usize) {
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .args([
-            "serve",
-            "--display",
-            display,
-            "--listen",
-            "127.0.0.1:0",
-            "--fps",
-            "10",
-        ])
-        .env_remove("PIXELFLUX_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary runs");
+    let mut serve = serve_command(&[
+        "--display",
+        display,
+        "--listen",
+        "127.0.0.1:0",
+        "--fps",
+        "10",
+    ])
+    .spawn()
+    .expect("the binary runs");
     let mut lines = tokio::io::BufReader::new(serve.stdout.take().expect("piped")).lines();
     let mut stderr = serve.stderr.take().expect("piped");
     let url = match tokio::time::timeout(DEADLINE, lines.next_line()).await {
@@ -137,19 +134,9 @@ async fn every_start_against_a_bare_xvfb_succeeds() {
 #[tokio::test]
 async fn a_display_that_goes_away_while_no_one_watches_ends_serve_at_once() {
     let mut xvfb = Xvfb::start();
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
-        .args([
-            "serve",
-            "--display",
-            &xvfb.display,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("PIXELFLUX_TOKEN")
+    let mut serve = serve_command(&["--display", &xvfb.display, "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the binary runs");
     let mut lines = tokio::io::BufReader::new(serve.stderr.take().expect("piped")).lines();

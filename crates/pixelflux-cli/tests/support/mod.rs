@@ -12,19 +12,28 @@ use tokio::io::AsyncBufReadExt;
 /// Every wait ends by this deadline.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `pixelflux serve` started with `args` (the token variables of the environment removed, so
-/// only `args` set tokens), and its first line (the URL) read by [`DEADLINE`]. Only that line
-/// is read and the pipe then closed: `serve` must go on with its stdout gone (it once panicked
-/// printing its second line). The child is killed when dropped.
-pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"))
+/// `pixelflux serve args…` as the tests start it: the token variables of the environment
+/// removed (so only `args` set tokens), stdout and stderr piped, killed when dropped.
+pub fn serve_command(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pixelflux"));
+    command
         .arg("serve")
         .args(args)
         .env_remove("PIXELFLUX_TOKEN")
         .env_remove("PIXELFLUX_VIEW_TOKEN")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// `pixelflux serve` started with `args` (the token variables of the environment removed, so
+/// only `args` set tokens), and its first line (the URL) read by [`DEADLINE`]. Only that line
+/// is read and the pipe then closed: `serve` must go on with its stdout gone (it once panicked
+/// printing its second line). The child is killed when dropped.
+pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, String) {
+    let mut child = serve_command(args)
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the binary runs");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
