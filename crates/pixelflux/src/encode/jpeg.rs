@@ -33,6 +33,8 @@ pub struct JpegEncoder {
     subsamp: Option<Subsamp>,
     subsampling: JpegSubsampling,
     format: WireFormat,
+    /// Row buffers for [`chroma_detail`], reused from stripe to stripe.
+    detail: DetailRows,
 }
 
 fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
@@ -55,19 +57,26 @@ fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
 /// next step would be 16-bit lanes or sampling fewer rows (which moves the measured values
 /// the thresholds were set on).
 pub fn chroma_detail(pixels: FrameRef<'_>) -> u32 {
-    let (sum, luma_sum) = detail_sums(pixels);
+    chroma_detail_in(pixels, &mut DetailRows::default())
+}
+
+/// [`chroma_detail`] with the encoder's row buffers (no allocation once they have grown).
+fn chroma_detail_in(pixels: FrameRef<'_>, rows: &mut DetailRows) -> u32 {
+    let (sum, luma_sum) = detail_sums(pixels, rows);
     (sum * 100 / (luma_sum + 1)) as u32
 }
 
+/// Three rows' worth of [`DetailRow`], kept by the encoder between stripes.
+#[derive(Default)]
+struct DetailRows([DetailRow; 3]);
+
 /// [`chroma_detail`]'s two sums: chroma's second differences, luma's.
-fn detail_sums(pixels: FrameRef<'_>) -> (u64, u64) {
+fn detail_sums(pixels: FrameRef<'_>, rows: &mut DetailRows) -> (u64, u64) {
     let (w, h) = (pixels.width as usize, pixels.height);
     if w < 3 || h < 3 {
         return (0, 0);
     }
-    let mut up = DetailRow::default();
-    let mut mid = DetailRow::default();
-    let mut down = DetailRow::default();
+    let [up, mid, down] = &mut rows.0;
     let (mut sum, mut luma_sum) = (0u64, 0u64);
     up.convert(pixels.row(0), w);
     let mut y = 1;
@@ -78,7 +87,7 @@ fn detail_sums(pixels: FrameRef<'_>) -> (u64, u64) {
         sum += between(&up.cb, &mid.cb, &down.cb) + between(&up.cr, &mid.cr, &down.cr);
         luma_sum += across(&mid.luma) + between(&up.luma, &mid.luma, &down.luma);
         // The next sample's upper neighbour is this one's lower.
-        std::mem::swap(&mut up, &mut down);
+        std::mem::swap(up, down);
         y += 2;
     }
     (sum, luma_sum)
@@ -163,6 +172,7 @@ impl JpegEncoder {
             subsamp: None,
             subsampling,
             format,
+            detail: DetailRows::default(),
         })
     }
 }
@@ -186,7 +196,7 @@ impl StripeEncoder for JpegEncoder {
             JpegSubsampling::S444 => Subsamp::None,
             JpegSubsampling::Auto
                 if request.jpeg_quality >= FULL_CHROMA_MIN_QUALITY
-                    || chroma_detail(pixels) >= AUTO_FULL_CHROMA_DETAIL =>
+                    || chroma_detail_in(pixels, &mut self.detail) >= AUTO_FULL_CHROMA_DETAIL =>
             {
                 Subsamp::None
             }
@@ -267,6 +277,8 @@ mod tests {
             seed ^= seed << 5;
             seed
         };
+        // One set of row buffers for every size, as the encoder keeps them between stripes.
+        let mut rows = DetailRows::default();
         for (w, h) in [
             (3, 3),
             (4, 5),
@@ -290,7 +302,7 @@ mod tests {
                 let view = f.view();
                 let cut = FrameRef { width: w, ..view };
                 assert_eq!(
-                    detail_sums(cut),
+                    detail_sums(cut, &mut rows),
                     detail_sums_by_pixel(cut),
                     "{w}x{h}, colour {colour}"
                 );
