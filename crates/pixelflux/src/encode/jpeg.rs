@@ -3,7 +3,8 @@
 //! Chroma follows [`JpegSubsampling`]: 4:2:0, 4:4:4, or (the default) `Auto`: 4:4:4 from
 //! quality [`FULL_CHROMA_MIN_QUALITY`] up, and below it per stripe, 4:4:4 where the stripe's fine
 //! detail is largely colour (coloured text, UI) and 4:2:0 where it is mostly brightness (grey
-//! text, photo-like texture).
+//! text, photo-like texture), measured again every [`CHROMA_CHOICE_FRAMES`] frames and for
+//! every paint-over and refresh.
 //! The rate–distortion measurement behind it is in docs/PERFORMANCE.md ("JPEG chroma").
 
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
@@ -26,6 +27,13 @@ pub const FULL_CHROMA_MIN_QUALITY: u8 = 90;
 /// about 1 dB more at equal bytes.
 pub const AUTO_FULL_CHROMA_DETAIL: u32 = 20;
 
+/// Frames for which `Auto` keeps a stripe's measured chroma choice before measuring again
+/// (133 ms at 60 fps). A stripe that changes frame after frame (a scrolling terminal, a video)
+/// keeps its kind of content, and measuring it cost a third of a JPEG frame's CPU time
+/// (docs/PERFORMANCE.md, "JPEG: the cost of choosing chroma"). A paint-over or a refresh
+/// always measures: those are the pictures that stay on screen.
+pub const CHROMA_CHOICE_FRAMES: u64 = 8;
+
 /// One libjpeg-turbo compressor, remembering the quality and subsampling it was last set to.
 pub struct JpegEncoder {
     compressor: Compressor,
@@ -35,6 +43,9 @@ pub struct JpegEncoder {
     format: WireFormat,
     /// Row buffers for [`chroma_detail`], reused from stripe to stripe.
     detail: DetailRows,
+    /// `Auto`'s last measured choice below [`FULL_CHROMA_MIN_QUALITY`]: the frame it was
+    /// measured on and whether the stripe's detail was colour (4:4:4).
+    measured: Option<(u64, bool)>,
 }
 
 fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
@@ -48,14 +59,13 @@ fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
 /// brightness score low (0–10), as do smooth colour gradients (4:2:0 keeps those). Every other
 /// row is sampled.
 ///
-/// Each row is converted once into [`DetailRow`] (a row is the centre of one sample and the
-/// neighbour of up to two), and the differences run over those arrays in forms the compiler
-/// vectorises. Measured with `perf record` on `pixelflux-bench --source x11 --app terminal
-/// --codec jpeg` (1080p, 17 stripes a frame): converting pixel by pixel in the inner loop
-/// (each pixel five times) was 50% of the capture's CPU time; now 35%, and the capture's CPU
-/// per frame fell from 13.3 to 9.3-9.5 ms. Still the largest single cost of a JPEG frame; the
-/// next step would be 16-bit lanes or sampling fewer rows (which moves the measured values
-/// the thresholds were set on).
+/// Cost, measured with `perf record` on `pixelflux-bench --source x11 --app terminal --codec
+/// jpeg` (1080p, 17 stripes a frame): converting pixel by pixel in the inner loop (each pixel
+/// five times) was 50% of the capture's CPU time. Each row is now converted once into
+/// [`DetailRow`], in 16-bit lanes (twice as many per SIMD register as 32-bit ones), and the
+/// differences run over those arrays in forms the compiler vectorises. (Sampling one row in
+/// four instead was measured and not kept: the `desktop` scene's top stripe, coloured UI,
+/// fell from 36 to 12 and would have lost its 4:4:4.) Figures in docs/PERFORMANCE.md ("JPEG: the cost of choosing chroma").
 pub fn chroma_detail(pixels: FrameRef<'_>) -> u32 {
     chroma_detail_in(pixels, &mut DetailRows::default())
 }
@@ -93,14 +103,16 @@ fn detail_sums(pixels: FrameRef<'_>, rows: &mut DetailRows) -> (u64, u64) {
     (sum, luma_sum)
 }
 
-/// One row of a stripe as [`chroma_detail`] weighs it: Cb, Cr (scaled by 256, from BGRX:
-/// BT.601 Cb = -0.169 R - 0.331 G + 0.5 B, Cr = 0.5 R - 0.419 G - 0.081 B) and luma (scaled
-/// by 256) per pixel.
+/// One row of a stripe as [`chroma_detail`] weighs it: Cb, Cr (from BGRX, BT.601 Cb = -0.169 R
+/// - 0.331 G + 0.5 B, Cr = 0.5 R - 0.419 G - 0.081 B) and luma (0.299 R + 0.587 G + 0.114 B),
+/// all scaled by 64 with integer weights that keep each chroma's weights summing to 0 (grey
+/// has no chroma). Chroma lies in ±8160 and luma in 0..=16320, so a second difference
+/// (`2 m - a - c`) stays within ±32640 and fits `i16`.
 #[derive(Default)]
 struct DetailRow {
-    cb: Vec<i32>,
-    cr: Vec<i32>,
-    luma: Vec<i32>,
+    cb: Vec<i16>,
+    cr: Vec<i16>,
+    luma: Vec<i16>,
 }
 
 impl DetailRow {
@@ -118,16 +130,16 @@ impl DetailRow {
             .zip(self.cr.iter_mut())
             .zip(self.luma.iter_mut());
         for (((cb, cr), luma), p) in out.zip(pixels) {
-            let (b, g, r) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
-            *cb = 128 * b - 85 * g - 43 * r;
-            *cr = 128 * r - 107 * g - 21 * b;
-            *luma = 29 * b + 150 * g + 77 * r;
+            let (b, g, r) = (i16::from(p[0]), i16::from(p[1]), i16::from(p[2]));
+            *cb = 32 * b - 21 * g - 11 * r;
+            *cr = 32 * r - 27 * g - 5 * b;
+            *luma = 7 * b + 38 * g + 19 * r;
         }
     }
 }
 
 /// Summed absolute horizontal second differences of `v`, at its inner samples.
-fn across(v: &[i32]) -> u64 {
+fn across(v: &[i16]) -> u64 {
     let n = v.len();
     if n < 3 {
         return 0;
@@ -136,16 +148,18 @@ fn across(v: &[i32]) -> u64 {
 }
 
 /// Summed absolute vertical second differences at `mid`'s inner samples.
-fn between(up: &[i32], mid: &[i32], down: &[i32]) -> u64 {
-    fn inner(v: &[i32]) -> &[i32] {
+fn between(up: &[i16], mid: &[i16], down: &[i16]) -> u64 {
+    fn inner(v: &[i16]) -> &[i16] {
         v.get(1..v.len().saturating_sub(1)).unwrap_or_default()
     }
     sum_second(inner(up), inner(mid), inner(down))
 }
 
-/// Sum of `|2 m - a - c|` over the zipped slices (as long as the shortest). In blocks summed
-/// in `u32` (each term is below 2^19, so 4096 of them fit), which vectorises.
-fn sum_second(a: &[i32], m: &[i32], c: &[i32]) -> u64 {
+/// Sum of `|2 m - a - c|` over the zipped slices (as long as the shortest), computed in `i16`
+/// ([`DetailRow`]'s range keeps it there; wrapping operations only spare the overflow checks)
+/// and summed in blocks in `u32` (each term is below 2^15, so 4096 of them fit), which
+/// vectorises.
+fn sum_second(a: &[i16], m: &[i16], c: &[i16]) -> u64 {
     const BLOCK: usize = 4096;
     let n = a.len().min(m.len()).min(c.len());
     let mut total = 0u64;
@@ -155,7 +169,14 @@ fn sum_second(a: &[i32], m: &[i32], c: &[i32]) -> u64 {
             .iter()
             .zip(&m[start..end])
             .zip(&c[start..end])
-            .map(|((&a, &m), &c)| (2 * m - a - c).unsigned_abs())
+            .map(|((&a, &m), &c)| {
+                u32::from(
+                    m.wrapping_mul(2)
+                        .wrapping_sub(a)
+                        .wrapping_sub(c)
+                        .unsigned_abs(),
+                )
+            })
             .sum();
         total += u64::from(block);
     }
@@ -173,7 +194,25 @@ impl JpegEncoder {
             subsampling,
             format,
             detail: DetailRows::default(),
+            measured: None,
         })
+    }
+
+    /// `Auto`'s choice below [`FULL_CHROMA_MIN_QUALITY`] for this stripe on `frame_id`:
+    /// whether its detail is colour, measured again when the last measure is
+    /// [`CHROMA_CHOICE_FRAMES`] old or more, from a later frame than this one (frame numbers
+    /// start again), or when `fresh` asks.
+    fn detail_is_colour(&mut self, pixels: FrameRef<'_>, frame_id: u64, fresh: bool) -> bool {
+        match self.measured {
+            Some((at, colour)) if !fresh && (at..at + CHROMA_CHOICE_FRAMES).contains(&frame_id) => {
+                colour
+            }
+            _ => {
+                let colour = chroma_detail_in(pixels, &mut self.detail) >= AUTO_FULL_CHROMA_DETAIL;
+                self.measured = Some((frame_id, colour));
+                colour
+            }
+        }
     }
 }
 
@@ -191,16 +230,22 @@ impl StripeEncoder for JpegEncoder {
                 .map_err(jpeg_err)?;
             self.quality = request.jpeg_quality;
         }
-        let subsamp = match self.subsampling {
-            JpegSubsampling::S420 => Subsamp::Sub2x2,
-            JpegSubsampling::S444 => Subsamp::None,
-            JpegSubsampling::Auto
-                if request.jpeg_quality >= FULL_CHROMA_MIN_QUALITY
-                    || chroma_detail_in(pixels, &mut self.detail) >= AUTO_FULL_CHROMA_DETAIL =>
-            {
-                Subsamp::None
+        let full_chroma = match self.subsampling {
+            JpegSubsampling::S420 => false,
+            JpegSubsampling::S444 => true,
+            JpegSubsampling::Auto => {
+                request.jpeg_quality >= FULL_CHROMA_MIN_QUALITY
+                    || self.detail_is_colour(
+                        pixels,
+                        place.frame_id,
+                        request.paint_over || request.keyframe,
+                    )
             }
-            JpegSubsampling::Auto => Subsamp::Sub2x2,
+        };
+        let subsamp = if full_chroma {
+            Subsamp::None
+        } else {
+            Subsamp::Sub2x2
         };
         if self.subsamp != Some(subsamp) {
             self.compressor.set_subsamp(subsamp).map_err(jpeg_err)?;
@@ -236,11 +281,11 @@ mod tests {
         let chroma = |row: &[u8], x: usize| -> (i32, i32) {
             let p = &row[x * 4..x * 4 + 3];
             let (b, g, r) = (p[0] as i32, p[1] as i32, p[2] as i32);
-            (128 * b - 85 * g - 43 * r, 128 * r - 107 * g - 21 * b)
+            (32 * b - 21 * g - 11 * r, 32 * r - 27 * g - 5 * b)
         };
         let luma = |row: &[u8], x: usize| -> i32 {
             let p = &row[x * 4..x * 4 + 3];
-            29 * p[0] as i32 + 150 * p[1] as i32 + 77 * p[2] as i32
+            7 * p[0] as i32 + 38 * p[1] as i32 + 19 * p[2] as i32
         };
         let second = |a: (i32, i32), m: (i32, i32), c: (i32, i32)| -> u64 {
             ((2 * m.0 - a.0 - c.0).unsigned_abs() + (2 * m.1 - a.1 - c.1).unsigned_abs()) as u64
@@ -267,7 +312,9 @@ mod tests {
     }
 
     /// The row-wise form gives the same sums as the definition, on odd and even sizes,
-    /// padded rows (a stripe cut from a wider frame) and content from grey to colourful.
+    /// padded rows (a stripe cut from a wider frame) and content from grey to colourful, and
+    /// on saturated noise (every channel 0 or 255), where the second differences reach the
+    /// ends of their `i16` range.
     #[test]
     fn chroma_detail_matches_its_definition() {
         let mut seed = 0x9e37_79b9u32;
@@ -288,10 +335,16 @@ mod tests {
             (333, 64),
             (5, 2),
         ] {
-            for colour in [0u32, 1, 4] {
+            // 5: saturated noise.
+            for colour in [0u32, 1, 4, 5] {
                 let mut f = OwnedFrame::new(w + 7, h);
                 for p in f.data.chunks_exact_mut(4) {
                     let v = next();
+                    if colour == 5 {
+                        let full = |bit: u32| if v >> bit & 1 == 1 { 255 } else { 0 };
+                        p.copy_from_slice(&[full(3), full(11), full(19), 255]);
+                        continue;
+                    }
                     let grey = (v & 0xff) as u8;
                     let tint = |shift: u32| {
                         grey.wrapping_add(((v >> shift) & 0xff) as u8 / 4 * colour as u8)
@@ -308,6 +361,87 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `Auto` keeps a stripe's measured choice for [`CHROMA_CHOICE_FRAMES`] frames, and
+    /// measures again after them, on a paint-over, on a refresh and when frame numbers start
+    /// again. The choice is read from the JPEG itself (libjpeg-turbo's header reader).
+    #[test]
+    fn auto_measures_chroma_again_after_its_frames_and_for_lasting_pictures() {
+        let mut grey = OwnedFrame::new(64, 16);
+        let mut colour = OwnedFrame::new(64, 16);
+        for (i, (g, c)) in grey
+            .data
+            .chunks_exact_mut(4)
+            .zip(colour.data.chunks_exact_mut(4))
+            .enumerate()
+        {
+            let odd = i % 2 == 1;
+            g.copy_from_slice(if odd { &[255; 4] } else { &[0, 0, 0, 255] });
+            c.copy_from_slice(if odd {
+                &[0, 0, 255, 255]
+            } else {
+                &[255, 0, 0, 255]
+            });
+        }
+        let mut enc = JpegEncoder::new(WireFormat::Tagged, JpegSubsampling::Auto).expect("encoder");
+        let mut subsamp = |frame: &OwnedFrame, frame_id: u64, paint_over: bool, keyframe: bool| {
+            let request = EncodeRequest {
+                jpeg_quality: 80,
+                paint_over,
+                keyframe,
+            };
+            let mut out = Vec::new();
+            let outcome = enc
+                .encode(
+                    frame.view(),
+                    &request,
+                    StripePlace { frame_id, y: 0 },
+                    &mut out,
+                )
+                .expect("encode")
+                .expect("a stripe");
+            turbojpeg::read_header(&out[outcome.header_len..])
+                .expect("a JPEG")
+                .subsamp
+        };
+        assert_eq!(subsamp(&grey, 10, false, false), Subsamp::Sub2x2);
+        // Within the frames the measure holds, coloured content keeps the grey choice...
+        let last = 10 + CHROMA_CHOICE_FRAMES - 1;
+        assert_eq!(subsamp(&colour, 11, false, false), Subsamp::Sub2x2);
+        assert_eq!(subsamp(&colour, last, false, false), Subsamp::Sub2x2);
+        // ...except for a paint-over or a refresh, which are measured.
+        assert_eq!(subsamp(&colour, last, true, false), Subsamp::None);
+        assert_eq!(subsamp(&grey, last, false, true), Subsamp::Sub2x2);
+        // After them, it is measured again.
+        assert_eq!(
+            subsamp(&colour, last + CHROMA_CHOICE_FRAMES, false, false),
+            Subsamp::None
+        );
+        assert_eq!(
+            subsamp(&grey, last + CHROMA_CHOICE_FRAMES + 1, false, false),
+            Subsamp::None
+        );
+        // Frame numbers that start again (a new capture on this encoder) measure too.
+        assert_eq!(subsamp(&grey, 0, false, false), Subsamp::Sub2x2);
+        // From FULL_CHROMA_MIN_QUALITY up, 4:4:4 whatever was measured.
+        let request = EncodeRequest {
+            jpeg_quality: FULL_CHROMA_MIN_QUALITY,
+            paint_over: false,
+            keyframe: false,
+        };
+        let mut out = Vec::new();
+        let outcome = enc
+            .encode(
+                grey.view(),
+                &request,
+                StripePlace { frame_id: 1, y: 0 },
+                &mut out,
+            )
+            .expect("encode")
+            .expect("a stripe");
+        let header = turbojpeg::read_header(&out[outcome.header_len..]).expect("a JPEG");
+        assert_eq!(header.subsamp, Subsamp::None);
     }
 
     #[test]
