@@ -103,11 +103,11 @@ fn detail_sums(pixels: FrameRef<'_>, rows: &mut DetailRows) -> (u64, u64) {
     (sum, luma_sum)
 }
 
-/// One row of a stripe as [`chroma_detail`] weighs it: Cb, Cr (from BGRX, BT.601 Cb = -0.169 R
-/// - 0.331 G + 0.5 B, Cr = 0.5 R - 0.419 G - 0.081 B) and luma (0.299 R + 0.587 G + 0.114 B),
-/// all scaled by 64 with integer weights that keep each chroma's weights summing to 0 (grey
-/// has no chroma). Chroma lies in ±8160 and luma in 0..=16320, so a second difference
-/// (`2 m - a - c`) stays within ±32640 and fits `i16`.
+/// One row of a stripe as [`chroma_detail`] weighs it: Cb, Cr and luma per pixel, from BGRX
+/// (BT.601: Cb = 0.5 B - 0.169 R - 0.331 G, Cr = 0.5 R - 0.419 G - 0.081 B, luma = 0.299 R +
+/// 0.587 G + 0.114 B), all scaled by 64 with integer weights that keep each chroma's weights
+/// summing to 0 (grey has no chroma). Chroma lies in ±8160 and luma in 0..=16320, so a second
+/// difference (`2 m - a - c`) stays within ±32640 and fits `i16`.
 #[derive(Default)]
 struct DetailRow {
     cb: Vec<i16>,
