@@ -149,7 +149,8 @@ fn encode_as_capture(
 
 /// At default settings (quality 85, `jpeg_subsampling` auto) the coloured desktop gets at
 /// least the PSNR of pixelflux 1.2.2's JPEG (4:4:4 at the same quality, same libjpeg-turbo)
-/// for no more bytes, with its text stripes in 4:4:4; grey text and texture stay 4:2:0.
+/// for no more bytes, with its text stripes in 4:4:4; grey text and texture stay 4:2:0, and
+/// get at least 4:4:4's PSNR there too.
 #[test]
 fn default_chroma_matches_upstream_on_the_desktop_scene() {
     let settings = CaptureSettings::default();
@@ -179,6 +180,19 @@ fn default_chroma_matches_upstream_on_the_desktop_scene() {
         for (i, s) in subsamps.iter().enumerate().take(14).skip(3) {
             assert_eq!(*s, Subsamp::Sub2x2, "{scene} stripe {i}");
         }
+    }
+    // Where it chooses 4:2:0 (AUTO_420_QUALITY_STEP higher), at least 4:4:4's PSNR for about
+    // its bytes: within 2%, a quality step being the finest control there is.
+    for (scene, index) in [(Scene::Static, 0), (Scene::Full, 5), (Scene::Scroll, 5)] {
+        let frame = scene_frame(scene, index);
+        let (bytes, db, _) = encode_as_capture(&settings, &frame);
+        let (b444, db444, _) = encode_stripes(&frame, 85, Some(Subsamp::None), false);
+        println!("{scene} at defaults: {bytes} B, {db:.2} dB; 4:4:4 q85: {b444} B, {db444:.2} dB");
+        assert!(db >= db444, "{scene}: {db:.2} dB < 4:4:4's {db444:.2} dB");
+        assert!(
+            bytes as f64 <= b444 as f64 * 1.02,
+            "{scene}: {bytes} B against 4:4:4's {b444} B"
+        );
     }
     // From quality 90 up, auto is 4:4:4 everywhere (high quality means sharp).
     let q90 = CaptureSettings {
