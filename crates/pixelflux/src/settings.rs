@@ -150,8 +150,9 @@ pub enum WireFormat {
 #[non_exhaustive]
 pub enum JpegSubsampling {
     /// 4:4:4 from quality 90 up; below, per stripe: 4:4:4 where the stripe's fine detail is
-    /// largely colour (coloured text and UI), 4:2:0 where it is brightness (grey text, photos),
-    /// measured again every 8 frames (`encode::CHROMA_CHOICE_FRAMES`) and for every paint-over
+    /// largely colour (coloured text and UI), 4:2:0 two quality steps higher where it is
+    /// brightness (grey text, photos: at least 4:4:4's PSNR for about its bytes), measured again
+    /// every 8 frames (`encode::CHROMA_CHOICE_FRAMES`) and for every paint-over
     /// and refresh. Chosen by rate–distortion measurement (docs/PERFORMANCE.md, "JPEG chroma").
     #[default]
     Auto,
