@@ -8,6 +8,7 @@
 mod support;
 
 use pixelflux::config::Control;
+use pixelflux::encode::AUTO_420_QUALITY_STEP;
 use pixelflux::wire::H264FrameType;
 use pixelflux::{
     CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig, Scene,
@@ -176,9 +177,20 @@ fn a_static_stripe_is_painted_over_once_after_the_trigger() {
     assert_eq!(frames_sending(&plain, 0), [0, 1, 2]);
 }
 
+/// The quality a capture with `jpeg_subsampling` auto asked for this JPEG: what its tables say
+/// ([`table_quality`]), less [`AUTO_420_QUALITY_STEP`] where auto chose 4:2:0 (read from the
+/// JPEG by libjpeg-turbo).
+fn jpeg_quality(jpeg: &[u8]) -> u8 {
+    let header = turbojpeg::read_header(jpeg).expect("a JPEG header");
+    match header.subsamp {
+        turbojpeg::Subsamp::Sub2x2 => table_quality(jpeg) - AUTO_420_QUALITY_STEP,
+        _ => table_quality(jpeg),
+    }
+}
+
 /// The quality libjpeg's `jpeg_set_quality` was given for this JPEG: the one whose scaled
 /// standard luminance table equals the file's first quantization table.
-fn jpeg_quality(jpeg: &[u8]) -> u8 {
+fn table_quality(jpeg: &[u8]) -> u8 {
     const STD_LUMA: [u32; 64] = [
         16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
         56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81,
@@ -255,6 +267,15 @@ fn jpeg_quality_steps_down_while_changing_and_resets_after_a_cool_down() {
             (15, 95)
         ]
     );
+    // This content is brightness detail: auto encodes it in 4:2:0, two steps up (frame 2
+    // asked for 85), and the paint-over quality 95 in 4:4:4.
+    let table = |frame| {
+        sent.iter()
+            .find(|s| s.y == 0 && s.frame_id == frame)
+            .map(|s| table_quality(s.payload()))
+    };
+    assert_eq!(table(2), Some(85 + AUTO_420_QUALITY_STEP));
+    assert_eq!(table(0), Some(95));
 }
 
 #[test]
