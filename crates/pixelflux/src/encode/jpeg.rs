@@ -374,11 +374,9 @@ mod tests {
         }
     }
 
-    /// `Auto` keeps a stripe's measured choice for [`CHROMA_CHOICE_FRAMES`] frames, and
-    /// measures again after them, on a paint-over, on a refresh and when frame numbers start
-    /// again. The choice is read from the JPEG itself (libjpeg-turbo's header reader).
-    #[test]
-    fn auto_measures_chroma_again_after_its_frames_and_for_lasting_pictures() {
+    /// Two 64x16 pictures of alternating columns: black and white (grey detail), red and blue
+    /// (colour detail).
+    fn grey_and_colour_columns() -> (OwnedFrame, OwnedFrame) {
         let mut grey = OwnedFrame::new(64, 16);
         let mut colour = OwnedFrame::new(64, 16);
         for (i, (g, c)) in grey
@@ -395,10 +393,20 @@ mod tests {
                 &[255, 0, 0, 255]
             });
         }
+        (grey, colour)
+    }
+
+    /// `Auto` keeps a stripe's measured choice for [`CHROMA_CHOICE_FRAMES`] frames, and
+    /// measures again after them, on a paint-over, on a refresh and when frame numbers start
+    /// again. The choice is read from the JPEG itself (libjpeg-turbo's header reader).
+    #[test]
+    fn auto_measures_chroma_again_after_its_frames_and_for_lasting_pictures() {
+        let (grey, colour) = grey_and_colour_columns();
         let mut enc = JpegEncoder::new(WireFormat::Tagged, JpegSubsampling::Auto).expect("encoder");
-        let mut subsamp = |frame: &OwnedFrame, frame_id: u64, paint_over: bool, keyframe: bool| {
+        // (picture, frame, paint-over, refresh, quality) -> the JPEG's subsampling.
+        let mut subsamp = |frame: &OwnedFrame, frame_id: u64, paint_over, keyframe, quality| {
             let request = EncodeRequest {
-                jpeg_quality: 80,
+                jpeg_quality: quality,
                 paint_over,
                 keyframe,
             };
@@ -416,64 +424,28 @@ mod tests {
                 .expect("a JPEG")
                 .subsamp
         };
-        assert_eq!(subsamp(&grey, 10, false, false), Subsamp::Sub2x2);
+        assert_eq!(subsamp(&grey, 10, false, false, 80), Subsamp::Sub2x2);
         // Within the frames the measure holds, coloured content keeps the grey choice...
         let last = 10 + CHROMA_CHOICE_FRAMES - 1;
-        assert_eq!(subsamp(&colour, 11, false, false), Subsamp::Sub2x2);
-        assert_eq!(subsamp(&colour, last, false, false), Subsamp::Sub2x2);
+        assert_eq!(subsamp(&colour, 11, false, false, 80), Subsamp::Sub2x2);
+        assert_eq!(subsamp(&colour, last, false, false, 80), Subsamp::Sub2x2);
         // ...except for a paint-over or a refresh, which are measured.
-        assert_eq!(subsamp(&colour, last, true, false), Subsamp::None);
-        assert_eq!(subsamp(&grey, last, false, true), Subsamp::Sub2x2);
+        assert_eq!(subsamp(&colour, last, true, false, 80), Subsamp::None);
+        assert_eq!(subsamp(&grey, last, false, true, 80), Subsamp::Sub2x2);
         // After them, it is measured again.
-        assert_eq!(
-            subsamp(&colour, last + CHROMA_CHOICE_FRAMES, false, false),
-            Subsamp::None
-        );
-        assert_eq!(
-            subsamp(&grey, last + CHROMA_CHOICE_FRAMES + 1, false, false),
-            Subsamp::None
-        );
+        let after = last + CHROMA_CHOICE_FRAMES;
+        assert_eq!(subsamp(&colour, after, false, false, 80), Subsamp::None);
+        assert_eq!(subsamp(&grey, after + 1, false, false, 80), Subsamp::None);
         // Frame numbers that start again (a new capture on this encoder) measure too.
-        assert_eq!(subsamp(&grey, 0, false, false), Subsamp::Sub2x2);
+        assert_eq!(subsamp(&grey, 0, false, false, 80), Subsamp::Sub2x2);
         // From FULL_CHROMA_MIN_QUALITY up, 4:4:4 whatever was measured.
-        let request = EncodeRequest {
-            jpeg_quality: FULL_CHROMA_MIN_QUALITY,
-            paint_over: false,
-            keyframe: false,
-        };
-        let mut out = Vec::new();
-        let outcome = enc
-            .encode(
-                grey.view(),
-                &request,
-                StripePlace { frame_id: 1, y: 0 },
-                &mut out,
-            )
-            .expect("encode")
-            .expect("a stripe");
-        let header = turbojpeg::read_header(&out[outcome.header_len..]).expect("a JPEG");
-        assert_eq!(header.subsamp, Subsamp::None);
+        let q = FULL_CHROMA_MIN_QUALITY;
+        assert_eq!(subsamp(&grey, 1, false, false, q), Subsamp::None);
     }
 
     #[test]
     fn chroma_detail_sees_colour_edges_not_grey_ones() {
-        let mut grey = OwnedFrame::new(64, 16);
-        let mut colour = OwnedFrame::new(64, 16);
-        for (i, (g, c)) in grey
-            .data
-            .chunks_exact_mut(4)
-            .zip(colour.data.chunks_exact_mut(4))
-            .enumerate()
-        {
-            // Alternating columns: black/white, and red/blue.
-            let odd = i % 2 == 1;
-            g.copy_from_slice(if odd { &[255; 4] } else { &[0, 0, 0, 255] });
-            c.copy_from_slice(if odd {
-                &[0, 0, 255, 255]
-            } else {
-                &[255, 0, 0, 255]
-            });
-        }
+        let (grey, colour) = grey_and_colour_columns();
         assert_eq!(chroma_detail(grey.view()), 0);
         assert!(chroma_detail(colour.view()) >= AUTO_FULL_CHROMA_DETAIL);
         assert_eq!(chroma_detail(OwnedFrame::new(1, 1).view()), 0);
