@@ -28,11 +28,11 @@ pub const FULL_CHROMA_MIN_QUALITY: u8 = 90;
 pub const AUTO_FULL_CHROMA_DETAIL: u32 = 20;
 
 /// Quality steps `Auto` adds where it chooses 4:2:0, so that a stripe gets at least the PSNR
-/// 4:4:4 would at the asked quality, for about its bytes or fewer: measured on 1080p scenes in
-/// 64-row stripes (docs/PERFORMANCE.md, "JPEG chroma"), 4:2:0 at q + 2 against 4:4:4 at q,
-/// for q 75, 80 and 85: grey text on white +0.5 to +0.6 dB for 1-2% fewer bytes, a scrolling
-/// page +0.6 to +0.9 dB for 1% fewer to 1% more, photo-like texture -0.1 to +0.2 dB for 7-8%
-/// fewer.
+/// 4:4:4 would at the asked quality, for about its bytes or fewer. Measured on 1080p scenes in
+/// 64-row stripes, 4:2:0 at q + 2 against 4:4:4 at q, for q 75, 80 and 85: grey text on white
+/// +0.5 to +0.6 dB for 1-2% fewer bytes, a scrolling page +0.6 to +0.9 dB for 1% fewer to 1%
+/// more, photo-like texture -0.1 to +0.2 dB for 7-8% fewer (docs/PERFORMANCE.md, "JPEG:
+/// chroma measured every 8 frames, 4:2:0 two steps up").
 pub const AUTO_420_QUALITY_STEP: u8 = 2;
 
 /// Frames for which `Auto` keeps a stripe's measured chroma choice before measuring again
@@ -73,7 +73,9 @@ fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
 /// [`DetailRow`], in 16-bit lanes (twice as many per SIMD register as 32-bit ones), and the
 /// differences run over those arrays in forms the compiler vectorises. (Sampling one row in
 /// four instead was measured and not kept: the `desktop` scene's top stripe, coloured UI,
-/// fell from 36 to 12 and would have lost its 4:4:4.) Figures in docs/PERFORMANCE.md ("JPEG: the cost of choosing chroma").
+/// fell from 36 to 12 and would have lost its 4:4:4.) An encoder measures a stripe at most
+/// once every [`CHROMA_CHOICE_FRAMES`]. Figures in docs/PERFORMANCE.md ("JPEG: the cost of
+/// choosing chroma" and "JPEG: chroma measured every 8 frames").
 pub fn chroma_detail(pixels: FrameRef<'_>) -> u32 {
     chroma_detail_in(pixels, &mut DetailRows::default())
 }
@@ -212,7 +214,9 @@ impl JpegEncoder {
     /// start again), or when `fresh` asks.
     fn detail_is_colour(&mut self, pixels: FrameRef<'_>, frame_id: u64, fresh: bool) -> bool {
         match self.measured {
-            Some((at, colour)) if !fresh && (at..at + CHROMA_CHOICE_FRAMES).contains(&frame_id) => {
+            Some((at, colour))
+                if !fresh && (at..at.saturating_add(CHROMA_CHOICE_FRAMES)).contains(&frame_id) =>
+            {
                 colour
             }
             _ => {
