@@ -236,25 +236,23 @@ impl StripeEncoder for JpegEncoder {
         place: StripePlace,
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
-        let full_chroma = match self.subsampling {
-            JpegSubsampling::S420 => false,
-            JpegSubsampling::S444 => true,
-            JpegSubsampling::Auto => {
-                request.jpeg_quality >= FULL_CHROMA_MIN_QUALITY
+        let asked = request.jpeg_quality;
+        // A copy to match on: the `Auto` guard measures through `&mut self`.
+        let subsampling = self.subsampling;
+        let (subsamp, quality) = match subsampling {
+            JpegSubsampling::S420 => (Subsamp::Sub2x2, asked),
+            JpegSubsampling::S444 => (Subsamp::None, asked),
+            JpegSubsampling::Auto
+                if asked >= FULL_CHROMA_MIN_QUALITY
                     || self.detail_is_colour(
                         pixels,
                         place.frame_id,
                         request.paint_over || request.keyframe,
-                    )
+                    ) =>
+            {
+                (Subsamp::None, asked)
             }
-        };
-        let (subsamp, quality) = match (full_chroma, self.subsampling) {
-            (true, _) => (Subsamp::None, request.jpeg_quality),
-            (false, JpegSubsampling::Auto) => (
-                Subsamp::Sub2x2,
-                request.jpeg_quality.saturating_add(AUTO_420_QUALITY_STEP),
-            ),
-            (false, _) => (Subsamp::Sub2x2, request.jpeg_quality),
+            JpegSubsampling::Auto => (Subsamp::Sub2x2, asked.saturating_add(AUTO_420_QUALITY_STEP)),
         };
         if self.quality != quality {
             self.compressor
