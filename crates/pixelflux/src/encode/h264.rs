@@ -96,8 +96,8 @@ struct SearchChoice {
     /// Moving pictures between probes of `dia` while on `umh`.
     umh_gap: u32,
     /// Just switched to `dia`: `umh`'s median then, which `dia`'s first [`RECENT`] pictures
-    /// are held against (0 once they were).
-    umh_median: f64,
+    /// are held against (`None` once they were, and on `umh`).
+    umh_median: Option<f64>,
     /// The last probe won: the next moving picture probes again, to confirm.
     confirming: bool,
     /// The picture being encoded is a probe of the other search.
@@ -133,7 +133,7 @@ impl SearchChoice {
             pictures: 0,
             since_probe: 0,
             umh_gap: PROBE_BASE,
-            umh_median: 0.0,
+            umh_median: None,
             confirming: false,
             probing: false,
         }
@@ -150,10 +150,9 @@ impl SearchChoice {
 
     /// Switches to the other search, forgetting the sizes.
     fn switch(&mut self) {
-        self.umh_median = match self.mode {
-            x264::MotionSearch::Umh => self.median(),
-            x264::MotionSearch::Dia => 0.0,
-        };
+        self.umh_median = (self.mode == x264::MotionSearch::Umh)
+            .then(|| self.median())
+            .filter(|&m| m > 0.0);
         self.mode = self.mode.other();
         self.pictures = 0;
         self.next = 0;
@@ -174,7 +173,7 @@ impl SearchChoice {
         self.pictures = 0;
         self.next = 0;
         self.confirming = false;
-        self.umh_median = 0.0;
+        self.umh_median = None;
         // On `dia`, `umh` is tried PROBE_BASE pictures into a motion: a terminal that starts
         // scrolling pays up to 7x the bytes until then. On `umh` the probes keep their gap.
         if self.mode == x264::MotionSearch::Dia {
@@ -231,12 +230,12 @@ impl SearchChoice {
         // A probe of `dia` follows the vectors `umh` found in the pictures before it (x264's
         // temporal candidates), so it can look as good as `umh` where `dia` alone falls
         // behind (a terminal whose scroll changes pace). Its first RECENT pictures decide.
-        if self.umh_median > 0.0 && self.pictures as usize >= RECENT {
-            if self.median() > DIA_REGRET * self.umh_median {
+        if let Some(umh_median) = self.umh_median.filter(|_| self.pictures as usize >= RECENT) {
+            if self.median() > DIA_REGRET * umh_median {
                 self.umh_gap = (self.umh_gap * 2).min(PROBE_GAP_MAX);
                 self.switch();
             } else {
-                self.umh_median = 0.0;
+                self.umh_median = None;
             }
         }
     }
