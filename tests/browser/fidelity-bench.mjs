@@ -1,7 +1,7 @@
-// Fidelity through the real browser: `pixelflux serve` on the still `desktop` scene, headless
+// Fidelity through the real browser: `pixelflux serve` on a still scene (`desktop` unless named), headless
 // Chromium reading its canvas at the canvas's own size (getImageData, not a screenshot), PSNR
 // against the exact frame (`pixelflux snapshot`) at first paint and 2 s later, with the bytes
-// received by then. Run: `node fidelity-bench.mjs [WxH]` after `cargo build --release -p
+// received by then. Run: `node fidelity-bench.mjs [WxH] [scene]` after `cargo build --release -p
 // pixelflux-cli` (part of `make bench`); writes ../../target/fidelity.json too.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import {
 } from './support.mjs';
 
 const REGION = process.argv[2] || '1920x1080';
+const SCENE = process.argv[3] || 'desktop';
 const cases = [
   { label: 'JPEG (default: auto chroma, stills)', args: ['--codec', 'jpeg'] },
   { label: 'JPEG auto chroma, no stills', args: ['--codec', 'jpeg', '--no-paint-over'] },
@@ -44,12 +45,12 @@ function pictureKb(stripes) {
 }
 const fmt = (db) => (db === Infinity ? 'exact' : `${db.toFixed(2)} dB`);
 
-const ref = snapshot(['--scene', 'desktop', '--region', REGION]);
+const ref = snapshot(['--scene', SCENE, '--region', REGION]);
 const browser = await launchBrowser();
 const results = [];
 try {
   for (const c of cases) {
-    const server = await startServe(['--listen', '127.0.0.1:0', '--scene', 'desktop', '--region', REGION,
+    const server = await startServe(['--listen', '127.0.0.1:0', '--scene', SCENE, '--region', REGION,
       '--fps', '30', ...c.args]);
     try {
       const page = await browser.newPage();
@@ -68,6 +69,7 @@ try {
       const r = {
         case: c.label,
         region: REGION,
+        scene: SCENE,
         first_paint_db: first,
         picture_kb: pictureKb(firstStripes),
         received_kb: kb(firstStripes),
@@ -87,7 +89,7 @@ try {
   await browser.close();
 }
 
-console.log(`\nFidelity at the canvas (Chromium, desktop scene ${REGION}, 30 fps)\n`);
+console.log(`\nFidelity at the canvas (Chromium, ${SCENE} scene ${REGION}, 30 fps)\n`);
 console.log('| case | first paint | stills in by then | KB of that picture | after 2 s still | KB of stills |');
 console.log('|---|---|---|---|---|---|');
 for (const r of results) {
