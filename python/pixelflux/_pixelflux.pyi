@@ -91,7 +91,7 @@ class CaptureSettings:
     h264_fullframe: bool
     """H.264 of whole frames instead of stripes (default False)."""
     jpeg_subsampling: str
-    """JPEG chroma (ours): "auto" (default; 4:4:4 from quality 90 or for stripes with coloured detail, else 4:2:0 two quality steps higher), "420" or "444"."""
+    """JPEG chroma (ours): "auto" (default; 4:4:4 from quality 90 or for stripes with coloured detail, else 4:2:0 two quality steps higher; a stripe with no colour as a one-component grayscale JPEG of the same pixels), "420" or "444" (always three components)."""
     @property
     def watermark_path(self) -> Optional[str]:
         """PNG burnt into every frame; str, bytes, os.PathLike or None (default None)."""

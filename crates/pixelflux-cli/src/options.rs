@@ -205,7 +205,8 @@ pub struct EncodeOptions {
     #[arg(long, default_value_t = 0, value_parser = stripe_height, allow_negative_numbers = true)]
     pub stripe_height: u32,
     /// JPEG chroma: auto (4:4:4 from quality 90 or for stripes with coloured detail, else
-    /// 4:2:0 two quality steps higher), 420 or 444.
+    /// 4:2:0 two quality steps higher; a stripe with no colour as a one-component grayscale
+    /// JPEG of the same pixels), 420 or 444 (always three components).
     #[arg(long, default_value = "auto")]
     pub jpeg_subsampling: JpegSubsampling,
 }

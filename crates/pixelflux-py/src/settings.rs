@@ -450,6 +450,6 @@ properties! {
     vaapi_render_node_index => get_vaapi_render_node_index, set_vaapi_render_node_index, "Accepted for compatibility; encoding is always in software (default -1).";
     stripe_height => get_stripe_height, set_stripe_height, "Rows per stripe (ours): 0 (default) picks per codec, 64 for JPEG and for H.264 one stripe per core of at least 256 rows; else even, >= 16.";
     display => get_display, set_display, "X display to capture, such as \":1\" (ours; default None: $DISPLAY).";
-    jpeg_subsampling => get_jpeg_subsampling, set_jpeg_subsampling, "JPEG chroma (ours): \"auto\" (default: 4:4:4 from quality 90 or for stripes with coloured detail, else 4:2:0 two quality steps higher), \"420\" or \"444\" (1.2.2 always used 4:4:4).";
+    jpeg_subsampling => get_jpeg_subsampling, set_jpeg_subsampling, "JPEG chroma (ours): \"auto\" (default: 4:4:4 from quality 90 or for stripes with coloured detail, else 4:2:0 two quality steps higher; a stripe with no colour as a one-component grayscale JPEG of the same pixels), \"420\" or \"444\" (three components; 1.2.2 always used 4:4:4).";
     scene => get_scene, set_scene, "A synthetic scene to capture instead of the screen: static, typing, scroll, video, full, desktop (ours).";
 }

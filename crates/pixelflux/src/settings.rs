@@ -154,11 +154,15 @@ pub enum JpegSubsampling {
     /// brightness (grey text, photos: at least 4:4:4's PSNR for about its bytes), measured again
     /// every 8 frames (`encode::CHROMA_CHOICE_FRAMES`) and for every paint-over
     /// and refresh. Chosen by rate–distortion measurement (docs/PERFORMANCE.md, "JPEG chroma").
+    /// A stripe with no colour at all (every pixel grey) is a one-component (grayscale) JPEG
+    /// at that quality: the same decoded pixels for fewer bytes and less CPU time
+    /// (`encode::is_grey`; docs/PERFORMANCE.md, "JPEG: grey stripes in one component").
     #[default]
     Auto,
-    /// Chroma at half resolution both ways: fewer bytes, coloured edges bleed.
+    /// Chroma at half resolution both ways: fewer bytes, coloured edges bleed. Always three
+    /// components.
     S420,
-    /// Chroma at full resolution (what pixelflux 1.2.2 always did).
+    /// Chroma at full resolution (what pixelflux 1.2.2 always did). Always three components.
     S444,
 }
 

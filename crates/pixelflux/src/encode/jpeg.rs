@@ -4,7 +4,9 @@
 //! quality [`FULL_CHROMA_MIN_QUALITY`] up, and below it per stripe, 4:4:4 where the stripe's fine
 //! detail is largely colour (coloured text, UI) and 4:2:0 where it is mostly brightness (grey
 //! text, photo-like texture), measured again every [`CHROMA_CHOICE_FRAMES`] frames and for
-//! every paint-over and refresh.
+//! every paint-over and refresh. `Auto` encodes a stripe with no colour at all (every pixel
+//! grey: blue = green = red) as a one-component (grayscale) JPEG at the quality its 4:2:0 or
+//! 4:4:4 would have had: it decodes to the same pixels, for fewer bytes and less CPU time.
 //! The rate–distortion measurement behind it is in docs/PERFORMANCE.md ("JPEG chroma").
 
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
@@ -42,6 +44,12 @@ pub const AUTO_420_QUALITY_STEP: u8 = 2;
 /// always measures: those are the pictures that stay on screen.
 pub const CHROMA_CHOICE_FRAMES: u64 = 8;
 
+/// Frames for which `Auto` skips looking for an all-grey stripe after it last found colour in
+/// it (the check stops at the first coloured pixel, but a stripe coloured only near its
+/// bottom is read almost whole). Only the finding of colour is kept: a grey stripe is checked
+/// every frame, since a grayscale JPEG cannot carry a pixel of colour.
+pub const GREY_CHECK_SKIP_FRAMES: u64 = 8;
+
 /// One libjpeg-turbo compressor, remembering the quality and subsampling it was last set to.
 pub struct JpegEncoder {
     compressor: Compressor,
@@ -54,6 +62,34 @@ pub struct JpegEncoder {
     /// `Auto`'s last measured choice below [`FULL_CHROMA_MIN_QUALITY`]: the frame it was
     /// measured on and whether the stripe's detail was colour (4:4:4).
     measured: Option<(u64, bool)>,
+    /// The frame on which `Auto` last found colour in the stripe ([`GREY_CHECK_SKIP_FRAMES`]).
+    colour_seen: Option<u64>,
+}
+
+/// Whether every pixel of `pixels` (BGRX) is grey: blue = green = red. libjpeg-turbo's luma
+/// of such a pixel is exactly its level (its BT.601 weights, 19595 + 38470 + 7471, sum to 1
+/// in 16-bit fixed point), so a grayscale JPEG of the stripe decodes to the pixels a
+/// three-component one does at the same quality and luma sampling (chroma at 128 is coded
+/// without loss). Stops at the first row with colour.
+pub fn is_grey(pixels: FrameRef<'_>) -> bool {
+    const GREY_PAIR: u64 = 0x0000_ffff_0000_ffff;
+    (0..pixels.height).all(|y| {
+        let row = pixels.row(y);
+        // Two pixels a 64-bit word, branch-free over the row (the compiler vectorises it):
+        // blue ^ green and green ^ red are 0 exactly for grey.
+        let pairs = row.chunks_exact(8);
+        let last = pairs.remainder();
+        let mut colour = pairs.fold(0u64, |acc, p| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(p);
+            let v = u64::from_le_bytes(word);
+            acc | (v ^ (v >> 8)) & GREY_PAIR
+        });
+        if let [b, g, r, _] = *last {
+            colour |= u64::from((b ^ g) | (g ^ r));
+        }
+        colour == 0
+    })
 }
 
 fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
@@ -205,7 +241,22 @@ impl JpegEncoder {
             format,
             detail: DetailRows::default(),
             measured: None,
+            colour_seen: None,
         })
+    }
+
+    /// `Auto`: whether the stripe on `frame_id` has no colour ([`is_grey`]).
+    /// Not looked at for [`GREY_CHECK_SKIP_FRAMES`] after colour was found, except on a
+    /// paint-over or a refresh (`fresh`) or when frame numbers start again.
+    fn is_grey(&mut self, pixels: FrameRef<'_>, frame_id: u64, fresh: bool) -> bool {
+        if let Some(at) = self.colour_seen {
+            if !fresh && (at..at.saturating_add(GREY_CHECK_SKIP_FRAMES)).contains(&frame_id) {
+                return false;
+            }
+        }
+        let grey = is_grey(pixels);
+        self.colour_seen = if grey { None } else { Some(frame_id) };
+        grey
     }
 
     /// `Auto`'s choice below [`FULL_CHROMA_MIN_QUALITY`] for this stripe on `frame_id`:
@@ -237,22 +288,31 @@ impl StripeEncoder for JpegEncoder {
         out: &mut Vec<u8>,
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
         let asked = request.jpeg_quality;
-        // A copy to match on: the `Auto` guard measures through `&mut self`.
+        let fresh = request.paint_over || request.keyframe;
+        // The quality 4:2:0 is given under `Auto`, and where `Auto` would choose it.
+        let quality_420 = asked.saturating_add(AUTO_420_QUALITY_STEP);
+        // A copy to match on: the `Auto` guards look through `&mut self`.
         let subsampling = self.subsampling;
         let (subsamp, quality) = match subsampling {
             JpegSubsampling::S420 => (Subsamp::Sub2x2, asked),
             JpegSubsampling::S444 => (Subsamp::None, asked),
+            // The same luma as the 4:4:4 or 4:2:0 below would give (a grey stripe has no
+            // chroma detail, so below FULL_CHROMA_MIN_QUALITY that is 4:2:0).
+            JpegSubsampling::Auto if self.is_grey(pixels, place.frame_id, fresh) => {
+                let quality = if asked >= FULL_CHROMA_MIN_QUALITY {
+                    asked
+                } else {
+                    quality_420
+                };
+                (Subsamp::Gray, quality)
+            }
             JpegSubsampling::Auto
                 if asked >= FULL_CHROMA_MIN_QUALITY
-                    || self.detail_is_colour(
-                        pixels,
-                        place.frame_id,
-                        request.paint_over || request.keyframe,
-                    ) =>
+                    || self.detail_is_colour(pixels, place.frame_id, fresh) =>
             {
                 (Subsamp::None, asked)
             }
-            JpegSubsampling::Auto => (Subsamp::Sub2x2, asked.saturating_add(AUTO_420_QUALITY_STEP)),
+            JpegSubsampling::Auto => (Subsamp::Sub2x2, quality_420),
         };
         if self.quality != quality {
             self.compressor
@@ -264,6 +324,7 @@ impl StripeEncoder for JpegEncoder {
             self.compressor.set_subsamp(subsamp).map_err(jpeg_err)?;
             self.subsamp = Some(subsamp);
         }
+        // For a grayscale JPEG libjpeg-turbo computes only luma from the BGRX.
         let image = Image {
             pixels: pixels.data,
             width: pixels.width as usize,
@@ -376,7 +437,8 @@ mod tests {
         }
     }
 
-    /// Two 64x16 pictures of alternating columns: black and white (grey detail), red and blue
+    /// Two 64x16 pictures of alternating columns: black and a slightly blue white (detail that
+    /// is brightness, with a little colour so that it is no grey stripe), red and blue
     /// (colour detail).
     fn grey_and_colour_columns() -> (OwnedFrame, OwnedFrame) {
         let mut grey = OwnedFrame::new(64, 16);
@@ -388,7 +450,11 @@ mod tests {
             .enumerate()
         {
             let odd = i % 2 == 1;
-            g.copy_from_slice(if odd { &[255; 4] } else { &[0, 0, 0, 255] });
+            g.copy_from_slice(if odd {
+                &[255, 250, 250, 255]
+            } else {
+                &[0, 0, 0, 255]
+            });
             c.copy_from_slice(if odd {
                 &[0, 0, 255, 255]
             } else {
@@ -396,6 +462,152 @@ mod tests {
             });
         }
         (grey, colour)
+    }
+
+    /// Grey text-like strokes at several levels on a lighter ground: every pixel grey.
+    fn grey_strokes(w: u32, h: u32) -> OwnedFrame {
+        let mut f = OwnedFrame::new(w, h);
+        for (i, p) in f.data.chunks_exact_mut(4).enumerate() {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            let level = match (x / 3 + y / 5) % 7 {
+                0 | 3 => 20 + (x % 40) as u8,
+                5 => 128,
+                _ => 236,
+            };
+            p.copy_from_slice(&[level, level, level, (x % 3) as u8 * 100]);
+        }
+        f
+    }
+
+    /// One stripe through a fresh encoder: the JPEG (without the wire header).
+    fn encode_once(
+        frame: FrameRef<'_>,
+        subsampling: JpegSubsampling,
+        quality: u8,
+        frame_id: u64,
+    ) -> Vec<u8> {
+        let mut enc = JpegEncoder::new(WireFormat::Tagged, subsampling).expect("encoder");
+        encode_with(&mut enc, frame, quality, frame_id, false)
+    }
+
+    fn encode_with(
+        enc: &mut JpegEncoder,
+        frame: FrameRef<'_>,
+        quality: u8,
+        frame_id: u64,
+        paint_over: bool,
+    ) -> Vec<u8> {
+        let request = EncodeRequest {
+            jpeg_quality: quality,
+            paint_over,
+            keyframe: false,
+        };
+        let mut out = Vec::new();
+        let outcome = enc
+            .encode(frame, &request, StripePlace { frame_id, y: 0 }, &mut out)
+            .expect("encode")
+            .expect("a stripe");
+        out.split_off(outcome.header_len)
+    }
+
+    fn rgb(jpeg: &[u8]) -> Vec<u8> {
+        turbojpeg::decompress(jpeg, PixelFormat::RGB)
+            .expect("libjpeg-turbo decodes it")
+            .pixels
+    }
+
+    #[test]
+    fn is_grey_needs_every_pixel_grey_and_ignores_padding() {
+        // Odd widths end in a pixel outside the two-pixel words.
+        for w in [1, 2, 7, 64, 333] {
+            let f = grey_strokes(w, 5);
+            assert!(is_grey(f.view()), "{w}");
+            for channel in 0..3 {
+                for at in [0, (w as usize - 1) * 4, f.data.len() - 4] {
+                    let mut tinted = f.clone();
+                    let v = &mut tinted.data[at + channel];
+                    *v = v.wrapping_add(1);
+                    assert!(!is_grey(tinted.view()), "{w}, byte {channel} of {at}");
+                }
+            }
+        }
+        // Colour beyond a stripe's width (a cut from a wider frame) is not the stripe's.
+        let mut wide = grey_strokes(9, 4);
+        for p in wide.data.chunks_exact_mut(4).skip(8).step_by(9) {
+            p.copy_from_slice(&[0, 0, 255, 255]);
+        }
+        let view = wide.view();
+        assert!(!is_grey(view));
+        assert!(is_grey(FrameRef { width: 8, ..view }));
+    }
+
+    /// `Auto` sends an all-grey stripe as a one-component JPEG that libjpeg-turbo decodes to
+    /// exactly the pixels of the three-component JPEG it would have sent (4:2:0 two steps up
+    /// below FULL_CHROMA_MIN_QUALITY, 4:4:4 from it), in fewer bytes; one coloured pixel
+    /// keeps three components.
+    #[test]
+    fn auto_sends_grey_stripes_as_grayscale_with_the_same_pixels() {
+        let grey = grey_strokes(1920, 64);
+        for (asked, three, quality) in [
+            (60, JpegSubsampling::S420, 60 + AUTO_420_QUALITY_STEP),
+            (80, JpegSubsampling::S420, 80 + AUTO_420_QUALITY_STEP),
+            (
+                FULL_CHROMA_MIN_QUALITY,
+                JpegSubsampling::S444,
+                FULL_CHROMA_MIN_QUALITY,
+            ),
+            (100, JpegSubsampling::S444, 100),
+        ] {
+            let auto = encode_once(grey.view(), JpegSubsampling::Auto, asked, 1);
+            let header = turbojpeg::read_header(&auto).expect("a JPEG");
+            assert_eq!(header.subsamp, Subsamp::Gray, "q{asked}");
+            assert_eq!((header.width, header.height), (1920, 64));
+            let reference = encode_once(grey.view(), three, quality, 1);
+            assert_eq!(rgb(&auto), rgb(&reference), "q{asked}");
+            assert!(auto.len() < reference.len(), "q{asked}");
+        }
+        let mut dot = grey.clone();
+        let last = dot.data.len() - 4;
+        dot.data[last..].copy_from_slice(&[0, 0, 200, 255]);
+        let auto = encode_once(dot.view(), JpegSubsampling::Auto, 80, 1);
+        assert_ne!(
+            turbojpeg::read_header(&auto).expect("a JPEG").subsamp,
+            Subsamp::Gray
+        );
+        // The explicit settings always send three components.
+        for three in [JpegSubsampling::S420, JpegSubsampling::S444] {
+            let jpeg = encode_once(grey.view(), three, 80, 1);
+            assert_ne!(
+                turbojpeg::read_header(&jpeg).expect("a JPEG").subsamp,
+                Subsamp::Gray
+            );
+        }
+    }
+
+    /// After colour is found in a stripe, `Auto` does not look for grey again for
+    /// GREY_CHECK_SKIP_FRAMES frames, except for a paint-over (which stays on screen); a grey
+    /// stripe is checked every frame.
+    #[test]
+    fn auto_skips_the_grey_check_only_after_finding_colour() {
+        let grey = grey_strokes(64, 16);
+        let (_, colour) = grey_and_colour_columns();
+        let mut enc = JpegEncoder::new(WireFormat::Tagged, JpegSubsampling::Auto).expect("encoder");
+        let mut subsamp = |frame: &OwnedFrame, frame_id: u64, paint_over: bool| {
+            let jpeg = encode_with(&mut enc, frame.view(), 80, frame_id, paint_over);
+            turbojpeg::read_header(&jpeg).expect("a JPEG").subsamp
+        };
+        assert_eq!(subsamp(&grey, 1, false), Subsamp::Gray);
+        // A grey stripe is checked again the next frame: colour is seen at once.
+        assert_eq!(subsamp(&colour, 2, false), Subsamp::None);
+        let last = 2 + GREY_CHECK_SKIP_FRAMES - 1;
+        assert_ne!(subsamp(&grey, 3, false), Subsamp::Gray);
+        assert_ne!(subsamp(&grey, last, false), Subsamp::Gray);
+        assert_eq!(subsamp(&grey, last, true), Subsamp::Gray);
+        assert_eq!(subsamp(&colour, last, false), Subsamp::None);
+        assert_eq!(
+            subsamp(&grey, last + GREY_CHECK_SKIP_FRAMES, false),
+            Subsamp::Gray
+        );
     }
 
     /// `Auto` keeps a stripe's measured choice for [`CHROMA_CHOICE_FRAMES`] frames, and
@@ -447,8 +659,9 @@ mod tests {
 
     #[test]
     fn chroma_detail_sees_colour_edges_not_grey_ones() {
-        let (grey, colour) = grey_and_colour_columns();
-        assert_eq!(chroma_detail(grey.view()), 0);
+        let (tinted, colour) = grey_and_colour_columns();
+        assert_eq!(chroma_detail(grey_strokes(64, 16).view()), 0);
+        assert!(chroma_detail(tinted.view()) < AUTO_FULL_CHROMA_DETAIL);
         assert!(chroma_detail(colour.view()) >= AUTO_FULL_CHROMA_DETAIL);
         assert_eq!(chroma_detail(OwnedFrame::new(1, 1).view()), 0);
         // A smooth colour ramp is kept by 4:2:0: no detail.

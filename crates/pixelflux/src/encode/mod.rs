@@ -16,8 +16,8 @@ pub(crate) mod still;
 // The measurements behind the JPEG chroma choice and the still format (tests/jpeg_chroma.rs,
 // docs/PERFORMANCE.md) use these directly, like `new_encoder`.
 pub use jpeg::{
-    chroma_detail, AUTO_420_QUALITY_STEP, AUTO_FULL_CHROMA_DETAIL, CHROMA_CHOICE_FRAMES,
-    FULL_CHROMA_MIN_QUALITY,
+    chroma_detail, is_grey, AUTO_420_QUALITY_STEP, AUTO_FULL_CHROMA_DETAIL, CHROMA_CHOICE_FRAMES,
+    FULL_CHROMA_MIN_QUALITY, GREY_CHECK_SKIP_FRAMES,
 };
 pub use still::encode_png;
 #[cfg(feature = "x264")]
