@@ -200,7 +200,73 @@ describe('fidelity at the canvas', () => {
       }
     });
   }
+
+  // A screen with no colour (a terminal's grey text): `auto` sends its stripes as
+  // one-component JPEGs, which the page draws as it draws the three-component 4:2:0 JPEGs of
+  // the same luma (two quality steps up, as auto would), for fewer bytes.
+  test('JPEG: grey stripes arrive in one component and paint like their three-component JPEG', async () => {
+    const env = { ...process.env };
+    delete env.DISPLAY;
+    const dir = mkdtempSync(path.join(tmpdir(), 'pixelflux-grey-'));
+    const ready = path.join(dir, 'ready');
+    const script = "xsetroot -mod 3 5 -fg '#202020' -bg '#d8d8d8' && " +
+      `touch '${ready}' && exec sleep 60`;
+    /** What a viewer of that screen settles on with these options: { canvas, screen, jpegs }. */
+    const watch = async (args) => {
+      const server = await startServe(['--listen', '127.0.0.1:0', '--size', '320x240', '--fps', '10',
+        '--codec', 'jpeg', '--no-paint-over', ...args, '--', 'sh', '-c', script], { env });
+      try {
+        await waitForFile(ready, () => true, 'the grey pattern');
+        const v = await viewer(server.url);
+        const { canvas, recorded } = await readSettled(v.page);
+        const display = await serverDisplay(server);
+        const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', '320x240',
+          '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+        { timeout: 20000, maxBuffer: 1 << 24 });
+        assert.equal(r.status, 0, `x11grab: ${r.stderr}`);
+        const state = await v.page.evaluate(() => window.pixelflux.errors);
+        assert.equal(state, 0, 'no decode errors');
+        assert.deepEqual(v.errors, []);
+        await v.page.close();
+        // The last JPEG of each stripe, as the canvas shows it.
+        const last = new Map();
+        for (const b of recorded) if (b[0] === 0x03) last.set(b.readUInt16BE(4), b.subarray(6));
+        return { canvas, screen: { width: 320, height: 240, rgb: r.stdout }, jpegs: [...last.values()] };
+      } finally {
+        await server.stop();
+        rmSync(ready, { force: true });
+      }
+    };
+    try {
+      const grey = await watch([]);
+      const three = await watch(['--jpeg-subsampling', '420', '--quality', '87']);
+      const bytes = (w) => w.jpegs.reduce((n, j) => n + j.length, 0);
+      const db = psnr(grey.canvas, grey.screen);
+      const db420 = psnr(three.canvas, three.screen);
+      console.log(`grey screen: one component ${fmtDb(db)} in ${bytes(grey)} B; ` +
+        `4:2:0 q87 ${fmtDb(db420)} in ${bytes(three)} B`);
+      assert.equal(grey.jpegs.length, Math.ceil(240 / 64), 'every stripe was sent');
+      assert.deepEqual(grey.jpegs.map(jpegComponents), grey.jpegs.map(() => 1));
+      assert.deepEqual(three.jpegs.map(jpegComponents), three.jpegs.map(() => 3));
+      assert.ok(db >= db420 - 0.05, `one component ${fmtDb(db)} vs three ${fmtDb(db420)}`);
+      assert.ok(db >= 30, `the grey screen at ${fmtDb(db)}`);
+      assert.ok(bytes(grey) < bytes(three), `${bytes(grey)} B vs ${bytes(three)} B`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** Components of a baseline or progressive JPEG, from its frame header (SOF0-SOF2). */
+function jpegComponents(jpeg) {
+  for (let i = 2; i + 9 < jpeg.length;) {
+    if (jpeg[i] !== 0xff) throw new Error(`no JPEG marker at ${i}`);
+    const marker = jpeg[i + 1];
+    if (marker >= 0xc0 && marker <= 0xc2) return jpeg[i + 9];
+    i += 2 + jpeg.readUInt16BE(i + 2);
+  }
+  throw new Error('no frame header');
+}
 
 function fmtDb(db) {
   return db === Infinity ? 'exact' : `${db.toFixed(2)} dB`;
