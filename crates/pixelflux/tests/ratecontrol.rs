@@ -129,21 +129,34 @@ fn cbr_spreads_the_rate_over_the_changing_stripes() {
 }
 
 /// A live bitrate change is applied between two ticks without an IDR, and the next second of
-/// frames is within ±15 % of the new target, down and up.
+/// frames is within ±15 % of the new target, down and up, plus on the way down what the old
+/// rate's VBV buffer may hold beyond the new one's: a reconfig does not empty the buffer, so
+/// x264 may spend it in the first frames (the default buffer is 1.5 frames: 400 kbit at
+/// 8000 kbit/s and 30 fps, 100 at 2000). Full-frame, with x264's sliced threads, measured
+/// 1971-2426 kbit/s over seven runs after 8000 -> 2000 (striped: 2008 every time).
 #[test]
 fn a_bitrate_change_is_followed_within_a_second() {
+    const VBV_FRAMES: f64 = 1.5;
     for fullframe in [false, true] {
         let mut p = open(&cbr(8000, fullframe));
         let mut all = run(&mut p, (3.0 * FPS) as usize);
+        let mut previous = 8000.0;
         for target in [2000, 8000] {
             p.apply(&Control::SetBitrate(target)).unwrap();
             let next = run(&mut p, FPS as usize);
             let got = kbps(&next);
-            eprintln!("fullframe={fullframe}: -> {target}: next second {got:.0} kbit/s");
+            let target = f64::from(target);
+            // Kbit the old buffer held beyond the new one's, spent within this second.
+            let carried = (VBV_FRAMES * (previous - target) / FPS).max(0.0);
+            eprintln!(
+                "fullframe={fullframe}: -> {target}: next second {got:.0} kbit/s \
+                 (up to {carried:.0} kbit carried)"
+            );
             assert!(
-                within(got, f64::from(target), 0.15),
+                got >= target * 0.85 && got <= target * 1.15 + carried,
                 "fullframe={fullframe}: {got:.0} kbit/s in the second after a change to {target}"
             );
+            previous = target;
             assert!(
                 next.iter()
                     .flatten()
