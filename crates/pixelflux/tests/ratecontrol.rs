@@ -133,7 +133,7 @@ fn cbr_spreads_the_rate_over_the_changing_stripes() {
 /// rate's VBV buffer may hold beyond the new one's: a reconfig does not empty the buffer, so
 /// x264 may spend it in the first frames (the default buffer is 1.5 frames: 400 kbit at
 /// 8000 kbit/s and 30 fps, 100 at 2000). Full-frame, with x264's sliced threads, measured
-/// 1971-2426 kbit/s over seven runs after 8000 -> 2000 (striped: 2008 every time).
+/// 1950-2426 kbit/s over eight runs after 8000 -> 2000 (striped: 2008 every time).
 #[test]
 fn a_bitrate_change_is_followed_within_a_second() {
     const VBV_FRAMES: f64 = 1.5;
