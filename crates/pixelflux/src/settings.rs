@@ -156,7 +156,9 @@ pub enum JpegSubsampling {
     /// and refresh. Chosen by rate–distortion measurement (docs/PERFORMANCE.md, "JPEG chroma").
     /// A stripe with no colour at all (every pixel grey) is a one-component (grayscale) JPEG
     /// at that quality: the same decoded pixels for fewer bytes and less CPU time
-    /// (`encode::is_grey`; docs/PERFORMANCE.md, "JPEG: grey stripes in one component").
+    /// (`encode::is_grey`; docs/PERFORMANCE.md, "JPEG: grey stripes in one component"),
+    /// except within `encode::GREY_CHECK_SKIP_FRAMES` frames after colour was seen in it
+    /// (not for a paint-over or a refresh).
     #[default]
     Auto,
     /// Chroma at half resolution both ways: fewer bytes, coloured edges bleed. Always three
