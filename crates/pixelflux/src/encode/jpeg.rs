@@ -92,6 +92,12 @@ pub fn is_grey(pixels: FrameRef<'_>) -> bool {
     })
 }
 
+/// Whether `frame_id` is one of the `frames` frames from `at` on (not before it: frame numbers
+/// start again with a new capture).
+fn within(at: u64, frames: u64, frame_id: u64) -> bool {
+    (at..at.saturating_add(frames)).contains(&frame_id)
+}
+
 fn jpeg_err(e: turbojpeg::Error) -> EncodeError {
     EncodeError::Jpeg(e)
 }
@@ -249,10 +255,12 @@ impl JpegEncoder {
     /// Not looked at for [`GREY_CHECK_SKIP_FRAMES`] after colour was found, except on a
     /// paint-over or a refresh (`fresh`) or when frame numbers start again.
     fn is_grey(&mut self, pixels: FrameRef<'_>, frame_id: u64, fresh: bool) -> bool {
-        if let Some(at) = self.colour_seen {
-            if !fresh && (at..at.saturating_add(GREY_CHECK_SKIP_FRAMES)).contains(&frame_id) {
-                return false;
-            }
+        if !fresh
+            && self
+                .colour_seen
+                .is_some_and(|at| within(at, GREY_CHECK_SKIP_FRAMES, frame_id))
+        {
+            return false;
         }
         let grey = is_grey(pixels);
         self.colour_seen = if grey { None } else { Some(frame_id) };
@@ -265,11 +273,7 @@ impl JpegEncoder {
     /// start again), or when `fresh` asks.
     fn detail_is_colour(&mut self, pixels: FrameRef<'_>, frame_id: u64, fresh: bool) -> bool {
         match self.measured {
-            Some((at, colour))
-                if !fresh && (at..at.saturating_add(CHROMA_CHOICE_FRAMES)).contains(&frame_id) =>
-            {
-                colour
-            }
+            Some((at, colour)) if !fresh && within(at, CHROMA_CHOICE_FRAMES, frame_id) => colour,
             _ => {
                 let colour = chroma_detail_in(pixels, &mut self.detail) >= AUTO_FULL_CHROMA_DETAIL;
                 self.measured = Some((frame_id, colour));
@@ -289,30 +293,29 @@ impl StripeEncoder for JpegEncoder {
     ) -> Result<Option<EncodeOutcome>, EncodeError> {
         let asked = request.jpeg_quality;
         let fresh = request.paint_over || request.keyframe;
-        // The quality 4:2:0 is given under `Auto`, and where `Auto` would choose it.
-        let quality_420 = asked.saturating_add(AUTO_420_QUALITY_STEP);
-        // A copy to match on: the `Auto` guards look through `&mut self`.
+        // A copy to match on: `Auto` looks at the pixels through `&mut self`.
         let subsampling = self.subsampling;
         let (subsamp, quality) = match subsampling {
             JpegSubsampling::S420 => (Subsamp::Sub2x2, asked),
             JpegSubsampling::S444 => (Subsamp::None, asked),
-            // The same luma as the 4:4:4 or 4:2:0 below would give (a grey stripe has no
-            // chroma detail, so below FULL_CHROMA_MIN_QUALITY that is 4:2:0).
-            JpegSubsampling::Auto if self.is_grey(pixels, place.frame_id, fresh) => {
-                let quality = if asked >= FULL_CHROMA_MIN_QUALITY {
+            JpegSubsampling::Auto => {
+                // A grey stripe has no chroma detail: it gets the quality 4:2:0 would (4:4:4's
+                // from FULL_CHROMA_MIN_QUALITY up), so its luma is the same.
+                let grey = self.is_grey(pixels, place.frame_id, fresh);
+                let full = asked >= FULL_CHROMA_MIN_QUALITY
+                    || (!grey && self.detail_is_colour(pixels, place.frame_id, fresh));
+                let quality = if full {
                     asked
                 } else {
-                    quality_420
+                    asked.saturating_add(AUTO_420_QUALITY_STEP)
                 };
-                (Subsamp::Gray, quality)
+                let subsamp = match (grey, full) {
+                    (true, _) => Subsamp::Gray,
+                    (false, true) => Subsamp::None,
+                    (false, false) => Subsamp::Sub2x2,
+                };
+                (subsamp, quality)
             }
-            JpegSubsampling::Auto
-                if asked >= FULL_CHROMA_MIN_QUALITY
-                    || self.detail_is_colour(pixels, place.frame_id, fresh) =>
-            {
-                (Subsamp::None, asked)
-            }
-            JpegSubsampling::Auto => (Subsamp::Sub2x2, quality_420),
         };
         if self.quality != quality {
             self.compressor
