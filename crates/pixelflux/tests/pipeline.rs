@@ -8,7 +8,7 @@
 mod support;
 
 use pixelflux::config::Control;
-use pixelflux::encode::AUTO_420_QUALITY_STEP;
+use pixelflux::encode::{AUTO_420_QUALITY_STEP, FULL_CHROMA_MIN_QUALITY};
 use pixelflux::wire::H264FrameType;
 use pixelflux::{
     CaptureSettings, Codec, Frame, FrameSource, OwnedFrame, Pipeline, PipelineConfig, Scene,
@@ -178,13 +178,27 @@ fn a_static_stripe_is_painted_over_once_after_the_trigger() {
 }
 
 /// The quality a capture with `jpeg_subsampling` auto asked for this JPEG: what its tables say
-/// ([`table_quality`]), less [`AUTO_420_QUALITY_STEP`] where auto chose 4:2:0 (read from the
-/// JPEG by libjpeg-turbo).
+/// ([`table_quality`]), less [`AUTO_420_QUALITY_STEP`] where auto chose 4:2:0, or chose
+/// grayscale below [`FULL_CHROMA_MIN_QUALITY`] (the subsampling read from the JPEG by
+/// libjpeg-turbo). A grayscale JPEG at tables 90 or 91 could have been asked for at either
+/// quality: refused.
 fn jpeg_quality(jpeg: &[u8]) -> u8 {
     let header = turbojpeg::read_header(jpeg).expect("a JPEG header");
+    let table = table_quality(jpeg);
     match header.subsamp {
-        turbojpeg::Subsamp::Sub2x2 => table_quality(jpeg) - AUTO_420_QUALITY_STEP,
-        _ => table_quality(jpeg),
+        turbojpeg::Subsamp::Sub2x2 => table - AUTO_420_QUALITY_STEP,
+        turbojpeg::Subsamp::Gray if table < FULL_CHROMA_MIN_QUALITY => {
+            table - AUTO_420_QUALITY_STEP
+        }
+        turbojpeg::Subsamp::Gray => {
+            assert!(
+                table >= FULL_CHROMA_MIN_QUALITY + AUTO_420_QUALITY_STEP,
+                "a grayscale JPEG at table quality {table}: asked for {} or {table}",
+                table - AUTO_420_QUALITY_STEP
+            );
+            table
+        }
+        _ => table,
     }
 }
 
