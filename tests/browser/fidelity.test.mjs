@@ -2,13 +2,12 @@
 // decoder (ffmpeg) fed the very stream the page received, on the coloured `desktop` scene.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  WAIT_MS, ffmpegJpegPicture, ffmpegPicture, launchBrowser, openPage, psnr, psnrRgb, readCanvas, readSettled,
-  serverDisplay, snapshot, startServe, waitForFile, withServe,
+  WAIT_MS, ffmpegJpegPicture, ffmpegPicture, grabScreen, lastJpegs, launchBrowser, openPage, psnr, psnrRgb,
+  readCanvas, readSettled, serverDisplay, snapshot, startServe, waitForFile, withServe,
 } from './support.mjs';
 
 const REGION = '640x360';
@@ -145,13 +144,7 @@ describe('fidelity at the canvas', () => {
         ...args, '--', 'sh', '-c', script], { env });
       try {
         const display = await serverDisplay(server);
-        const grab = () => {
-          const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', '320x240',
-            '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
-          { timeout: 20000, maxBuffer: 1 << 24 });
-          assert.equal(r.status, 0, `x11grab: ${r.stderr}`);
-          return { width: 320, height: 240, rgb: r.stdout };
-        };
+        const grab = () => grabScreen(display, 320, 240);
         /**
          * Reads the canvas, with the counters and stripes of that moment, each time the stream
          * rests, until `done(canvas)`; returns that reading ({ canvas, counts, recorded }).
@@ -219,19 +212,13 @@ describe('fidelity at the canvas', () => {
         await waitForFile(ready, () => true, 'the grey pattern');
         const v = await viewer(server.url);
         const { canvas, recorded } = await readSettled(v.page);
-        const display = await serverDisplay(server);
-        const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', '320x240',
-          '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
-        { timeout: 20000, maxBuffer: 1 << 24 });
-        assert.equal(r.status, 0, `x11grab: ${r.stderr}`);
+        const screen = grabScreen(await serverDisplay(server), 320, 240);
         const state = await v.page.evaluate(() => window.pixelflux.errors);
         assert.equal(state, 0, 'no decode errors');
         assert.deepEqual(v.errors, []);
         await v.page.close();
         // The last JPEG of each stripe, as the canvas shows it.
-        const last = new Map();
-        for (const b of recorded) if (b[0] === 0x03) last.set(b.readUInt16BE(4), b.subarray(6));
-        return { canvas, screen: { width: 320, height: 240, rgb: r.stdout }, jpegs: [...last.values()] };
+        return { canvas, screen, jpegs: [...lastJpegs(recorded).values()] };
       } finally {
         await server.stop();
         rmSync(ready, { force: true });

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  WAIT_MS, launchBrowser, openPage, psnr, readSettled, serverDisplay, startServe, waitForFile,
+  WAIT_MS, grabScreen, launchBrowser, openPage, psnr, readSettled, serverDisplay, startServe, waitForFile,
 } from './support.mjs';
 
 const W = 480;
@@ -79,11 +79,7 @@ test('JPEG scrolling: copy-rows on the canvas, then the exposed rows; the canvas
     // The last frames of the scroll reach the pages, then nothing changes: the screen, then
     // each canvas with what it received until then.
     const settled = await readSettled(page, { quietMs: 1000 });
-    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', `${W}x${H}`,
-      '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
-    { timeout: 20000, maxBuffer: 1 << 24 });
-    assert.equal(r.status, 0, `x11grab: ${r.stderr}`);
-    const screen = { width: W, height: H, rgb: r.stdout };
+    const screen = grabScreen(display, W, H);
     const { canvas, counts: state } = settled;
     state.rows = await page.evaluate(() => window.pixelflux.rowsCopied);
     const { picture, copies } = replay(settled.recorded, W, H);

@@ -521,15 +521,29 @@ function toRgba(rgb) {
   return out;
 }
 
+/** The last JPEG of each stripe position in recorded tagged stripes: Map y -> JPEG bytes. */
+export function lastJpegs(stripes) {
+  const last = new Map();
+  for (const b of stripes) if (b[0] === 0x03) last.set(b.readUInt16BE(4), b.subarray(6));
+  return last;
+}
+
+/** The top-left WxH of an X display's screen now, without the pointer (ffmpeg's x11grab). */
+export function grabScreen(display, width, height) {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'x11grab', '-draw_mouse', '0', '-video_size', `${width}x${height}`,
+    '-i', display, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+  { timeout: 20000, maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`x11grab of ${display}: ${r.stderr}`);
+  return { width, height, rgb: r.stdout };
+}
+
 /**
  * The picture a reference decoder makes of recorded tagged JPEG stripes: the last JPEG of each
  * stripe position decoded by ffmpeg. Returns { width, height, rgb } like `snapshot`.
  */
 export function ffmpegJpegPicture(stripes, width, height) {
-  const last = new Map();
-  for (const b of stripes) if (b[0] === 0x03) last.set(b.readUInt16BE(4), b.subarray(6));
   const rgb = Buffer.alloc(width * height * 3);
-  for (const [y, jpeg] of last) {
+  for (const [y, jpeg] of lastJpegs(stripes)) {
     const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'jpeg_pipe', '-i', '-', '-f', 'rawvideo',
       '-pix_fmt', 'rgb24', '-'], { input: jpeg, maxBuffer: 1 << 28, timeout: 30000 });
     if (r.status !== 0) throw new Error(`ffmpeg failed on JPEG stripe ${y}: ${r.stderr}`);
